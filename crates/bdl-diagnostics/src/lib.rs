@@ -1,0 +1,467 @@
+//! Spans, source files and diagnostics: the one vocabulary every stage of bdl uses to report
+//! a problem, and the one place that renders it (with ariadne).
+//!
+//! Stages below the binary never print. They return [`Diagnostic`] values; the driver collects
+//! them and calls [`render`] (or reads [`Diagnostic::location`] for machine-readable output).
+//! Messages are lowercase without a trailing period; a hint is kept apart from the message.
+
+use std::fmt;
+use std::ops::Range;
+
+/// Identifies one source text held by a [`SourceMap`].
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct FileId(pub u32);
+
+/// A byte range in one source file.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Span {
+    /// The file the range belongs to.
+    pub file: FileId,
+    /// Byte offset of the first byte.
+    pub start: u32,
+    /// Byte offset one past the last byte.
+    pub end: u32,
+}
+
+impl Span {
+    /// A span over `range` in `file`; offsets beyond `u32::MAX` are clamped.
+    pub fn new(file: FileId, range: Range<usize>) -> Span {
+        let clamp = |offset: usize| u32::try_from(offset).unwrap_or(u32::MAX);
+        Span {
+            file,
+            start: clamp(range.start),
+            end: clamp(range.end.max(range.start)),
+        }
+    }
+
+    /// The byte range as `usize`s.
+    pub fn range(&self) -> Range<usize> {
+        self.start as usize..self.end as usize
+    }
+
+    /// The smallest span covering both `self` and `other` (which must share a file).
+    pub fn to(self, other: Span) -> Span {
+        Span {
+            file: self.file,
+            start: self.start.min(other.start),
+            end: self.end.max(other.end),
+        }
+    }
+
+    /// Whether the span covers no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+}
+
+/// One source text and the name it is reported under.
+#[derive(Clone, Debug)]
+pub struct SourceFile {
+    /// The name shown in diagnostics (usually the path as the user typed it).
+    pub name: String,
+    /// The full text.
+    pub text: String,
+    line_starts: Vec<usize>,
+}
+
+impl SourceFile {
+    fn new(name: String, text: String) -> SourceFile {
+        let mut line_starts = vec![0];
+        line_starts.extend(text.match_indices('\n').map(|(offset, _)| offset + 1));
+        SourceFile {
+            name,
+            text,
+            line_starts,
+        }
+    }
+
+    /// The 1-based line and column (in characters) of a byte offset.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let line = self.line_starts.partition_point(|&start| start <= offset) - 1;
+        let line_start = self.line_starts[line];
+        let column = self
+            .text
+            .get(line_start..offset)
+            .map_or(offset - line_start, |prefix| prefix.chars().count());
+        (line + 1, column + 1)
+    }
+}
+
+/// All source texts of one session, addressed by [`FileId`].
+#[derive(Clone, Debug, Default)]
+pub struct SourceMap {
+    files: Vec<SourceFile>,
+}
+
+impl SourceMap {
+    /// An empty map.
+    pub fn new() -> SourceMap {
+        SourceMap::default()
+    }
+
+    /// Adds a text and returns its id.
+    pub fn add(&mut self, name: impl Into<String>, text: impl Into<String>) -> FileId {
+        let id = FileId(u32::try_from(self.files.len()).unwrap_or(u32::MAX));
+        self.files.push(SourceFile::new(name.into(), text.into()));
+        id
+    }
+
+    /// The file behind an id, if the id came from this map.
+    pub fn get(&self, file: FileId) -> Option<&SourceFile> {
+        self.files.get(file.0 as usize)
+    }
+
+    /// The text a span covers, if it is valid.
+    pub fn snippet(&self, span: Span) -> Option<&str> {
+        self.get(span.file)?.text.get(span.range())
+    }
+}
+
+/// How serious a diagnostic is.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    /// Stops the pipeline (exit code 1).
+    Error,
+    /// Reported, but the program still runs.
+    Warning,
+    /// Extra information.
+    Note,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Note => "note",
+        })
+    }
+}
+
+/// A span with a message attached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Label {
+    /// What the label points at.
+    pub span: Span,
+    /// What it says there.
+    pub message: String,
+    /// The primary label is the one the diagnostic's location refers to.
+    pub primary: bool,
+}
+
+/// A problem found in a user's program, data or command, as data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// Error, warning or note.
+    pub severity: Severity,
+    /// A stable code such as `E0201`; docs/diagnostics.md lists them.
+    pub code: String,
+    /// One lowercase sentence without a trailing period.
+    pub message: String,
+    /// Located labels; the first primary one gives the location.
+    pub labels: Vec<Label>,
+    /// Further facts, one per line.
+    pub notes: Vec<String>,
+    /// What the user can do about it.
+    pub hint: Option<String>,
+}
+
+impl Diagnostic {
+    /// A new diagnostic without labels.
+    pub fn new(severity: Severity, code: impl Into<String>, message: impl Into<String>) -> Self {
+        Diagnostic {
+            severity,
+            code: code.into(),
+            message: message.into(),
+            labels: Vec::new(),
+            notes: Vec::new(),
+            hint: None,
+        }
+    }
+
+    /// A new error.
+    pub fn error(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Diagnostic::new(Severity::Error, code, message)
+    }
+
+    /// A new warning.
+    pub fn warning(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Diagnostic::new(Severity::Warning, code, message)
+    }
+
+    /// Adds the primary label.
+    pub fn with_label(mut self, span: Span, message: impl Into<String>) -> Self {
+        self.labels.push(Label {
+            span,
+            message: message.into(),
+            primary: true,
+        });
+        self
+    }
+
+    /// Adds a secondary label.
+    pub fn with_secondary(mut self, span: Span, message: impl Into<String>) -> Self {
+        self.labels.push(Label {
+            span,
+            message: message.into(),
+            primary: false,
+        });
+        self
+    }
+
+    /// Adds a note.
+    pub fn with_note(mut self, note: impl Into<String>) -> Self {
+        self.notes.push(note.into());
+        self
+    }
+
+    /// Sets the hint.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// Whether this is an error.
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+
+    /// The primary span, or the first label's span.
+    pub fn primary_span(&self) -> Option<Span> {
+        self.labels
+            .iter()
+            .find(|label| label.primary)
+            .or(self.labels.first())
+            .map(|l| l.span)
+    }
+
+    /// The file name, 1-based line and column of the primary span.
+    pub fn location(&self, sources: &SourceMap) -> Option<Location> {
+        let span = self.primary_span()?;
+        let file = sources.get(span.file)?;
+        let (line, column) = file.line_col(span.start as usize);
+        Some(Location {
+            file: file.name.clone(),
+            line,
+            column,
+        })
+    }
+}
+
+/// A resolved position: `file:line:column`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Location {
+    /// The file's name in the source map.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column in characters.
+    pub column: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.column)
+    }
+}
+
+/// Whether any diagnostic in the list is an error.
+pub fn has_errors(diagnostics: &[Diagnostic]) -> bool {
+    diagnostics.iter().any(Diagnostic::is_error)
+}
+
+/// Renders one diagnostic as text: a header, then for located diagnostics the
+/// `file:line:col` excerpt with labels, then notes and the hint.
+///
+/// `color` adds ANSI colours; the driver passes `true` only when writing to a terminal.
+pub fn render(diagnostic: &Diagnostic, sources: &SourceMap, color: bool) -> String {
+    let located: Vec<&Label> = diagnostic
+        .labels
+        .iter()
+        .filter(|label| sources.get(label.span.file).is_some())
+        .collect();
+    if located.is_empty() {
+        return render_unlocated(diagnostic);
+    }
+    let kind = match diagnostic.severity {
+        Severity::Error => ariadne::ReportKind::Error,
+        Severity::Warning => ariadne::ReportKind::Warning,
+        Severity::Note => ariadne::ReportKind::Advice,
+    };
+    let name_of = |file: FileId| {
+        sources
+            .get(file)
+            .map(|f| f.name.clone())
+            .unwrap_or_default()
+    };
+    let primary = diagnostic.primary_span().unwrap_or(located[0].span);
+    let clamp = |span: Span| {
+        let length = sources.get(span.file).map_or(0, |f| f.text.len());
+        let start = (span.start as usize).min(length);
+        let end = (span.end as usize).clamp(start, length);
+        start..end
+    };
+    let config = ariadne::Config::default()
+        .with_color(color)
+        .with_index_type(ariadne::IndexType::Byte);
+    let mut builder = ariadne::Report::build(kind, (name_of(primary.file), clamp(primary)))
+        .with_config(config)
+        .with_code(&diagnostic.code)
+        .with_message(&diagnostic.message);
+    for (order, label) in located.iter().enumerate() {
+        let mut ariadne_label = ariadne::Label::new((name_of(label.span.file), clamp(label.span)))
+            .with_message(&label.message)
+            .with_order(i32::try_from(order).unwrap_or(i32::MAX));
+        if color {
+            let tint = match (label.primary, diagnostic.severity) {
+                (false, _) => ariadne::Color::Cyan,
+                (true, Severity::Error) => ariadne::Color::Red,
+                (true, Severity::Warning) => ariadne::Color::Yellow,
+                (true, Severity::Note) => ariadne::Color::Blue,
+            };
+            ariadne_label = ariadne_label.with_color(tint);
+        }
+        builder = builder.with_label(ariadne_label);
+    }
+    for note in &diagnostic.notes {
+        builder = builder.with_note(note);
+    }
+    if let Some(hint) = &diagnostic.hint {
+        builder = builder.with_help(hint);
+    }
+    let mut files: Vec<FileId> = located.iter().map(|label| label.span.file).collect();
+    files.sort();
+    files.dedup();
+    let cache = ariadne::sources(files.into_iter().filter_map(|file| {
+        sources
+            .get(file)
+            .map(|source| (source.name.clone(), source.text.clone()))
+    }));
+    let mut buffer = Vec::new();
+    match builder.finish().write(cache, &mut buffer) {
+        Ok(()) => String::from_utf8_lossy(&buffer).into_owned(),
+        Err(_) => render_unlocated(diagnostic),
+    }
+}
+
+/// Renders a diagnostic that points at no source text (a missing file, a bad flag).
+fn render_unlocated(diagnostic: &Diagnostic) -> String {
+    let mut text = format!(
+        "{}[{}]: {}\n",
+        diagnostic.severity, diagnostic.code, diagnostic.message
+    );
+    for note in &diagnostic.notes {
+        text.push_str(&format!("  = note: {note}\n"));
+    }
+    if let Some(hint) = &diagnostic.hint {
+        text.push_str(&format!("  = help: {hint}\n"));
+    }
+    text
+}
+
+/// Renders a list of diagnostics, one after the other.
+pub fn render_all(diagnostics: &[Diagnostic], sources: &SourceMap, color: bool) -> String {
+    diagnostics
+        .iter()
+        .map(|diagnostic| render(diagnostic, sources, color))
+        .collect()
+}
+
+/// Suggests the closest candidate to a misspelt name, for "did you mean" hints.
+///
+/// A candidate qualifies when its edit distance is at most a third of the name's length
+/// (at least one), so that unrelated short names are not suggested.
+pub fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let limit = (name.chars().count() / 3).max(1);
+    candidates
+        .into_iter()
+        .filter(|candidate| *candidate != name)
+        .map(|candidate| (edit_distance(name, candidate), candidate))
+        .filter(|(distance, _)| *distance <= limit)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate)
+}
+
+/// Levenshtein distance over characters, case-insensitive.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.to_lowercase().chars().collect();
+    let b: Vec<char> = b.to_lowercase().chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    let mut current = vec![0; b.len() + 1];
+    for (i, ca) in a.iter().enumerate() {
+        current[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != cb);
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        std::mem::swap(&mut previous, &mut current);
+    }
+    previous[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_and_column_are_one_based_and_count_characters() {
+        let mut sources = SourceMap::new();
+        let file = sources.add("m.bdl", "ab\nçd\n");
+        let source = sources.get(file).unwrap();
+        assert_eq!(source.line_col(0), (1, 1));
+        assert_eq!(source.line_col(3), (2, 1));
+        assert_eq!(source.line_col(5), (2, 2)); // 'ç' is two bytes, one character
+        assert_eq!(source.line_col(100), (3, 1));
+    }
+
+    #[test]
+    fn rendering_shows_location_excerpt_and_hint() {
+        let mut sources = SourceMap::new();
+        let file = sources.add("m.bdl", "model {\n  sample(\"w\", Nrmal(0, 1))\n}\n");
+        let diagnostic = Diagnostic::error("E0301", "unknown distribution `Nrmal`")
+            .with_label(Span::new(file, 22..27), "not a distribution")
+            .with_hint("did you mean `Normal`?");
+        let text = render(&diagnostic, &sources, false);
+        assert!(text.contains("m.bdl:2:15"), "{text}");
+        assert!(text.contains("E0301"));
+        assert!(text.contains("sample(\"w\", Nrmal(0, 1))"));
+        assert!(text.contains("did you mean `Normal`?"));
+        assert!(!text.contains('\u{1b}'), "no colour when not asked");
+        assert_eq!(
+            diagnostic.location(&sources).unwrap().to_string(),
+            "m.bdl:2:15"
+        );
+    }
+
+    #[test]
+    fn spans_past_the_end_do_not_panic() {
+        let mut sources = SourceMap::new();
+        let file = sources.add("m.bdl", "x");
+        let diagnostic =
+            Diagnostic::error("E0001", "eof").with_label(Span::new(file, 5..9), "here");
+        assert!(render(&diagnostic, &sources, true).contains("eof"));
+    }
+
+    #[test]
+    fn unlocated_diagnostics_render_as_one_header() {
+        let diagnostic =
+            Diagnostic::error("E0901", "cannot read `x.bdl`").with_hint("check the path");
+        let text = render(&diagnostic, &SourceMap::new(), false);
+        assert_eq!(
+            text,
+            "error[E0901]: cannot read `x.bdl`\n  = help: check the path\n"
+        );
+    }
+
+    #[test]
+    fn suggestions_are_close_names_only() {
+        let names = ["Normal", "HalfNormal", "Gamma"];
+        assert_eq!(did_you_mean("Nrmal", names), Some("Normal"));
+        assert_eq!(did_you_mean("normal", names), Some("Normal"));
+        assert_eq!(did_you_mean("Zeta", names), None);
+    }
+}

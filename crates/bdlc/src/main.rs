@@ -1,0 +1,3 @@
+//! The `bdlc` binary: placeholder while the driver is being written.
+
+fn main() {}
