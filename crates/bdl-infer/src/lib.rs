@@ -1,1 +1,9 @@
-//! Placeholder while the crate is being written.
+//! Inference over a log density: SVI with auto-guides, MAP and Laplace, HMC and NUTS with
+//! Stan's warm-up, and the convergence diagnostics of Vehtari et al. (2021).
+//!
+//! Nothing here knows about syntax or tapes. Algorithms see a model only through the traits of
+//! [`density`]: a log density with gradient over one flat unconstrained vector, or the parts of a
+//! log joint that an ELBO needs. Tests use closed-form densities.
+
+pub mod density;
+pub mod rng;
