@@ -6,4 +6,6 @@
 //! log joint that an ELBO needs. Tests use closed-form densities.
 
 pub mod density;
+pub mod diagnostics;
+pub mod mcmc;
 pub mod rng;

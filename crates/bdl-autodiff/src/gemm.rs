@@ -1,0 +1,217 @@
+//! General matrix multiply `C ← α·A·B + β·C` on strided `f64` slices, with `C` row-major.
+//!
+//! Operands are described by strides, so a transposed operand costs nothing. Products whose three
+//! extents all exceed five go to nalgebra's `gemm`, which hands them to the `matrixmultiply`
+//! crate's blocked kernels. Thin products (a dimension of at most five: matrix–vector, outer
+//! products, the three-class output layer of a classifier) are done here with loops chosen so that
+//! the innermost loop runs over contiguous memory; an operand that is not laid out for that is
+//! first copied into scratch memory, which is small in those cases.
+//!
+//! The choice of kernel depends only on the extents and strides, so the same product is always
+//! computed in the same order: replay and rebuild give bit-identical results.
+
+use nalgebra::{Dyn, MatrixView, MatrixViewMut};
+
+/// A read-only strided matrix: element `(r, c)` is `data[r · row_stride + c · col_stride]`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MatrixRef<'a> {
+    pub(crate) data: &'a [f64],
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+    pub(crate) row_stride: usize,
+    pub(crate) col_stride: usize,
+}
+
+impl<'a> MatrixRef<'a> {
+    /// A row-major `rows × cols` matrix.
+    pub(crate) fn row_major(data: &'a [f64], rows: usize, cols: usize) -> MatrixRef<'a> {
+        MatrixRef {
+            data,
+            rows,
+            cols,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    /// The transpose, sharing the same memory.
+    pub(crate) fn t(self) -> MatrixRef<'a> {
+        MatrixRef {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+        }
+    }
+
+    #[inline]
+    fn at(&self, row: usize, col: usize) -> f64 {
+        self.data[row * self.row_stride + col * self.col_stride]
+    }
+
+    /// Whether each row is contiguous (or there is only one element per row).
+    fn rows_contiguous(&self) -> bool {
+        self.col_stride == 1 || self.cols <= 1
+    }
+
+    /// Copies the matrix into `buffer` in row-major order and returns a view of the copy.
+    fn copy_row_major<'b>(&self, buffer: &'b mut [f64]) -> MatrixRef<'b> {
+        for row in 0..self.rows {
+            for col in 0..self.cols {
+                buffer[row * self.cols + col] = self.at(row, col);
+            }
+        }
+        MatrixRef::row_major(&buffer[..self.rows * self.cols], self.rows, self.cols)
+    }
+}
+
+/// Extents above which nalgebra (and so `matrixmultiply`) is used; it is nalgebra's own threshold.
+const SMALL_EXTENT: usize = 5;
+
+/// `c ← alpha · a · b + beta · c` where `c` is row-major `a.rows × b.cols`. `scratch` is working
+/// memory that grows as needed and is kept by the caller for reuse.
+pub(crate) fn gemm(
+    alpha: f64,
+    a: MatrixRef<'_>,
+    b: MatrixRef<'_>,
+    beta: f64,
+    c: &mut [f64],
+    scratch: &mut Vec<f64>,
+) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    debug_assert_eq!(b.rows, k);
+    debug_assert_eq!(c.len(), m * n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if m > SMALL_EXTENT && k > SMALL_EXTENT && n > SMALL_EXTENT {
+        let a_view = MatrixView::<f64, Dyn, Dyn, Dyn, Dyn>::from_slice_with_strides_generic(
+            a.data,
+            Dyn(m),
+            Dyn(k),
+            Dyn(a.row_stride),
+            Dyn(a.col_stride),
+        );
+        let b_view = MatrixView::<f64, Dyn, Dyn, Dyn, Dyn>::from_slice_with_strides_generic(
+            b.data,
+            Dyn(k),
+            Dyn(n),
+            Dyn(b.row_stride),
+            Dyn(b.col_stride),
+        );
+        let mut c_view = MatrixViewMut::<f64, Dyn, Dyn, Dyn, Dyn>::from_slice_with_strides_generic(
+            c,
+            Dyn(m),
+            Dyn(n),
+            Dyn(n),
+            Dyn(1),
+        );
+        c_view.gemm(alpha, &a_view, &b_view, beta);
+        return;
+    }
+    scale(c, beta);
+    if k == 0 || alpha == 0.0 {
+        return;
+    }
+    if n >= 8 || k < 8 {
+        // Wide rows of C (or short inner products): c[i, :] += α a[i, p] · b[p, :], with the
+        // innermost loop running along a contiguous row of B.
+        if b.rows_contiguous() {
+            rows_axpy(alpha, a, b, c);
+        } else {
+            let b_copy = b.copy_row_major(grow(scratch, k * n));
+            rows_axpy(alpha, a, b_copy, c);
+        }
+    } else if !a.rows_contiguous() && a.row_stride == 1 && m >= 8 {
+        // Narrow C and A stored by columns (A = Xᵀ in a backward pass): form Cᵀ = Bᵀ·Aᵀ, whose
+        // right operand Aᵀ has contiguous rows, then add it transposed into C.
+        let c_transposed = grow(scratch, m * n);
+        c_transposed.fill(0.0);
+        rows_axpy(alpha, b.t(), a.t(), c_transposed);
+        for (i, c_row) in c.chunks_exact_mut(n).enumerate() {
+            for (j, value) in c_row.iter_mut().enumerate() {
+                *value += c_transposed[j * m + i];
+            }
+        }
+    } else {
+        // Narrow C with long inner products: c[i, j] += α ⟨a[i, :], b[:, j]⟩ over contiguous
+        // copies where the operands are not already laid out that way.
+        let b_transposed = b.t();
+        let a_len = if a.rows_contiguous() { 0 } else { m * k };
+        let b_len = if b_transposed.rows_contiguous() { 0 } else { k * n };
+        let (a_space, b_space) = grow(scratch, a_len + b_len).split_at_mut(a_len);
+        let a = if a_len > 0 { a.copy_row_major(a_space) } else { a };
+        let b_transposed = if b_len > 0 {
+            b_transposed.copy_row_major(b_space)
+        } else {
+            b_transposed
+        };
+        dots(alpha, a, b_transposed, c);
+    }
+}
+
+/// The first `len` elements of the scratch memory, growing it if needed.
+fn grow(scratch: &mut Vec<f64>, len: usize) -> &mut [f64] {
+    if scratch.len() < len {
+        scratch.resize(len, 0.0);
+    }
+    &mut scratch[..len]
+}
+
+/// `c ← beta · c`, writing zeros (not `0 · c`, which keeps NaN) when beta is zero.
+fn scale(c: &mut [f64], beta: f64) {
+    if beta == 0.0 {
+        c.fill(0.0);
+    } else if beta != 1.0 {
+        for value in c.iter_mut() {
+            *value *= beta;
+        }
+    }
+}
+
+/// `c[i, :] += α Σₚ a[i, p] · b[p, :]` for `b` with contiguous rows.
+fn rows_axpy(alpha: f64, a: MatrixRef<'_>, b: MatrixRef<'_>, c: &mut [f64]) {
+    let n = b.cols;
+    for (i, c_row) in c.chunks_exact_mut(n).enumerate() {
+        for p in 0..a.cols {
+            let weight = alpha * a.at(i, p);
+            let b_row = &b.data[p * b.row_stride..p * b.row_stride + n];
+            for (value, &x) in c_row.iter_mut().zip(b_row) {
+                *value += weight * x;
+            }
+        }
+    }
+}
+
+/// `c[i, j] += α ⟨a[i, :], bᵀ[j, :]⟩` for `a` and `bᵀ` with contiguous rows.
+fn dots(alpha: f64, a: MatrixRef<'_>, b_transposed: MatrixRef<'_>, c: &mut [f64]) {
+    let (k, n) = (a.cols, b_transposed.rows);
+    for (i, c_row) in c.chunks_exact_mut(n).enumerate() {
+        let a_row = &a.data[i * a.row_stride..i * a.row_stride + k];
+        for (j, value) in c_row.iter_mut().enumerate() {
+            let b_row = &b_transposed.data[j * b_transposed.row_stride..j * b_transposed.row_stride + k];
+            *value += alpha * dot(a_row, b_row);
+        }
+    }
+}
+
+/// ⟨x, y⟩ with four accumulators.
+#[inline]
+pub(crate) fn dot(x: &[f64], y: &[f64]) -> f64 {
+    let mut lanes = [0.0; 4];
+    let mut x_chunks = x.chunks_exact(4);
+    let mut y_chunks = y.chunks_exact(4);
+    for (x_chunk, y_chunk) in (&mut x_chunks).zip(&mut y_chunks) {
+        for lane in 0..4 {
+            lanes[lane] += x_chunk[lane] * y_chunk[lane];
+        }
+    }
+    let tail: f64 = x_chunks
+        .remainder()
+        .iter()
+        .zip(y_chunks.remainder())
+        .map(|(a, b)| a * b)
+        .sum();
+    (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]) + tail
+}

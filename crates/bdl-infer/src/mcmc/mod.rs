@@ -1,0 +1,505 @@
+//! Hamiltonian Monte Carlo and the No-U-Turn Sampler with Stan's warm-up, over a [`LogDensity`].
+//!
+//! [`sample`] runs several chains, in parallel with rayon or one after the other with identical
+//! results: chain `c` draws every random number from `stream_rng(seed, c)` and evaluates its own
+//! density made by the caller's factory. Each chain starts from a point drawn uniformly in
+//! (−2, 2) in unconstrained space (or given), warms up as Stan does (step-size search, dual
+//! averaging, windowed diagonal or dense metric adaptation; see [`adaptation`]) and then samples
+//! with the adapted step size and metric.
+//!
+//! A caller follows the run through a callback, called on the chain's thread after every draw
+//! (warm-up draws included) and once when adaptation ends, so that a front end can write a CSV
+//! line per draw and drive a progress bar per chain. A stop flag, checked before every iteration,
+//! ends all chains early while keeping every finished draw.
+//!
+//! Numerical failure is never an error and never a NaN: a non-finite density or gradient, or a
+//! recoverable [`LogDensityError`], during a trajectory makes the transition divergent and the
+//! chain keeps its last valid point. Only fatal density errors stop sampling.
+
+pub mod adaptation;
+mod chain;
+pub mod hmc;
+pub mod integrator;
+pub mod metric;
+pub mod nuts;
+
+pub use adaptation::AdaptationSettings;
+pub use hmc::HmcLength;
+pub use integrator::{leapfrog, PhasePoint};
+pub use metric::{InverseMetric, Metric, MetricError, MetricKind};
+
+use crate::density::{LogDensity, LogDensityError};
+use rayon::prelude::*;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Which transition kernel to run.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum Algorithm {
+    /// The No-U-Turn Sampler (multinomial, generalised criterion).
+    #[default]
+    Nuts,
+    /// Static HMC with a fixed number of steps or integration time.
+    Hmc(HmcLength),
+}
+
+/// Where chains start.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Init {
+    /// Uniform(−radius, radius) in every unconstrained coordinate, retried until the density
+    /// and its gradient are finite (Stan's default, radius 2).
+    Random {
+        /// The half-width of the interval; 0 starts every chain at the origin.
+        radius: f64,
+    },
+    /// Given unconstrained positions: one shared by all chains, or one per chain.
+    Positions(Vec<Vec<f64>>),
+}
+
+impl Default for Init {
+    fn default() -> Self {
+        Init::Random { radius: 2.0 }
+    }
+}
+
+/// Everything that configures a run. The defaults are Stan's.
+#[derive(Clone, Debug, PartialEq)]
+pub struct McmcSettings {
+    /// The number of chains.
+    pub chains: usize,
+    /// Warm-up iterations per chain (adaptation; their draws are not kept).
+    pub warmup: usize,
+    /// Kept iterations per chain after warm-up.
+    pub samples: usize,
+    /// The seed of every chain's random stream.
+    pub seed: u64,
+    /// NUTS or static HMC.
+    pub algorithm: Algorithm,
+    /// The maximum NUTS tree depth: at most 2^max_depth − 1 leapfrog steps per transition.
+    pub max_depth: usize,
+    /// Dual averaging's target mean acceptance statistic δ.
+    pub target_accept: f64,
+    /// Diagonal or dense metric.
+    pub metric: MetricKind,
+    /// Where chains start.
+    pub init: Init,
+    /// How many random starting points to try before giving up.
+    pub max_init_attempts: usize,
+    /// The step size before the initial search (and the sampling step size without warm-up).
+    pub initial_step_size: f64,
+    /// The energy error above which a leapfrog step is a divergence.
+    pub max_energy_error: f64,
+    /// Warm-up's tuning constants.
+    pub adaptation: AdaptationSettings,
+    /// Run chains in parallel with rayon (the draws are the same either way).
+    pub parallel: bool,
+}
+
+impl Default for McmcSettings {
+    fn default() -> Self {
+        McmcSettings {
+            chains: 4,
+            warmup: 1000,
+            samples: 1000,
+            seed: 0,
+            algorithm: Algorithm::Nuts,
+            max_depth: 10,
+            target_accept: 0.8,
+            metric: MetricKind::Diag,
+            init: Init::default(),
+            max_init_attempts: 100,
+            initial_step_size: 1.0,
+            max_energy_error: 1000.0,
+            adaptation: AdaptationSettings::default(),
+            parallel: true,
+        }
+    }
+}
+
+/// What the sampler reports about one transition (CmdStan's `…__` columns).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SampleStats {
+    /// `lp__`: log p(q) of the draw, up to the density's constant.
+    pub log_density: f64,
+    /// `accept_stat__`: the mean Metropolis acceptance probability over the trajectory.
+    pub accept_stat: f64,
+    /// `stepsize__`: the step size this transition used.
+    pub step_size: f64,
+    /// `treedepth__`: the depth of the NUTS tree (0 for static HMC).
+    pub tree_depth: u32,
+    /// `n_leapfrog__`: leapfrog steps taken.
+    pub n_leapfrog: u32,
+    /// `divergent__`: whether the trajectory diverged.
+    pub divergent: bool,
+    /// `energy__`: the Hamiltonian at the draw.
+    pub energy: f64,
+}
+
+impl SampleStats {
+    /// CmdStan's names of the statistics, in the order of [`SampleStats::values`].
+    pub const COLUMN_NAMES: [&'static str; 7] = [
+        "lp__",
+        "accept_stat__",
+        "stepsize__",
+        "treedepth__",
+        "n_leapfrog__",
+        "divergent__",
+        "energy__",
+    ];
+
+    /// The statistics as numbers, in CmdStan's column order.
+    pub fn values(&self) -> [f64; 7] {
+        [
+            self.log_density,
+            self.accept_stat,
+            self.step_size,
+            f64::from(self.tree_depth),
+            f64::from(self.n_leapfrog),
+            if self.divergent { 1.0 } else { 0.0 },
+            self.energy,
+        ]
+    }
+}
+
+/// The outcome of one transition kernel step, before the chain adds the step size and lp.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Transition {
+    pub(crate) accept_stat: f64,
+    pub(crate) tree_depth: u32,
+    pub(crate) n_leapfrog: u32,
+    pub(crate) divergent: bool,
+    pub(crate) energy: f64,
+}
+
+/// The result of warm-up: what sampling runs with.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Adaptation {
+    /// The step size ε.
+    pub step_size: f64,
+    /// The inverse metric M⁻¹.
+    pub inverse_metric: InverseMetric,
+}
+
+/// One finished iteration, as the callback sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct DrawEvent<'a> {
+    /// The chain index, from 0.
+    pub chain: usize,
+    /// The iteration within its phase, from 0 (warm-up and sampling count separately).
+    pub iteration: usize,
+    /// Whether this is a warm-up iteration.
+    pub warmup: bool,
+    /// The unconstrained position drawn.
+    pub position: &'a [f64],
+    /// The sampler's statistics for this transition.
+    pub stats: &'a SampleStats,
+}
+
+/// What the callback of [`sample`] is told.
+#[derive(Clone, Copy, Debug)]
+pub enum ChainEvent<'a> {
+    /// An iteration finished.
+    Draw(DrawEvent<'a>),
+    /// Warm-up ended (also sent, with the initial values, when there is no warm-up); the
+    /// sampling draws follow.
+    AdaptationFinished {
+        /// The chain index.
+        chain: usize,
+        /// The step size and inverse metric that sampling uses.
+        adaptation: &'a Adaptation,
+    },
+}
+
+/// The output of one chain.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChainResult {
+    /// The chain index, from 0.
+    pub chain: usize,
+    /// The number of coordinates per draw.
+    pub dim: usize,
+    /// The kept draws, `n_draws × dim`, one draw after another.
+    pub draws: Vec<f64>,
+    /// The sampler statistics of each kept draw.
+    pub stats: Vec<SampleStats>,
+    /// The adapted step size and metric.
+    pub adaptation: Adaptation,
+    /// Divergent transitions during warm-up (they are not in `stats`).
+    pub warmup_divergences: usize,
+    /// Gradient evaluations, warm-up and initialisation included.
+    pub n_gradient_evaluations: u64,
+    /// Wall time of initialisation and warm-up.
+    pub warmup_time: Duration,
+    /// Wall time of sampling.
+    pub sampling_time: Duration,
+    /// Whether the stop flag ended this chain before all its iterations.
+    pub interrupted: bool,
+}
+
+impl ChainResult {
+    /// The number of kept draws.
+    pub fn n_draws(&self) -> usize {
+        self.stats.len()
+    }
+
+    /// Draw `i` (a position of length `dim`); panics when `i >= n_draws()`.
+    pub fn draw(&self, i: usize) -> &[f64] {
+        &self.draws[i * self.dim..(i + 1) * self.dim]
+    }
+
+    /// The kept draws of coordinate `index`, in order (empty when `index >= dim`).
+    pub fn coordinate(&self, index: usize) -> Vec<f64> {
+        if index >= self.dim {
+            return Vec::new();
+        }
+        self.draws.iter().skip(index).step_by(self.dim).copied().collect()
+    }
+}
+
+/// The output of [`sample`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct McmcResult {
+    /// The number of unconstrained coordinates.
+    pub dim: usize,
+    /// The chains, in index order.
+    pub chains: Vec<ChainResult>,
+    /// The settings the run used.
+    pub settings: McmcSettings,
+    /// Whether the stop flag ended the run early.
+    pub interrupted: bool,
+}
+
+impl McmcResult {
+    /// The kept draws of every chain, as slices (`n_draws × dim` each).
+    pub fn draw_slices(&self) -> Vec<&[f64]> {
+        self.chains.iter().map(|c| c.draws.as_slice()).collect()
+    }
+
+    /// The maximum tree depth when the algorithm is NUTS.
+    pub fn max_tree_depth(&self) -> Option<u32> {
+        match self.settings.algorithm {
+            Algorithm::Nuts => Some(self.settings.max_depth as u32),
+            Algorithm::Hmc(_) => None,
+        }
+    }
+}
+
+/// Why a run could not produce draws.
+#[derive(Clone, Debug, PartialEq)]
+pub enum McmcError {
+    /// The settings are inconsistent; the message says which one and why.
+    InvalidSettings {
+        /// What is wrong.
+        message: String,
+    },
+    /// The density has no coordinates to sample.
+    NoParameters,
+    /// The factory made densities of different dimensions.
+    DimensionMismatch {
+        /// The chain whose density differs.
+        chain: usize,
+        /// The dimension of chain 0's density.
+        expected: usize,
+        /// This chain's.
+        found: usize,
+    },
+    /// No starting point had a finite density and gradient.
+    Initialization {
+        /// The chain.
+        chain: usize,
+        /// How many points were tried.
+        attempts: usize,
+        /// The failure at the last point tried (it names the site where known).
+        last_error: LogDensityError,
+    },
+    /// The density failed fatally while sampling.
+    Density {
+        /// The chain.
+        chain: usize,
+        /// The iteration, counting warm-up first.
+        iteration: usize,
+        /// The density's error.
+        error: LogDensityError,
+    },
+    /// The initial step-size search failed.
+    StepSize {
+        /// The chain.
+        chain: usize,
+        /// Why.
+        message: String,
+    },
+    /// Warm-up produced an unusable metric.
+    MetricAdaptation {
+        /// The chain.
+        chain: usize,
+        /// Why.
+        message: String,
+    },
+}
+
+impl fmt::Display for McmcError {
+    /// Chains are numbered from 1 in messages, as the CSV files are.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            McmcError::InvalidSettings { message } => {
+                write!(f, "invalid sampler settings: {message}")
+            }
+            McmcError::NoParameters => f.write_str("the model has no parameters to sample"),
+            McmcError::DimensionMismatch { chain, expected, found } => write!(
+                f,
+                "chain {} has a density of dimension {found}, but chain 1 has {expected}",
+                chain + 1
+            ),
+            McmcError::Initialization { chain, attempts, last_error } => write!(
+                f,
+                "chain {} could not be initialised after {attempts} attempt{}: {last_error}",
+                chain + 1,
+                if *attempts == 1 { "" } else { "s" }
+            ),
+            McmcError::Density { chain, iteration, error } => {
+                write!(f, "chain {} stopped at iteration {}: {error}", chain + 1, iteration + 1)
+            }
+            McmcError::StepSize { chain, message } | McmcError::MetricAdaptation { chain, message } => {
+                write!(f, "chain {}: {message}", chain + 1)
+            }
+        }
+    }
+}
+
+impl std::error::Error for McmcError {}
+
+impl McmcSettings {
+    /// Checks the settings for a density of dimension `dim`.
+    pub fn validate(&self, dim: usize) -> Result<(), McmcError> {
+        let invalid = |message: String| Err(McmcError::InvalidSettings { message });
+        if self.chains == 0 {
+            return invalid("at least one chain is needed".into());
+        }
+        if !(self.target_accept > 0.0 && self.target_accept < 1.0) {
+            return invalid(format!(
+                "the target acceptance rate must lie strictly between 0 and 1, not {}",
+                self.target_accept
+            ));
+        }
+        if self.max_depth == 0 || self.max_depth > 30 {
+            return invalid(format!(
+                "the maximum tree depth must be between 1 and 30, not {}",
+                self.max_depth
+            ));
+        }
+        if !(self.initial_step_size.is_finite() && self.initial_step_size > 0.0) {
+            return invalid(format!(
+                "the initial step size must be finite and positive, not {}",
+                self.initial_step_size
+            ));
+        }
+        if !(self.max_energy_error > 0.0) {
+            return invalid("the divergence threshold must be positive".into());
+        }
+        if self.max_init_attempts == 0 {
+            return invalid("at least one initialisation attempt is needed".into());
+        }
+        let a = &self.adaptation;
+        if !(a.gamma > 0.0 && a.kappa > 0.0 && a.t0 > 0.0) {
+            return invalid("the dual averaging constants gamma, kappa and t0 must be positive".into());
+        }
+        match self.algorithm {
+            Algorithm::Nuts => {}
+            Algorithm::Hmc(HmcLength::Steps(0)) => {
+                return invalid("static HMC needs at least one leapfrog step".into())
+            }
+            Algorithm::Hmc(HmcLength::Steps(_)) => {}
+            Algorithm::Hmc(HmcLength::Time(time)) => {
+                if !(time.is_finite() && time > 0.0) {
+                    return invalid(format!(
+                        "the HMC integration time must be finite and positive, not {time}"
+                    ));
+                }
+            }
+        }
+        match &self.init {
+            Init::Random { radius } => {
+                if !(radius.is_finite() && *radius >= 0.0) {
+                    return invalid(format!(
+                        "the initialisation radius must be finite and non-negative, not {radius}"
+                    ));
+                }
+            }
+            Init::Positions(positions) => {
+                if positions.len() != 1 && positions.len() != self.chains {
+                    return invalid(format!(
+                        "{} initial positions were given for {} chains: give one for all or one \
+                         per chain",
+                        positions.len(),
+                        self.chains
+                    ));
+                }
+                if let Some((i, p)) = positions.iter().enumerate().find(|(_, p)| p.len() != dim) {
+                    return invalid(format!(
+                        "initial position {i} has {} coordinates, but the model has {dim}",
+                        p.len()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs `settings.chains` chains on densities made by `make_density(chain)`.
+///
+/// `callback` is called on each chain's thread after every iteration and when warm-up ends; it
+/// must be quick (it runs inside the sampling loop). Setting `stop` ends every chain before its
+/// next iteration; the result then holds the draws finished so far and `interrupted` is true.
+///
+/// The draws depend only on the settings and the densities, never on `parallel` or the number
+/// of threads.
+pub fn sample<D, F, C>(
+    settings: &McmcSettings,
+    make_density: F,
+    callback: &C,
+    stop: &AtomicBool,
+) -> Result<McmcResult, McmcError>
+where
+    D: LogDensity,
+    F: Fn(usize) -> D + Sync,
+    C: Fn(&ChainEvent<'_>) + Sync,
+{
+    // Chain 0's density is made first to learn the dimension, and kept for chain 0.
+    let first_density = make_density(0);
+    let dim = first_density.dim();
+    if dim == 0 {
+        return Err(McmcError::NoParameters);
+    }
+    settings.validate(dim)?;
+    let first_density = Mutex::new(Some(first_density));
+
+    // A fatal error in one chain stops the others early.
+    let abort = AtomicBool::new(false);
+    let run = |chain: usize| -> Result<ChainResult, McmcError> {
+        let kept = if chain == 0 { first_density.lock().ok().and_then(|mut d| d.take()) } else { None };
+        let density = kept.unwrap_or_else(|| make_density(chain));
+        if density.dim() != dim {
+            abort.store(true, Ordering::Relaxed);
+            return Err(McmcError::DimensionMismatch { chain, expected: dim, found: density.dim() });
+        }
+        let result = chain::run_chain(chain, settings, density, callback, stop, &abort);
+        if result.is_err() {
+            abort.store(true, Ordering::Relaxed);
+        }
+        result
+    };
+    let outcomes: Vec<Result<ChainResult, McmcError>> = if settings.parallel {
+        (0..settings.chains).into_par_iter().map(run).collect()
+    } else {
+        (0..settings.chains).map(run).collect()
+    };
+
+    let mut chains = Vec::with_capacity(outcomes.len());
+    for outcome in outcomes {
+        chains.push(outcome?);
+    }
+    let interrupted = chains.iter().any(|c| c.interrupted);
+    Ok(McmcResult { dim, chains, settings: settings.clone(), interrupted })
+}

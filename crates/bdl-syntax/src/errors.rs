@@ -1,0 +1,221 @@
+//! Turns pest's parse errors into diagnostics a user understands: the location, what was found
+//! there, what was expected (grammar rule names mapped to words), and a hint.
+
+use crate::grammar::Rule;
+use bdl_diagnostics::{Diagnostic, FileId, Span};
+use pest::error::{ErrorVariant, InputLocation};
+use std::collections::BTreeSet;
+
+/// Words for what a rule expects, or `None` for rules that never head an error message.
+fn describe(rule: Rule) -> Option<&'static str> {
+    Some(match rule {
+        Rule::EOI => "end of file",
+        Rule::ident | Rule::named_arg => "a name",
+        Rule::expr | Rule::inner | Rule::expr_stmt | Rule::paren | Rule::list | Rule::neg => {
+            "an expression"
+        }
+        Rule::not | Rule::boolean | Rule::none => "an expression",
+        Rule::int | Rule::real | Rule::bound_value => "a number",
+        Rule::string | Rule::sources | Rule::string_list => "a string",
+        Rule::range
+        | Rule::or
+        | Rule::and
+        | Rule::eq
+        | Rule::ne
+        | Rule::le
+        | Rule::ge
+        | Rule::lt
+        | Rule::gt
+        | Rule::add
+        | Rule::sub
+        | Rule::pow
+        | Rule::mul
+        | Rule::div
+        | Rule::rem
+        | Rule::matmul => "an operator",
+        Rule::call_args => "`(`",
+        Rule::index_args | Rule::dims => "`[`",
+        Rule::index_item => "an index",
+        Rule::colon => "`:`",
+        Rule::comprehension => "`for`",
+        Rule::block | Rule::data_body | Rule::infer_body => "`{`",
+        Rule::data_block
+        | Rule::network_decl
+        | Rule::fn_decl
+        | Rule::model_block
+        | Rule::infer_block
+        | Rule::kw_data
+        | Rule::kw_network
+        | Rule::kw_fn
+        | Rule::kw_model
+        | Rule::kw_infer => "an item (`data`, `network`, `fn`, `model` or `infer`)",
+        Rule::let_stmt
+        | Rule::plate_stmt
+        | Rule::if_stmt
+        | Rule::for_stmt
+        | Rule::return_stmt
+        | Rule::kw_let
+        | Rule::kw_plate
+        | Rule::kw_if
+        | Rule::kw_for
+        | Rule::kw_return => "a statement",
+        Rule::kw_from => "`from`",
+        Rule::kw_as => "`as`",
+        Rule::kw_else => "`else`",
+        Rule::kw_in => "`in`",
+        Rule::data_decl => "a declaration `name: type`",
+        Rule::data_type | Rule::base_type => "a type (`int`, `real`, `vector` or `matrix`)",
+        Rule::bounds => "`<`",
+        Rule::bound => "a bound (`lower=...` or `upper=...`)",
+        Rule::setting => "a setting `name = value`",
+        Rule::params => "`(`",
+        _ => return None,
+    })
+}
+
+/// Words for a literal token the parser tried.
+fn describe_token(token: &str) -> String {
+    match token {
+        "\n" | "\r\n" | "\r" | ";" => "a line break or `;`".to_string(),
+        other => format!("`{other}`"),
+    }
+}
+
+/// What the text at `position` looks like, for "unexpected ..." messages: the token there and
+/// its length in bytes.
+fn found_at(text: &str, position: usize) -> (String, usize) {
+    let rest = text.get(position..).unwrap_or("");
+    let Some(first) = rest.chars().next() else {
+        return ("end of file".to_string(), 0);
+    };
+    if first == '\n' || rest.starts_with("\r\n") {
+        return ("a line break".to_string(), 1);
+    }
+    if first.is_ascii_alphanumeric() || first == '_' {
+        let length = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+            .unwrap_or(rest.len());
+        let word = &rest[..length];
+        let word = word.strip_suffix('.').unwrap_or(word);
+        let length = word.len();
+        if first.is_ascii_digit() {
+            return (format!("number `{word}`"), length);
+        }
+        if crate::KEYWORDS.contains(&word) {
+            return (format!("keyword `{word}`"), length);
+        }
+        return (format!("`{word}`"), length);
+    }
+    for operator in ["==", "!=", "<=", ">=", "**", "..", "//", "/*"] {
+        if rest.starts_with(operator) {
+            return (format!("`{operator}`"), 2);
+        }
+    }
+    if first == '"' {
+        return ("a string".to_string(), 1);
+    }
+    let shown = if first.is_control() || first == '\u{fffd}' {
+        format!("character U+{:04X}", u32::from(first))
+    } else {
+        format!("`{first}`")
+    };
+    (shown, first.len_utf8())
+}
+
+/// Joins alternatives as "a, b or c".
+fn one_of(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [only] => only.clone(),
+        [rest @ .., last] => format!("{} or {}", rest.join(", "), last),
+    }
+}
+
+/// The diagnostic for a pest error raised while parsing `piece`, which starts at `offset` in
+/// `file`.
+pub(crate) fn syntax_error(
+    file: FileId,
+    offset: usize,
+    piece: &str,
+    error: &pest::error::Error<Rule>,
+) -> Diagnostic {
+    let position = match error.location {
+        InputLocation::Pos(position) => position,
+        InputLocation::Span((start, _)) => start,
+    };
+    let mut expected: BTreeSet<String> = BTreeSet::new();
+    if let ErrorVariant::ParsingError { positives, .. } = &error.variant {
+        expected.extend(positives.iter().filter_map(|rule| describe(*rule)).map(String::from));
+    }
+    let mut attempts_position = position;
+    if let Some(attempts) = error.parse_attempts() {
+        attempts_position = attempts.max_position;
+        for token in attempts.expected_tokens() {
+            // Only literal tokens are worth naming; ranges and built-in rules are not.
+            if format!("{token:?}").starts_with("Sensitive") {
+                expected.insert(describe_token(&token.to_string()));
+            }
+        }
+    }
+    let position = position.max(attempts_position).min(piece.len());
+    let (found, length) = found_at(piece, position);
+    // Descriptions that are subsumed by a broader one are dropped.
+    if expected.contains("an expression") {
+        for narrower in ["a number", "a string", "a name", "`(`", "`[`"] {
+            expected.remove(narrower);
+        }
+    }
+    let mut expected: Vec<String> = expected.into_iter().collect();
+    expected.sort_by_key(|item| (item.starts_with('`'), item.clone()));
+    let message = if expected.is_empty() {
+        format!("unexpected {found}")
+    } else {
+        format!("expected {}, found {found}", one_of(&expected))
+    };
+    let start = offset + position;
+    let span = Span::new(file, start..start + length.max(usize::from(found != "end of file")));
+    let label = if found == "end of file" {
+        "the file ends here".to_string()
+    } else {
+        format!("unexpected {found}")
+    };
+    Diagnostic::error("E0001", format!("syntax error: {message}"))
+        .with_label(span, label)
+        .with_hint(hint(&expected, &found))
+}
+
+/// Advice that fits what was expected and what was found.
+fn hint(expected: &[String], found: &str) -> String {
+    let expects = |what: &str| expected.iter().any(|item| item == what);
+    if found == "end of file" {
+        return "a bracket, brace or string may be missing its closing partner".to_string();
+    }
+    if let Some(keyword) = found.strip_prefix("keyword ") {
+        if expects("a name") {
+            return format!("{keyword} is a keyword and cannot be used as a name");
+        }
+    }
+    if found == "`=`" && expects("an operator") {
+        return "use `==` to compare; `let name = value` binds a name".to_string();
+    }
+    if found == "a line break" && expects("an expression") {
+        return "an expression cannot end a line with an operator missing its operand; inside \
+                `(...)` or `[...]` lines may be broken freely"
+            .to_string();
+    }
+    if expects("a line break or `;`") {
+        return "each statement goes on its own line, or statements are separated by `;`"
+            .to_string();
+    }
+    if expects("an item (`data`, `network`, `fn`, `model` or `infer`)") {
+        return "a file holds `data`, `network`, `fn`, `model` and `infer` items; statements go \
+                inside `model { ... }`"
+            .to_string();
+    }
+    if expects("a statement") || expects("an expression") {
+        return "statements start with `let`, `plate`, `if`, `for`, `return` or an expression \
+                such as `observe(...)`"
+            .to_string();
+    }
+    "the language reference (docs/language.md) shows every construct with an example".to_string()
+}
