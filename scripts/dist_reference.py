@@ -59,9 +59,13 @@ def case(family, params, value, log_prob, mean=None, variance=None):
 
 def univariate(family, params, frozen, values, discrete=False):
     """Adds one case per value for a frozen SciPy distribution."""
+    mean = frozen.mean()
+    if family == "StudentT" and params["df"] <= 1:
+        # The mean does not exist; SciPy reports inf where PyTorch (and bdl) report NaN.
+        mean = None
     for v in values:
         lp = frozen.logpmf(v) if discrete else frozen.logpdf(v)
-        case(family, params, v, lp, frozen.mean(), frozen.var())
+        case(family, params, v, lp, mean, frozen.var())
 
 
 # Continuous univariate families. The values include far tails and points outside the support.
@@ -115,7 +119,7 @@ for df, loc, scale, xs in [
 ]:
     univariate("StudentT", {"df": df, "loc": loc, "scale": scale}, stats.t(df, loc, scale), xs)
 
-for loc, scale, xs in [(0.0, 1.0, [0.0, -2.0, 700.0, 1e5]), (5.0, 0.01, [5.001, 4.0])]:
+for loc, scale, xs in [(0.0, 1.0, [0.0, -2.0, 700.0, -500.0]), (5.0, 0.01, [5.001, 4.0])]:
     univariate("Laplace", {"loc": loc, "scale": scale}, stats.laplace(loc, scale), xs)
 
 for loc, scale, xs in [(0.0, 1.0, [0.0, 3.0, -800.0, 800.0]), (1.0, 30.0, [-200.0, 1.0])]:

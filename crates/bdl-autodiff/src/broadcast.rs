@@ -36,16 +36,6 @@ pub(crate) fn broadcast_shape(
     Ok(shape)
 }
 
-/// Whether `operand` broadcasts to `target` (every aligned extent equal or one, rank not larger).
-pub(crate) fn broadcasts_to(operand: &[usize], target: &[usize]) -> bool {
-    operand.len() <= target.len()
-        && operand
-            .iter()
-            .rev()
-            .zip(target.iter().rev())
-            .all(|(&extent, &target_extent)| extent == target_extent || extent == 1)
-}
-
 /// The extent of the axis `position_from_end` places from the end (1-based), or 1 if the shape is
 /// shorter.
 fn extent_from_end(shape: &[usize], position_from_end: usize) -> usize {
@@ -104,7 +94,8 @@ impl<const N: usize> Walk<N> {
                 continue;
             }
             let axis_strides = full_strides[axis];
-            if let (Some(last_extent), Some(last_strides)) = (extents.last_mut(), strides.last_mut())
+            if let (Some(last_extent), Some(last_strides)) =
+                (extents.last_mut(), strides.last_mut())
             {
                 let mergeable = (0..N).all(|k| last_strides[k] == axis_strides[k] * extent);
                 if mergeable {
@@ -138,8 +129,8 @@ impl<const N: usize> Walk<N> {
             let mut positions = base;
             for _ in 0..inner_extent {
                 visit(positions);
-                for k in 0..N {
-                    positions[k] += inner_strides[k];
+                for (position, stride) in positions.iter_mut().zip(inner_strides) {
+                    *position += stride;
                 }
             }
             // Advance the outer axes like an odometer.
@@ -150,14 +141,14 @@ impl<const N: usize> Walk<N> {
                 }
                 axis -= 1;
                 counters[axis] += 1;
-                for k in 0..N {
-                    base[k] += self.strides[axis][k];
+                for (position, stride) in base.iter_mut().zip(self.strides[axis]) {
+                    *position += stride;
                 }
                 if counters[axis] < self.extents[axis] {
                     break;
                 }
-                for k in 0..N {
-                    base[k] -= self.strides[axis][k] * self.extents[axis];
+                for (position, stride) in base.iter_mut().zip(self.strides[axis]) {
+                    *position -= stride * self.extents[axis];
                 }
                 counters[axis] = 0;
             }
@@ -172,16 +163,18 @@ mod tests {
     #[test]
     fn shapes_broadcast_like_numpy() {
         assert_eq!(
-            broadcast_shape("add", &[3, 1], &[4]).ok().map(|s| s.to_vec()),
+            broadcast_shape("add", &[3, 1], &[4])
+                .ok()
+                .map(|s| s.to_vec()),
             Some(vec![3, 4])
         );
         assert_eq!(
-            broadcast_shape("add", &[], &[2, 2]).ok().map(|s| s.to_vec()),
+            broadcast_shape("add", &[], &[2, 2])
+                .ok()
+                .map(|s| s.to_vec()),
             Some(vec![2, 2])
         );
         assert!(broadcast_shape("add", &[3], &[4]).is_err());
-        assert!(broadcasts_to(&[1, 4], &[3, 4]));
-        assert!(!broadcasts_to(&[2, 4], &[3, 4]));
         assert_eq!(repeat_period(&[1, 4], &[3, 4]), Some(4));
         assert_eq!(repeat_period(&[3, 1], &[3, 4]), None);
     }

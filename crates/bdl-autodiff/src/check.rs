@@ -136,8 +136,7 @@ where
     let mut perturbed: Vec<Tensor> = inputs.to_vec();
     for (input_index, (input, var)) in inputs.iter().zip(&vars).enumerate() {
         let automatic = tape.grad(*var);
-        for element in 0..input.len() {
-            let x = input.data()[element];
+        for (element, &x) in input.data().iter().enumerate() {
             let h = settings.step * x.abs().max(0.01);
             let estimate = finite_difference(
                 |shifted| {
@@ -154,7 +153,9 @@ where
                 * derivative.abs().max(estimate.derivative.abs())
                 + settings.absolute_tolerance
                 + 10.0 * estimate.rounding_error;
-            if !(difference <= allowed) {
+            // Written so that a NaN on either side fails the check.
+            let agrees = difference <= allowed;
+            if !agrees {
                 return Err(format!(
                     "input {input_index} element {element} at {x}: autodiff {derivative:e}, \
                      finite difference {:e} (difference {difference:e}, allowed {allowed:e})",
@@ -168,27 +169,37 @@ where
 
 /// Checks that a graph recorded at `recorded_at` and replayed at `replayed_at` gives bit-identical
 /// values and gradients to recording it afresh at `replayed_at`.
-pub fn replay_matches<F, E>(mut f: F, recorded_at: &[Tensor], replayed_at: &[Tensor]) -> Result<(), String>
+pub fn replay_matches<F, E>(
+    mut f: F,
+    recorded_at: &[Tensor],
+    replayed_at: &[Tensor],
+) -> Result<(), String>
 where
     F: FnMut(&mut Tape, &[Var]) -> Result<Var, E>,
     E: Display,
 {
     let (mut fresh, fresh_output, fresh_vars) = record(&mut f, replayed_at)?;
-    fresh.backward(fresh_output).map_err(|error| error.to_string())?;
+    fresh
+        .backward(fresh_output)
+        .map_err(|error| error.to_string())?;
     let (mut replayed, replayed_output, replayed_vars) = record(&mut f, recorded_at)?;
     if replayed.len() != fresh.len() {
         return Err("the graph's structure depends on the input values".to_string());
     }
     // A first backward pass leaves stale gradients behind, which replay must not leak into the
     // next pass.
-    replayed.backward(replayed_output).map_err(|error| error.to_string())?;
+    replayed
+        .backward(replayed_output)
+        .map_err(|error| error.to_string())?;
     for (var, value) in replayed_vars.iter().zip(replayed_at) {
         replayed
             .set_value(*var, value.data())
             .map_err(|error| error.to_string())?;
     }
     replayed.replay().map_err(|error| error.to_string())?;
-    replayed.backward(replayed_output).map_err(|error| error.to_string())?;
+    replayed
+        .backward(replayed_output)
+        .map_err(|error| error.to_string())?;
     for index in 0..fresh.len() {
         let (fresh_value, replayed_value) = (
             fresh.value(Var(index)).data(),
@@ -227,10 +238,14 @@ mod tests {
 
     #[test]
     fn stencil_is_exact_for_polynomials_up_to_degree_six() {
-        let estimate = finite_difference(|x| Ok::<f64, String>(x.powi(6) - 2.0 * x.powi(3)), 1.5, 0.1);
+        let estimate =
+            finite_difference(|x| Ok::<f64, String>(x.powi(6) - 2.0 * x.powi(3)), 1.5, 0.1);
         let derivative = estimate.map(|e| e.derivative).unwrap_or(f64::NAN);
         let exact = 6.0 * 1.5f64.powi(5) - 6.0 * 1.5 * 1.5;
-        assert!((derivative - exact).abs() < 1e-10, "{derivative} vs {exact}");
+        assert!(
+            (derivative - exact).abs() < 1e-10,
+            "{derivative} vs {exact}"
+        );
     }
 
     #[test]

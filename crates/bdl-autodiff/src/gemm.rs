@@ -14,7 +14,7 @@ use nalgebra::{Dyn, MatrixView, MatrixViewMut};
 
 /// A read-only strided matrix: element `(r, c)` is `data[r · row_stride + c · col_stride]`.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct MatrixRef<'a> {
+pub struct MatrixRef<'a> {
     pub(crate) data: &'a [f64],
     pub(crate) rows: usize,
     pub(crate) cols: usize,
@@ -23,8 +23,8 @@ pub(crate) struct MatrixRef<'a> {
 }
 
 impl<'a> MatrixRef<'a> {
-    /// A row-major `rows × cols` matrix.
-    pub(crate) fn row_major(data: &'a [f64], rows: usize, cols: usize) -> MatrixRef<'a> {
+    /// A row-major `rows × cols` matrix; `data` must hold at least `rows · cols` elements.
+    pub fn row_major(data: &'a [f64], rows: usize, cols: usize) -> MatrixRef<'a> {
         MatrixRef {
             data,
             rows,
@@ -35,7 +35,7 @@ impl<'a> MatrixRef<'a> {
     }
 
     /// The transpose, sharing the same memory.
-    pub(crate) fn t(self) -> MatrixRef<'a> {
+    pub fn t(self) -> MatrixRef<'a> {
         MatrixRef {
             data: self.data,
             rows: self.cols,
@@ -70,8 +70,14 @@ impl<'a> MatrixRef<'a> {
 const SMALL_EXTENT: usize = 5;
 
 /// `c ← alpha · a · b + beta · c` where `c` is row-major `a.rows × b.cols`. `scratch` is working
-/// memory that grows as needed and is kept by the caller for reuse.
-pub(crate) fn gemm(
+/// memory that grows as needed and is kept by the caller for reuse. This is the kernel behind
+/// [`crate::Tape::matmul`] and its gradients; it is public so that other crates and the benchmarks
+/// can multiply slices without a tape.
+///
+/// # Panics
+///
+/// If the inner extents differ or `c` does not hold `a.rows × b.cols` elements.
+pub fn gemm(
     alpha: f64,
     a: MatrixRef<'_>,
     b: MatrixRef<'_>,
@@ -80,8 +86,8 @@ pub(crate) fn gemm(
     scratch: &mut Vec<f64>,
 ) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
-    debug_assert_eq!(b.rows, k);
-    debug_assert_eq!(c.len(), m * n);
+    assert_eq!(b.rows, k, "gemm: inner extents differ");
+    assert_eq!(c.len(), m * n, "gemm: output has the wrong length");
     if m == 0 || n == 0 {
         return;
     }
@@ -110,28 +116,27 @@ pub(crate) fn gemm(
         c_view.gemm(alpha, &a_view, &b_view, beta);
         return;
     }
-    scale(c, beta);
     if k == 0 || alpha == 0.0 {
+        scale(c, beta);
         return;
     }
     if n >= 8 || k < 8 {
         // Wide rows of C (or short inner products): c[i, :] += α a[i, p] · b[p, :], with the
         // innermost loop running along a contiguous row of B.
         if b.rows_contiguous() {
-            rows_axpy(alpha, a, b, c);
+            rows_axpy(alpha, a, b, beta, c);
         } else {
             let b_copy = b.copy_row_major(grow(scratch, k * n));
-            rows_axpy(alpha, a, b_copy, c);
+            rows_axpy(alpha, a, b_copy, beta, c);
         }
     } else if !a.rows_contiguous() && a.row_stride == 1 && m >= 8 {
         // Narrow C and A stored by columns (A = Xᵀ in a backward pass): form Cᵀ = Bᵀ·Aᵀ, whose
         // right operand Aᵀ has contiguous rows, then add it transposed into C.
         let c_transposed = grow(scratch, m * n);
-        c_transposed.fill(0.0);
-        rows_axpy(alpha, b.t(), a.t(), c_transposed);
+        rows_axpy(alpha, b.t(), a.t(), 0.0, c_transposed);
         for (i, c_row) in c.chunks_exact_mut(n).enumerate() {
             for (j, value) in c_row.iter_mut().enumerate() {
-                *value += c_transposed[j * m + i];
+                *value = combine(beta, *value, c_transposed[j * m + i]);
             }
         }
     } else {
@@ -147,7 +152,17 @@ pub(crate) fn gemm(
         } else {
             b_transposed
         };
-        dots(alpha, a, b_transposed, c);
+        dots(alpha, a, b_transposed, beta, c);
+    }
+}
+
+/// β·c + product, where β = 0 ignores `c` entirely (so stale NaN in a reused buffer cannot leak).
+#[inline]
+fn combine(beta: f64, c: f64, product: f64) -> f64 {
+    if beta == 0.0 {
+        product
+    } else {
+        beta * c + product
     }
 }
 
@@ -170,28 +185,59 @@ fn scale(c: &mut [f64], beta: f64) {
     }
 }
 
-/// `c[i, :] += α Σₚ a[i, p] · b[p, :]` for `b` with contiguous rows.
-fn rows_axpy(alpha: f64, a: MatrixRef<'_>, b: MatrixRef<'_>, c: &mut [f64]) {
-    let n = b.cols;
+/// `c[i, :] ← β c[i, :] + α Σₚ a[i, p] · b[p, :]` for `b` with contiguous rows (and `k ≥ 1`).
+/// With β = 0 the first terms are written rather than added, so `c` is never read. Four rows of
+/// `b` are combined per sweep over a row of `c`, which quarters the loads and stores of `c`.
+fn rows_axpy(alpha: f64, a: MatrixRef<'_>, b: MatrixRef<'_>, beta: f64, c: &mut [f64]) {
+    let (k, n) = (a.cols, b.cols);
+    let b_row = |p: usize| &b.data[p * b.row_stride..p * b.row_stride + n];
     for (i, c_row) in c.chunks_exact_mut(n).enumerate() {
-        for p in 0..a.cols {
-            let weight = alpha * a.at(i, p);
-            let b_row = &b.data[p * b.row_stride..p * b.row_stride + n];
-            for (value, &x) in c_row.iter_mut().zip(b_row) {
-                *value += weight * x;
+        if beta != 0.0 && beta != 1.0 {
+            for value in c_row.iter_mut() {
+                *value *= beta;
             }
+        }
+        let mut overwrite = beta == 0.0;
+        let mut p = 0;
+        while p + 4 <= k {
+            let weights = [
+                alpha * a.at(i, p),
+                alpha * a.at(i, p + 1),
+                alpha * a.at(i, p + 2),
+                alpha * a.at(i, p + 3),
+            ];
+            let rows = c_row
+                .iter_mut()
+                .zip(b_row(p))
+                .zip(b_row(p + 1))
+                .zip(b_row(p + 2))
+                .zip(b_row(p + 3));
+            for ((((value, &x0), &x1), &x2), &x3) in rows {
+                let sum = (weights[0] * x0 + weights[1] * x1) + (weights[2] * x2 + weights[3] * x3);
+                *value = if overwrite { sum } else { *value + sum };
+            }
+            overwrite = false;
+            p += 4;
+        }
+        for p in p..k {
+            let weight = alpha * a.at(i, p);
+            for (value, &x) in c_row.iter_mut().zip(b_row(p)) {
+                *value = if overwrite { weight * x } else { *value + weight * x };
+            }
+            overwrite = false;
         }
     }
 }
 
-/// `c[i, j] += α ⟨a[i, :], bᵀ[j, :]⟩` for `a` and `bᵀ` with contiguous rows.
-fn dots(alpha: f64, a: MatrixRef<'_>, b_transposed: MatrixRef<'_>, c: &mut [f64]) {
+/// `c[i, j] ← β c[i, j] + α ⟨a[i, :], bᵀ[j, :]⟩` for `a` and `bᵀ` with contiguous rows.
+fn dots(alpha: f64, a: MatrixRef<'_>, b_transposed: MatrixRef<'_>, beta: f64, c: &mut [f64]) {
     let (k, n) = (a.cols, b_transposed.rows);
     for (i, c_row) in c.chunks_exact_mut(n).enumerate() {
         let a_row = &a.data[i * a.row_stride..i * a.row_stride + k];
         for (j, value) in c_row.iter_mut().enumerate() {
-            let b_row = &b_transposed.data[j * b_transposed.row_stride..j * b_transposed.row_stride + k];
-            *value += alpha * dot(a_row, b_row);
+            let start = j * b_transposed.row_stride;
+            let b_row = &b_transposed.data[start..start + k];
+            *value = combine(beta, *value, alpha * dot(a_row, b_row));
         }
     }
 }

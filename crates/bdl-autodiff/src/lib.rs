@@ -31,7 +31,7 @@
 
 mod broadcast;
 pub mod check;
-mod gemm;
+pub mod gemm;
 mod ops;
 mod special;
 mod tape;

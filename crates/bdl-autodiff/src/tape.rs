@@ -77,32 +77,130 @@ impl<'a> GradientSink<'a> {
         self.values
     }
 
-    /// The gradient buffer of `var` to accumulate into, or `None` if no gradient flows into it
-    /// (a constant, or a node computed from constants only). The first time a backward pass
-    /// reaches a node its buffer is zeroed.
+    /// The gradient buffer of `var` and whether this is the first contribution of the current
+    /// backward pass (then the buffer holds stale values to be overwritten), or `None` if no
+    /// gradient flows into `var` (a constant, or a node computed from constants only).
+    #[inline]
+    fn prepare(&mut self, var: Var) -> Option<(&mut [f64], bool)> {
+        let index = var.0;
+        prepare_slot(
+            &mut self.grads[index],
+            &mut self.reached[index],
+            self.needs_grad[index],
+            self.values[index].len(),
+            self.spare_grads,
+        )
+    }
+
+    /// The gradient targets of two different nodes at once, for kernels that fill both in one
+    /// pass.
+    pub(crate) fn target_pair(
+        &mut self,
+        first: Var,
+        second: Var,
+    ) -> (Option<GradTarget<'_>>, Option<GradTarget<'_>>) {
+        debug_assert_ne!(first, second);
+        let (low, high, swapped) = if first.0 < second.0 {
+            (first.0, second.0, false)
+        } else {
+            (second.0, first.0, true)
+        };
+        let (grads_low, grads_high) = self.grads.split_at_mut(high);
+        let (reached_low, reached_high) = self.reached.split_at_mut(high);
+        let low_target = prepare_slot(
+            &mut grads_low[low],
+            &mut reached_low[low],
+            self.needs_grad[low],
+            self.values[low].len(),
+            self.spare_grads,
+        )
+        .map(|(buffer, fresh)| GradTarget { buffer, fresh });
+        let high_target = prepare_slot(
+            &mut grads_high[0],
+            &mut reached_high[0],
+            self.needs_grad[high],
+            self.values[high].len(),
+            self.spare_grads,
+        )
+        .map(|(buffer, fresh)| GradTarget { buffer, fresh });
+        if swapped {
+            (high_target, low_target)
+        } else {
+            (low_target, high_target)
+        }
+    }
+
+    /// The gradient buffer of `var` to accumulate into (zeroed on the first contribution of a
+    /// backward pass), or `None` if no gradient flows into it.
     #[inline]
     pub(crate) fn get(&mut self, var: Var) -> Option<&mut [f64]> {
-        let index = var.0;
-        if !self.needs_grad[index] {
-            return None;
+        let (buffer, fresh) = self.prepare(var)?;
+        if fresh {
+            buffer.fill(0.0);
         }
-        let buffer = &mut self.grads[index];
-        if !self.reached[index] {
-            self.reached[index] = true;
-            let len = self.values[index].len();
-            if buffer.len() != len {
-                if buffer.capacity() == 0 {
-                    if let Some(spare) = self.spare_grads.pop() {
-                        *buffer = spare;
-                    }
+        Some(buffer)
+    }
+
+    /// The gradient buffer of `var` for kernels that can overwrite it on the first contribution
+    /// instead of zeroing it and then adding (which saves a pass over memory).
+    #[inline]
+    pub(crate) fn target(&mut self, var: Var) -> Option<GradTarget<'_>> {
+        let (buffer, fresh) = self.prepare(var)?;
+        Some(GradTarget { buffer, fresh })
+    }
+}
+
+/// Readies one node's gradient buffer for a contribution; see [`GradientSink::prepare`].
+#[inline]
+fn prepare_slot<'b>(
+    buffer: &'b mut Vec<f64>,
+    reached: &mut bool,
+    needs_grad: bool,
+    len: usize,
+    spare_grads: &mut Vec<Vec<f64>>,
+) -> Option<(&'b mut [f64], bool)> {
+    if !needs_grad {
+        return None;
+    }
+    let fresh = !*reached;
+    if fresh {
+        *reached = true;
+        if buffer.len() != len {
+            if buffer.capacity() == 0 {
+                if let Some(spare) = spare_grads.pop() {
+                    *buffer = spare;
                 }
-                buffer.clear();
-                buffer.resize(len, 0.0);
-            } else {
-                buffer.fill(0.0);
             }
+            buffer.resize(len, 0.0);
         }
-        Some(buffer.as_mut_slice())
+    }
+    Some((buffer.as_mut_slice(), fresh))
+}
+
+/// A gradient buffer handed to a backward kernel: if `fresh`, this is the first contribution of
+/// the pass and the kernel must write every element (`=`); otherwise it adds (`+=`).
+pub(crate) struct GradTarget<'a> {
+    pub(crate) buffer: &'a mut [f64],
+    pub(crate) fresh: bool,
+}
+
+impl<'a> GradTarget<'a> {
+    /// The buffer ready for accumulation: zeroed first if this is the first contribution.
+    pub(crate) fn accumulator(self) -> &'a mut [f64] {
+        if self.fresh {
+            self.buffer.fill(0.0);
+        }
+        self.buffer
+    }
+
+    /// Stores `value` at `index` (overwriting on a first contribution, adding otherwise).
+    #[inline]
+    pub(crate) fn store(&mut self, index: usize, value: f64) {
+        if self.fresh {
+            self.buffer[index] = value;
+        } else {
+            self.buffer[index] += value;
+        }
     }
 }
 
@@ -150,7 +248,11 @@ impl Tape {
         let mut buffer = self.spare_values.pop().unwrap_or_default();
         buffer.clear();
         buffer.push(value);
-        self.push_leaf(Op::Constant, Tensor::from_parts(Shape::new(), buffer), false)
+        self.push_leaf(
+            Op::Constant,
+            Tensor::from_parts(Shape::new(), buffer),
+            false,
+        )
     }
 
     /// Overwrites the value of an input or constant; the length must match. Call
@@ -308,18 +410,14 @@ impl Tape {
         self.truncate(0);
     }
 
-    /// The values of all nodes recorded so far, for ops that validate their operands.
-    pub(crate) fn values(&self) -> &[Tensor] {
-        &self.values
-    }
-
     /// Records a computed node: takes a recycled buffer, runs the op's forward kernel into it and
     /// appends the node. The caller has checked shapes and, for ops that read index tensors, the
     /// indices ([`ops::validate`]).
     pub(crate) fn push(&mut self, op: Op, shape: Shape) -> Var {
         let len = element_count(&shape);
         let mut buffer = self.spare_values.pop().unwrap_or_default();
-        buffer.clear();
+        // A recycled buffer keeps its stale contents: every forward kernel writes each element
+        // of its output, so only a change of length needs filling.
         buffer.resize(len, 0.0);
         let mut value = Tensor::from_parts(shape, buffer);
         ops::forward(&op, &self.values, &mut value, &mut self.scratch);

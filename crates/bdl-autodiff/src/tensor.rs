@@ -303,7 +303,11 @@ impl fmt::Display for TensorError {
 impl std::error::Error for TensorError {}
 
 /// Turns a possibly negative axis into a position in `0..rank`, as Python does.
-pub(crate) fn normalize_axis(op: &'static str, axis: isize, rank: usize) -> Result<usize, TensorError> {
+pub(crate) fn normalize_axis(
+    op: &'static str,
+    axis: isize,
+    rank: usize,
+) -> Result<usize, TensorError> {
     let signed_rank = rank as isize;
     let position = if axis < 0 { axis + signed_rank } else { axis };
     if (0..signed_rank).contains(&position) {

@@ -42,7 +42,8 @@ fn a_value_used_many_times_accumulates_its_gradient() {
 fn model(tape: &mut Tape, weights: &[f64], bias: &[f64]) -> (Var, Var, Var) {
     let w = tape.input(Tensor::matrix(2, 3, weights.to_vec()).unwrap());
     let b = tape.input(Tensor::vector(bias.to_vec()));
-    let x = tape.constant(Tensor::matrix(4, 2, vec![0.1, -0.2, 0.3, 0.4, -0.5, 0.6, 0.7, -0.8]).unwrap());
+    let x = tape
+        .constant(Tensor::matrix(4, 2, vec![0.1, -0.2, 0.3, 0.4, -0.5, 0.6, 0.7, -0.8]).unwrap());
     let hidden = tape.matmul(x, w).unwrap();
     let shifted = tape.add(hidden, b).unwrap();
     let activated = tape.exp(shifted);
@@ -71,7 +72,10 @@ fn replay_is_bit_identical_to_rebuilding() {
 
     assert_eq!(replayed.len(), rebuilt.len());
     for index in 0..rebuilt.len() {
-        let (a, b) = (replayed.value(Var::from_index(index)), rebuilt.value(Var::from_index(index)));
+        let (a, b) = (
+            replayed.value(Var::from_index(index)),
+            rebuilt.value(Var::from_index(index)),
+        );
         assert!(bits_equal(a.data(), b.data()), "node {index} differs");
     }
     assert!(bits_equal(replayed.grad(w), rebuilt.grad(rebuilt_w)));
@@ -81,15 +85,26 @@ fn replay_is_bit_identical_to_rebuilding() {
 #[test]
 fn a_cleared_tape_records_again_with_the_same_results() {
     let mut tape = Tape::new();
-    let (output, w, _) = model(&mut tape, &[0.3, -0.1, 0.7, 1.2, -0.4, 0.05], &[0.1, 0.2, -0.3]);
+    let (output, w, _) = model(
+        &mut tape,
+        &[0.3, -0.1, 0.7, 1.2, -0.4, 0.05],
+        &[0.1, 0.2, -0.3],
+    );
     tape.backward(output).unwrap();
     let first_value = tape.value(output).item().unwrap();
     let first_grad = tape.grad(w).to_vec();
     tape.clear();
     assert!(tape.is_empty());
-    let (output, w, _) = model(&mut tape, &[0.3, -0.1, 0.7, 1.2, -0.4, 0.05], &[0.1, 0.2, -0.3]);
+    let (output, w, _) = model(
+        &mut tape,
+        &[0.3, -0.1, 0.7, 1.2, -0.4, 0.05],
+        &[0.1, 0.2, -0.3],
+    );
     tape.backward(output).unwrap();
-    assert_eq!(tape.value(output).item().unwrap().to_bits(), first_value.to_bits());
+    assert_eq!(
+        tape.value(output).item().unwrap().to_bits(),
+        first_value.to_bits()
+    );
     assert!(bits_equal(tape.grad(w), &first_grad));
 }
 
@@ -131,10 +146,20 @@ fn leaf_updates_and_outputs_are_checked() {
     let y = tape.exp(x);
     assert_eq!(
         tape.set_value(x, &[1.0]),
-        Err(TensorError::DataLength { op: "set_value", shape: vec![2], actual: 1 })
+        Err(TensorError::DataLength {
+            op: "set_value",
+            shape: vec![2],
+            actual: 1
+        })
     );
-    assert_eq!(tape.set_value(y, &[1.0, 2.0]), Err(TensorError::NotALeaf { node: 1 }));
-    assert!(matches!(tape.backward(y), Err(TensorError::NotOneElement { .. })));
+    assert_eq!(
+        tape.set_value(y, &[1.0, 2.0]),
+        Err(TensorError::NotALeaf { node: 1 })
+    );
+    assert!(matches!(
+        tape.backward(y),
+        Err(TensorError::NotOneElement { .. })
+    ));
     let c = tape.constant_from(&[2], &[5.0, 6.0]).unwrap();
     assert!(tape.set_value(c, &[7.0, 8.0]).is_ok());
     assert!(tape.input_from(&[3], &[1.0]).is_err());
@@ -162,7 +187,10 @@ fn parallel_clones_give_the_same_gradients_as_serial_evaluation() {
     let template = Tape::new();
     let serial: Vec<Vec<f64>> = {
         let mut tape = template.clone();
-        points.iter().map(|p| log_density_gradient(&mut tape, p)).collect()
+        points
+            .iter()
+            .map(|p| log_density_gradient(&mut tape, p))
+            .collect()
     };
     let parallel: Vec<Vec<f64>> = points
         .par_iter()
@@ -183,7 +211,8 @@ fn recorded_tapes_clone_into_independent_replays() {
             || template.clone(),
             |tape, i| {
                 let shift = i as f64 * 0.1;
-                tape.set_value(w, &[shift, -shift, 0.5, 0.2, shift, 1.0]).unwrap();
+                tape.set_value(w, &[shift, -shift, 0.5, 0.2, shift, 1.0])
+                    .unwrap();
                 tape.set_value(b, &[shift, 0.0, -shift]).unwrap();
                 tape.replay().unwrap();
                 tape.backward(output).unwrap();
@@ -194,10 +223,16 @@ fn recorded_tapes_clone_into_independent_replays() {
     for (i, (value, grad)) in results.iter().enumerate() {
         let shift = i as f64 * 0.1;
         let mut fresh = Tape::new();
-        let (fresh_output, fresh_w, _) =
-            model(&mut fresh, &[shift, -shift, 0.5, 0.2, shift, 1.0], &[shift, 0.0, -shift]);
+        let (fresh_output, fresh_w, _) = model(
+            &mut fresh,
+            &[shift, -shift, 0.5, 0.2, shift, 1.0],
+            &[shift, 0.0, -shift],
+        );
         fresh.backward(fresh_output).unwrap();
-        assert_eq!(value.to_bits(), fresh.value(fresh_output).item().unwrap().to_bits());
+        assert_eq!(
+            value.to_bits(),
+            fresh.value(fresh_output).item().unwrap().to_bits()
+        );
         assert!(bits_equal(grad, fresh.grad(fresh_w)));
     }
 }

@@ -296,10 +296,18 @@ pub fn render(diagnostic: &Diagnostic, sources: &SourceMap, color: bool) -> Stri
             .unwrap_or_default()
     };
     let primary = diagnostic.primary_span().unwrap_or(located[0].span);
+    // Spans are clamped to the text and widened to character boundaries, so that a span from
+    // any source (even one that splits a multi-byte character) renders instead of panicking.
     let clamp = |span: Span| {
-        let length = sources.get(span.file).map_or(0, |f| f.text.len());
-        let start = (span.start as usize).min(length);
-        let end = (span.end as usize).clamp(start, length);
+        let text = sources.get(span.file).map_or("", |f| f.text.as_str());
+        let mut start = (span.start as usize).min(text.len());
+        while !text.is_char_boundary(start) {
+            start -= 1;
+        }
+        let mut end = (span.end as usize).clamp(start, text.len());
+        while !text.is_char_boundary(end) {
+            end += 1;
+        }
         start..end
     };
     let config = ariadne::Config::default()
@@ -370,37 +378,63 @@ pub fn render_all(diagnostics: &[Diagnostic], sources: &SourceMap, color: bool) 
 
 /// Suggests the closest candidate to a misspelt name, for "did you mean" hints.
 ///
-/// A candidate qualifies when its edit distance is at most a third of the name's length
-/// (at least one), so that unrelated short names are not suggested.
+/// A candidate qualifies when its edit distance (a swap of two neighbouring characters counts
+/// as one edit) is at most a third of the name's length (at least one), so that unrelated short
+/// names are not suggested. Failing that, a candidate that starts with a name of three or more
+/// characters qualifies (`covariance` → `covariance_matrix`).
 pub fn did_you_mean<'a>(
     name: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
     let limit = (name.chars().count() / 3).max(1);
-    candidates
+    let candidates: Vec<&'a str> = candidates
         .into_iter()
         .filter(|candidate| *candidate != name)
-        .map(|candidate| (edit_distance(name, candidate), candidate))
+        .collect();
+    let close = candidates
+        .iter()
+        .map(|candidate| (edit_distance(name, candidate), *candidate))
         .filter(|(distance, _)| *distance <= limit)
         .min_by_key(|(distance, _)| *distance)
-        .map(|(_, candidate)| candidate)
+        .map(|(_, candidate)| candidate);
+    close.or_else(|| {
+        let lowered = name.to_lowercase();
+        (name.chars().count() >= 3)
+            .then(|| {
+                candidates
+                    .iter()
+                    .filter(|candidate| candidate.to_lowercase().starts_with(&lowered))
+                    .min_by_key(|candidate| candidate.len())
+                    .copied()
+            })
+            .flatten()
+    })
 }
 
-/// Levenshtein distance over characters, case-insensitive.
+/// Optimal-string-alignment distance over characters (Levenshtein plus swaps of neighbours),
+/// case-insensitive.
 fn edit_distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.to_lowercase().chars().collect();
     let b: Vec<char> = b.to_lowercase().chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    let mut current = vec![0; b.len() + 1];
-    for (i, ca) in a.iter().enumerate() {
-        current[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = previous[j] + usize::from(ca != cb);
-            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
-        }
-        std::mem::swap(&mut previous, &mut current);
+    // rows[i][j] is the distance between the first i characters of a and the first j of b.
+    let mut rows = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in rows.iter_mut().enumerate() {
+        row[0] = i;
     }
-    previous[b.len()]
+    for j in 0..=b.len() {
+        rows[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let substitution = rows[i - 1][j - 1] + usize::from(a[i - 1] != b[j - 1]);
+            let mut best = substitution.min(rows[i - 1][j] + 1).min(rows[i][j - 1] + 1);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(rows[i - 2][j - 2] + 1);
+            }
+            rows[i][j] = best;
+        }
+    }
+    rows[a.len()][b.len()]
 }
 
 #[cfg(test)]
@@ -447,6 +481,15 @@ mod tests {
     }
 
     #[test]
+    fn spans_inside_a_character_do_not_panic() {
+        let mut sources = SourceMap::new();
+        let file = sources.add("m.bdl", "a\u{fffd}b");
+        let diagnostic =
+            Diagnostic::error("E0007", "utf-8").with_label(Span::new(file, 2..3), "here");
+        assert!(render(&diagnostic, &sources, false).contains("m.bdl:1:2"));
+    }
+
+    #[test]
     fn unlocated_diagnostics_render_as_one_header() {
         let diagnostic =
             Diagnostic::error("E0901", "cannot read `x.bdl`").with_hint("check the path");
@@ -463,5 +506,10 @@ mod tests {
         assert_eq!(did_you_mean("Nrmal", names), Some("Normal"));
         assert_eq!(did_you_mean("normal", names), Some("Normal"));
         assert_eq!(did_you_mean("Zeta", names), None);
+        assert_eq!(did_you_mean("stpes", ["steps", "seed"]), Some("steps"));
+        assert_eq!(
+            did_you_mean("covariance", ["scale_tril", "covariance_matrix"]),
+            Some("covariance_matrix")
+        );
     }
 }

@@ -193,7 +193,9 @@ impl Constraint {
             | Constraint::Simplex
             | Constraint::Ordered
             | Constraint::PositiveOrdered => 1,
-            Constraint::CorrCholesky | Constraint::LowerCholesky | Constraint::PositiveDefinite => 2,
+            Constraint::CorrCholesky | Constraint::LowerCholesky | Constraint::PositiveDefinite => {
+                2
+            }
             _ => 0,
         }
     }
@@ -202,7 +204,9 @@ impl Constraint {
     pub fn is_discrete(&self) -> bool {
         matches!(
             self,
-            Constraint::Boolean | Constraint::NonnegativeInteger | Constraint::IntegerInterval { .. }
+            Constraint::Boolean
+                | Constraint::NonnegativeInteger
+                | Constraint::IntegerInterval { .. }
         )
     }
 
@@ -230,12 +234,11 @@ impl Constraint {
         };
         match self {
             Constraint::Real => elementwise(&|_, x| x.is_finite(), "a finite number"),
-            Constraint::Positive => {
-                elementwise(&|_, x| x > 0.0 && x.is_finite(), "a finite number greater than 0")
-            }
-            Constraint::UnitInterval => {
-                elementwise(&|_, x| (0.0..=1.0).contains(&x), "in [0, 1]")
-            }
+            Constraint::Positive => elementwise(
+                &|_, x| x > 0.0 && x.is_finite(),
+                "a finite number greater than 0",
+            ),
+            Constraint::UnitInterval => elementwise(&|_, x| (0.0..=1.0).contains(&x), "in [0, 1]"),
             Constraint::Interval { low, high } => {
                 let lows = bound_per_element(low, shape)?;
                 let highs = bound_per_element(high, shape)?;
@@ -251,17 +254,15 @@ impl Constraint {
             Constraint::GreaterThan(low) => {
                 let lows = bound_per_element(low, shape)?;
                 data.iter().enumerate().find_map(|(index, &x)| {
-                    (!(x >= lows[index] && x.is_finite())).then(|| {
-                        format!("element {index} is {x}, not at least {}", lows[index])
-                    })
+                    (!(x >= lows[index] && x.is_finite()))
+                        .then(|| format!("element {index} is {x}, not at least {}", lows[index]))
                 })
             }
             Constraint::LessThan(high) => {
                 let highs = bound_per_element(high, shape)?;
                 data.iter().enumerate().find_map(|(index, &x)| {
-                    (!(x <= highs[index] && x.is_finite())).then(|| {
-                        format!("element {index} is {x}, not at most {}", highs[index])
-                    })
+                    (!(x <= highs[index] && x.is_finite()))
+                        .then(|| format!("element {index} is {x}, not at most {}", highs[index]))
                 })
             }
             Constraint::Boolean => elementwise(&|_, x| x == 0.0 || x == 1.0, "0 or 1"),
@@ -370,7 +371,11 @@ fn bound_per_element(bound: &Bound, shape: &[usize]) -> Option<Vec<f64>> {
 }
 
 /// Applies `test` to each last-axis row, returning the first failure with the row's position.
-fn each_row(data: &[f64], shape: &[usize], test: impl Fn(&[f64]) -> Option<String>) -> Option<String> {
+fn each_row(
+    data: &[f64],
+    shape: &[usize],
+    test: impl Fn(&[f64]) -> Option<String>,
+) -> Option<String> {
     let width = shape.last().copied().unwrap_or(1).max(1);
     data.chunks(width)
         .enumerate()
@@ -445,7 +450,10 @@ mod tests {
         assert!(!Constraint::Boolean.check(&Tensor::scalar(0.5)));
         assert!(Constraint::NonnegativeInteger.check(&Tensor::vector(vec![0.0, 7.0])));
         assert!(!Constraint::NonnegativeInteger.check(&Tensor::scalar(-1.0)));
-        let die = Constraint::IntegerInterval { low: 1.0, high: 6.0 };
+        let die = Constraint::IntegerInterval {
+            low: 1.0,
+            high: 6.0,
+        };
         assert!(die.check(&Tensor::scalar(6.0)));
         assert!(!die.check(&Tensor::scalar(2.5)));
     }
@@ -473,10 +481,7 @@ mod tests {
             let constraint = Constraint::from_name(name, &arguments[..*arity]);
             assert!(constraint.is_some(), "{name}");
         }
-        assert_eq!(
-            Constraint::interval(0.0, 1.0).to_string(),
-            "interval(0, 1)"
-        );
+        assert_eq!(Constraint::interval(0.0, 1.0).to_string(), "interval(0, 1)");
         assert_eq!(Constraint::from_name("positive", &[1.0]), None);
     }
 }

@@ -65,7 +65,8 @@ impl Distribution {
     ) -> Result<Distribution, DistError> {
         let spec = family.spec();
         let params = match_parameters(tape, spec, arguments)?;
-        let (base_batch_shape, base_event_shape) = families::check_parameters(family, tape, &params)?;
+        let (base_batch_shape, base_event_shape) =
+            families::check_parameters(family, tape, &params)?;
         Ok(Distribution {
             family,
             params,
@@ -95,6 +96,11 @@ impl Distribution {
     /// trajectory are found.
     pub fn validate(&self, tape: &Tape) -> Result<(), DistError> {
         families::check_parameters(self.family, tape, &self.params).map(|_| ())
+    }
+
+    /// The number of event axes of the family itself (before `to_event`).
+    pub(crate) fn base_event_rank(&self) -> usize {
+        self.base_event_shape.len()
     }
 
     /// The family.
@@ -214,7 +220,9 @@ impl Distribution {
         if let Some(target) = broadcast_shapes(&base_shape, &self.full_batch_shape) {
             if target != base_shape {
                 let zeros = tape.constant(Tensor::zeros(&target));
-                out = tape.add(out, zeros).map_err(|e| DistError::tensor(name, e))?;
+                out = tape
+                    .add(out, zeros)
+                    .map_err(|e| DistError::tensor(name, e))?;
             }
         }
         for _ in 0..self.reinterpreted {
@@ -259,9 +267,9 @@ impl Distribution {
         families::support(self.family, tape, &self.params)
     }
 
-    /// The mean, with shape `batch_shape + event_shape`; `None` where the family has none
-    /// (Cauchy, HalfCauchy, improper priors). Elements whose mean does not exist for the
-    /// parameter value (StudentT with df ≤ 1) are NaN, and infinite ones are +∞.
+    /// The mean, with shape `batch_shape + event_shape`; `None` for the improper priors and for
+    /// Categorical and LKJCholesky. Means that do not exist are NaN (Cauchy, StudentT with
+    /// df ≤ 1) and infinite ones are +∞ (HalfCauchy), as in PyTorch.
     pub fn mean(&self, tape: &Tape) -> Option<Tensor> {
         self.moment(tape, families::Moment::Mean)
     }

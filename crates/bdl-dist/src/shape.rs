@@ -7,10 +7,10 @@ use bdl_autodiff::Tensor;
 pub fn broadcast_shapes(left: &[usize], right: &[usize]) -> Option<Vec<usize>> {
     let rank = left.len().max(right.len());
     let mut shape = vec![0; rank];
-    for axis in 0..rank {
+    for (axis, extent) in shape.iter_mut().enumerate() {
         let left_extent = extent_from_right(left, rank - 1 - axis);
         let right_extent = extent_from_right(right, rank - 1 - axis);
-        shape[axis] = match (left_extent, right_extent) {
+        *extent = match (left_extent, right_extent) {
             (a, b) if a == b => a,
             (1, b) => b,
             (a, 1) => a,

@@ -4,8 +4,8 @@
 //! must agree to a relative 1e-6.
 
 use bdl_infer::diagnostics::{
-    e_bfmi, ess_bulk, ess_mean, ess_quantile, ess_sd, ess_tail, mcse_mean, mcse_sd, quantile,
-    rhat, Summary,
+    e_bfmi, ess_bulk, ess_mean, ess_quantile, ess_sd, ess_tail, mcse_mean, mcse_sd, quantile, rhat,
+    Summary,
 };
 use serde_json::Value;
 
@@ -14,7 +14,10 @@ const REFERENCE: &str = include_str!("data/arviz_reference.json");
 fn close(name: &str, ours: Option<f64>, reference: f64) {
     let ours = ours.unwrap_or_else(|| panic!("{name}: undefined, ArviZ has {reference}"));
     let error = (ours - reference).abs() / reference.abs().max(1e-300);
-    assert!(error < 1e-6, "{name}: {ours} vs ArviZ {reference} (relative error {error:e})");
+    assert!(
+        error < 1e-6,
+        "{name}: {ours} vs ArviZ {reference} (relative error {error:e})"
+    );
 }
 
 fn number(value: &Value) -> f64 {
@@ -50,24 +53,55 @@ fn diagnostics_match_arviz() {
         } else {
             // ArviZ leaves a single chain's R-hat undefined; ours uses its halves. A chain with a
             // strong trend must show it.
-            assert!(rhat(&slices).expect("defined for one chain") > 1.1, "{name}: trend missed");
+            assert!(
+                rhat(&slices).expect("defined for one chain") > 1.1,
+                "{name}: trend missed"
+            );
         }
         let pooled: Vec<f64> = chains.iter().flatten().copied().collect();
         for (i, p) in [0.05, 0.5, 0.95].iter().enumerate() {
-            close(&format!("{name} q{p}"), Some(quantile(&pooled, *p)), number(&case["quantiles"][i]));
+            close(
+                &format!("{name} q{p}"),
+                Some(quantile(&pooled, *p)),
+                number(&case["quantiles"][i]),
+            );
         }
 
         // The summary shares work between the estimates; it must give the same numbers.
         let summary = Summary::from_draws(&slices, 1);
         let column = &summary.columns[0];
-        close(&format!("{name} summary ess_bulk"), column.ess_bulk, number(&case["ess_bulk"]));
-        close(&format!("{name} summary ess_tail"), column.ess_tail, number(&case["ess_tail"]));
-        close(&format!("{name} summary mcse_mean"), column.mcse_mean, number(&case["mcse_mean"]));
-        close(&format!("{name} summary mcse_sd"), column.mcse_sd, number(&case["mcse_sd"]));
+        close(
+            &format!("{name} summary ess_bulk"),
+            column.ess_bulk,
+            number(&case["ess_bulk"]),
+        );
+        close(
+            &format!("{name} summary ess_tail"),
+            column.ess_tail,
+            number(&case["ess_tail"]),
+        );
+        close(
+            &format!("{name} summary mcse_mean"),
+            column.mcse_mean,
+            number(&case["mcse_mean"]),
+        );
+        close(
+            &format!("{name} summary mcse_sd"),
+            column.mcse_sd,
+            number(&case["mcse_sd"]),
+        );
         if case.get("rhat").is_some() {
-            close(&format!("{name} summary rhat"), column.r_hat, number(&case["rhat"]));
+            close(
+                &format!("{name} summary rhat"),
+                column.r_hat,
+                number(&case["rhat"]),
+            );
         }
-        close(&format!("{name} summary q5"), Some(column.q5), number(&case["quantiles"][0]));
+        close(
+            &format!("{name} summary q5"),
+            Some(column.q5),
+            number(&case["quantiles"][0]),
+        );
     }
 }
 
@@ -75,7 +109,12 @@ fn diagnostics_match_arviz() {
 fn e_bfmi_matches_arviz() {
     let reference: Value = serde_json::from_str(REFERENCE).expect("valid JSON");
     for case in reference["e_bfmi"].as_array().expect("e_bfmi cases") {
-        let energy: Vec<f64> = case["energy"].as_array().expect("energy").iter().map(number).collect();
+        let energy: Vec<f64> = case["energy"]
+            .as_array()
+            .expect("energy")
+            .iter()
+            .map(number)
+            .collect();
         close("e_bfmi", e_bfmi(&energy), number(&case["value"]));
     }
 }

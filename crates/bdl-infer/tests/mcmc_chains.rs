@@ -11,12 +11,21 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 fn target() -> Gaussian {
-    Gaussian::from_covariance(vec![1.0, -2.0, 0.5], &[1.0, 0.8, 0.0, 0.8, 1.0, 0.3, 0.0, 0.3, 2.0])
+    Gaussian::from_covariance(
+        vec![1.0, -2.0, 0.5],
+        &[1.0, 0.8, 0.0, 0.8, 1.0, 0.3, 0.0, 0.3, 2.0],
+    )
 }
 
 fn run(settings: &McmcSettings) -> McmcResult {
     let target = target();
-    sample(settings, |_| target.clone(), &|_| {}, &AtomicBool::new(false)).expect("sampling succeeds")
+    sample(
+        settings,
+        |_| target.clone(),
+        &|_| {},
+        &AtomicBool::new(false),
+    )
+    .expect("sampling succeeds")
 }
 
 /// Everything but the wall-clock times.
@@ -47,23 +56,40 @@ fn parallel_chains_equal_sequential_chains_bit_for_bit() {
             metric,
             ..McmcSettings::default()
         };
-        let parallel = run(&McmcSettings { parallel: true, ..settings.clone() });
-        let sequential = run(&McmcSettings { parallel: false, ..settings.clone() });
+        let parallel = run(&McmcSettings {
+            parallel: true,
+            ..settings.clone()
+        });
+        let sequential = run(&McmcSettings {
+            parallel: false,
+            ..settings.clone()
+        });
         assert_all_finite(&parallel);
         assert_same_draws(&parallel, &sequential);
         // A chain's draws do not depend on how many chains run beside it.
-        let two = run(&McmcSettings { chains: 2, ..settings.clone() });
+        let two = run(&McmcSettings {
+            chains: 2,
+            ..settings.clone()
+        });
         assert_eq!(two.chains[1].draws, parallel.chains[1].draws);
         // Chains differ from each other, and another seed changes them.
         assert_ne!(parallel.chains[0].draws, parallel.chains[1].draws);
-        let reseeded = run(&McmcSettings { seed: 78, ..settings });
+        let reseeded = run(&McmcSettings {
+            seed: 78,
+            ..settings
+        });
         assert_ne!(reseeded.chains[0].draws, parallel.chains[0].draws);
     }
 }
 
 #[test]
 fn the_callback_sees_every_iteration_in_order() {
-    let settings = McmcSettings { seed: 3, warmup: 120, samples: 80, ..McmcSettings::default() };
+    let settings = McmcSettings {
+        seed: 3,
+        warmup: 120,
+        samples: 80,
+        ..McmcSettings::default()
+    };
     let target = target();
     // Per chain: (warm-up draws, sampling draws, adaptation events, the sampling draws themselves).
     type Seen = (usize, usize, usize, Vec<f64>, Vec<SampleStats>);
@@ -88,21 +114,34 @@ fn the_callback_sees_every_iteration_in_order() {
             seen[*chain].lock().expect("not poisoned").2 += 1;
         }
     };
-    let result = sample(&settings, |_| target.clone(), &callback, &AtomicBool::new(false))
-        .expect("sampling succeeds");
+    let result = sample(
+        &settings,
+        |_| target.clone(),
+        &callback,
+        &AtomicBool::new(false),
+    )
+    .expect("sampling succeeds");
     for (chain, entry) in result.chains.iter().zip(&seen) {
         let entry = entry.lock().expect("not poisoned");
         assert_eq!((entry.0, entry.1, entry.2), (120, 80, 1));
         assert_eq!(entry.3, chain.draws);
         assert_eq!(entry.4, chain.stats);
         // The sampling draws all use the adapted step size.
-        assert!(chain.stats.iter().all(|s| s.step_size == chain.adaptation.step_size));
+        assert!(chain
+            .stats
+            .iter()
+            .all(|s| s.step_size == chain.adaptation.step_size));
     }
 }
 
 #[test]
 fn the_stop_flag_keeps_every_finished_draw() {
-    let settings = McmcSettings { seed: 4, warmup: 100, samples: 1000, ..McmcSettings::default() };
+    let settings = McmcSettings {
+        seed: 4,
+        warmup: 100,
+        samples: 1000,
+        ..McmcSettings::default()
+    };
     let target = target();
     let stop = AtomicBool::new(false);
     let delivered = AtomicUsize::new(0);
@@ -112,19 +151,27 @@ fn the_stop_flag_keeps_every_finished_draw() {
         if let ChainEvent::Draw(draw) = event {
             if !draw.warmup {
                 delivered.fetch_add(1, Ordering::Relaxed);
-                received[draw.chain].lock().expect("not poisoned").extend_from_slice(draw.position);
+                received[draw.chain]
+                    .lock()
+                    .expect("not poisoned")
+                    .extend_from_slice(draw.position);
                 if draw.chain == 2 && draw.iteration == 49 {
                     stop.store(true, Ordering::Relaxed);
                 }
             }
         }
     };
-    let result = sample(&settings, |_| target.clone(), &callback, &stop).expect("an early stop is not an error");
+    let result = sample(&settings, |_| target.clone(), &callback, &stop)
+        .expect("an early stop is not an error");
     assert!(result.interrupted);
     assert_all_finite(&result);
     assert_eq!(result.chains[2].n_draws(), 50);
     let kept: usize = result.chains.iter().map(|c| c.n_draws()).sum();
-    assert_eq!(kept, delivered.load(Ordering::Relaxed), "every delivered draw is kept");
+    assert_eq!(
+        kept,
+        delivered.load(Ordering::Relaxed),
+        "every delivered draw is kept"
+    );
     assert!(kept < 4 * 1000);
     for (chain, received) in result.chains.iter().zip(&received) {
         assert_eq!(chain.draws, *received.lock().expect("not poisoned"));
@@ -137,16 +184,37 @@ fn settings_are_validated() {
     let target = target();
     let stop = AtomicBool::new(false);
     for bad in [
-        McmcSettings { chains: 0, ..McmcSettings::default() },
-        McmcSettings { target_accept: 1.0, ..McmcSettings::default() },
-        McmcSettings { max_depth: 0, ..McmcSettings::default() },
-        McmcSettings { initial_step_size: f64::NAN, ..McmcSettings::default() },
-        McmcSettings { algorithm: Algorithm::Hmc(HmcLength::Steps(0)), ..McmcSettings::default() },
-        McmcSettings { algorithm: Algorithm::Hmc(HmcLength::Time(-1.0)), ..McmcSettings::default() },
+        McmcSettings {
+            chains: 0,
+            ..McmcSettings::default()
+        },
+        McmcSettings {
+            target_accept: 1.0,
+            ..McmcSettings::default()
+        },
+        McmcSettings {
+            max_depth: 0,
+            ..McmcSettings::default()
+        },
+        McmcSettings {
+            initial_step_size: f64::NAN,
+            ..McmcSettings::default()
+        },
+        McmcSettings {
+            algorithm: Algorithm::Hmc(HmcLength::Steps(0)),
+            ..McmcSettings::default()
+        },
+        McmcSettings {
+            algorithm: Algorithm::Hmc(HmcLength::Time(-1.0)),
+            ..McmcSettings::default()
+        },
     ] {
         let outcome = sample(&bad, |_| target.clone(), &|_| {}, &stop);
         assert!(
-            matches!(outcome, Err(bdl_infer::mcmc::McmcError::InvalidSettings { .. })),
+            matches!(
+                outcome,
+                Err(bdl_infer::mcmc::McmcError::InvalidSettings { .. })
+            ),
             "{bad:?} was accepted"
         );
     }
@@ -156,7 +224,12 @@ fn settings_are_validated() {
 fn short_runs_work() {
     // No warm-up at all, and warm-ups too short for metric windows.
     for (warmup, samples) in [(0, 10), (1, 1), (10, 5), (60, 5), (0, 0)] {
-        let result = run(&McmcSettings { warmup, samples, seed: 9, ..McmcSettings::default() });
+        let result = run(&McmcSettings {
+            warmup,
+            samples,
+            seed: 9,
+            ..McmcSettings::default()
+        });
         assert_all_finite(&result);
         assert!(result.chains.iter().all(|c| c.n_draws() == samples));
     }

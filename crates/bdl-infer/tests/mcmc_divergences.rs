@@ -17,7 +17,12 @@ fn run<D: LogDensity>(
 }
 
 fn divergences(result: &McmcResult) -> usize {
-    result.chains.iter().flat_map(|c| &c.stats).filter(|s| s.divergent).count()
+    result
+        .chains
+        .iter()
+        .flat_map(|c| &c.stats)
+        .filter(|s| s.divergent)
+        .count()
 }
 
 /// Neal's funnel in its centred form: v ~ Normal(0, 3), xᵢ ~ Normal(0, e^(v/2)) for 9 xᵢ. The
@@ -46,8 +51,14 @@ impl LogDensity for Funnel {
 
 #[test]
 fn funnel_divergences_are_counted_and_reported() {
-    let result = run(&McmcSettings { seed: 21, ..McmcSettings::default() }, |_| Funnel)
-        .expect("divergences are not errors");
+    let result = run(
+        &McmcSettings {
+            seed: 21,
+            ..McmcSettings::default()
+        },
+        |_| Funnel,
+    )
+    .expect("divergences are not errors");
     assert_all_finite(&result);
     let count = divergences(&result);
     assert!(count > 0, "the centred funnel must diverge");
@@ -86,9 +97,9 @@ impl LogDensity for Walled {
             return Ok(log_density);
         }
         match self.0 {
-            Failure::RecoverableError => {
-                Err(LogDensityError::recoverable("site x: value outside the support"))
-            }
+            Failure::RecoverableError => Err(LogDensityError::recoverable(
+                "site x: value outside the support",
+            )),
             Failure::NanDensity => Ok(f64::NAN),
             Failure::NanGradient => {
                 g[0] = f64::NAN;
@@ -110,13 +121,19 @@ fn failures_mid_trajectory_are_divergences_and_leave_no_nan() {
     .into_iter()
     .enumerate()
     {
-        let settings = McmcSettings { seed: 30 + k as u64, ..McmcSettings::default() };
+        let settings = McmcSettings {
+            seed: 30 + k as u64,
+            ..McmcSettings::default()
+        };
         let result = run(&settings, |_| Walled(failure)).expect("failures are divergences");
         assert_all_finite(&result);
         assert!(divergences(&result) > 0);
         for chain in &result.chains {
             for i in 0..chain.n_draws() {
-                assert!(chain.draw(i)[0] <= 1.0, "a draw lies where the density failed");
+                assert!(
+                    chain.draw(i)[0] <= 1.0,
+                    "a draw lies where the density failed"
+                );
             }
         }
         // The chains still sample the truncated normal: E[x₀ | x₀ ≤ 1] = −φ(1) / Φ(1) and
@@ -142,7 +159,9 @@ impl LogDensity for FailsAfter {
     fn log_density_gradient(&mut self, q: &[f64], g: &mut [f64]) -> Result<f64, LogDensityError> {
         self.calls += 1;
         if self.calls > self.limit {
-            return Err(LogDensityError::fatal("site y: the data file changed under the model"));
+            return Err(LogDensityError::fatal(
+                "site y: the data file changed under the model",
+            ));
         }
         g[0] = -q[0];
         Ok(-0.5 * q[0] * q[0])
@@ -151,11 +170,20 @@ impl LogDensity for FailsAfter {
 
 #[test]
 fn fatal_errors_stop_sampling_with_the_error() {
-    let settings = McmcSettings { seed: 40, parallel: false, ..McmcSettings::default() };
-    let error = run(&settings, |chain| FailsAfter { calls: 0, limit: 500 + 1000 * chain })
-        .expect_err("a fatal error ends the run");
+    let settings = McmcSettings {
+        seed: 40,
+        parallel: false,
+        ..McmcSettings::default()
+    };
+    let error = run(&settings, |chain| FailsAfter {
+        calls: 0,
+        limit: 500 + 1000 * chain,
+    })
+    .expect_err("a fatal error ends the run");
     match &error {
-        McmcError::Density { chain: 0, error, .. } => {
+        McmcError::Density {
+            chain: 0, error, ..
+        } => {
             assert!(!error.recoverable);
             assert!(error.message.contains("site y"));
         }
@@ -173,7 +201,9 @@ impl LogDensity for Nowhere {
     }
 
     fn log_density_gradient(&mut self, _: &[f64], _: &mut [f64]) -> Result<f64, LogDensityError> {
-        Err(LogDensityError::recoverable("site sigma: scale must be positive, got -1"))
+        Err(LogDensityError::recoverable(
+            "site sigma: scale must be positive, got -1",
+        ))
     }
 }
 
@@ -181,7 +211,11 @@ impl LogDensity for Nowhere {
 fn failed_initialisation_names_the_site() {
     let error = run(&McmcSettings::default(), |_| Nowhere).expect_err("no starting point exists");
     match &error {
-        McmcError::Initialization { attempts, last_error, .. } => {
+        McmcError::Initialization {
+            attempts,
+            last_error,
+            ..
+        } => {
             assert_eq!(*attempts, 100);
             assert!(last_error.message.contains("sigma"));
         }
@@ -194,9 +228,15 @@ fn failed_initialisation_names_the_site() {
 fn initialisation_retries_until_the_density_is_finite() {
     // With x₀ uniform in (−2, 2) a third of the starting points fail (x₀ > 1 is a NaN density
     // here), so with 4 chains some retries are certain to be needed and all must succeed.
-    let result = run(&McmcSettings { seed: 50, samples: 50, warmup: 50, ..McmcSettings::default() }, |_| {
-        Walled(Failure::NanDensity)
-    })
+    let result = run(
+        &McmcSettings {
+            seed: 50,
+            samples: 50,
+            warmup: 50,
+            ..McmcSettings::default()
+        },
+        |_| Walled(Failure::NanDensity),
+    )
     .expect("retries find a point");
     assert_all_finite(&result);
 }
@@ -215,19 +255,34 @@ fn given_initial_positions_are_used_and_checked() {
     let result = run(&settings, |_| Walled(Failure::RecoverableError)).expect("a valid start");
     for chain in &result.chains {
         let draw = chain.draw(0);
-        assert!((draw[0] - 0.25).abs() < 1e-3 && (draw[1] + 0.5).abs() < 1e-3, "{draw:?}");
+        assert!(
+            (draw[0] - 0.25).abs() < 1e-3 && (draw[1] + 0.5).abs() < 1e-3,
+            "{draw:?}"
+        );
     }
 
     // A starting point where the density fails is an error, not a retry.
-    let bad = McmcSettings { init: Init::Positions(vec![vec![3.0, 0.0]]), ..settings.clone() };
+    let bad = McmcSettings {
+        init: Init::Positions(vec![vec![3.0, 0.0]]),
+        ..settings.clone()
+    };
     let error = run(&bad, |_| Walled(Failure::RecoverableError)).expect_err("x₀ = 3 fails");
-    assert!(matches!(error, McmcError::Initialization { attempts: 1, .. }), "{error:?}");
+    assert!(
+        matches!(error, McmcError::Initialization { attempts: 1, .. }),
+        "{error:?}"
+    );
 
     // Positions of the wrong length, or a count that is neither 1 nor the number of chains, are
     // settings errors.
     for positions in [vec![vec![0.0]], vec![vec![0.0, 0.0]; 2]] {
-        let wrong = McmcSettings { init: Init::Positions(positions), ..settings.clone() };
+        let wrong = McmcSettings {
+            init: Init::Positions(positions),
+            ..settings.clone()
+        };
         let error = run(&wrong, |_| Walled(Failure::RecoverableError)).expect_err("rejected");
-        assert!(matches!(error, McmcError::InvalidSettings { .. }), "{error:?}");
+        assert!(
+            matches!(error, McmcError::InvalidSettings { .. }),
+            "{error:?}"
+        );
     }
 }

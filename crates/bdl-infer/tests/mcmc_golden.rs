@@ -23,12 +23,22 @@ use std::sync::atomic::AtomicBool;
 const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/nuts_golden.json");
 
 fn run() -> Value {
-    let target =
-        Gaussian::from_covariance(vec![0.5, -1.0], &[1.0, 0.95 * 0.5, 0.95 * 0.5, 0.25]);
+    let target = Gaussian::from_covariance(vec![0.5, -1.0], &[1.0, 0.95 * 0.5, 0.95 * 0.5, 0.25]);
     // A short warm-up exercises the step-size search, dual averaging and one metric window.
-    let settings = McmcSettings { chains: 1, warmup: 100, samples: 20, seed: 2024, ..McmcSettings::default() };
-    let result = sample(&settings, |_| target.clone(), &|_| {}, &AtomicBool::new(false))
-        .expect("sampling succeeds");
+    let settings = McmcSettings {
+        chains: 1,
+        warmup: 100,
+        samples: 20,
+        seed: 2024,
+        ..McmcSettings::default()
+    };
+    let result = sample(
+        &settings,
+        |_| target.clone(),
+        &|_| {},
+        &AtomicBool::new(false),
+    )
+    .expect("sampling succeeds");
     let chain = &result.chains[0];
     let draws: Vec<Value> = (0..chain.n_draws())
         .map(|i| {
@@ -53,8 +63,14 @@ fn run() -> Value {
 fn assert_matches(ours: &Value, golden: &Value, path: &str) {
     match (ours, golden) {
         (Value::Number(a), Value::Number(b)) if a.is_f64() || b.is_f64() => {
-            let (a, b) = (a.as_f64().unwrap_or(f64::NAN), b.as_f64().unwrap_or(f64::NAN));
-            assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0), "{path}: {a} vs golden {b}");
+            let (a, b) = (
+                a.as_f64().unwrap_or(f64::NAN),
+                b.as_f64().unwrap_or(f64::NAN),
+            );
+            assert!(
+                (a - b).abs() <= 1e-12 * b.abs().max(1.0),
+                "{path}: {a} vs golden {b}"
+            );
         }
         (Value::Array(a), Value::Array(b)) => {
             assert_eq!(a.len(), b.len(), "{path}: length");
@@ -80,8 +96,9 @@ fn nuts_draws_match_the_golden_file() {
         let text = serde_json::to_string_pretty(&ours).expect("serialisable") + "\n";
         std::fs::write(GOLDEN, text).expect("the golden file is writable");
     }
-    let golden: Value = serde_json::from_str(&std::fs::read_to_string(GOLDEN).expect("golden file"))
-        .expect("valid JSON");
+    let golden: Value =
+        serde_json::from_str(&std::fs::read_to_string(GOLDEN).expect("golden file"))
+            .expect("valid JSON");
     assert_matches(&ours, &golden, "golden");
     // The trajectories were built for real: trees of several depths appear.
     let depths: std::collections::BTreeSet<u64> = golden["draws"]

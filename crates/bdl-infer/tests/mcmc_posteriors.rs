@@ -33,7 +33,11 @@ fn correlated_gaussian_with_dense_metric() {
         })
         .collect();
     let target = Gaussian::from_covariance(mean.clone(), &covariance);
-    let settings = McmcSettings { seed: 11, metric: MetricKind::Dense, ..McmcSettings::default() };
+    let settings = McmcSettings {
+        seed: 11,
+        metric: MetricKind::Dense,
+        ..McmcSettings::default()
+    };
     let result = run(&settings, |_| target.clone());
     for i in 0..5 {
         let draws = derived(&result, |q| q[i]);
@@ -45,7 +49,10 @@ fn correlated_gaussian_with_dense_metric() {
     {
         for i in 0..5 {
             let ratio = values[i * 5 + i] / (scales[i] * scales[i]);
-            assert!((0.5..2.0).contains(&ratio), "metric entry {i} is off by {ratio}");
+            assert!(
+                (0.5..2.0).contains(&ratio),
+                "metric entry {i} is off by {ratio}"
+            );
         }
     } else {
         panic!("a dense run must adapt a dense metric");
@@ -72,7 +79,13 @@ impl LogDensity for BetaBernoulli {
 
 #[test]
 fn beta_bernoulli() {
-    let result = run(&McmcSettings { seed: 12, ..McmcSettings::default() }, |_| BetaBernoulli);
+    let result = run(
+        &McmcSettings {
+            seed: 12,
+            ..McmcSettings::default()
+        },
+        |_| BetaBernoulli,
+    );
     let theta = derived(&result, |q| 1.0 / (1.0 + (-q[0]).exp()));
     // Beta(9, 3): mean 9/12, variance 9·3 / (12² · 13).
     assert_moments("theta", &theta, 0.75, (27.0f64 / (144.0 * 13.0)).sqrt());
@@ -96,7 +109,13 @@ impl LogDensity for GammaPoisson {
 
 #[test]
 fn gamma_poisson() {
-    let result = run(&McmcSettings { seed: 13, ..McmcSettings::default() }, |_| GammaPoisson);
+    let result = run(
+        &McmcSettings {
+            seed: 13,
+            ..McmcSettings::default()
+        },
+        |_| GammaPoisson,
+    );
     let lambda = derived(&result, |q| q[0].exp());
     assert_moments("lambda", &lambda, 16.0 / 6.0, 4.0 / 6.0);
 }
@@ -114,7 +133,11 @@ fn logistic_log_density(a: f64, b: f64, gradient: Option<&mut [f64]>) -> f64 {
         let eta = a + b * x;
         // log σ(η) = −log(1 + e^−η), log(1 − σ(η)) = −log(1 + e^η);
         // d/dη [y log σ(η) + (1 − y) log(1 − σ(η))] = y − σ(η).
-        log_density -= if y == 1.0 { (-eta).exp().ln_1p() } else { eta.exp().ln_1p() };
+        log_density -= if y == 1.0 {
+            (-eta).exp().ln_1p()
+        } else {
+            eta.exp().ln_1p()
+        };
         let residual = y - 1.0 / (1.0 + (-eta).exp());
         ga += residual;
         gb += residual * x;
@@ -174,7 +197,13 @@ fn logistic_exact_moments() -> ([f64; 2], [f64; 2]) {
 #[test]
 fn logistic_regression() {
     let (means, sds) = logistic_exact_moments();
-    let result = run(&McmcSettings { seed: 14, ..McmcSettings::default() }, |_| Logistic);
+    let result = run(
+        &McmcSettings {
+            seed: 14,
+            ..McmcSettings::default()
+        },
+        |_| Logistic,
+    );
     for (d, name) in ["a", "b"].iter().enumerate() {
         assert_moments(name, &derived(&result, |q| q[d]), means[d], sds[d]);
     }
@@ -185,7 +214,10 @@ fn logistic_regression() {
 /// precision is XᵀX + I/25 = diag(2.04, 8.04) and the mean is (XᵀX + I/25)⁻¹ Xᵀy with
 /// Xᵀy = (−2, 4).
 fn linear_regression() -> Gaussian {
-    Gaussian { mean: vec![-2.0 / 2.04, 4.0 / 8.04], precision: vec![2.04, 0.0, 0.0, 8.04] }
+    Gaussian {
+        mean: vec![-2.0 / 2.04, 4.0 / 8.04],
+        precision: vec![2.04, 0.0, 0.0, 8.04],
+    }
 }
 
 /// The same posterior written as prior plus likelihood, as a model would compute it.
@@ -215,9 +247,25 @@ impl LogDensity for LinearRegression {
 #[test]
 fn bayesian_linear_regression_with_nuts() {
     let exact = linear_regression();
-    let result = run(&McmcSettings { seed: 15, ..McmcSettings::default() }, |_| LinearRegression);
-    assert_moments("b", &derived(&result, |q| q[0]), exact.mean[0], 1.0 / 2.04f64.sqrt());
-    assert_moments("w", &derived(&result, |q| q[1]), exact.mean[1], 1.0 / 8.04f64.sqrt());
+    let result = run(
+        &McmcSettings {
+            seed: 15,
+            ..McmcSettings::default()
+        },
+        |_| LinearRegression,
+    );
+    assert_moments(
+        "b",
+        &derived(&result, |q| q[0]),
+        exact.mean[0],
+        1.0 / 2.04f64.sqrt(),
+    );
+    assert_moments(
+        "w",
+        &derived(&result, |q| q[1]),
+        exact.mean[1],
+        1.0 / 8.04f64.sqrt(),
+    );
 }
 
 #[test]
@@ -233,6 +281,16 @@ fn bayesian_linear_regression_with_static_hmc() {
         ..McmcSettings::default()
     };
     let result = run(&settings, |_| LinearRegression);
-    assert_moments("b", &derived(&result, |q| q[0]), exact.mean[0], 1.0 / 2.04f64.sqrt());
-    assert_moments("w", &derived(&result, |q| q[1]), exact.mean[1], 1.0 / 8.04f64.sqrt());
+    assert_moments(
+        "b",
+        &derived(&result, |q| q[0]),
+        exact.mean[0],
+        1.0 / 2.04f64.sqrt(),
+    );
+    assert_moments(
+        "w",
+        &derived(&result, |q| q[1]),
+        exact.mean[1],
+        1.0 / 8.04f64.sqrt(),
+    );
 }

@@ -555,6 +555,9 @@ impl Builder {
         if self.depth_reported.replace(true) {
             return;
         }
+        // Point at the end of the expression, where the limit is crossed, not at all of it.
+        let end = span.range().end;
+        let span = Span::new(span.file, end.saturating_sub(1)..end);
         self.report(
             Diagnostic::error("E0006", "nesting too deep")
                 .with_label(

@@ -73,6 +73,11 @@ fn describe(rule: Rule) -> Option<&'static str> {
     })
 }
 
+/// The literal tokens worth naming in an "expected ..." list.
+const PUNCTUATION: [&str; 13] = [
+    ")", "]", "}", "{", ",", "=", ":", "\n", "\r\n", ";", "as", "in", "else",
+];
+
 /// Words for a literal token the parser tried.
 fn describe_token(token: &str) -> String {
     match token {
@@ -91,16 +96,19 @@ fn found_at(text: &str, position: usize) -> (String, usize) {
     if first == '\n' || rest.starts_with("\r\n") {
         return ("a line break".to_string(), 1);
     }
+    if first.is_ascii_digit() {
+        let digits = |s: &str| s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let mut length = digits(rest);
+        if rest[length..].starts_with('.') && rest[length + 1..].starts_with(|c: char| c.is_ascii_digit()) {
+            length += 1 + digits(&rest[length + 1..]);
+        }
+        return (format!("number `{}`", &rest[..length]), length);
+    }
     if first.is_ascii_alphanumeric() || first == '_' {
         let length = rest
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
             .unwrap_or(rest.len());
         let word = &rest[..length];
-        let word = word.strip_suffix('.').unwrap_or(word);
-        let length = word.len();
-        if first.is_ascii_digit() {
-            return (format!("number `{word}`"), length);
-        }
         if crate::KEYWORDS.contains(&word) {
             return (format!("keyword `{word}`"), length);
         }
@@ -122,6 +130,20 @@ fn found_at(text: &str, position: usize) -> (String, usize) {
     (shown, first.len_utf8())
 }
 
+/// If `position` is a blank just after a keyword, the keyword's start.
+fn keyword_ending_at(text: &str, position: usize) -> Option<usize> {
+    let bytes = text.as_bytes();
+    if !matches!(bytes.get(position), Some(b' ' | b'\t' | b'\n' | b'\r') | None) {
+        return None;
+    }
+    let before = text.get(..position)?;
+    let start = before
+        .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .map_or(0, |index| index + 1);
+    let word = &before[start..];
+    (!word.is_empty() && crate::KEYWORDS.contains(&word)).then_some(start)
+}
+
 /// Joins alternatives as "a, b or c".
 fn one_of(items: &[String]) -> String {
     match items {
@@ -133,10 +155,13 @@ fn one_of(items: &[String]) -> String {
 
 /// The diagnostic for a pest error raised while parsing `piece`, which starts at `offset` in
 /// `file`.
+///
+/// `text` is the whole file, so that an error at the end of a piece shows what follows it.
 pub(crate) fn syntax_error(
     file: FileId,
+    text: &str,
     offset: usize,
-    piece: &str,
+    piece_length: usize,
     error: &pest::error::Error<Rule>,
 ) -> Diagnostic {
     let position = match error.location {
@@ -152,18 +177,38 @@ pub(crate) fn syntax_error(
         attempts_position = attempts.max_position;
         for token in attempts.expected_tokens() {
             // Only literal tokens are worth naming; ranges and built-in rules are not.
-            if format!("{token:?}").starts_with("Sensitive") {
-                expected.insert(describe_token(&token.to_string()));
+            // Operators and the tokens that start an expression are summed up by the rule
+            // names ("an operator", "an expression"); whitespace and comments are never news.
+            let text = token.to_string();
+            if format!("{token:?}").starts_with("Sensitive") && PUNCTUATION.contains(&text.as_str())
+            {
+                expected.insert(describe_token(&text));
             }
         }
     }
-    let position = position.max(attempts_position).min(piece.len());
-    let (found, length) = found_at(piece, position);
+    let mut position = position.max(attempts_position).min(piece_length);
+    // pest may stop just after a keyword it rejected as a name; point at the keyword instead.
+    if let Some(keyword_start) = keyword_ending_at(text, offset + position) {
+        position = keyword_start - offset.min(keyword_start);
+    }
+    let (found, length) = found_at(text, offset + position);
     // Descriptions that are subsumed by a broader one are dropped.
     if expected.contains("an expression") {
         for narrower in ["a number", "a string", "a name", "`(`", "`[`"] {
             expected.remove(narrower);
         }
+    }
+    // A line break is a real expectation only where a statement could end; in the middle of
+    // an expression or inside brackets a newline is merely skipped.
+    const AFTER_COMPLETE: [&str; 6] = ["an operator", "`(`", "`[`", "end of file", "`else`", "`as`"];
+    if expected
+        .iter()
+        .any(|item| item != "a line break or `;`" && !AFTER_COMPLETE.contains(&item.as_str()))
+    {
+        expected.remove("a line break or `;`");
+    }
+    if expected.contains("a line break or `;`") {
+        expected.remove("end of file");
     }
     let mut expected: Vec<String> = expected.into_iter().collect();
     expected.sort_by_key(|item| (item.starts_with('`'), item.clone()));
@@ -177,7 +222,7 @@ pub(crate) fn syntax_error(
     let label = if found == "end of file" {
         "the file ends here".to_string()
     } else {
-        format!("unexpected {found}")
+        format!("unexpected {}", found.strip_prefix("a ").unwrap_or(&found))
     };
     Diagnostic::error("E0001", format!("syntax error: {message}"))
         .with_label(span, label)
@@ -190,8 +235,11 @@ fn hint(expected: &[String], found: &str) -> String {
     if found == "end of file" {
         return "a bracket, brace or string may be missing its closing partner".to_string();
     }
+    if found == "keyword `else`" {
+        return "`else` goes on the same line as the `}` that closes the `if` block".to_string();
+    }
     if let Some(keyword) = found.strip_prefix("keyword ") {
-        if expects("a name") {
+        if expects("a name") || expects("a statement") {
             return format!("{keyword} is a keyword and cannot be used as a name");
         }
     }
@@ -201,6 +249,11 @@ fn hint(expected: &[String], found: &str) -> String {
     if found == "a line break" && expects("an expression") {
         return "an expression cannot end a line with an operator missing its operand; inside \
                 `(...)` or `[...]` lines may be broken freely"
+            .to_string();
+    }
+    if expects("`)`") || expects("`]`") {
+        return "check that every `(` and `[` before this point is closed, and that list items \
+                are separated by `,`"
             .to_string();
     }
     if expects("a line break or `;`") {
@@ -215,6 +268,25 @@ fn hint(expected: &[String], found: &str) -> String {
     if expects("a statement") || expects("an expression") {
         return "statements start with `let`, `plate`, `if`, `for`, `return` or an expression \
                 such as `observe(...)`"
+            .to_string();
+    }
+    if expects("`in`") {
+        return "a loop reads `for k in a..b`; a comprehension `[e for k in a..b]`".to_string();
+    }
+    if expects("`{`") {
+        return "a block opens with `{` on the same line as its header".to_string();
+    }
+    if expects("`:`") {
+        return "a data declaration reads `name: type`, e.g. `x: vector[N]`".to_string();
+    }
+    if expects("`=`") {
+        return "write `name = value`".to_string();
+    }
+    if expects("a type (`int`, `real`, `vector` or `matrix`)") {
+        return "the data types are `int`, `real`, `vector[n]` and `matrix[n, m]`".to_string();
+    }
+    if expects("`(`") {
+        return "a function lists its parameters in parentheses: `fn name(a, b) { ... }`"
             .to_string();
     }
     "the language reference (docs/language.md) shows every construct with an example".to_string()

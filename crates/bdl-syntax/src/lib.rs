@@ -54,9 +54,6 @@ pub struct Parsed {
 
 /// Parses one source text registered as `file`.
 pub fn parse(file: FileId, text: &str) -> Parsed {
-    // Collecting the tokens pest tried at the failure point makes "expected ..." messages
-    // precise; it costs little on inputs of the size that `MAX_SOURCE_BYTES` allows.
-    pest::set_error_detail(true);
     let whole = Span::new(file, 0..text.len());
     let mut diagnostics = scan::prescan(file, text);
     if !diagnostics.is_empty() {
@@ -76,13 +73,24 @@ pub fn parse(file: FileId, text: &str) -> Parsed {
             pairs.next().map(|pair| builder.items(pair)).unwrap_or_default(),
             false,
         ),
-        Err(error) => {
+        Err(_) => {
+            let detail = ErrorDetail::on();
+            let error = match BdlParser::parse(Rule::file, text) {
+                Err(error) => error,
+                Ok(_) => pest::error::Error::new_from_pos(
+                    pest::error::ErrorVariant::CustomError {
+                        message: "the file parsed on a second attempt".to_string(),
+                    },
+                    pest::Position::from_start(text),
+                ),
+            };
             let items = recover::items(&builder, text);
+            drop(detail);
             let recovered = builder.take_diagnostics();
             if !recovered.iter().any(|d| d.code == "E0001" || d.code == "E0014") {
                 // Recovery found every piece well formed on its own, so the problem is in how
                 // the pieces are joined; report what the whole-file parse saw.
-                diagnostics.push(errors::syntax_error(file, 0, text, &error));
+                diagnostics.push(errors::syntax_error(file, text, 0, text.len(), &error));
             }
             diagnostics.extend(recovered);
             (items, true)
@@ -100,6 +108,33 @@ pub fn parse(file: FileId, text: &str) -> Parsed {
     Parsed {
         program,
         diagnostics,
+    }
+}
+
+/// Collecting the tokens pest tried at a failure point makes "expected ..." messages precise,
+/// but slows every parse several times over, so it is switched on only while a file that failed
+/// is parsed again for its messages. The switch is process-wide; this guard counts the parses
+/// that need it, so that one thread finishing does not switch it off under another.
+struct ErrorDetail;
+
+static DETAIL_USERS: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
+
+impl ErrorDetail {
+    fn on() -> ErrorDetail {
+        let mut users = DETAIL_USERS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *users += 1;
+        pest::set_error_detail(true);
+        ErrorDetail
+    }
+}
+
+impl Drop for ErrorDetail {
+    fn drop(&mut self) {
+        let mut users = DETAIL_USERS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *users = users.saturating_sub(1);
+        if *users == 0 {
+            pest::set_error_detail(false);
+        }
     }
 }
 
@@ -170,25 +205,27 @@ pub fn decode(bytes: &[u8]) -> Decoded {
 }
 
 /// Registers raw file contents under `name` in `sources` and parses them. Invalid UTF-8 is a
-/// diagnostic located at the first bad byte, and stops parsing.
+/// diagnostic located at the first bad byte, and stops parsing. NUL bytes are shown as spaces
+/// in the registered text (so that rendered excerpts stay plain text) but still reported.
 pub fn parse_bytes(sources: &mut SourceMap, name: &str, bytes: &[u8]) -> (FileId, Parsed) {
     let decoded = decode(bytes);
-    let invalid_at = decoded.invalid_utf8_at;
-    let file = sources.add(name, decoded.text);
-    if let Some(offset) = invalid_at {
+    let shown = decoded.text.replace('\0', " ");
+    let file = sources.add(name, shown);
+    if let Some(offset) = decoded.invalid_utf8_at {
+        // The decoded text holds U+FFFD where the bad bytes were; label that whole character.
+        let width = decoded.text[offset..].chars().next().map_or(1, char::len_utf8);
         let diagnostic = Diagnostic::error("E0007", "the source is not valid UTF-8")
             .with_label(
-                Span::new(file, offset..offset + 1),
+                Span::new(file, offset..offset + width),
                 format!("invalid byte 0x{:02X} here", bytes.get(offset).copied().unwrap_or(0)),
             )
             .with_hint("save the file as UTF-8 text");
-        let length = sources.get(file).map_or(0, |source| source.text.len());
         return (
             file,
             Parsed {
                 program: Program {
                     items: Vec::new(),
-                    span: Span::new(file, 0..length),
+                    span: Span::new(file, 0..decoded.text.len()),
                     node_count: 0,
                     incomplete: true,
                 },
@@ -196,9 +233,29 @@ pub fn parse_bytes(sources: &mut SourceMap, name: &str, bytes: &[u8]) -> (FileId
             },
         );
     }
-    let parsed = match sources.get(file) {
-        Some(source) => parse(file, &source.text),
-        None => parse(file, ""),
-    };
-    (file, parsed)
+    (file, parse(file, &decoded.text))
+}
+
+#[cfg(test)]
+mod timing_probe {
+    #[test]
+    #[allow(clippy::print_stderr)]
+    fn probe() {
+        use pest::Parser;
+        let mut text = String::from("model {\n");
+        for i in 0..2000 {
+            text.push_str(&format!("    let m_{i} = affine(0.5, s_{i}, X @ w_{i}) + w_{i}[0] * x\n"));
+        }
+        text.push_str("}\n");
+        let start = std::time::Instant::now();
+        for _ in 0..10 {
+            let _ = crate::grammar::BdlParser::parse(crate::grammar::Rule::file, &text);
+        }
+        eprintln!("pest only: {:?}", start.elapsed() / 10);
+        let start = std::time::Instant::now();
+        for _ in 0..10 {
+            let _ = crate::parse(bdl_diagnostics::FileId(0), &text);
+        }
+        eprintln!("full parse: {:?}", start.elapsed() / 10);
+    }
 }

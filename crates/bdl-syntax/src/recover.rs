@@ -62,8 +62,8 @@ fn entry_child(pair: Pair<'_, Rule>) -> Option<Pair<'_, Rule>> {
     pair.into_inner().find(|inner| inner.as_rule() != Rule::EOI)
 }
 
-fn report(builder: &Builder, offset: usize, piece: &str, error: &pest::error::Error<Rule>) {
-    builder.report(syntax_error(builder.file(), offset, piece, error));
+fn report(builder: &Builder, text: &str, offset: usize, piece: &str, error: &pest::error::Error<Rule>) {
+    builder.report(syntax_error(builder.file(), text, offset, piece.len(), error));
 }
 
 /// `range` of `text` with the inside of every brace group blanked out, and a `}` added for a
@@ -138,7 +138,7 @@ fn item(builder: &Builder, text: &str, range: Range<usize>) -> Item {
     };
     let groups = scan::brace_groups(text, range.clone());
     if groups.is_empty() {
-        report(builder, range.start, piece, &error);
+        report(builder, text, range.start, piece, &error);
         return Item::Error(span);
     }
     report_unclosed(builder, &groups);
@@ -164,7 +164,7 @@ fn item(builder: &Builder, text: &str, range: Range<usize>) -> Item {
             item
         }
         Err(shell_error) => {
-            report(builder, range.start, &shell, &shell_error);
+            report(builder, text, range.start, &shell, &shell_error);
             let kind = if piece.starts_with("data") {
                 BodyKind::DataEntries
             } else if piece.starts_with("infer") {
@@ -206,7 +206,7 @@ fn statement(builder: &Builder, text: &str, range: Range<usize>) -> Stmt {
     };
     let groups = scan::brace_groups(text, range.clone());
     if groups.is_empty() {
-        report(builder, range.start, piece, &error);
+        report(builder, text, range.start, piece, &error);
         return error_stmt;
     }
     report_unclosed(builder, &groups);
@@ -236,7 +236,7 @@ fn statement(builder: &Builder, text: &str, range: Range<usize>) -> Stmt {
             stmt
         }
         Err(shell_error) => {
-            report(builder, range.start, &shell, &shell_error);
+            report(builder, text, range.start, &shell, &shell_error);
             for group in &groups {
                 body(builder, text, group, range.end, BodyKind::Statements);
             }
@@ -274,7 +274,7 @@ fn data_entry(builder: &Builder, text: &str, range: Range<usize>) -> DataEntry {
             entry_child(pair).map_or(DataEntry::Error(span), |entry| builder.data_entry(entry))
         }
         Err(error) => {
-            report(builder, range.start, piece, &error);
+            report(builder, text, range.start, piece, &error);
             DataEntry::Error(span)
         }
     }
@@ -288,7 +288,7 @@ fn setting(builder: &Builder, text: &str, range: Range<usize>) -> Option<Setting
             entry_child(pair).and_then(|entry| builder.setting(entry))
         }
         Err(error) => {
-            report(builder, range.start, piece, &error);
+            report(builder, text, range.start, piece, &error);
             None
         }
     }

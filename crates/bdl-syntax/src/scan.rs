@@ -278,21 +278,20 @@ pub struct BraceGroup {
     pub close: Option<usize>,
 }
 
-/// The brace groups at bracket depth zero of `range`, in order.
+/// The top-level brace groups of `range`, in order. Parentheses are not counted: braces never
+/// belong inside them, and an unclosed `(` must not hide the `}` that closes a block.
 pub fn brace_groups(text: &str, range: Range<usize>) -> Vec<BraceGroup> {
     let mut groups = Vec::new();
     let mut depth = 0usize;
     let mut open = None;
     for_each_code_byte(text, range, |position, byte| {
         match byte {
-            b'(' | b'[' => depth += 1,
             b'{' => {
                 if depth == 0 {
                     open = Some(position);
                 }
                 depth += 1;
             }
-            b')' | b']' => depth = depth.saturating_sub(1),
             b'}' => {
                 depth = depth.saturating_sub(1);
                 if depth == 0 {

@@ -8,7 +8,7 @@
 
 use crate::broadcast::{broadcast_shape, repeat_period, Walk};
 use crate::ops::{Comparison, Op};
-use crate::tape::{Tape, Var};
+use crate::tape::{GradTarget, Tape, Var};
 use crate::tensor::{Shape, Tensor, TensorError};
 
 /// Fills `out` (whose shape is the broadcast of the operands) with `f(a, b)` elementwise.
@@ -55,29 +55,43 @@ pub(crate) fn binary_forward(
     }
 }
 
-/// Accumulates into `grad` (the gradient of `target`) the chain-rule contribution
-/// `upstream · ∂out/∂target` of a broadcasting binary op, summing over the axes along which
-/// `target` was broadcast. `partial(t, o, z)` receives the target's element, the other operand's
-/// element and the output element.
+/// Applies the chain rule for one operand of a broadcasting binary op: adds (or, on a first
+/// contribution, writes) `upstream · ∂out/∂target` into the target's gradient, summing over the
+/// axes along which `target` was broadcast. `partial(t, o, z)` receives the target's element, the
+/// other operand's element and the output element.
 #[inline]
 pub(crate) fn binary_backward(
     target: &Tensor,
     other: &Tensor,
     out: &Tensor,
     upstream: &[f64],
-    grad: &mut [f64],
+    grad: GradTarget<'_>,
     partial: impl Fn(f64, f64, f64) -> f64,
 ) {
     let (ts, os, zs) = (target.data(), other.data(), out.data());
     let n = zs.len();
     if ts.len() == n && os.len() == n {
-        for ((((gr, &t), &o), &z), &g) in grad.iter_mut().zip(ts).zip(os).zip(zs).zip(upstream) {
-            *gr += g * partial(t, o, z);
+        let rows = grad.buffer.iter_mut().zip(ts).zip(os).zip(zs).zip(upstream);
+        if grad.fresh {
+            for ((((gr, &t), &o), &z), &g) in rows {
+                *gr = g * partial(t, o, z);
+            }
+        } else {
+            for ((((gr, &t), &o), &z), &g) in rows {
+                *gr += g * partial(t, o, z);
+            }
         }
     } else if ts.len() == n && os.len() == 1 {
         let o = os[0];
-        for (((gr, &t), &z), &g) in grad.iter_mut().zip(ts).zip(zs).zip(upstream) {
-            *gr += g * partial(t, o, z);
+        let rows = grad.buffer.iter_mut().zip(ts).zip(zs).zip(upstream);
+        if grad.fresh {
+            for (((gr, &t), &z), &g) in rows {
+                *gr = g * partial(t, o, z);
+            }
+        } else {
+            for (((gr, &t), &z), &g) in rows {
+                *gr += g * partial(t, o, z);
+            }
         }
     } else if ts.len() == 1 && os.len() == n {
         let t = ts[0];
@@ -85,36 +99,85 @@ pub(crate) fn binary_backward(
         for ((&o, &z), &g) in os.iter().zip(zs).zip(upstream) {
             total += g * partial(t, o, z);
         }
-        grad[0] += total;
+        let mut grad = grad;
+        grad.store(0, total);
     } else if let (true, Some(period)) = (ts.len() == n, repeat_period(other.shape(), out.shape())) {
+        let fresh = grad.fresh;
         let rows = grad
+            .buffer
             .chunks_exact_mut(period)
             .zip(ts.chunks_exact(period))
             .zip(zs.chunks_exact(period))
             .zip(upstream.chunks_exact(period));
         for (((grad_row, t_row), z_row), g_row) in rows {
-            for ((((gr, &t), &o), &z), &g) in grad_row.iter_mut().zip(t_row).zip(os).zip(z_row).zip(g_row)
-            {
-                *gr += g * partial(t, o, z);
+            let elements = grad_row.iter_mut().zip(t_row).zip(os).zip(z_row).zip(g_row);
+            if fresh {
+                for ((((gr, &t), &o), &z), &g) in elements {
+                    *gr = g * partial(t, o, z);
+                }
+            } else {
+                for ((((gr, &t), &o), &z), &g) in elements {
+                    *gr += g * partial(t, o, z);
+                }
             }
         }
     } else if let (true, Some(period)) = (os.len() == n, repeat_period(target.shape(), out.shape())) {
+        let grad = grad.accumulator();
         let rows = os
             .chunks_exact(period)
             .zip(zs.chunks_exact(period))
             .zip(upstream.chunks_exact(period));
         for ((o_row, z_row), g_row) in rows {
-            for ((((gr, &t), &o), &z), &g) in grad.iter_mut().zip(ts).zip(o_row).zip(z_row).zip(g_row)
-            {
+            let elements = grad.iter_mut().zip(ts).zip(o_row).zip(z_row).zip(g_row);
+            for ((((gr, &t), &o), &z), &g) in elements {
                 *gr += g * partial(t, o, z);
             }
         }
     } else {
+        let grad = grad.accumulator();
         Walk::new(out.shape(), [out.shape(), target.shape(), other.shape()]).for_each(
             |[z_index, t_index, o_index]| {
                 grad[t_index] += upstream[z_index] * partial(ts[t_index], os[o_index], zs[z_index]);
             },
         );
+    }
+}
+
+/// The backward pass of a binary op whose first operand `full` has the output's shape and whose
+/// second `repeated` repeats with `period` over it (the bias-add pattern), filling both gradients
+/// in one pass over the upstream gradient. `full_partial(f, r, z)` and `repeated_partial(f, r, z)`
+/// are the partial derivatives with respect to each, at elements f, r and output z.
+#[inline]
+pub(crate) fn fused_repeat_backward(
+    (full, full_grad): (&Tensor, GradTarget<'_>),
+    (repeated, repeated_grad): (&Tensor, GradTarget<'_>),
+    out: &Tensor,
+    upstream: &[f64],
+    period: usize,
+    full_partial: impl Fn(f64, f64, f64) -> f64,
+    repeated_partial: impl Fn(f64, f64, f64) -> f64,
+) {
+    let fresh = full_grad.fresh;
+    let repeated_grad = repeated_grad.accumulator();
+    let rows = full_grad
+        .buffer
+        .chunks_exact_mut(period)
+        .zip(full.data().chunks_exact(period))
+        .zip(out.data().chunks_exact(period))
+        .zip(upstream.chunks_exact(period));
+    for (((grad_row, f_row), z_row), g_row) in rows {
+        let elements = grad_row
+            .iter_mut()
+            .zip(repeated_grad.iter_mut())
+            .zip(f_row)
+            .zip(repeated.data())
+            .zip(z_row)
+            .zip(g_row);
+        for (((((full_gr, repeated_gr), &f), &r), &z), &g) in elements {
+            let contribution = g * full_partial(f, r, z);
+            *full_gr = if fresh { contribution } else { *full_gr + contribution };
+            *repeated_gr += g * repeated_partial(f, r, z);
+        }
     }
 }
 
@@ -126,29 +189,42 @@ pub(crate) fn unary_forward(input: &Tensor, out: &mut Tensor, f: impl Fn(f64) ->
     }
 }
 
-/// Accumulates `upstream · f'(x)` into `grad`; `derivative(x, y)` receives the input and output
-/// elements, so derivatives expressed through the output (exp, tanh, sigmoid) reuse it.
+/// Adds (or, on a first contribution, writes) `upstream · f'(x)` into the gradient;
+/// `derivative(x, y)` receives the input and output elements, so derivatives expressed through
+/// the output (exp, tanh, sigmoid) reuse it.
 #[inline]
 pub(crate) fn unary_backward(
     input: &Tensor,
     out: &Tensor,
     upstream: &[f64],
-    grad: &mut [f64],
+    grad: GradTarget<'_>,
     derivative: impl Fn(f64, f64) -> f64,
 ) {
-    for (((gr, &x), &y), &g) in grad
+    let rows = grad
+        .buffer
         .iter_mut()
         .zip(input.data())
         .zip(out.data())
-        .zip(upstream)
-    {
-        *gr += g * derivative(x, y);
+        .zip(upstream);
+    if grad.fresh {
+        for (((gr, &x), &y), &g) in rows {
+            *gr = g * derivative(x, y);
+        }
+    } else {
+        for (((gr, &x), &y), &g) in rows {
+            *gr += g * derivative(x, y);
+        }
     }
 }
 
 /// Fills `out` with the elements of `on_true` where `condition` is non-zero and of `on_false`
 /// elsewhere, broadcasting all three.
-pub(crate) fn select_forward(condition: &Tensor, on_true: &Tensor, on_false: &Tensor, out: &mut Tensor) {
+pub(crate) fn select_forward(
+    condition: &Tensor,
+    on_true: &Tensor,
+    on_false: &Tensor,
+    out: &mut Tensor,
+) {
     let (out_shape, out) = out.shape_and_data_mut();
     let (cs, ts, fs) = (condition.data(), on_true.data(), on_false.data());
     let n = out.len();
@@ -157,7 +233,12 @@ pub(crate) fn select_forward(condition: &Tensor, on_true: &Tensor, on_false: &Te
             *o = if c != 0.0 { t } else { f };
         }
     } else {
-        let shapes = [out_shape, condition.shape(), on_true.shape(), on_false.shape()];
+        let shapes = [
+            out_shape,
+            condition.shape(),
+            on_true.shape(),
+            on_false.shape(),
+        ];
         Walk::new(out_shape, shapes).for_each(|[o, c, t, f]| {
             out[o] = if cs[c] != 0.0 { ts[t] } else { fs[f] };
         });
@@ -452,7 +533,12 @@ impl Tape {
 
     /// Elementwise choice: `on_true` where `condition` is non-zero, `on_false` elsewhere (NumPy's
     /// `where`), broadcasting all three. The gradient flows to the chosen branch only.
-    pub fn select(&mut self, condition: Var, on_true: Var, on_false: Var) -> Result<Var, TensorError> {
+    pub fn select(
+        &mut self,
+        condition: Var,
+        on_true: Var,
+        on_false: Var,
+    ) -> Result<Var, TensorError> {
         let branches = broadcast_shape("select", self.shape(on_true), self.shape(on_false))?;
         let shape = broadcast_shape("select", self.shape(condition), &branches)?;
         Ok(self.push(Op::Select(condition, on_true, on_false), shape))

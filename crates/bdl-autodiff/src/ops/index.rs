@@ -25,7 +25,11 @@ pub(crate) fn position(op: &'static str, value: f64, extent: usize) -> Result<us
 }
 
 /// Checks every element of an index tensor.
-pub(crate) fn validate_positions(op: &'static str, index: &Tensor, extent: usize) -> Result<(), TensorError> {
+pub(crate) fn validate_positions(
+    op: &'static str,
+    index: &Tensor,
+    extent: usize,
+) -> Result<(), TensorError> {
     index
         .data()
         .iter()
@@ -49,7 +53,13 @@ pub(crate) fn index_forward(input: &Tensor, axis: usize, at: usize, out: &mut [f
 }
 
 /// Adds the upstream gradient back at position `at` of `axis`.
-pub(crate) fn index_backward(shape: &[usize], axis: usize, at: usize, upstream: &[f64], grad: &mut [f64]) {
+pub(crate) fn index_backward(
+    shape: &[usize],
+    axis: usize,
+    at: usize,
+    upstream: &[f64],
+    grad: &mut [f64],
+) {
     let (outer, extent, inner) = split_at_axis(shape, axis);
     for o in 0..outer {
         let start = (o * extent + at) * inner;
@@ -63,7 +73,13 @@ pub(crate) fn index_backward(shape: &[usize], axis: usize, at: usize, upstream: 
 }
 
 /// Copies positions `start..end` of `axis`.
-pub(crate) fn slice_forward(input: &Tensor, axis: usize, start: usize, end: usize, out: &mut [f64]) {
+pub(crate) fn slice_forward(
+    input: &Tensor,
+    axis: usize,
+    start: usize,
+    end: usize,
+    out: &mut [f64],
+) {
     let (outer, extent, inner) = split_at_axis(input.shape(), axis);
     let width = (end - start) * inner;
     for o in 0..outer {
@@ -107,14 +123,23 @@ pub(crate) fn gather_forward(input: &Tensor, index: &Tensor, axis: usize, out: &
 }
 
 /// Adds the upstream gradient back at every gathered position (repeated positions accumulate).
-pub(crate) fn gather_backward(shape: &[usize], index: &Tensor, axis: usize, upstream: &[f64], grad: &mut [f64]) {
+pub(crate) fn gather_backward(
+    shape: &[usize],
+    index: &Tensor,
+    axis: usize,
+    upstream: &[f64],
+    grad: &mut [f64],
+) {
     let (outer, extent, inner) = split_at_axis(shape, axis);
     let count = index.len();
     for o in 0..outer {
         for (t, &value) in index.data().iter().enumerate() {
             let to = (o * extent + checked_position(value, extent)) * inner;
             let from = (o * count + t) * inner;
-            for (gr, &g) in grad[to..to + inner].iter_mut().zip(&upstream[from..from + inner]) {
+            for (gr, &g) in grad[to..to + inner]
+                .iter_mut()
+                .zip(&upstream[from..from + inner])
+            {
                 *gr += g;
             }
         }
@@ -184,7 +209,14 @@ pub(crate) fn stack_forward(values: &[Tensor], operands: &[Var], axis: usize, ou
 }
 
 /// The upstream block of operand `k` of a stack, added to its gradient.
-pub(crate) fn stack_backward(shape: &[usize], axis: usize, k: usize, count: usize, upstream: &[f64], grad: &mut [f64]) {
+pub(crate) fn stack_backward(
+    shape: &[usize],
+    axis: usize,
+    k: usize,
+    count: usize,
+    upstream: &[f64],
+    grad: &mut [f64],
+) {
     let (outer, block) = stack_blocks(shape, axis);
     for o in 0..outer {
         let from = (o * count + k) * block;
@@ -250,7 +282,12 @@ pub(crate) fn broadcast_forward(input: &Tensor, out: &mut Tensor) {
 }
 
 /// Sums the upstream gradient over the broadcast axes.
-pub(crate) fn broadcast_backward(shape: &[usize], out_shape: &[usize], upstream: &[f64], grad: &mut [f64]) {
+pub(crate) fn broadcast_backward(
+    shape: &[usize],
+    out_shape: &[usize],
+    upstream: &[f64],
+    grad: &mut [f64],
+) {
     if grad.len() == upstream.len() {
         for (gr, &g) in grad.iter_mut().zip(upstream) {
             *gr += g;
@@ -277,11 +314,24 @@ impl Tape {
         }
         let mut out_shape = Shape::from_slice(shape);
         out_shape.remove(axis);
-        Ok(self.push(Op::Index { input, axis, position }, out_shape))
+        Ok(self.push(
+            Op::Index {
+                input,
+                axis,
+                position,
+            },
+            out_shape,
+        ))
     }
 
     /// Selects positions `start..end` on `axis` (`x[a:b]`).
-    pub fn slice(&mut self, input: Var, axis: isize, start: usize, end: usize) -> Result<Var, TensorError> {
+    pub fn slice(
+        &mut self,
+        input: Var,
+        axis: isize,
+        start: usize,
+        end: usize,
+    ) -> Result<Var, TensorError> {
         let shape = self.shape(input);
         let axis = normalize_axis("slice", axis, shape.len())?;
         if start > end || end > shape[axis] {
@@ -294,7 +344,15 @@ impl Tape {
         }
         let mut out_shape = Shape::from_slice(shape);
         out_shape[axis] = end - start;
-        Ok(self.push(Op::Slice { input, axis, start, end }, out_shape))
+        Ok(self.push(
+            Op::Slice {
+                input,
+                axis,
+                start,
+                end,
+            },
+            out_shape,
+        ))
     }
 
     /// Gathers along `axis` at the positions held by `index` (whole numbers stored as `f64`,
@@ -313,7 +371,12 @@ impl Tape {
     /// Picks along `axis` one element per position of `index`, which has the input's shape
     /// except along `axis` (NumPy's `take_along_axis`). With logits `[n, k]` and labels reshaped
     /// to `[n, 1]` this picks each row's label.
-    pub fn take_along_axis(&mut self, input: Var, index: Var, axis: isize) -> Result<Var, TensorError> {
+    pub fn take_along_axis(
+        &mut self,
+        input: Var,
+        index: Var,
+        axis: isize,
+    ) -> Result<Var, TensorError> {
         let shape = self.shape(input);
         let index_shape = self.shape(index);
         let axis = normalize_axis("take_along_axis", axis, shape.len())?;

@@ -5,8 +5,8 @@
 use crate::broadcast::{broadcast_shape, Walk};
 use crate::gemm::{dot, gemm, MatrixRef};
 use crate::ops::Op;
-use crate::tape::{Tape, Var};
-use crate::tensor::{Shape, Tensor, TensorError};
+use crate::tape::{GradTarget, Tape, Var};
+use crate::tensor::{element_count, Shape, Tensor, TensorError};
 
 /// How a (possibly batched) matrix product lines up its operands: each operand is a stack of
 /// `m × k` (left) or `k × n` (right) matrices over batch axes that broadcast against each other.
@@ -75,7 +75,12 @@ impl MatmulPlan {
 }
 
 /// C = A·B for every matrix of the batch.
-pub(crate) fn matmul_forward(left: &Tensor, right: &Tensor, out: &mut Tensor, scratch: &mut Vec<f64>) {
+pub(crate) fn matmul_forward(
+    left: &Tensor,
+    right: &Tensor,
+    out: &mut Tensor,
+    scratch: &mut Vec<f64>,
+) {
     let Ok(plan) = matmul_plan(left.shape(), right.shape()) else {
         // Shapes were checked when the node was recorded and leaves keep their shapes.
         out.data_mut().fill(f64::NAN);
@@ -95,24 +100,37 @@ pub(crate) fn matmul_forward(left: &Tensor, right: &Tensor, out: &mut Tensor, sc
     });
 }
 
+/// The `beta` of the first gradient product into a block, and the buffer to write: a fresh
+/// gradient can be overwritten (beta = 0) when every block of it is written exactly once;
+/// otherwise it is zeroed and accumulated into.
+fn first_beta<'a>(grad: GradTarget<'a>, blocks_shared: bool) -> (&'a mut [f64], f64) {
+    if grad.fresh && !blocks_shared {
+        (grad.buffer, 0.0)
+    } else {
+        (grad.accumulator(), 1.0)
+    }
+}
+
 /// For C = A·B: ∂L/∂A = (∂L/∂C)·Bᵀ, accumulated over the blocks that share a left matrix.
 pub(crate) fn matmul_backward_left(
     left: &Tensor,
     right: &Tensor,
     upstream: &[f64],
-    grad: &mut [f64],
+    grad: GradTarget<'_>,
     scratch: &mut Vec<f64>,
 ) {
     let Ok(plan) = matmul_plan(left.shape(), right.shape()) else {
         return;
     };
     let (m, k, n) = (plan.m, plan.k, plan.n);
+    let shared = element_count(&plan.left_batch) != element_count(&plan.out_batch);
+    let (grad, beta) = first_beta(grad, shared);
     plan.for_each_block(|[o, i, j]| {
         gemm(
             1.0,
             MatrixRef::row_major(&upstream[o * m * n..(o + 1) * m * n], m, n),
             MatrixRef::row_major(&right.data()[j * k * n..(j + 1) * k * n], k, n).t(),
-            1.0,
+            beta,
             &mut grad[i * m * k..(i + 1) * m * k],
             scratch,
         );
@@ -124,19 +142,21 @@ pub(crate) fn matmul_backward_right(
     left: &Tensor,
     right: &Tensor,
     upstream: &[f64],
-    grad: &mut [f64],
+    grad: GradTarget<'_>,
     scratch: &mut Vec<f64>,
 ) {
     let Ok(plan) = matmul_plan(left.shape(), right.shape()) else {
         return;
     };
     let (m, k, n) = (plan.m, plan.k, plan.n);
+    let shared = element_count(&plan.right_batch) != element_count(&plan.out_batch);
+    let (grad, beta) = first_beta(grad, shared);
     plan.for_each_block(|[o, i, j]| {
         gemm(
             1.0,
             MatrixRef::row_major(&left.data()[i * m * k..(i + 1) * m * k], m, k).t(),
             MatrixRef::row_major(&upstream[o * m * n..(o + 1) * m * n], m, n),
-            1.0,
+            beta,
             &mut grad[j * k * n..(j + 1) * k * n],
             scratch,
         );
@@ -256,7 +276,9 @@ pub(crate) fn cholesky_forward(input: &Tensor, out: &mut [f64]) {
     for j in 0..n {
         let row_j = &out[j * n..j * n + j];
         let pivot = a[j * n + j] - dot(row_j, row_j);
-        if !(pivot > 0.0) {
+        // NaN fails this test too.
+        let positive = pivot > 0.0;
+        if !positive {
             out.fill(f64::NAN);
             return;
         }
@@ -279,7 +301,12 @@ pub(crate) fn cholesky_forward(input: &Tensor, out: &mut [f64]) {
 /// triangle, so moving aᵢⱼ (i > j) moves both symmetric entries: ∂ℓ/∂aᵢⱼ = Sᵢⱼ + Sⱼᵢ, ∂ℓ/∂aᵢᵢ = Sᵢᵢ,
 /// and the upper triangle gets nothing. Only the lower triangle of L̄ counts (L's upper triangle is
 /// constant zero).
-pub(crate) fn cholesky_backward(factor: &Tensor, upstream: &[f64], grad: &mut [f64], scratch: &mut Vec<f64>) {
+pub(crate) fn cholesky_backward(
+    factor: &Tensor,
+    upstream: &[f64],
+    grad: &mut [f64],
+    scratch: &mut Vec<f64>,
+) {
     let n = factor.shape().first().copied().unwrap_or(0);
     if n == 0 {
         return;
@@ -359,7 +386,13 @@ fn system(matrix: &Tensor, lower: bool, transpose: bool) -> (MatrixRef<'_>, bool
 }
 
 /// X = op(T)⁻¹ B.
-pub(crate) fn triangular_solve_forward(matrix: &Tensor, rhs: &Tensor, lower: bool, transpose: bool, out: &mut [f64]) {
+pub(crate) fn triangular_solve_forward(
+    matrix: &Tensor,
+    rhs: &Tensor,
+    lower: bool,
+    transpose: bool,
+    out: &mut [f64],
+) {
     let columns = rhs.len() / matrix.shape().first().copied().unwrap_or(1).max(1);
     out.copy_from_slice(rhs.data());
     let (system_matrix, system_lower) = system(matrix, lower, transpose);

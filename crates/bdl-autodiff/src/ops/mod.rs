@@ -12,8 +12,9 @@ pub(crate) mod reduce;
 
 use crate::tape::{GradientSink, Var};
 use crate::tensor::{Tensor, TensorError};
+use crate::broadcast::repeat_period;
 use elementwise::{
-    binary_backward, binary_forward, compare, select_backward, select_forward, sigmoid, softplus,
+    binary_backward, binary_forward, fused_repeat_backward, compare, select_backward, select_forward, sigmoid, softplus,
     unary_backward, unary_forward,
 };
 use reduce::{layout, Reduction};
@@ -104,9 +105,17 @@ pub(crate) enum Op {
         end: usize,
     },
     /// NumPy's `take` along an axis, at the positions of an index tensor.
-    Gather { input: Var, index: Var, axis: usize },
+    Gather {
+        input: Var,
+        index: Var,
+        axis: usize,
+    },
     /// NumPy's `take_along_axis`.
-    TakeAlong { input: Var, index: Var, axis: usize },
+    TakeAlong {
+        input: Var,
+        index: Var,
+        axis: usize,
+    },
     /// Equally shaped operands stacked along a new axis.
     Stack(Vec<Var>, usize),
     /// Operands joined along an existing axis.
@@ -212,7 +221,9 @@ pub(crate) fn forward(op: &Op, values: &[Tensor], out: &mut Tensor, scratch: &mu
         Op::Mul(a, b) => binary_forward(value(a), value(b), out, |x, y| x * y),
         Op::Div(a, b) => binary_forward(value(a), value(b), out, |x, y| x / y),
         Op::Pow(a, b) => binary_forward(value(a), value(b), out, f64::powf),
-        Op::Compare(a, b, kind) => binary_forward(value(a), value(b), out, |x, y| compare(kind, x, y)),
+        Op::Compare(a, b, kind) => {
+            binary_forward(value(a), value(b), out, |x, y| compare(kind, x, y))
+        }
         Op::Select(c, t, f) => select_forward(value(c), value(t), value(f), out),
         Op::AddScalar(a, c) => unary_forward(value(a), out, |x| x + c),
         Op::ScalarSub(c, a) => unary_forward(value(a), out, |x| c - x),
@@ -239,7 +250,12 @@ pub(crate) fn forward(op: &Op, values: &[Tensor], out: &mut Tensor, scratch: &mu
         Op::Not(a) => unary_forward(value(a), out, |x| if x == 0.0 { 1.0 } else { 0.0 }),
         Op::Sum(a, reduction) => {
             let input = value(a);
-            reduce::sum_forward(input.data(), layout(input.shape(), reduction), out.data_mut(), 1.0);
+            reduce::sum_forward(
+                input.data(),
+                layout(input.shape(), reduction),
+                out.data_mut(),
+                1.0,
+            );
         }
         Op::Mean(a, reduction) => {
             let input = value(a);
@@ -296,7 +312,9 @@ pub(crate) fn forward(op: &Op, values: &[Tensor], out: &mut Tensor, scratch: &mu
         Op::TakeAlong { input, index, axis } => {
             index::take_along_forward(value(input), value(index), axis, out.data_mut());
         }
-        Op::Stack(ref operands, axis) => index::stack_forward(values, operands, axis, out.data_mut()),
+        Op::Stack(ref operands, axis) => {
+            index::stack_forward(values, operands, axis, out.data_mut())
+        }
         Op::Concat(ref operands, axis) => index::concat_forward(values, operands, axis, out),
         Op::Reshape(a) => out.data_mut().copy_from_slice(value(a).data()),
         Op::BroadcastTo(a) => index::broadcast_forward(value(a), out),
@@ -316,10 +334,47 @@ fn binary_chain(
 ) {
     let values = sink.values();
     let (x, y) = (&values[left.0], &values[right.0]);
-    if let Some(grad) = sink.get(left) {
+    // A full operand combined with one repeated along trailing axes (a bias): when both need
+    // gradients, one pass over the upstream gradient fills both.
+    if left != right && x.len() != y.len() {
+        let (full_is_left, period) = if x.len() == out.len() {
+            (true, repeat_period(y.shape(), out.shape()))
+        } else if y.len() == out.len() {
+            (false, repeat_period(x.shape(), out.shape()))
+        } else {
+            (true, None)
+        };
+        if let Some(period) = period {
+            if let (Some(left_grad), Some(right_grad)) = sink.target_pair(left, right) {
+                if full_is_left {
+                    fused_repeat_backward(
+                        (x, left_grad),
+                        (y, right_grad),
+                        out,
+                        upstream,
+                        period,
+                        |f, r, z| left_partial(f, r, z),
+                        |f, r, z| right_partial(f, r, z),
+                    );
+                } else {
+                    fused_repeat_backward(
+                        (y, right_grad),
+                        (x, left_grad),
+                        out,
+                        upstream,
+                        period,
+                        |f, r, z| right_partial(r, f, z),
+                        |f, r, z| left_partial(r, f, z),
+                    );
+                }
+                return;
+            }
+        }
+    }
+    if let Some(grad) = sink.target(left) {
         binary_backward(x, y, out, upstream, grad, left_partial);
     }
-    if let Some(grad) = sink.get(right) {
+    if let Some(grad) = sink.target(right) {
         binary_backward(y, x, out, upstream, grad, |y, x, z| right_partial(x, y, z));
     }
 }
@@ -334,7 +389,7 @@ fn unary_chain(
     derivative: impl Fn(f64, f64) -> f64,
 ) {
     let values = sink.values();
-    if let Some(grad) = sink.get(input) {
+    if let Some(grad) = sink.target(input) {
         unary_backward(&values[input.0], out, upstream, grad, derivative);
     }
 }
@@ -444,7 +499,7 @@ pub(crate) fn backward(
         // ∂(Σⱼ xⱼ)/∂xⱼ = 1.
         Op::Sum(a, reduction) => {
             let shape = values[a.0].shape();
-            if let Some(grad) = sink.get(a) {
+            if let Some(grad) = sink.target(a) {
                 reduce::sum_backward(g, layout(shape, reduction), grad, 1.0);
             }
         }
@@ -452,7 +507,7 @@ pub(crate) fn backward(
         Op::Mean(a, reduction) => {
             let shape = values[a.0].shape();
             let layout = layout(shape, reduction);
-            if let Some(grad) = sink.get(a) {
+            if let Some(grad) = sink.target(a) {
                 reduce::sum_backward(g, layout, grad, 1.0 / layout.1 as f64);
             }
         }
@@ -483,10 +538,10 @@ pub(crate) fn backward(
         // C = AB: ∂L/∂A = (∂L/∂C)Bᵀ, ∂L/∂B = Aᵀ(∂L/∂C).
         Op::MatMul(a, b) => {
             let (left, right) = (&values[a.0], &values[b.0]);
-            if let Some(grad) = sink.get(a) {
+            if let Some(grad) = sink.target(a) {
                 linalg::matmul_backward_left(left, right, g, grad, scratch);
             }
-            if let Some(grad) = sink.get(b) {
+            if let Some(grad) = sink.target(b) {
                 linalg::matmul_backward_right(left, right, g, grad, scratch);
             }
         }
@@ -518,13 +573,27 @@ pub(crate) fn backward(
             if needs_matrix {
                 let grad = sink.get(matrix);
                 linalg::triangular_solve_backward(
-                    matrix_value, out, lower, transpose, g, grad, None, scratch,
+                    matrix_value,
+                    out,
+                    lower,
+                    transpose,
+                    g,
+                    grad,
+                    None,
+                    scratch,
                 );
             }
             if needs_rhs {
                 let grad = sink.get(rhs);
                 linalg::triangular_solve_backward(
-                    matrix_value, out, lower, transpose, g, None, grad, scratch,
+                    matrix_value,
+                    out,
+                    lower,
+                    transpose,
+                    g,
+                    None,
+                    grad,
+                    scratch,
                 );
             }
         }
@@ -590,9 +659,13 @@ pub(crate) fn backward(
         }
         // A reshape keeps the row-major order, so the gradient passes through unchanged.
         Op::Reshape(a) => {
-            if let Some(grad) = sink.get(a) {
-                for (gr, &u) in grad.iter_mut().zip(g) {
-                    *gr += u;
+            if let Some(grad) = sink.target(a) {
+                if grad.fresh {
+                    grad.buffer.copy_from_slice(g);
+                } else {
+                    for (gr, &u) in grad.buffer.iter_mut().zip(g) {
+                        *gr += u;
+                    }
                 }
             }
         }

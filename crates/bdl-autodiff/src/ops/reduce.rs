@@ -6,7 +6,7 @@
 //! and lands in output position `o · inner + i`.
 
 use crate::ops::Op;
-use crate::tape::{Tape, Var};
+use crate::tape::{GradTarget, Tape, Var};
 use crate::tensor::{normalize_axis, split_at_axis, Shape, TensorError};
 
 /// Which elements a reduction combines.
@@ -75,31 +75,41 @@ pub(crate) fn sum_forward(
     }
 }
 
-/// d(scale · Σⱼ xⱼ)/dxⱼ = scale: spreads the upstream gradient over the reduced axis.
+/// d(scale · Σⱼ xⱼ)/dxⱼ = scale: spreads the upstream gradient over the reduced axis (every
+/// input element belongs to exactly one lane, so a first contribution writes them all).
 pub(crate) fn sum_backward(
     upstream: &[f64],
     (_, extent, inner): (usize, usize, usize),
-    grad: &mut [f64],
+    grad: GradTarget<'_>,
     scale: f64,
 ) {
     if extent == 0 {
         return;
     }
+    let fresh = grad.fresh;
+    let store = |gr: &mut f64, value: f64| {
+        if fresh {
+            *gr = value;
+        } else {
+            *gr += value;
+        }
+    };
     if inner == 1 {
-        for (grad_row, &g) in grad.chunks_exact_mut(extent).zip(upstream) {
+        for (grad_row, &g) in grad.buffer.chunks_exact_mut(extent).zip(upstream) {
             let contribution = g * scale;
             for gr in grad_row {
-                *gr += contribution;
+                store(gr, contribution);
             }
         }
     } else {
         let blocks = grad
+            .buffer
             .chunks_exact_mut(extent * inner)
             .zip(upstream.chunks_exact(inner));
         for (grad_block, upstream_block) in blocks {
             for grad_row in grad_block.chunks_exact_mut(inner) {
                 for (gr, &g) in grad_row.iter_mut().zip(upstream_block) {
-                    *gr += g * scale;
+                    store(gr, g * scale);
                 }
             }
         }
@@ -312,7 +322,12 @@ impl Tape {
 
     /// The sum along `axis` (negative counts from the end); `keep_dim` keeps the axis with extent
     /// one.
-    pub fn sum_axis(&mut self, input: Var, axis: isize, keep_dim: bool) -> Result<Var, TensorError> {
+    pub fn sum_axis(
+        &mut self,
+        input: Var,
+        axis: isize,
+        keep_dim: bool,
+    ) -> Result<Var, TensorError> {
         self.record_reduction("sum", input, Some((axis, keep_dim)), Op::Sum)
     }
 
@@ -322,7 +337,12 @@ impl Tape {
     }
 
     /// The mean along `axis`.
-    pub fn mean_axis(&mut self, input: Var, axis: isize, keep_dim: bool) -> Result<Var, TensorError> {
+    pub fn mean_axis(
+        &mut self,
+        input: Var,
+        axis: isize,
+        keep_dim: bool,
+    ) -> Result<Var, TensorError> {
         self.record_reduction("mean", input, Some((axis, keep_dim)), Op::Mean)
     }
 
@@ -332,7 +352,12 @@ impl Tape {
     }
 
     /// The largest element along `axis`.
-    pub fn max_axis(&mut self, input: Var, axis: isize, keep_dim: bool) -> Result<Var, TensorError> {
+    pub fn max_axis(
+        &mut self,
+        input: Var,
+        axis: isize,
+        keep_dim: bool,
+    ) -> Result<Var, TensorError> {
         self.record_reduction("max", input, Some((axis, keep_dim)), Op::Max)
     }
 
@@ -342,7 +367,12 @@ impl Tape {
     }
 
     /// The smallest element along `axis`.
-    pub fn min_axis(&mut self, input: Var, axis: isize, keep_dim: bool) -> Result<Var, TensorError> {
+    pub fn min_axis(
+        &mut self,
+        input: Var,
+        axis: isize,
+        keep_dim: bool,
+    ) -> Result<Var, TensorError> {
         self.record_reduction("min", input, Some((axis, keep_dim)), Op::Min)
     }
 

@@ -37,7 +37,10 @@ where
     }
     for pair in points.windows(2) {
         if let Err(message) = check::replay_matches(&mut f, &pair[0], &pair[1]) {
-            panic!("replay check failed from {:?} to {:?}: {message}", pair[0], pair[1]);
+            panic!(
+                "replay check failed from {:?} to {:?}: {message}",
+                pair[0], pair[1]
+            );
         }
     }
 }
@@ -75,5 +78,8 @@ pub fn forward_value(
     let mut tape = Tape::new();
     let vars: Vec<Var> = inputs.iter().map(|t| tape.input(t.clone())).collect();
     let output = f(&mut tape, &vars).expect("forward evaluation succeeds");
-    (tape.value(output).data().to_vec(), tape.shape(output).to_vec())
+    (
+        tape.value(output).data().to_vec(),
+        tape.shape(output).to_vec(),
+    )
 }

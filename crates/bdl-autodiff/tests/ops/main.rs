@@ -5,5 +5,6 @@
 
 mod common;
 mod elementwise;
+mod indexing;
 mod linalg;
 mod reduce;

@@ -56,8 +56,20 @@ pub(crate) fn check(family: Family, tape: &Tape, params: &[Param]) -> Result<(),
         Family::TruncatedNormal => {
             require(family, tape, &params[0], finite, "a finite number")?;
             require(family, tape, &params[1], positive, "greater than 0")?;
-            require(family, tape, &params[2], |x| x < f64::INFINITY, "less than +inf")?;
-            require(family, tape, &params[3], |x| x > f64::NEG_INFINITY, "greater than -inf")?;
+            require(
+                family,
+                tape,
+                &params[2],
+                |x| x < f64::INFINITY,
+                "less than +inf",
+            )?;
+            require(
+                family,
+                tape,
+                &params[3],
+                |x| x > f64::NEG_INFINITY,
+                "greater than -inf",
+            )?;
             require_ordered(family, tape, &params[2], &params[3], "greater than `low`")
         }
         Family::Delta => require(
@@ -91,7 +103,11 @@ fn require_ordered(
     })?;
     let spread_low = crate::shape::broadcast_data(lows, &shape).unwrap_or_default();
     let spread_high = crate::shape::broadcast_data(highs, &shape).unwrap_or_default();
-    match spread_low.iter().zip(&spread_high).find(|(l, h)| !(h > l)) {
+    match spread_low
+        .iter()
+        .zip(&spread_high)
+        .find(|(l, h)| h.partial_cmp(l) != Some(std::cmp::Ordering::Greater))
+    {
         Some((_, &value)) => Err(DistError::InvalidParameter {
             family: family.name(),
             parameter: high.name,
@@ -359,7 +375,13 @@ const STANDARDIZED_INFINITY: f64 = 1e100;
 
 /// The standardized bound (b − μ)/σ, with ±∞ bounds replaced by ±[`STANDARDIZED_INFINITY`]
 /// before any arithmetic so that no gradient meets an infinity.
-fn standardized_bound(tape: &mut Tape, bound: Var, loc: Var, scale: Var, sign: f64) -> Result<Var, DistError> {
+fn standardized_bound(
+    tape: &mut Tape,
+    bound: Var,
+    loc: Var,
+    scale: Var,
+    sign: f64,
+) -> Result<Var, DistError> {
     let is_finite = math::is_finite(tape, bound)?;
     let safe = guard(tape, is_finite, bound, 0.0)?;
     let z = standardize(tape, safe, loc, scale)?;
@@ -427,11 +449,9 @@ pub(crate) fn draw(family: Family, p: &[f64], rng: &mut dyn RngCore) -> Result<f
             let u = open_unit(rng);
             p[0] + p[1] * (u.ln() - (-u).ln_1p())
         }
-        Family::TruncatedNormal => p[0] + p[1] * truncated_standard_normal(
-            (p[2] - p[0]) / p[1],
-            (p[3] - p[0]) / p[1],
-            rng,
-        ),
+        Family::TruncatedNormal => {
+            p[0] + p[1] * truncated_standard_normal((p[2] - p[0]) / p[1], (p[3] - p[0]) / p[1], rng)
+        }
         Family::Delta => p[0],
         _ => {
             return Err(DistError::NotSampleable {
@@ -458,13 +478,23 @@ fn standard_cauchy(rng: &mut dyn RngCore) -> f64 {
 }
 
 /// A Gamma(shape, 1) draw, kept strictly positive.
-pub(crate) fn gamma_draw(family: Family, shape: f64, rng: &mut dyn RngCore) -> Result<f64, DistError> {
-    Ok(log_gamma_draw(family, shape, rng)?.exp().max(f64::MIN_POSITIVE))
+pub(crate) fn gamma_draw(
+    family: Family,
+    shape: f64,
+    rng: &mut dyn RngCore,
+) -> Result<f64, DistError> {
+    Ok(log_gamma_draw(family, shape, rng)?
+        .exp()
+        .max(f64::MIN_POSITIVE))
 }
 
 /// The logarithm of a Gamma(shape, 1) draw. For shape < 1 it uses
 /// Gamma(a) = Gamma(a + 1) · U^{1/a}, in logs, so tiny shapes do not underflow to log 0.
-pub(crate) fn log_gamma_draw(family: Family, shape: f64, rng: &mut dyn RngCore) -> Result<f64, DistError> {
+pub(crate) fn log_gamma_draw(
+    family: Family,
+    shape: f64,
+    rng: &mut dyn RngCore,
+) -> Result<f64, DistError> {
     let invalid = || DistError::InvalidParameter {
         family: family.name(),
         parameter: "concentration",
@@ -511,14 +541,21 @@ pub(crate) fn moment(family: Family, p: &[f64], which: Moment) -> Option<f64> {
         Family::HalfNormal => (p[0] * (2.0 / PI).sqrt(), p[0] * p[0] * (1.0 - 2.0 / PI)),
         Family::LogNormal => {
             let s2 = p[1] * p[1];
-            ((p[0] + 0.5 * s2).exp(), s2.exp_m1() * (2.0 * p[0] + s2).exp())
+            (
+                (p[0] + 0.5 * s2).exp(),
+                s2.exp_m1() * (2.0 * p[0] + s2).exp(),
+            )
         }
         Family::Uniform => (0.5 * (p[0] + p[1]), (p[1] - p[0]).powi(2) / 12.0),
         Family::Exponential => (1.0 / p[0], 1.0 / (p[0] * p[0])),
         Family::Gamma => (p[0] / p[1], p[0] / (p[1] * p[1])),
         Family::InverseGamma => {
             let (a, b) = (p[0], p[1]);
-            let mean = if a > 1.0 { b / (a - 1.0) } else { f64::INFINITY };
+            let mean = if a > 1.0 {
+                b / (a - 1.0)
+            } else {
+                f64::INFINITY
+            };
             let variance = if a > 2.0 {
                 b * b / ((a - 1.0).powi(2) * (a - 2.0))
             } else {
@@ -531,7 +568,9 @@ pub(crate) fn moment(family: Family, p: &[f64], which: Moment) -> Option<f64> {
             let total = a + b;
             (a / total, a * b / (total * total * (total + 1.0)))
         }
-        Family::Cauchy | Family::HalfCauchy | Family::Flat | Family::FlatPositive => return None,
+        Family::Cauchy => (f64::NAN, f64::NAN),
+        Family::HalfCauchy => (f64::INFINITY, f64::INFINITY),
+        Family::Flat | Family::FlatPositive => return None,
         Family::StudentT => {
             let (nu, loc, scale) = (p[0], p[1], p[2]);
             let mean = if nu > 1.0 { loc } else { f64::NAN };
@@ -558,7 +597,8 @@ pub(crate) fn moment(family: Family, p: &[f64], which: Moment) -> Option<f64> {
 
 /// Mean and variance of TruncatedNormal(μ, σ, low, high) with α, β the standardized bounds and
 /// Z = Φ(β) − Φ(α): μ + σ (φ(α) − φ(β))/Z and σ² [1 + (αφ(α) − βφ(β))/Z − ((φ(α) − φ(β))/Z)²].
-/// The interval is reflected into the lower half first, where Φ is accurate in the tail.
+/// The ratios φ/Z are formed in logs (the interval reflected into the lower half first), since
+/// deep in a tail the variance is a small difference of numbers near β².
 fn truncated_normal_moments(p: &[f64]) -> (f64, f64) {
     let (loc, scale) = (p[0], p[1]);
     let (mut alpha, mut beta) = ((p[2] - loc) / scale, (p[3] - loc) / scale);
@@ -566,24 +606,28 @@ fn truncated_normal_moments(p: &[f64]) -> (f64, f64) {
     if reflected {
         (alpha, beta) = (-beta, -alpha);
     }
-    let density = |z: f64| {
+    let log_low = crate::math::log_ndtr_value(alpha);
+    let log_high = crate::math::log_ndtr_value(beta);
+    let log_mass = log_high + (-(log_low - log_high).exp()).ln_1p();
+    // φ(z)/Z, and z φ(z)/Z, zero at infinite z.
+    let ratio = |z: f64| {
         if z.is_finite() {
-            (-0.5 * z * z - HALF_LOG_TWO_PI).exp()
+            (-0.5 * z * z - HALF_LOG_TWO_PI - log_mass).exp()
         } else {
             0.0
         }
     };
-    let times_density = |z: f64| if z.is_finite() { z * density(z) } else { 0.0 };
-    let mass = ndtr(beta) - ndtr(alpha);
-    let shift = (density(alpha) - density(beta)) / mass;
-    let standard_variance = 1.0 + (times_density(alpha) - times_density(beta)) / mass - shift * shift;
+    let times_ratio = |z: f64| if z.is_finite() { z * ratio(z) } else { 0.0 };
+    let shift = ratio(alpha) - ratio(beta);
+    let standard_variance = 1.0 + times_ratio(alpha) - times_ratio(beta) - shift * shift;
     let shift = if reflected { -shift } else { shift };
     (loc + scale * shift, scale * scale * standard_variance)
 }
 
 /// The support of a scalar continuous family.
 pub(crate) fn support(family: Family, tape: &Tape, params: &[Param]) -> Constraint {
-    let bound = |slot: usize| Bound::on_tape(tape.value(params[slot].var).clone(), params[slot].var);
+    let bound =
+        |slot: usize| Bound::on_tape(tape.value(params[slot].var).clone(), params[slot].var);
     match family {
         Family::HalfNormal | Family::Exponential | Family::HalfCauchy => Constraint::Positive,
         Family::LogNormal | Family::Gamma | Family::InverseGamma | Family::FlatPositive => {

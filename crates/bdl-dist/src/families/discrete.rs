@@ -53,7 +53,13 @@ pub(crate) fn check(family: Family, tape: &Tape, params: &[Param]) -> Result<(),
             if params[1].name == "logits" {
                 require(family, tape, &params[1], finite, "a finite number")
             } else {
-                require(family, tape, &params[1], |x| (0.0..1.0).contains(&x), "in [0, 1)")
+                require(
+                    family,
+                    tape,
+                    &params[1],
+                    |x| (0.0..1.0).contains(&x),
+                    "in [0, 1)",
+                )
             }
         }
         _ => Ok(()),
@@ -83,9 +89,19 @@ pub(crate) fn check_categorical(
     if param.name == "logits" {
         require(family, tape, param, finite, "a finite number")?;
     } else {
-        require(family, tape, param, |x| x >= 0.0 && x.is_finite(), "a finite number at least 0")?;
+        require(
+            family,
+            tape,
+            param,
+            |x| x >= 0.0 && x.is_finite(),
+            "a finite number at least 0",
+        )?;
         let width = shape[shape.len() - 1];
-        if let Some(row) = value.data().chunks(width).find(|row| row.iter().sum::<f64>() <= 0.0) {
+        if let Some(row) = value
+            .data()
+            .chunks(width)
+            .find(|row| row.iter().sum::<f64>() <= 0.0)
+        {
             return Err(DistError::InvalidParameter {
                 family: family.name(),
                 parameter: param.name,
@@ -209,7 +225,12 @@ pub(crate) fn log_prob(
 }
 
 /// log n! − log k! − log (n − k)!.
-fn log_binomial_coefficient(tape: &mut Tape, n: Var, k: Var, failures: Var) -> Result<Var, DistError> {
+fn log_binomial_coefficient(
+    tape: &mut Tape,
+    n: Var,
+    k: Var,
+    failures: Var,
+) -> Result<Var, DistError> {
     let n_plus_one = tape.add_scalar(n, 1.0);
     let k_plus_one = tape.add_scalar(k, 1.0);
     let failures_plus_one = tape.add_scalar(failures, 1.0);

@@ -319,8 +319,17 @@ pub(crate) fn check_parameters(
     tape: &Tape,
     params: &[Param],
 ) -> Result<(Vec<usize>, Vec<usize>), DistError> {
-    if let Some(param) = params.iter().find(|param| tape.value(param.var).data().iter().any(|x| x.is_nan())) {
-        let value = tape.value(param.var).data().iter().copied().find(|x| x.is_nan()).unwrap_or(f64::NAN);
+    if let Some(param) = params
+        .iter()
+        .find(|param| tape.value(param.var).data().iter().any(|x| x.is_nan()))
+    {
+        let value = tape
+            .value(param.var)
+            .data()
+            .iter()
+            .copied()
+            .find(|x| x.is_nan())
+            .unwrap_or(f64::NAN);
         return Err(DistError::InvalidParameter {
             family: family.name(),
             parameter: param.name,
@@ -330,10 +339,9 @@ pub(crate) fn check_parameters(
     }
     match family {
         Family::Categorical => discrete::check_categorical(tape, params),
-        Family::Dirichlet
-        | Family::MultivariateNormal
-        | Family::LkjCholesky
-        | Family::Wishart => multivariate::check(family, tape, params),
+        Family::Dirichlet | Family::MultivariateNormal | Family::LkjCholesky | Family::Wishart => {
+            multivariate::check(family, tape, params)
+        }
         _ if family.is_discrete() => {
             discrete::check(family, tape, params)?;
             Ok((scalar_batch_shape(family, tape, params)?, Vec::new()))
@@ -346,7 +354,11 @@ pub(crate) fn check_parameters(
 }
 
 /// The broadcast of every parameter's shape: the batch shape of a scalar family.
-fn scalar_batch_shape(family: Family, tape: &Tape, params: &[Param]) -> Result<Vec<usize>, DistError> {
+fn scalar_batch_shape(
+    family: Family,
+    tape: &Tape,
+    params: &[Param],
+) -> Result<Vec<usize>, DistError> {
     let mut shape: Vec<usize> = Vec::new();
     for param in params {
         let next = tape.shape(param.var);
@@ -442,7 +454,8 @@ pub(crate) fn sample(
                 }
             })?;
             let event_size: usize = event_shape.iter().product();
-            let mut sampler = multivariate::Sampler::new(family, params, values, base_batch_shape, event_shape)?;
+            let mut sampler =
+                multivariate::Sampler::new(family, params, values, base_batch_shape, event_shape)?;
             let mut out = Vec::with_capacity(n_samples * origin.len() * event_size);
             for _ in 0..n_samples {
                 for &base in &origin {
@@ -478,7 +491,11 @@ pub(crate) fn sample(
 }
 
 /// Each parameter's values repeated over `shape`.
-fn spread_parameters(family: Family, values: &[Tensor], shape: &[usize]) -> Result<Vec<Vec<f64>>, DistError> {
+fn spread_parameters(
+    family: Family,
+    values: &[Tensor],
+    shape: &[usize],
+) -> Result<Vec<Vec<f64>>, DistError> {
     values
         .iter()
         .map(|value| {
@@ -503,7 +520,11 @@ pub(crate) fn moment(
     which: Moment,
 ) -> Option<Vec<f64>> {
     match family {
-        Family::Categorical | Family::Dirichlet | Family::MultivariateNormal | Family::LkjCholesky | Family::Wishart => {
+        Family::Categorical
+        | Family::Dirichlet
+        | Family::MultivariateNormal
+        | Family::LkjCholesky
+        | Family::Wishart => {
             multivariate::moment(family, params, values, base_batch_shape, event_shape, which)
         }
         _ => {
@@ -530,9 +551,11 @@ pub(crate) fn moment(
 /// The support of the base family.
 pub(crate) fn support(family: Family, tape: &Tape, params: &[Param]) -> Constraint {
     match family {
-        Family::Categorical | Family::Dirichlet | Family::MultivariateNormal | Family::LkjCholesky | Family::Wishart => {
-            multivariate::support(family, tape, params)
-        }
+        Family::Categorical
+        | Family::Dirichlet
+        | Family::MultivariateNormal
+        | Family::LkjCholesky
+        | Family::Wishart => multivariate::support(family, tape, params),
         _ if family.is_discrete() => discrete::support(family, tape, params),
         _ => continuous::support(family, tape, params),
     }

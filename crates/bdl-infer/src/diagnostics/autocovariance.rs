@@ -31,7 +31,12 @@ impl MeanAutocovariance {
                 *x -= mean;
             }
         }
-        MeanAutocovariance { n_chains, n_draws, centred, values: Vec::new() }
+        MeanAutocovariance {
+            n_chains,
+            n_draws,
+            centred,
+            values: Vec::new(),
+        }
     }
 
     /// The mean autocovariance at `lag` (< n_draws).
@@ -47,7 +52,11 @@ impl MeanAutocovariance {
                 .centred
                 .chunks_exact(n)
                 .map(|chain| {
-                    chain[..n - k].iter().zip(&chain[k..]).map(|(a, b)| a * b).sum::<f64>()
+                    chain[..n - k]
+                        .iter()
+                        .zip(&chain[k..])
+                        .map(|(a, b)| a * b)
+                        .sum::<f64>()
                         / n as f64
                 })
                 .sum();
@@ -155,7 +164,10 @@ mod tests {
         let mut with_fft = MeanAutocovariance::new(&values, 2, n);
         with_fft.compute_all_with_fft();
         for (k, d) in direct_values.iter().enumerate() {
-            assert!((with_fft.at(k) - d).abs() < 1e-13 * direct_values[0].abs(), "lag {k}");
+            assert!(
+                (with_fft.at(k) - d).abs() < 1e-13 * direct_values[0].abs(),
+                "lag {k}"
+            );
         }
         // Asking beyond the direct lags switches to the FFT for all of them.
         assert!((direct.at(n - 1) - with_fft.at(n - 1)).abs() < 1e-13 * direct_values[0].abs());

@@ -22,7 +22,7 @@ mod autocovariance;
 mod summary;
 
 pub use summary::{
-    e_bfmi, ColumnSummary, SamplerDiagnostics, Summary, Warning, E_BFMI_LIMIT, ESS_LIMIT,
+    e_bfmi, ColumnSummary, SamplerDiagnostics, Summary, Warning, ESS_LIMIT, E_BFMI_LIMIT,
     R_HAT_LIMIT,
 };
 
@@ -51,7 +51,11 @@ impl ChainMatrix {
         if values.iter().any(|v| !v.is_finite()) {
             return None;
         }
-        Some(ChainMatrix { n_chains: chains.len(), n_draws, values })
+        Some(ChainMatrix {
+            n_chains: chains.len(),
+            n_draws,
+            values,
+        })
     }
 
     fn rows(&self) -> std::slice::ChunksExact<'_, f64> {
@@ -68,7 +72,11 @@ impl ChainMatrix {
         for row in self.rows() {
             values.extend_from_slice(&row[self.n_draws - half..]);
         }
-        ChainMatrix { n_chains: 2 * self.n_chains, n_draws: half, values }
+        ChainMatrix {
+            n_chains: 2 * self.n_chains,
+            n_draws: half,
+            values,
+        }
     }
 
     fn map(&self, f: impl Fn(f64) -> f64) -> ChainMatrix {
@@ -132,10 +140,11 @@ fn sample_variance(values: &[f64]) -> f64 {
 }
 
 /// The quantile of type 7 of Hyndman and Fan (R's default, ArviZ's choice) of sorted values:
-/// linear interpolation between order statistics at h = (n − 1) p.
+/// linear interpolation between order statistics at h = (n − 1) p. NaN when there are no values
+/// or `prob` is NaN; probabilities outside [0, 1] give the extremes.
 pub fn quantile_sorted(sorted: &[f64], prob: f64) -> f64 {
     let n = sorted.len();
-    if n == 0 {
+    if n == 0 || prob.is_nan() {
         return f64::NAN;
     }
     if n == 1 {
@@ -143,7 +152,8 @@ pub fn quantile_sorted(sorted: &[f64], prob: f64) -> f64 {
     }
     // The arithmetic follows SciPy's `mquantiles` with α = β = 1 so that the values agree bit for
     // bit: m = 1 − p, aleph = n p + m, k = ⌊clip(aleph, 1, n − 1)⌋, γ = clip(aleph − k, 0, 1).
-    let m = 1.0 + prob * (1.0 - 1.0 - 1.0);
+    let (alpha, beta) = (1.0, 1.0);
+    let m = alpha + prob * (1.0 - alpha - beta);
     let aleph = n as f64 * prob + m;
     let k = aleph.clamp(1.0, (n - 1) as f64).floor();
     let gamma = (aleph - k).clamp(0.0, 1.0);
@@ -151,7 +161,8 @@ pub fn quantile_sorted(sorted: &[f64], prob: f64) -> f64 {
     (1.0 - gamma) * sorted[k - 1] + gamma * sorted[k]
 }
 
-/// The type-7 quantile of unsorted values (NaN when there are none).
+/// The type-7 quantile of unsorted values (NaN when there are none or `prob` is NaN;
+/// probabilities outside [0, 1] give the extremes).
 pub fn quantile(values: &[f64], prob: f64) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
@@ -175,15 +186,19 @@ fn ess_of(matrix: &ChainMatrix) -> f64 {
     let (min, max) = matrix
         .values
         .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(*v), hi.max(*v))
+        });
     // Draws that do not vary carry as much information as independent ones (ArviZ's choice).
     if max - min < 1e-15 {
         return size;
     }
     let n = n_draws as f64;
     let mut autocovariance = MeanAutocovariance::new(&matrix.values, n_chains, n_draws);
-    let chain_means: Vec<f64> =
-        matrix.rows().map(|row| row.iter().sum::<f64>() / n).collect();
+    let chain_means: Vec<f64> = matrix
+        .rows()
+        .map(|row| row.iter().sum::<f64>() / n)
+        .collect();
     // W: the mean within-chain variance; var⁺ adds the between-chain variance.
     let mean_var = autocovariance.at(0) * n / (n - 1.0);
     let mut var_plus = mean_var * (n - 1.0) / n;
@@ -236,7 +251,10 @@ fn ess_of(matrix: &ChainMatrix) -> f64 {
 /// The split R-hat of already split (and possibly transformed) chains.
 fn rhat_of(matrix: &ChainMatrix) -> f64 {
     let n = matrix.n_draws as f64;
-    let chain_means: Vec<f64> = matrix.rows().map(|row| row.iter().sum::<f64>() / n).collect();
+    let chain_means: Vec<f64> = matrix
+        .rows()
+        .map(|row| row.iter().sum::<f64>() / n)
+        .collect();
     let within = matrix.rows().map(sample_variance).sum::<f64>() / matrix.n_chains as f64;
     let between = n * sample_variance(&chain_means);
     ((between / within + n - 1.0) / n).sqrt()
@@ -290,7 +308,9 @@ pub fn ess_quantile(chains: &[&[f64]], prob: f64) -> Option<f64> {
 
 fn ess_quantile_with_sorted(matrix: &ChainMatrix, sorted: &[f64], prob: f64) -> Option<f64> {
     let q = quantile_sorted(sorted, prob);
-    finite(ess_of(&matrix.map(|x| if x <= q { 1.0 } else { 0.0 }).split()))
+    finite(ess_of(
+        &matrix.map(|x| if x <= q { 1.0 } else { 0.0 }).split(),
+    ))
 }
 
 /// The ESS for the mean: the ESS of the split chains as they are.
@@ -351,14 +371,21 @@ pub(crate) struct QuantityDiagnostics {
 /// diagnostics when there are at least 4 finite draws per chain.
 pub(crate) fn quantity_diagnostics(chains: &[&[f64]]) -> Option<QuantityDiagnostics> {
     let n_draws = chains.iter().map(|c| c.len()).min()?;
-    let pooled: Vec<f64> = chains.iter().flat_map(|c| c[..n_draws].iter().copied()).collect();
+    let pooled: Vec<f64> = chains
+        .iter()
+        .flat_map(|c| c[..n_draws].iter().copied())
+        .collect();
     if pooled.is_empty() {
         return None;
     }
     let mut sorted = pooled.clone();
     sorted.sort_by(f64::total_cmp);
     let mean = pooled.iter().sum::<f64>() / pooled.len() as f64;
-    let sd = if pooled.len() > 1 { finite(sample_variance(&pooled).sqrt()) } else { None };
+    let sd = if pooled.len() > 1 {
+        finite(sample_variance(&pooled).sqrt())
+    } else {
+        None
+    };
     let quantiles = [0.05, 0.5, 0.95].map(|p| quantile_sorted(&sorted, p));
     let mut result = QuantityDiagnostics {
         mean,
@@ -386,7 +413,10 @@ mod tests {
 
     #[test]
     fn ranks_average_ties() {
-        assert_eq!(average_ranks(&[3.0, 1.0, 3.0, 2.0]), vec![3.5, 1.0, 3.5, 2.0]);
+        assert_eq!(
+            average_ranks(&[3.0, 1.0, 3.0, 2.0]),
+            vec![3.5, 1.0, 3.5, 2.0]
+        );
     }
 
     #[test]

@@ -140,7 +140,11 @@ impl Warning {
                 "{count} of {n_draws} transitions after warm-up diverged: raise the target \
                  acceptance rate or reparameterise the model"
             ),
-            Warning::TreeDepthSaturated { count, n_draws, max_depth } => format!(
+            Warning::TreeDepthSaturated {
+                count,
+                n_draws,
+                max_depth,
+            } => format!(
                 "{count} of {n_draws} transitions reached the maximum tree depth {max_depth}: \
                  raise the maximum depth or reparameterise the model"
             ),
@@ -180,8 +184,11 @@ pub fn e_bfmi(energy: &[f64]) -> Option<f64> {
     let n = energy.len() as f64;
     let mean = energy.iter().sum::<f64>() / n;
     let variance = energy.iter().map(|e| (e - mean) * (e - mean)).sum::<f64>() / (n - 1.0);
-    let squared_steps =
-        energy.windows(2).map(|w| (w[1] - w[0]) * (w[1] - w[0])).sum::<f64>() / (n - 1.0);
+    let squared_steps = energy
+        .windows(2)
+        .map(|w| (w[1] - w[0]) * (w[1] - w[0]))
+        .sum::<f64>()
+        / (n - 1.0);
     let value = squared_steps / variance;
     value.is_finite().then_some(value)
 }
@@ -192,7 +199,11 @@ impl Summary {
     pub fn from_draws(chains: &[&[f64]], n_columns: usize) -> Summary {
         let columns = summarise_columns(chains, n_columns);
         let warnings = column_warnings(&columns);
-        Summary { columns, sampler: None, warnings }
+        Summary {
+            columns,
+            sampler: None,
+            warnings,
+        }
     }
 
     /// Summarises the unconstrained coordinates of an MCMC run, with the sampler's checks.
@@ -216,7 +227,11 @@ fn summarise_columns(chains: &[&[f64]], n_columns: usize) -> Vec<ColumnSummary> 
     if n_columns == 0 {
         return Vec::new();
     }
-    let n_draws = chains.iter().map(|c| c.len() / n_columns).min().unwrap_or(0);
+    let n_draws = chains
+        .iter()
+        .map(|c| c.len() / n_columns)
+        .min()
+        .unwrap_or(0);
     if n_draws == 0 {
         return Vec::new();
     }
@@ -226,7 +241,14 @@ fn summarise_columns(chains: &[&[f64]], n_columns: usize) -> Vec<ColumnSummary> 
         .filter_map(|column| {
             let per_chain: Vec<Vec<f64>> = chains
                 .iter()
-                .map(|c| c.iter().skip(column).step_by(n_columns).take(n_draws).copied().collect())
+                .map(|c| {
+                    c.iter()
+                        .skip(column)
+                        .step_by(n_columns)
+                        .take(n_draws)
+                        .copied()
+                        .collect()
+                })
                 .collect();
             let slices: Vec<&[f64]> = per_chain.iter().map(|c| c.as_slice()).collect();
             let d = quantity_diagnostics(&slices)?;
@@ -269,7 +291,11 @@ fn sampler_diagnostics(result: &McmcResult) -> SamplerDiagnostics {
     };
     SamplerDiagnostics {
         n_draws: result.chains.iter().map(|c| c.stats.len()).collect(),
-        divergences: result.chains.iter().map(|c| count(&c.stats, &|s| s.divergent)).collect(),
+        divergences: result
+            .chains
+            .iter()
+            .map(|c| count(&c.stats, &|s| s.divergent))
+            .collect(),
         tree_depth_saturated: result
             .chains
             .iter()
@@ -292,11 +318,18 @@ fn sampler_warnings(sampler: &SamplerDiagnostics) -> Vec<Warning> {
     let n_draws: usize = sampler.n_draws.iter().sum();
     let divergences: usize = sampler.divergences.iter().sum();
     if divergences > 0 {
-        warnings.push(Warning::Divergences { count: divergences, n_draws });
+        warnings.push(Warning::Divergences {
+            count: divergences,
+            n_draws,
+        });
     }
     let saturated: usize = sampler.tree_depth_saturated.iter().sum();
     if let (true, Some(max_depth)) = (saturated > 0, sampler.max_tree_depth) {
-        warnings.push(Warning::TreeDepthSaturated { count: saturated, n_draws, max_depth });
+        warnings.push(Warning::TreeDepthSaturated {
+            count: saturated,
+            n_draws,
+            max_depth,
+        });
     }
     for (chain, value) in sampler.e_bfmi.iter().enumerate() {
         if let Some(e_bfmi) = value.filter(|v| *v < E_BFMI_LIMIT) {

@@ -119,9 +119,17 @@ impl WindowSchedule {
             // Too short for the configured stages: 15% / 75% / 10% of warm-up, one window.
             let init_buffer = (0.15 * n_warmup as f64) as usize;
             let term_buffer = (0.1 * n_warmup as f64) as usize;
-            (init_buffer, term_buffer, n_warmup - init_buffer - term_buffer)
+            (
+                init_buffer,
+                term_buffer,
+                n_warmup - init_buffer - term_buffer,
+            )
         } else {
-            (settings.init_buffer, settings.term_buffer, settings.base_window)
+            (
+                settings.init_buffer,
+                settings.term_buffer,
+                settings.base_window,
+            )
         };
         WindowSchedule {
             enabled: n_warmup >= 20 && base_window > 0,
@@ -170,8 +178,17 @@ impl WindowSchedule {
 /// Welford's running mean and (co)variance of the positions in the current window.
 #[derive(Clone, Debug)]
 enum Estimator {
-    Diag { n: f64, mean: Vec<f64>, m2: Vec<f64> },
-    Dense { n: f64, mean: Vec<f64>, m2: Vec<f64>, delta: Vec<f64> },
+    Diag {
+        n: f64,
+        mean: Vec<f64>,
+        m2: Vec<f64>,
+    },
+    Dense {
+        n: f64,
+        mean: Vec<f64>,
+        m2: Vec<f64>,
+        delta: Vec<f64>,
+    },
 }
 
 /// The metric half of warm-up: collects draws in windows and produces new metrics.
@@ -189,9 +206,11 @@ impl MetricAdaptation {
         settings: &AdaptationSettings,
     ) -> Self {
         let estimator = match kind {
-            MetricKind::Diag => {
-                Estimator::Diag { n: 0.0, mean: vec![0.0; dim], m2: vec![0.0; dim] }
-            }
+            MetricKind::Diag => Estimator::Diag {
+                n: 0.0,
+                mean: vec![0.0; dim],
+                m2: vec![0.0; dim],
+            },
             MetricKind::Dense => Estimator::Dense {
                 n: 0.0,
                 mean: vec![0.0; dim],
@@ -199,7 +218,10 @@ impl MetricAdaptation {
                 delta: vec![0.0; dim],
             },
         };
-        MetricAdaptation { schedule: WindowSchedule::new(n_warmup, settings), estimator }
+        MetricAdaptation {
+            schedule: WindowSchedule::new(n_warmup, settings),
+            estimator,
+        }
     }
 
     /// Feeds the position after one warm-up transition. Returns a new metric when a window
@@ -286,8 +308,10 @@ impl Estimator {
             Estimator::Dense { n, m2, mean, .. } => {
                 let n = *n;
                 let dim = mean.len();
-                let mut inverse: Vec<f64> =
-                    m2.iter().map(|s| (n / (n + 5.0)) * (s / (n - 1.0))).collect();
+                let mut inverse: Vec<f64> = m2
+                    .iter()
+                    .map(|s| (n / (n + 5.0)) * (s / (n - 1.0)))
+                    .collect();
                 for i in 0..dim {
                     inverse[i * dim + i] += 1e-3 * (5.0 / (n + 5.0));
                 }
@@ -339,19 +363,32 @@ pub(crate) fn find_step_size<D: LogDensity + ?Sized>(
         let h0 = scratch.hamiltonian();
         let valid =
             leapfrog(density, metric, scratch, step_size).map_err(StepSizeError::Density)?;
-        let h = if valid { scratch.hamiltonian() } else { f64::INFINITY };
-        Ok(if h.is_nan() { f64::NEG_INFINITY } else { h0 - h })
+        let h = if valid {
+            scratch.hamiltonian()
+        } else {
+            f64::INFINITY
+        };
+        Ok(if h.is_nan() {
+            f64::NEG_INFINITY
+        } else {
+            h0 - h
+        })
     };
     let direction_up = energy_change(step_size)? > log_target;
     loop {
         let delta_h = energy_change(step_size)?;
-        if direction_up && !(delta_h > log_target) {
+        // The acceptance probability exp(ΔH) crossed 0.8 (ΔH is never NaN here).
+        if direction_up && delta_h <= log_target {
             break;
         }
-        if !direction_up && !(delta_h < log_target) {
+        if !direction_up && delta_h >= log_target {
             break;
         }
-        step_size = if direction_up { 2.0 * step_size } else { 0.5 * step_size };
+        step_size = if direction_up {
+            2.0 * step_size
+        } else {
+            0.5 * step_size
+        };
         if step_size > 1e7 {
             return Err(StepSizeError::Search(
                 "the step size grew past 1e7 without the acceptance rate falling: the posterior \
@@ -376,9 +413,15 @@ mod tests {
 
     /// The iterations at which windows close, for a warm-up length.
     fn window_ends(n_warmup: usize) -> Vec<usize> {
-        let mut adaptation =
-            MetricAdaptation::new(MetricKind::Diag, 1, n_warmup, &AdaptationSettings::default());
-        (0..n_warmup).filter(|i| adaptation.learn(&[*i as f64]).is_some()).collect()
+        let mut adaptation = MetricAdaptation::new(
+            MetricKind::Diag,
+            1,
+            n_warmup,
+            &AdaptationSettings::default(),
+        );
+        (0..n_warmup)
+            .filter(|i| adaptation.learn(&[*i as f64]).is_some())
+            .collect()
     }
 
     #[test]

@@ -38,14 +38,20 @@ impl<D: LogDensity> LogDensity for Counted<D> {
 /// The transition kernel with its buffers.
 enum Kernel {
     Nuts(Box<NutsWorkspace>),
-    Hmc { length: HmcLength, proposal: PhasePoint },
+    Hmc {
+        length: HmcLength,
+        proposal: PhasePoint,
+    },
 }
 
 impl Kernel {
     fn new(algorithm: Algorithm, dim: usize) -> Kernel {
         match algorithm {
             Algorithm::Nuts => Kernel::Nuts(Box::new(NutsWorkspace::new(dim))),
-            Algorithm::Hmc(length) => Kernel::Hmc { length, proposal: PhasePoint::new(dim) },
+            Algorithm::Hmc(length) => Kernel::Hmc {
+                length,
+                proposal: PhasePoint::new(dim),
+            },
         }
     }
 
@@ -114,7 +120,11 @@ fn initialise<D: LogDensity + ?Sized>(
     rng: &mut Rng,
     point: &mut PhasePoint,
 ) -> Result<(), McmcError> {
-    let failed = |attempts, last_error| McmcError::Initialization { chain, attempts, last_error };
+    let failed = |attempts, last_error| McmcError::Initialization {
+        chain,
+        attempts,
+        last_error,
+    };
     match &settings.init {
         Init::Positions(positions) => {
             let given = positions.get(chain).or_else(|| positions.first());
@@ -162,7 +172,10 @@ where
 {
     let start = Instant::now();
     let should_stop = || stop.load(Ordering::Relaxed) || abort.load(Ordering::Relaxed);
-    let mut density = Counted { inner: density, evaluations: 0 };
+    let mut density = Counted {
+        inner: density,
+        evaluations: 0,
+    };
     let dim = density.dim();
     let mut rng = stream_rng(settings.seed, chain as u64);
 
@@ -173,18 +186,28 @@ where
     let mut step_size = settings.initial_step_size;
     let mut scratch = PhasePoint::new(dim);
     let mut kernel = Kernel::new(settings.algorithm, dim);
-    let mut interrupted = false;
+    let mut interrupted = should_stop();
     let mut warmup_divergences = 0;
 
     let step_size_error = |error: StepSizeError, iteration: usize| match error {
         StepSizeError::Search(message) => McmcError::StepSize { chain, message },
-        StepSizeError::Density(error) => McmcError::Density { chain, iteration, error },
+        StepSizeError::Density(error) => McmcError::Density {
+            chain,
+            iteration,
+            error,
+        },
     };
 
-    if settings.warmup > 0 && !should_stop() {
-        step_size =
-            find_step_size(&mut density, &metric, &mut rng, &current, &mut scratch, step_size)
-                .map_err(|e| step_size_error(e, 0))?;
+    if settings.warmup > 0 && !interrupted {
+        step_size = find_step_size(
+            &mut density,
+            &metric,
+            &mut rng,
+            &current,
+            &mut scratch,
+            step_size,
+        )
+        .map_err(|e| step_size_error(e, 0))?;
         // Stan centres dual averaging on 10 times the configured step size at first.
         let mut dual_averaging = DualAveraging::new(
             &settings.adaptation,
@@ -200,8 +223,19 @@ where
                 break;
             }
             let transition = kernel
-                .transition(&mut density, &metric, &mut rng, step_size, settings, &mut current)
-                .map_err(|error| McmcError::Density { chain, iteration, error })?;
+                .transition(
+                    &mut density,
+                    &metric,
+                    &mut rng,
+                    step_size,
+                    settings,
+                    &mut current,
+                )
+                .map_err(|error| McmcError::Density {
+                    chain,
+                    iteration,
+                    error,
+                })?;
             let stats = stats_of(&transition, &current, step_size);
             if transition.divergent {
                 warmup_divergences += 1;
@@ -216,8 +250,10 @@ where
 
             let mut next_step_size = dual_averaging.learn(transition.accept_stat);
             if let Some(new_metric) = metric_adaptation.learn(&current.position) {
-                metric = new_metric
-                    .map_err(|e| McmcError::MetricAdaptation { chain, message: e.message })?;
+                metric = new_metric.map_err(|e| McmcError::MetricAdaptation {
+                    chain,
+                    message: e.message,
+                })?;
                 next_step_size = find_step_size(
                     &mut density,
                     &metric,
@@ -236,13 +272,19 @@ where
         }
     }
 
-    let adaptation = Adaptation { step_size, inverse_metric: metric.inverse() };
+    let adaptation = Adaptation {
+        step_size,
+        inverse_metric: metric.inverse(),
+    };
     let warmup_time = start.elapsed();
     let sampling_start = Instant::now();
     let mut draws = Vec::new();
     let mut stats = Vec::new();
     if !interrupted {
-        callback(&ChainEvent::AdaptationFinished { chain, adaptation: &adaptation });
+        callback(&ChainEvent::AdaptationFinished {
+            chain,
+            adaptation: &adaptation,
+        });
         draws.reserve_exact(settings.samples * dim);
         stats.reserve_exact(settings.samples);
         for iteration in 0..settings.samples {
@@ -251,7 +293,14 @@ where
                 break;
             }
             let transition = kernel
-                .transition(&mut density, &metric, &mut rng, step_size, settings, &mut current)
+                .transition(
+                    &mut density,
+                    &metric,
+                    &mut rng,
+                    step_size,
+                    settings,
+                    &mut current,
+                )
                 .map_err(|error| McmcError::Density {
                     chain,
                     iteration: settings.warmup + iteration,

@@ -69,7 +69,11 @@ pub(crate) fn transition<D: LogDensity + ?Sized>(
         }
     }
 
-    let h = if divergent { f64::INFINITY } else { proposal.hamiltonian() };
+    let h = if divergent {
+        f64::INFINITY
+    } else {
+        proposal.hamiltonian()
+    };
     // exp(H₀ − H) is 0 for a divergent trajectory, never NaN.
     let accept_prob = (h0 - h).exp();
     let accepted = accept_prob >= 1.0 || rng.random::<f64>() <= accept_prob;

@@ -55,6 +55,17 @@ impl PhasePoint {
         self.kinetic_energy = other.kinetic_energy;
     }
 
+    /// Copies what a draw needs (position, momentum, gradient and the energies) but not the
+    /// velocity, which is recomputed whenever the momentum is drawn afresh.
+    #[inline]
+    pub fn copy_sample_from(&mut self, other: &PhasePoint) {
+        self.position.copy_from_slice(&other.position);
+        self.momentum.copy_from_slice(&other.momentum);
+        self.gradient.copy_from_slice(&other.gradient);
+        self.log_density = other.log_density;
+        self.kinetic_energy = other.kinetic_energy;
+    }
+
     /// Recomputes the velocity and kinetic energy after the momentum or the metric changed.
     #[inline]
     pub fn refresh_kinetic(&mut self, metric: &Metric) {

@@ -59,9 +59,15 @@ pub struct Metric {
 #[derive(Clone, Debug, PartialEq)]
 enum Form {
     /// The diagonal of M⁻¹ and the reciprocals of its square roots (the momentum scales).
-    Diag { inverse: Vec<f64>, momentum_scale: Vec<f64> },
+    Diag {
+        inverse: Vec<f64>,
+        momentum_scale: Vec<f64>,
+    },
     /// M⁻¹ row-major and its lower Cholesky factor L (M⁻¹ = L Lᵀ), row-major.
-    Dense { inverse: Vec<f64>, cholesky: Vec<f64> },
+    Dense {
+        inverse: Vec<f64>,
+        cholesky: Vec<f64>,
+    },
 }
 
 impl Metric {
@@ -70,7 +76,10 @@ impl Metric {
         match kind {
             MetricKind::Diag => Metric {
                 dim,
-                form: Form::Diag { inverse: vec![1.0; dim], momentum_scale: vec![1.0; dim] },
+                form: Form::Diag {
+                    inverse: vec![1.0; dim],
+                    momentum_scale: vec![1.0; dim],
+                },
             },
             MetricKind::Dense => {
                 let mut identity = vec![0.0; dim * dim];
@@ -79,7 +88,10 @@ impl Metric {
                 }
                 Metric {
                     dim,
-                    form: Form::Dense { inverse: identity.clone(), cholesky: identity },
+                    form: Form::Dense {
+                        inverse: identity.clone(),
+                        cholesky: identity,
+                    },
                 }
             }
         }
@@ -96,7 +108,13 @@ impl Metric {
             });
         }
         let momentum_scale = inverse.iter().map(|v| 1.0 / v.sqrt()).collect();
-        Ok(Metric { dim: inverse.len(), form: Form::Diag { inverse, momentum_scale } })
+        Ok(Metric {
+            dim: inverse.len(),
+            form: Form::Diag {
+                inverse,
+                momentum_scale,
+            },
+        })
     }
 
     /// A dense metric from M⁻¹ (`dim × dim`, row-major), which must be symmetric positive
@@ -112,7 +130,9 @@ impl Metric {
             });
         }
         if inverse.iter().any(|v| !v.is_finite()) {
-            return Err(MetricError { message: "the inverse metric has non-finite entries".into() });
+            return Err(MetricError {
+                message: "the inverse metric has non-finite entries".into(),
+            });
         }
         let matrix = nalgebra::DMatrix::from_row_slice(dim, dim, &inverse);
         let Some(cholesky) = matrix.cholesky() else {
@@ -127,7 +147,13 @@ impl Metric {
                 cholesky_rows[i * dim + j] = lower[(i, j)];
             }
         }
-        Ok(Metric { dim, form: Form::Dense { inverse, cholesky: cholesky_rows } })
+        Ok(Metric {
+            dim,
+            form: Form::Dense {
+                inverse,
+                cholesky: cholesky_rows,
+            },
+        })
     }
 
     /// The number of coordinates.
@@ -147,9 +173,10 @@ impl Metric {
     pub fn inverse(&self) -> InverseMetric {
         match &self.form {
             Form::Diag { inverse, .. } => InverseMetric::Diag(inverse.clone()),
-            Form::Dense { inverse, .. } => {
-                InverseMetric::Dense { dim: self.dim, values: inverse.clone() }
-            }
+            Form::Dense { inverse, .. } => InverseMetric::Dense {
+                dim: self.dim,
+                values: inverse.clone(),
+            },
         }
     }
 
@@ -199,10 +226,27 @@ impl Metric {
     }
 }
 
-/// The dot product of two slices of equal length.
+/// The dot product of two slices of equal length, with four partial sums so that the additions
+/// do not wait on each other (the compiler may not reassociate floating-point sums itself).
 #[inline]
 pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let body = n - n % 4;
+    let mut partial = [0.0; 4];
+    let mut i = 0;
+    while i < body {
+        partial[0] += a[i] * b[i];
+        partial[1] += a[i + 1] * b[i + 1];
+        partial[2] += a[i + 2] * b[i + 2];
+        partial[3] += a[i + 3] * b[i + 3];
+        i += 4;
+    }
+    let mut sum = (partial[0] + partial[1]) + (partial[2] + partial[3]);
+    for j in body..n {
+        sum += a[j] * b[j];
+    }
+    sum
 }
 
 #[cfg(test)]

@@ -253,7 +253,12 @@ impl ChainResult {
         if index >= self.dim {
             return Vec::new();
         }
-        self.draws.iter().skip(index).step_by(self.dim).copied().collect()
+        self.draws
+            .iter()
+            .skip(index)
+            .step_by(self.dim)
+            .copied()
+            .collect()
     }
 }
 
@@ -346,21 +351,39 @@ impl fmt::Display for McmcError {
                 write!(f, "invalid sampler settings: {message}")
             }
             McmcError::NoParameters => f.write_str("the model has no parameters to sample"),
-            McmcError::DimensionMismatch { chain, expected, found } => write!(
+            McmcError::DimensionMismatch {
+                chain,
+                expected,
+                found,
+            } => write!(
                 f,
                 "chain {} has a density of dimension {found}, but chain 1 has {expected}",
                 chain + 1
             ),
-            McmcError::Initialization { chain, attempts, last_error } => write!(
+            McmcError::Initialization {
+                chain,
+                attempts,
+                last_error,
+            } => write!(
                 f,
                 "chain {} could not be initialised after {attempts} attempt{}: {last_error}",
                 chain + 1,
                 if *attempts == 1 { "" } else { "s" }
             ),
-            McmcError::Density { chain, iteration, error } => {
-                write!(f, "chain {} stopped at iteration {}: {error}", chain + 1, iteration + 1)
+            McmcError::Density {
+                chain,
+                iteration,
+                error,
+            } => {
+                write!(
+                    f,
+                    "chain {} stopped at iteration {}: {error}",
+                    chain + 1,
+                    iteration + 1
+                )
             }
-            McmcError::StepSize { chain, message } | McmcError::MetricAdaptation { chain, message } => {
+            McmcError::StepSize { chain, message }
+            | McmcError::MetricAdaptation { chain, message } => {
                 write!(f, "chain {}: {message}", chain + 1)
             }
         }
@@ -394,7 +417,7 @@ impl McmcSettings {
                 self.initial_step_size
             ));
         }
-        if !(self.max_energy_error > 0.0) {
+        if self.max_energy_error.is_nan() || self.max_energy_error <= 0.0 {
             return invalid("the divergence threshold must be positive".into());
         }
         if self.max_init_attempts == 0 {
@@ -402,7 +425,9 @@ impl McmcSettings {
         }
         let a = &self.adaptation;
         if !(a.gamma > 0.0 && a.kappa > 0.0 && a.t0 > 0.0) {
-            return invalid("the dual averaging constants gamma, kappa and t0 must be positive".into());
+            return invalid(
+                "the dual averaging constants gamma, kappa and t0 must be positive".into(),
+            );
         }
         match self.algorithm {
             Algorithm::Nuts => {}
@@ -478,11 +503,19 @@ where
     // A fatal error in one chain stops the others early.
     let abort = AtomicBool::new(false);
     let run = |chain: usize| -> Result<ChainResult, McmcError> {
-        let kept = if chain == 0 { first_density.lock().ok().and_then(|mut d| d.take()) } else { None };
+        let kept = if chain == 0 {
+            first_density.lock().ok().and_then(|mut d| d.take())
+        } else {
+            None
+        };
         let density = kept.unwrap_or_else(|| make_density(chain));
         if density.dim() != dim {
             abort.store(true, Ordering::Relaxed);
-            return Err(McmcError::DimensionMismatch { chain, expected: dim, found: density.dim() });
+            return Err(McmcError::DimensionMismatch {
+                chain,
+                expected: dim,
+                found: density.dim(),
+            });
         }
         let result = chain::run_chain(chain, settings, density, callback, stop, &abort);
         if result.is_err() {
@@ -501,5 +534,10 @@ where
         chains.push(outcome?);
     }
     let interrupted = chains.iter().any(|c| c.interrupted);
-    Ok(McmcResult { dim, chains, settings: settings.clone(), interrupted })
+    Ok(McmcResult {
+        dim,
+        chains,
+        settings: settings.clone(),
+        interrupted,
+    })
 }

@@ -5,12 +5,12 @@
 //! are weighted by exp(H₀ − H), a subtree's proposal is drawn multinomially within it, and the
 //! top level moves to a new subtree's proposal with probability min(1, w_new / w_old) (biased
 //! progressive sampling). The generalised no-U-turn criterion p♯₋·ρ > 0 and p♯₊·ρ > 0 (ρ the sum
-//! of momenta, p♯ = M⁻¹p at the ends) is checked on every merged subtree and, as Stan does since
-//! 2.21, also across the seam of two merged subtrees (each half extended by the first point of the
-//! other). A leapfrog step whose energy error exceeds the limit, or whose density is not finite,
+//! of momenta, p♯ = M⁻¹p at the ends) is checked on every merged subtree and, as current Stan
+//! does, also across the seam of two merged subtrees (each half extended by the nearest point of
+//! the other). A leapfrog step whose energy error exceeds the limit, or whose density is not finite,
 //! is a divergence: the subtree is discarded and the transition ends with the last valid proposal.
 //!
-//! All vectors live in a [`NutsWorkspace`] allocated once per chain; one level of scratch per tree
+//! All vectors live in a workspace allocated once per chain; one level of scratch per tree
 //! depth is added the first time a trajectory reaches that depth, so no leapfrog step and no tree
 //! node allocates.
 
@@ -96,7 +96,7 @@ impl NutsWorkspace {
 
 /// The outputs a subtree writes about its two ends, as in Stan's `build_tree`: the momenta and
 /// sharp momenta at its first (`beg`) and last (`end`) points in the direction of integration,
-/// and `rho`, to which it adds the sum of its momenta.
+/// and `rho`, which it sets to the sum of its momenta.
 struct Ends<'a> {
     p_sharp_beg: &'a mut [f64],
     p_sharp_end: &'a mut [f64],
@@ -135,29 +135,74 @@ pub(crate) fn log_sum_exp(a: f64, b: f64) -> f64 {
     }
 }
 
+/// Merges the log weights of two halves: returns log(w_a + w_b) and the share w_b / (w_a + w_b),
+/// with one exponential and one logarithm.
+#[inline]
+fn merge_log_weights(log_a: f64, log_b: f64) -> (f64, f64) {
+    if log_b == f64::NEG_INFINITY {
+        return (log_a, 0.0);
+    }
+    if log_a == f64::NEG_INFINITY {
+        return (log_b, 1.0);
+    }
+    if log_a >= log_b {
+        let ratio = (log_b - log_a).exp();
+        (log_a + ratio.ln_1p(), ratio / (1.0 + ratio))
+    } else {
+        let ratio = (log_a - log_b).exp();
+        (log_b + ratio.ln_1p(), 1.0 / (1.0 + ratio))
+    }
+}
+
 /// The generalised no-U-turn criterion: both ends still move along the summed momentum.
 #[inline]
 fn no_u_turn(p_sharp_minus: &[f64], p_sharp_plus: &[f64], rho: &[f64]) -> bool {
     dot(p_sharp_plus, rho) > 0.0 && dot(p_sharp_minus, rho) > 0.0
 }
 
-/// The criterion with ρ = `rho_a + rho_b`, without forming the sum in memory.
+/// The criterion with ρ = `rho_a + rho_b`, without forming the sum in memory. Four partial sums
+/// per product keep the additions independent, as in [`dot`].
 #[inline]
-fn no_u_turn_sum(p_sharp_minus: &[f64], p_sharp_plus: &[f64], rho_a: &[f64], rho_b: &[f64]) -> bool {
-    let mut plus = 0.0;
-    let mut minus = 0.0;
-    for (((a, b), sp), sm) in rho_a.iter().zip(rho_b).zip(p_sharp_plus).zip(p_sharp_minus) {
-        let r = a + b;
-        plus += sp * r;
-        minus += sm * r;
+fn no_u_turn_sum(
+    p_sharp_minus: &[f64],
+    p_sharp_plus: &[f64],
+    rho_a: &[f64],
+    rho_b: &[f64],
+) -> bool {
+    let n = rho_a.len();
+    let (a, b, sp, sm) = (
+        &rho_a[..n],
+        &rho_b[..n],
+        &p_sharp_plus[..n],
+        &p_sharp_minus[..n],
+    );
+    let body = n - n % 4;
+    let mut plus = [0.0; 4];
+    let mut minus = [0.0; 4];
+    let mut i = 0;
+    while i < body {
+        for k in 0..4 {
+            let r = a[i + k] + b[i + k];
+            plus[k] += sp[i + k] * r;
+            minus[k] += sm[i + k] * r;
+        }
+        i += 4;
+    }
+    let mut plus = (plus[0] + plus[1]) + (plus[2] + plus[3]);
+    let mut minus = (minus[0] + minus[1]) + (minus[2] + minus[3]);
+    for j in body..n {
+        let r = a[j] + b[j];
+        plus += sp[j] * r;
+        minus += sm[j] * r;
     }
     plus > 0.0 && minus > 0.0
 }
 
+/// Writes `a + b` into `target`.
 #[inline]
-fn add_assign(target: &mut [f64], source: &[f64]) {
-    for (t, s) in target.iter_mut().zip(source) {
-        *t += s;
+fn sum_into(target: &mut [f64], a: &[f64], b: &[f64]) {
+    for ((t, x), y) in target.iter_mut().zip(a).zip(b) {
+        *t = x + y;
     }
 }
 
@@ -184,7 +229,6 @@ impl<D: LogDensity + ?Sized> Tree<'_, D> {
 
         // The initial half: its first point is this subtree's first point.
         let mut log_sum_weight_init = f64::NEG_INFINITY;
-        level.rho_init.fill(0.0);
         let valid_init = self.build(
             depth - 1,
             z,
@@ -205,7 +249,6 @@ impl<D: LogDensity + ?Sized> Tree<'_, D> {
 
         // The final half: its last point is this subtree's last point.
         let mut log_sum_weight_final = f64::NEG_INFINITY;
-        level.rho_final.fill(0.0);
         let valid_final = self.build(
             depth - 1,
             z,
@@ -226,25 +269,31 @@ impl<D: LogDensity + ?Sized> Tree<'_, D> {
 
         // Multinomial sampling between the halves: move to the final half's proposal with
         // probability w_final / (w_init + w_final).
-        let log_sum_weight_subtree = log_sum_exp(log_sum_weight_init, log_sum_weight_final);
+        let (log_sum_weight_subtree, final_share) =
+            merge_log_weights(log_sum_weight_init, log_sum_weight_final);
         *log_sum_weight = log_sum_exp(*log_sum_weight, log_sum_weight_subtree);
-        if log_sum_weight_final > log_sum_weight_subtree {
-            z_propose.copy_from(&level.z_propose_final);
-        } else {
-            let accept_prob = (log_sum_weight_final - log_sum_weight_subtree).exp();
-            if self.rng.random::<f64>() < accept_prob {
-                z_propose.copy_from(&level.z_propose_final);
-            }
+        if self.rng.random::<f64>() < final_share {
+            z_propose.copy_sample_from(&level.z_propose_final);
         }
 
-        // ρ of the subtree is the sum of both halves.
-        let persist = no_u_turn_sum(ends.p_sharp_beg, ends.p_sharp_end, &level.rho_init, &level.rho_final)
-            // Across the seam: the initial half extended by the final half's first point...
-            & no_u_turn_sum(ends.p_sharp_beg, &level.p_sharp_final_beg, &level.rho_init, &level.p_final_beg)
-            // ...and the final half extended by the initial half's last point.
-            & no_u_turn_sum(&level.p_sharp_init_end, ends.p_sharp_end, &level.rho_final, &level.p_init_end);
-        add_assign(ends.rho, &level.rho_init);
-        add_assign(ends.rho, &level.rho_final);
+        // ρ of the subtree is the sum of both halves; the criterion must hold across it...
+        sum_into(ends.rho, &level.rho_init, &level.rho_final);
+        let across = no_u_turn(ends.p_sharp_beg, ends.p_sharp_end, ends.rho);
+        // ...and across the seam: the initial half extended by the final half's first point, and
+        // the final half extended by the initial half's last point.
+        let initial_extended = no_u_turn_sum(
+            ends.p_sharp_beg,
+            &level.p_sharp_final_beg,
+            &level.rho_init,
+            &level.p_final_beg,
+        );
+        let final_extended = no_u_turn_sum(
+            &level.p_sharp_init_end,
+            ends.p_sharp_end,
+            &level.rho_final,
+            &level.p_init_end,
+        );
+        let persist = across && initial_extended && final_extended;
         Ok(persist)
     }
 
@@ -259,7 +308,11 @@ impl<D: LogDensity + ?Sized> Tree<'_, D> {
     ) -> Result<bool, LogDensityError> {
         let valid = leapfrog(&mut *self.density, self.metric, z, self.step_size)?;
         self.n_leapfrog += 1;
-        let mut h = if valid { z.hamiltonian() } else { f64::INFINITY };
+        let mut h = if valid {
+            z.hamiltonian()
+        } else {
+            f64::INFINITY
+        };
         if h.is_nan() {
             h = f64::INFINITY;
         }
@@ -268,14 +321,18 @@ impl<D: LogDensity + ?Sized> Tree<'_, D> {
         }
         // The point's weight relative to the initial point is exp(H₀ − H).
         *log_sum_weight = log_sum_exp(*log_sum_weight, self.h0 - h);
-        self.sum_metro_prob += if self.h0 - h > 0.0 { 1.0 } else { (self.h0 - h).exp() };
+        self.sum_metro_prob += if self.h0 - h > 0.0 {
+            1.0
+        } else {
+            (self.h0 - h).exp()
+        };
         if self.divergent {
             return Ok(false);
         }
-        z_propose.copy_from(z);
+        z_propose.copy_sample_from(z);
         ends.p_sharp_beg.copy_from_slice(&z.velocity);
         ends.p_sharp_end.copy_from_slice(&z.velocity);
-        add_assign(ends.rho, &z.momentum);
+        ends.rho.copy_from_slice(&z.momentum);
         ends.p_beg.copy_from_slice(&z.momentum);
         ends.p_end.copy_from_slice(&z.momentum);
         Ok(true)
@@ -341,8 +398,6 @@ pub(crate) fn transition<D: LogDensity + ?Sized>(
         while ws.levels.len() < depth {
             ws.levels.push(Level::new(dim));
         }
-        ws.rho_fwd.fill(0.0);
-        ws.rho_bck.fill(0.0);
         let mut log_sum_weight_subtree = f64::NEG_INFINITY;
 
         let valid_subtree = if tree.rng.random::<f64>() > 0.5 {
@@ -393,21 +448,29 @@ pub(crate) fn transition<D: LogDensity + ?Sized>(
 
         // Biased progressive sampling: prefer the new subtree when it carries more weight.
         if log_sum_weight_subtree > log_sum_weight {
-            ws.z_sample.copy_from(&ws.z_propose);
+            ws.z_sample.copy_sample_from(&ws.z_propose);
         } else {
             let accept_prob = (log_sum_weight_subtree - log_sum_weight).exp();
             if tree.rng.random::<f64>() < accept_prob {
-                ws.z_sample.copy_from(&ws.z_propose);
+                ws.z_sample.copy_sample_from(&ws.z_propose);
             }
         }
         log_sum_weight = log_sum_exp(log_sum_weight, log_sum_weight_subtree);
 
-        for ((r, b), f) in ws.rho.iter_mut().zip(&ws.rho_bck).zip(&ws.rho_fwd) {
-            *r = b + f;
-        }
+        sum_into(&mut ws.rho, &ws.rho_bck, &ws.rho_fwd);
         let persist = no_u_turn(&ws.p_sharp_bck_bck, &ws.p_sharp_fwd_fwd, &ws.rho)
-            & no_u_turn_sum(&ws.p_sharp_bck_bck, &ws.p_sharp_fwd_bck, &ws.rho_bck, &ws.p_fwd_bck)
-            & no_u_turn_sum(&ws.p_sharp_bck_fwd, &ws.p_sharp_fwd_fwd, &ws.rho_fwd, &ws.p_bck_fwd);
+            & no_u_turn_sum(
+                &ws.p_sharp_bck_bck,
+                &ws.p_sharp_fwd_bck,
+                &ws.rho_bck,
+                &ws.p_fwd_bck,
+            )
+            & no_u_turn_sum(
+                &ws.p_sharp_bck_fwd,
+                &ws.p_sharp_fwd_fwd,
+                &ws.rho_fwd,
+                &ws.p_bck_fwd,
+            );
         if !persist {
             break;
         }
@@ -417,7 +480,7 @@ pub(crate) fn transition<D: LogDensity + ?Sized>(
     // The average acceptance probability over every step, rejected subtrees included.
     let accept_stat = tree.sum_metro_prob / f64::from(n_leapfrog.max(1));
     let divergent = tree.divergent;
-    current.copy_from(&ws.z_sample);
+    current.copy_sample_from(&ws.z_sample);
     Ok(Transition {
         accept_stat,
         tree_depth: depth as u32,

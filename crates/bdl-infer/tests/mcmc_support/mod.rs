@@ -18,8 +18,12 @@ impl Gaussian {
     pub fn from_covariance(mean: Vec<f64>, covariance: &[f64]) -> Gaussian {
         let dim = mean.len();
         let matrix = nalgebra::DMatrix::from_row_slice(dim, dim, covariance);
-        let inverse = matrix.try_inverse().expect("the test covariance is invertible");
-        let precision = (0..dim * dim).map(|k| inverse[(k / dim, k % dim)]).collect();
+        let inverse = matrix
+            .try_inverse()
+            .expect("the test covariance is invertible");
+        let precision = (0..dim * dim)
+            .map(|k| inverse[(k / dim, k % dim)])
+            .collect();
         Gaussian { mean, precision }
     }
 }
@@ -37,13 +41,18 @@ impl LogDensity for Gaussian {
         // log p = −½ (x − μ)ᵀ P (x − μ);  ∇ log p = −P (x − μ).
         let dim = self.mean.len();
         let mut log_density = 0.0;
-        for i in 0..dim {
-            let mut row = 0.0;
-            for j in 0..dim {
-                row += self.precision[i * dim + j] * (position[j] - self.mean[j]);
-            }
-            gradient[i] = -row;
-            log_density -= 0.5 * (position[i] - self.mean[i]) * row;
+        for ((g, row), (x, m)) in gradient
+            .iter_mut()
+            .zip(self.precision.chunks_exact(dim))
+            .zip(position.iter().zip(&self.mean))
+        {
+            let product: f64 = row
+                .iter()
+                .zip(position.iter().zip(&self.mean))
+                .map(|(p, (y, n))| p * (y - n))
+                .sum();
+            *g = -product;
+            log_density -= 0.5 * (x - m) * product;
         }
         Ok(log_density)
     }
@@ -86,7 +95,11 @@ pub fn assert_moments(name: &str, chains: &[Vec<f64>], exact_mean: f64, exact_sd
 /// Asserts that no draw or statistic of the run is NaN or infinite.
 pub fn assert_all_finite(result: &McmcResult) {
     for chain in &result.chains {
-        assert!(chain.draws.iter().all(|x| x.is_finite()), "chain {} has a non-finite draw", chain.chain);
+        assert!(
+            chain.draws.iter().all(|x| x.is_finite()),
+            "chain {} has a non-finite draw",
+            chain.chain
+        );
         for stats in &chain.stats {
             assert!(
                 stats.values().iter().all(|x| x.is_finite()),

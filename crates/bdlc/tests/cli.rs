@@ -1,0 +1,91 @@
+//! The command line's contract: exit codes, the one-line message for a missing file, the
+//! bundled models checking cleanly, and `--emit ast` printing source that checks again.
+#![allow(clippy::disallowed_methods)] // Tests read and write files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn bdlc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bdlc"))
+        .args(args)
+        .current_dir(repository())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("bdlc runs")
+}
+
+fn models() -> Vec<String> {
+    let mut models: Vec<String> = std::fs::read_dir(repository().join("models"))
+        .expect("models folder")
+        .filter_map(|entry| entry.ok())
+        .map(|entry| format!("models/{}", entry.file_name().to_string_lossy()))
+        .filter(|name| name.ends_with(".bdl"))
+        .collect();
+    models.sort();
+    models
+}
+
+#[test]
+fn bundled_models_check_cleanly() {
+    let models = models();
+    assert!(models.len() >= 8);
+    let mut args = vec!["check"];
+    args.extend(models.iter().map(String::as_str));
+    let output = bdlc(&args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "clean models print nothing: {stderr}");
+}
+
+#[test]
+fn a_missing_file_is_one_line_and_exit_code_two() {
+    let output = bdlc(&["check", "models/no_such_model.bdl"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        stderr,
+        "error[E0901]: cannot read `models/no_such_model.bdl`: no such file\n"
+    );
+}
+
+#[test]
+fn usage_errors_exit_with_two() {
+    assert_eq!(bdlc(&["check"]).status.code(), Some(2));
+    assert_eq!(bdlc(&["frobnicate"]).status.code(), Some(2));
+    let unknown_stage = bdlc(&["check", "--emit", "bytecode", "models/logistic.bdl"]);
+    assert_eq!(unknown_stage.status.code(), Some(2));
+}
+
+#[test]
+fn warnings_alone_exit_with_zero() {
+    let directory = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-warnings");
+    std::fs::create_dir_all(&directory).expect("temporary folder");
+    let path = directory.join("unused.bdl");
+    let text = "data {\n    x: vector[N]\n    y: vector[N]\n}\n\n\
+                model {\n    observe(\"y\", Normal(0, 1), y)\n}\n";
+    std::fs::write(&path, text).expect("writable");
+    let output = bdlc(&["check", &path.display().to_string()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("W0001"), "{stderr}");
+    assert!(stderr.contains("data `x` is declared but never used"), "{stderr}");
+}
+
+#[test]
+fn emitted_ast_checks_cleanly_again() {
+    let directory = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-emit");
+    std::fs::create_dir_all(&directory).expect("temporary folder");
+    for model in models() {
+        let output = bdlc(&["check", "--emit", "ast", &model]);
+        assert_eq!(output.status.code(), Some(0));
+        let printed = directory.join(Path::new(&model).file_name().expect("file name"));
+        std::fs::write(&printed, &output.stdout).expect("writable");
+        let again = bdlc(&["check", &printed.display().to_string()]);
+        let stderr = String::from_utf8_lossy(&again.stderr);
+        assert_eq!(again.status.code(), Some(0), "{stderr}");
+    }
+}
