@@ -7,3 +7,4 @@
 
 pub mod density;
 pub mod rng;
+pub mod vi;
