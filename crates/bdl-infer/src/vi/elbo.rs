@@ -132,6 +132,7 @@ pub struct Elbo<M> {
     normal_priors: Vec<NormalPriorCoordinate>,
     particles: Vec<Particle<M>>,
     natural: Vec<f64>,
+    slopes: Vec<f64>,
     scratch: GuideScratch,
 }
 
@@ -193,6 +194,7 @@ impl<M: ElboModel> Elbo<M> {
         Ok(Elbo {
             scratch: family.scratch(),
             natural: vec![0.0; n_guide],
+            slopes: vec![0.0; n_guide],
             family,
             kind: settings.kind,
             param_dim,
@@ -250,7 +252,8 @@ impl<M: ElboModel> Elbo<M> {
             )));
         }
         let (guide_params, model_params) = params.split_at(n_guide);
-        self.family.natural_from(guide_params, &mut self.natural);
+        self.family
+            .natural_from(guide_params, &mut self.natural, &mut self.slopes);
         let analytic = self.kind == ElboKind::AnalyticKl && !self.normal_priors.is_empty();
         let options = JointOptions {
             prior_weight: kl_weight,
@@ -303,7 +306,7 @@ impl<M: ElboModel> Elbo<M> {
                 "the ELBO was not finite (expected log joint {total}, entropy {entropy})"
             )));
         }
-        self.family.chain_softplus(guide_params, guide_gradient);
+        self.family.chain_softplus(&self.slopes, guide_gradient);
         gradient.iter_mut().for_each(|g| *g = -*g);
         Ok(-elbo)
     }

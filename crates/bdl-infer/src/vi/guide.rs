@@ -4,8 +4,8 @@
 //!
 //! Scales are softplus-parameterised for stability: a raw value ρ stands for σ = softplus(ρ).
 //! Everything below works on the *natural* values (σ, L, W), computed once per step by
-//! [`GuideFamily::natural_from`]; the chain rule through softplus, d softplus(ρ)/dρ = sigmoid(ρ),
-//! is applied once to the summed gradient by [`GuideFamily::chain_softplus`].
+//! `GuideFamily::natural_from` together with the slopes d softplus(ρ)/dρ = sigmoid(ρ); the chain
+//! rule through softplus is applied once to the summed gradient by `GuideFamily::chain_softplus`.
 //!
 //! Flat layouts (d latent coordinates):
 //! - Delta: `[μ (d)]`; the guide is a point mass (MAP).
@@ -18,8 +18,8 @@
 use crate::rng::Rng;
 use crate::vi::error::SettingsError;
 use crate::vi::numeric::{
-    cholesky_in_place, inverse_from_cholesky, sigmoid, softplus, softplus_inverse, HALF_LOG_TWO_PI,
-    NORMAL_ENTROPY_CONSTANT,
+    cholesky_in_place, inverse_from_cholesky, softplus, softplus_inverse, softplus_with_slope,
+    HALF_LOG_TWO_PI, NORMAL_ENTROPY_CONSTANT,
 };
 use crate::vi::posterior::{FittedGuide, GuideError, GuideParams};
 use rand::Rng as _;
@@ -226,16 +226,21 @@ impl GuideFamily {
         }
     }
 
-    /// Writes the natural values (softplus applied to the raw scale entries) of `params`.
-    pub(crate) fn natural_from(&self, params: &[f64], natural: &mut [f64]) {
+    /// Writes the natural values of `params` (softplus applied to the raw scale entries) and, at
+    /// those entries, the slopes sigmoid(raw) that [`GuideFamily::chain_softplus`] needs.
+    pub(crate) fn natural_from(&self, params: &[f64], natural: &mut [f64], slopes: &mut [f64]) {
         natural.copy_from_slice(params);
-        self.for_each_softplus_index(|k| natural[k] = softplus(params[k]));
+        self.for_each_softplus_index(|k| {
+            let (value, slope) = softplus_with_slope(params[k]);
+            natural[k] = value;
+            slopes[k] = slope;
+        });
     }
 
-    /// Multiplies the gradient entries of softplus-parameterised values by sigmoid(raw):
+    /// Multiplies the gradient entries of softplus-parameterised values by their slopes:
     /// d/dρ f(softplus(ρ)) = f′(σ) · sigmoid(ρ).
-    pub(crate) fn chain_softplus(&self, params: &[f64], gradient: &mut [f64]) {
-        self.for_each_softplus_index(|k| gradient[k] *= sigmoid(params[k]));
+    pub(crate) fn chain_softplus(&self, slopes: &[f64], gradient: &mut [f64]) {
+        self.for_each_softplus_index(|k| gradient[k] *= slopes[k]);
     }
 
     /// The reparameterised draw z = μ + A ε from the natural parameters and the noise.
@@ -624,15 +629,16 @@ mod tests {
             let params = random_params(&family, 3);
             let entropy = |raw: &[f64]| {
                 let mut natural = vec![0.0; raw.len()];
-                family.natural_from(raw, &mut natural);
+                family.natural_from(raw, &mut natural, &mut vec![0.0; raw.len()]);
                 let mut ignored = vec![0.0; raw.len()];
                 family.add_entropy(&natural, 1.0, &mut ignored, &mut family.scratch())
             };
             let mut natural = vec![0.0; params.len()];
-            family.natural_from(&params, &mut natural);
+            let mut slopes = vec![0.0; params.len()];
+            family.natural_from(&params, &mut natural, &mut slopes);
             let mut gradient = vec![0.0; params.len()];
             family.add_entropy(&natural, 1.0, &mut gradient, &mut family.scratch());
-            family.chain_softplus(&params, &mut gradient);
+            family.chain_softplus(&slopes, &mut gradient);
             for k in 0..params.len() {
                 let numeric = central_difference(&entropy, &params, k);
                 assert!(
@@ -655,7 +661,8 @@ mod tests {
         cholesky_in_place(&mut factor, 3).unwrap();
         let log_det: f64 = (0..3).map(|i| 2.0 * factor[i * 3 + i].ln()).sum();
         let mut natural = vec![0.0; params.len()];
-        family.natural_from(&params, &mut natural);
+        let mut slopes = vec![0.0; params.len()];
+        family.natural_from(&params, &mut natural, &mut slopes);
         let mut gradient = vec![0.0; params.len()];
         let entropy = family.add_entropy(&natural, 1.0, &mut gradient, &mut family.scratch());
         assert!((entropy - (3.0 * NORMAL_ENTROPY_CONSTANT + 0.5 * log_det)).abs() < 1e-12);
@@ -679,15 +686,16 @@ mod tests {
             let params = random_params(&family, 5);
             let value = |raw: &[f64]| {
                 let mut natural = vec![0.0; raw.len()];
-                family.natural_from(raw, &mut natural);
+                family.natural_from(raw, &mut natural, &mut vec![0.0; raw.len()]);
                 let mut ignored = vec![0.0; raw.len()];
                 family.add_expected_normal_log_prior(&natural, &priors, 1.0, &mut ignored)
             };
             let mut natural = vec![0.0; params.len()];
-            family.natural_from(&params, &mut natural);
+            let mut slopes = vec![0.0; params.len()];
+            family.natural_from(&params, &mut natural, &mut slopes);
             let mut gradient = vec![0.0; params.len()];
             family.add_expected_normal_log_prior(&natural, &priors, 1.0, &mut gradient);
-            family.chain_softplus(&params, &mut gradient);
+            family.chain_softplus(&slopes, &mut gradient);
             for k in 0..params.len() {
                 let numeric = central_difference(&value, &params, k);
                 assert!(
@@ -712,19 +720,20 @@ mod tests {
                 .collect();
             let f_of_params = |raw: &[f64]| {
                 let mut natural = vec![0.0; raw.len()];
-                family.natural_from(raw, &mut natural);
+                family.natural_from(raw, &mut natural, &mut vec![0.0; raw.len()]);
                 let mut z = vec![0.0; 3];
                 family.draw(&natural, &noise, &mut z);
                 z.iter().zip(weights).map(|(z, c)| c * z * z).sum::<f64>()
             };
             let mut natural = vec![0.0; params.len()];
-            family.natural_from(&params, &mut natural);
+            let mut slopes = vec![0.0; params.len()];
+            family.natural_from(&params, &mut natural, &mut slopes);
             let mut z = vec![0.0; 3];
             family.draw(&natural, &noise, &mut z);
             let grad_z: Vec<f64> = z.iter().zip(weights).map(|(z, c)| 2.0 * c * z).collect();
             let mut gradient = vec![0.0; params.len()];
             family.backpropagate(&noise, &grad_z, &mut gradient);
-            family.chain_softplus(&params, &mut gradient);
+            family.chain_softplus(&slopes, &mut gradient);
             for k in 0..params.len() {
                 let numeric = central_difference(&f_of_params, &params, k);
                 assert!(
