@@ -2,9 +2,9 @@
 //! parameters and the model's `param` coordinates.
 //!
 //! With β the KL weight, the objective is
-//! ELBO_β = E_q[log p(x | z)] + β (E_q[log p(z)] + H[q]), and the loss is −ELBO_β. It is estimated
+//! ELBO_β = E_q[log p(x | z)] + β (E_q[log p(z)] + H(q)), and the loss is −ELBO_β. It is estimated
 //! with K particles z_k = μ + A ε_k (ε_k standard normal): the model's gradient g_k at z_k gives
-//! ∂/∂μ = g_k and ∂/∂A = g_k ε_kᵀ, and the entropy H[q] and its gradient are analytic.
+//! ∂/∂μ = g_k and ∂/∂A = g_k ε_kᵀ, and the entropy H(q) and its gradient are analytic.
 //!
 //! - [`ElboKind::Trace`] (Pyro's `Trace_ELBO`) takes the whole log joint from the model.
 //! - [`ElboKind::AnalyticKl`] (Pyro's `TraceMeanField_ELBO`) asks the model to leave out the

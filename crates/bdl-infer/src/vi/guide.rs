@@ -328,7 +328,7 @@ impl GuideFamily {
         }
     }
 
-    /// Returns the entropy H[q] and adds `weight × ∂H/∂(natural parameters)` to `gradient`.
+    /// Returns the entropy H(q) and adds `weight × ∂H/∂(natural parameters)` to `gradient`.
     ///
     /// For a normal guide H = ½ log det(2πe Σ) = d (½ + ½ log 2π) + ½ log det Σ, so
     /// ∂H/∂σ_i = 1/σ_i, ∂H/∂L_ii = 1/L_ii (off-diagonal entries do not change det L), and for

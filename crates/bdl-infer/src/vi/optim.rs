@@ -36,8 +36,8 @@ impl Default for Adam {
 }
 
 /// Pyro's ClippedAdam: each gradient element is clamped to [−clip_norm, clip_norm], and the
-/// learning rate is multiplied by `learning_rate_decay` after every update, so the k-th update
-/// (from 0) uses lr · lrdᵏ. The update is θ ← θ − lr · √(1 − β₂ᵗ) / (1 − β₁ᵗ) · m / (√v + ε).
+/// learning rate is multiplied by `learning_rate_decay` at the start of every update, so the k-th
+/// update (from 0) uses lr · lrdᵏ⁺¹. The update is θ ← θ − lr · √(1 − β₂ᵗ) / (1 − β₁ᵗ) · m / (√v + ε).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClippedAdam {
     /// The base learning rate.
@@ -265,7 +265,9 @@ impl Optimizer {
     pub fn learning_rate_at(&self, step: usize) -> f64 {
         let mut rate = self.settings.kind.learning_rate() * self.settings.schedule.factor(step);
         if let OptimizerKind::ClippedAdam(clipped) = &self.settings.kind {
-            rate *= clipped.learning_rate_decay.powf(self.n_updates as f64);
+            rate *= clipped
+                .learning_rate_decay
+                .powf(self.n_updates as f64 + 1.0);
         }
         rate
     }
@@ -470,6 +472,28 @@ mod tests {
     }
 
     #[test]
+    fn clipped_adam_first_step_follows_pyro() {
+        // m = (1 − β₁) g, v = (1 − β₂) g², step = lr · lrd · √(1 − β₂) / (1 − β₁) · m / (√v + ε).
+        let clipped = ClippedAdam {
+            learning_rate: 0.1,
+            learning_rate_decay: 0.5,
+            ..ClippedAdam::default()
+        };
+        let mut optimizer =
+            Optimizer::new(&settings(OptimizerKind::ClippedAdam(clipped)), 1).unwrap();
+        let mut theta = vec![1.0];
+        optimizer.step(0, &mut theta, &mut [2.0]);
+        let m = 0.1 * 2.0;
+        let v: f64 = 0.001 * 4.0;
+        let expected = 1.0 - 0.05 * 0.001f64.sqrt() / 0.1 * m / (v.sqrt() + 1e-8);
+        assert!(
+            (theta[0] - expected).abs() < 1e-15,
+            "{} vs {expected}",
+            theta[0]
+        );
+    }
+
+    #[test]
     fn clipped_adam_decays_its_learning_rate_per_update() {
         let clipped = ClippedAdam {
             learning_rate: 0.1,
@@ -478,11 +502,11 @@ mod tests {
         };
         let mut optimizer =
             Optimizer::new(&settings(OptimizerKind::ClippedAdam(clipped)), 1).unwrap();
-        assert_eq!(optimizer.learning_rate_at(0), 0.1);
+        assert_eq!(optimizer.learning_rate_at(0), 0.05);
         let mut theta = vec![0.0];
         optimizer.step(0, &mut theta, &mut [1.0]);
         optimizer.step(1, &mut theta, &mut [1.0]);
-        assert_eq!(optimizer.learning_rate_at(2), 0.025);
+        assert_eq!(optimizer.learning_rate_at(2), 0.0125);
     }
 
     #[test]

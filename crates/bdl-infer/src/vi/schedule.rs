@@ -67,7 +67,7 @@ fn check_gamma(gamma: f64) -> Result<(), SettingsError> {
 }
 
 /// The weight β of the prior part of the ELBO per step (the KL weight of Bayes-by-backprop):
-/// the objective is E_q[log p(x | z)] + β (E_q[log p(z)] + H[q]) = E_q[log p(x | z)] − β KL(q ‖ p).
+/// the objective is E_q[log p(x | z)] + β (E_q[log p(z)] + H(q)) = E_q[log p(x | z)] − β KL(q ‖ p).
 #[derive(Clone, Debug, PartialEq)]
 pub enum KlWeightSchedule {
     /// The same weight at every step (1 for the plain ELBO).
