@@ -267,7 +267,13 @@ impl<M: ElboModel> Elbo<M> {
         if self.particles.len() == 1 {
             self.particles.iter_mut().for_each(run);
         } else {
-            self.particles.par_iter_mut().for_each(run);
+            // One task per thread's share of the particles: rayon does not split further, which
+            // saves scheduling work when a particle is cheap.
+            let share = self.particles.len().div_ceil(rayon::current_num_threads());
+            self.particles
+                .par_iter_mut()
+                .with_min_len(share)
+                .for_each(run);
         }
 
         // Sum in particle order, so the result does not depend on the thread schedule.
