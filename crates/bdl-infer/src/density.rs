@@ -23,12 +23,18 @@ pub struct LogDensityError {
 impl LogDensityError {
     /// A recoverable numerical failure.
     pub fn recoverable(message: impl Into<String>) -> Self {
-        LogDensityError { message: message.into(), recoverable: true }
+        LogDensityError {
+            message: message.into(),
+            recoverable: true,
+        }
     }
 
     /// A failure that must stop inference.
     pub fn fatal(message: impl Into<String>) -> Self {
-        LogDensityError { message: message.into(), recoverable: false }
+        LogDensityError {
+            message: message.into(),
+            recoverable: false,
+        }
     }
 }
 
@@ -66,7 +72,10 @@ pub struct JointOptions {
 
 impl Default for JointOptions {
     fn default() -> Self {
-        JointOptions { prior_weight: 1.0, skip_normal_priors: false }
+        JointOptions {
+            prior_weight: 1.0,
+            skip_normal_priors: false,
+        }
     }
 }
 

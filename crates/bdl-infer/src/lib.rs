@@ -9,3 +9,4 @@ pub mod density;
 pub mod diagnostics;
 pub mod mcmc;
 pub mod rng;
+pub mod vi;

@@ -1,0 +1,426 @@
+//! Stochastic variational inference: fit an auto-guide (and the model's `param` coordinates) by
+//! minimising the ELBO loss with a first-order optimiser.
+//!
+//! [`fit`] is the entry point for every guide, MAP (the Delta guide) and Laplace (MAP followed by
+//! the Hessian). It finds a starting point with a finite ELBO, then runs `steps` optimisation
+//! steps, reporting each step's loss to a callback and watching a stop flag, so that an
+//! interrupted run returns the last good parameters. A non-finite loss stops the run with the
+//! model's message and the last parameters whose loss was finite, unless `skip_nonfinite` asks to
+//! skip such steps (at most `max_consecutive_skips` in a row).
+
+use crate::density::{ElboModel, LogDensityError};
+use crate::rng::stream_rng;
+use crate::vi::elbo::{Elbo, ElboKind, ElboSettings};
+use crate::vi::error::SviError;
+use crate::vi::guide::{GuideFamily, GuideKind};
+use crate::vi::laplace;
+use crate::vi::numeric::derive_seed;
+use crate::vi::optim::{Optimizer, OptimizerSettings};
+use crate::vi::posterior::FittedGuide;
+use crate::vi::schedule::KlWeightSchedule;
+use rand::Rng as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Seed purposes, so that each kind of random draw has its own streams.
+const PURPOSE_INITIAL_ELBO: u64 = 1;
+const PURPOSE_INITIAL_POSITION: u64 = 2;
+const PURPOSE_GUIDE_INIT: u64 = 3;
+const PURPOSE_LAPLACE: u64 = 4;
+
+/// Where the guide's location and the model's params start, in unconstrained space.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub enum InitLocation {
+    /// Every coordinate at 0 (the median of a prior symmetric about 0 in unconstrained space).
+    #[default]
+    Zeros,
+    /// A given position `[latents, params]`, e.g. the prior median or a prior draw computed by
+    /// the caller, who knows the priors.
+    Position(Vec<f64>),
+    /// Independent Uniform(−radius, radius) draws, fresh for each attempt (Stan's default with
+    /// radius 2).
+    Uniform {
+        /// The half-width of the interval, positive.
+        radius: f64,
+    },
+}
+
+/// How the fit starts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InitSettings {
+    /// The starting location.
+    pub location: InitLocation,
+    /// The initial marginal standard deviation of normal guides (Pyro's `init_scale`).
+    pub scale: f64,
+    /// How many starting points to try before giving up when the ELBO is not finite: each
+    /// attempt draws new particles, and with [`InitLocation::Uniform`] a new location.
+    pub max_attempts: usize,
+}
+
+impl Default for InitSettings {
+    fn default() -> Self {
+        InitSettings {
+            location: InitLocation::Zeros,
+            scale: 0.1,
+            max_attempts: 10,
+        }
+    }
+}
+
+/// Everything `bdlc infer --method svi|map` sets.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SviSettings {
+    /// The guide.
+    pub guide: GuideKind,
+    /// The number of optimisation steps.
+    pub steps: usize,
+    /// The number of particles per ELBO estimate.
+    pub particles: usize,
+    /// The seed of every random draw.
+    pub seed: u64,
+    /// The ELBO estimator.
+    pub elbo: ElboKind,
+    /// The optimiser, its learning-rate schedule and gradient clipping.
+    pub optimizer: OptimizerSettings,
+    /// The KL weight per step (Bayes-by-backprop); 1 for the plain ELBO.
+    pub kl_weight: KlWeightSchedule,
+    /// The starting point.
+    pub init: InitSettings,
+    /// Skip steps whose loss is not finite instead of stopping.
+    pub skip_nonfinite: bool,
+    /// With `skip_nonfinite`, stop anyway after this many consecutive skipped steps.
+    pub max_consecutive_skips: usize,
+}
+
+impl Default for SviSettings {
+    fn default() -> Self {
+        SviSettings {
+            guide: GuideKind::DiagonalNormal,
+            steps: 1000,
+            particles: 1,
+            seed: 0,
+            elbo: ElboKind::Trace,
+            optimizer: OptimizerSettings::default(),
+            kl_weight: KlWeightSchedule::default(),
+            init: InitSettings::default(),
+            skip_nonfinite: false,
+            max_consecutive_skips: 10,
+        }
+    }
+}
+
+impl SviSettings {
+    /// Checks the settings that do not depend on the model.
+    pub fn validate(&self) -> Result<(), SviError> {
+        let invalid = |message: String| SviError::InvalidSettings { message };
+        self.optimizer.validate().map_err(|e| invalid(e.message))?;
+        self.kl_weight.validate().map_err(|e| invalid(e.message))?;
+        if !(self.init.scale.is_finite() && self.init.scale > 0.0) {
+            return Err(invalid(format!(
+                "the initial guide scale must be positive and finite, got {}",
+                self.init.scale
+            )));
+        }
+        if self.init.max_attempts == 0 {
+            return Err(invalid(
+                "at least one initial attempt is needed".to_string(),
+            ));
+        }
+        if let InitLocation::Uniform { radius } = self.init.location {
+            if !(radius.is_finite() && radius > 0.0) {
+                return Err(invalid(format!(
+                    "the initial radius must be positive and finite, got {radius}"
+                )));
+            }
+        }
+        if (self.steps as u64) >= 1 << 40 {
+            return Err(invalid(format!("too many steps ({})", self.steps)));
+        }
+        Ok(())
+    }
+}
+
+/// The loss at one step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepLoss {
+    /// The step, from 0.
+    pub step: usize,
+    /// −ELBO_β estimated at the parameters before that step's update.
+    pub loss: f64,
+}
+
+/// A fitted guide and what happened on the way.
+#[derive(Clone, Debug)]
+pub struct SviFit {
+    /// The posterior approximation over the latent coordinates.
+    pub guide: FittedGuide,
+    /// The model's `param` coordinates (unconstrained).
+    pub params: Vec<f64>,
+    /// The loss of every step that was taken (skipped steps are absent).
+    pub losses: Vec<StepLoss>,
+    /// The steps skipped because their loss was not finite.
+    pub skipped_steps: Vec<usize>,
+    /// Whether the stop flag ended the run early.
+    pub interrupted: bool,
+}
+
+impl SviFit {
+    /// The mean loss over the last `window` steps taken (`None` before any step).
+    pub fn final_loss(&self, window: usize) -> Option<f64> {
+        let window = window.max(1).min(self.losses.len());
+        if window == 0 {
+            return None;
+        }
+        let tail = &self.losses[self.losses.len() - window..];
+        Some(tail.iter().map(|s| s.loss).sum::<f64>() / window as f64)
+    }
+
+    /// `n_draws` full model positions `[latents drawn from the guide, params]`, for
+    /// posterior-predictive runs.
+    pub fn sample_positions<R: rand::Rng + ?Sized>(
+        &self,
+        rng: &mut R,
+        n_draws: usize,
+    ) -> Vec<Vec<f64>> {
+        let mut draws = self.guide.sample(rng, n_draws);
+        for draw in draws.iter_mut() {
+            draw.extend_from_slice(&self.params);
+        }
+        draws
+    }
+
+    /// The point `[guide median, params]` (the MAP position for a Delta guide).
+    pub fn median_position(&self) -> Vec<f64> {
+        let mut position = self.guide.median();
+        position.extend_from_slice(&self.params);
+        position
+    }
+}
+
+/// The state shared by the steps of one fit.
+struct Run<'a> {
+    family: &'a GuideFamily,
+    losses: Vec<StepLoss>,
+    skipped_steps: Vec<usize>,
+}
+
+impl Run<'_> {
+    fn fit_at(&self, params: &[f64], interrupted: bool) -> Result<SviFit, SviError> {
+        let n_guide = self.family.n_params();
+        let guide =
+            self.family
+                .to_fitted(&params[..n_guide])
+                .map_err(|error| SviError::InvalidModel {
+                    message: format!("the fitted guide is not a valid distribution: {error}"),
+                })?;
+        Ok(SviFit {
+            guide,
+            params: params[n_guide..].to_vec(),
+            losses: self.losses.clone(),
+            skipped_steps: self.skipped_steps.clone(),
+            interrupted,
+        })
+    }
+}
+
+/// Fits `settings.guide` to the model built by `make_model(particle_index)` (one evaluator per
+/// particle), calling `on_step(step, loss)` after every step taken and stopping early, with the
+/// current parameters, when `stop` becomes true.
+pub fn fit<M, F>(
+    make_model: F,
+    settings: &SviSettings,
+    stop: &AtomicBool,
+    mut on_step: impl FnMut(usize, f64),
+) -> Result<SviFit, SviError>
+where
+    M: ElboModel,
+    F: Fn(usize) -> M,
+{
+    settings.validate()?;
+    let elbo_settings = ElboSettings {
+        kind: settings.elbo,
+        particles: settings.particles,
+    };
+    let mut elbo = Elbo::new(make_model, &settings.guide, &elbo_settings)?;
+    let family = elbo.family().clone();
+    let n_params = elbo.n_params();
+    let mut gradient = vec![0.0; n_params];
+    let mut params = initial_params(&mut elbo, settings, &mut gradient)?;
+    let mut previous_params = params.clone();
+    let mut optimizer = Optimizer::new(&settings.optimizer, n_params).map_err(|error| {
+        SviError::InvalidSettings {
+            message: error.message,
+        }
+    })?;
+    let mut run = Run {
+        family: &family,
+        losses: Vec::with_capacity(settings.steps),
+        skipped_steps: Vec::new(),
+    };
+    let mut consecutive_skips = 0;
+    let mut interrupted = false;
+
+    for step in 0..settings.steps {
+        if stop.load(Ordering::Relaxed) {
+            interrupted = true;
+            break;
+        }
+        let kl_weight = settings.kl_weight.weight(step);
+        match elbo.evaluate(
+            &params,
+            settings.seed,
+            step as u64,
+            kl_weight,
+            &mut gradient,
+        ) {
+            Ok(loss) => {
+                previous_params.copy_from_slice(&params);
+                optimizer.step(step, &mut params, &mut gradient);
+                if let Some(i) = params.iter().position(|p| !p.is_finite()) {
+                    let message = format!(
+                        "the optimiser moved parameter {i} to a non-finite value; lower the \
+                         learning rate or clip the gradient"
+                    );
+                    return Err(SviError::NonFiniteLoss {
+                        step,
+                        message,
+                        partial: Box::new(run.fit_at(&previous_params, false)?),
+                    });
+                }
+                consecutive_skips = 0;
+                run.losses.push(StepLoss { step, loss });
+                on_step(step, loss);
+            }
+            Err(error) => {
+                let skippable = error.recoverable
+                    && settings.skip_nonfinite
+                    && consecutive_skips < settings.max_consecutive_skips;
+                if skippable {
+                    consecutive_skips += 1;
+                    run.skipped_steps.push(step);
+                    continue;
+                }
+                return Err(step_error(
+                    step,
+                    error,
+                    consecutive_skips,
+                    &run,
+                    &previous_params,
+                )?);
+            }
+        }
+    }
+
+    let fit = run.fit_at(&params, interrupted)?;
+    if settings.guide != GuideKind::Laplace {
+        return Ok(fit);
+    }
+    let position = fit.median_position();
+    let laplace_seed = derive_seed(settings.seed, PURPOSE_LAPLACE);
+    match laplace::approximate(elbo.model_mut(), &position, laplace_seed) {
+        Ok(guide) => Ok(SviFit { guide, ..fit }),
+        Err(error) => Err(SviError::Laplace {
+            message: error.message,
+            partial: Box::new(fit),
+        }),
+    }
+}
+
+/// The error for a failed step; `params` are the last parameters whose loss was finite.
+fn step_error(
+    step: usize,
+    error: LogDensityError,
+    consecutive_skips: usize,
+    run: &Run<'_>,
+    params: &[f64],
+) -> Result<SviError, SviError> {
+    let partial = Box::new(run.fit_at(params, false)?);
+    Ok(if !error.recoverable {
+        SviError::Model {
+            step,
+            message: error.message,
+            partial,
+        }
+    } else if consecutive_skips > 0 {
+        SviError::NonFiniteLoss {
+            step,
+            message: format!(
+                "{} (after {consecutive_skips} skipped steps in a row)",
+                error.message
+            ),
+            partial,
+        }
+    } else {
+        SviError::NonFiniteLoss {
+            step,
+            message: error.message,
+            partial,
+        }
+    })
+}
+
+/// Finds initial parameters whose ELBO estimate is finite.
+fn initial_params<M: ElboModel>(
+    elbo: &mut Elbo<M>,
+    settings: &SviSettings,
+    gradient: &mut [f64],
+) -> Result<Vec<f64>, SviError> {
+    let latent_dim = elbo.latent_dim();
+    let dim = latent_dim + elbo.param_dim();
+    if let InitLocation::Position(position) = &settings.init.location {
+        if position.len() != dim {
+            return Err(SviError::InvalidSettings {
+                message: format!(
+                    "the initial position has {} values but the model has {latent_dim} latent \
+                     and {} param coordinates",
+                    position.len(),
+                    elbo.param_dim()
+                ),
+            });
+        }
+        if let Some(i) = position.iter().position(|v| !v.is_finite()) {
+            return Err(SviError::InvalidSettings {
+                message: format!("the initial position's coordinate {i} is not finite"),
+            });
+        }
+    }
+    let elbo_seed = derive_seed(settings.seed, PURPOSE_INITIAL_ELBO);
+    let mut last_error = String::new();
+    for attempt in 0..settings.init.max_attempts {
+        let position = match &settings.init.location {
+            InitLocation::Zeros => vec![0.0; dim],
+            InitLocation::Position(position) => position.clone(),
+            InitLocation::Uniform { radius } => {
+                let mut rng = stream_rng(
+                    derive_seed(settings.seed, PURPOSE_INITIAL_POSITION),
+                    attempt as u64,
+                );
+                (0..dim)
+                    .map(|_| rng.random_range(-radius..*radius))
+                    .collect()
+            }
+        };
+        let mut guide_rng = stream_rng(
+            derive_seed(settings.seed, PURPOSE_GUIDE_INIT),
+            attempt as u64,
+        );
+        let mut params =
+            elbo.family()
+                .initial_params(&position, settings.init.scale, &mut guide_rng);
+        params.extend_from_slice(&position[latent_dim..]);
+        let kl_weight = settings.kl_weight.weight(0);
+        match elbo.evaluate(&params, elbo_seed, attempt as u64, kl_weight, gradient) {
+            Ok(_) => return Ok(params),
+            Err(error) if !error.recoverable => {
+                return Err(SviError::Initialisation {
+                    attempts: attempt + 1,
+                    message: error.message,
+                })
+            }
+            Err(error) => last_error = error.message,
+        }
+    }
+    Err(SviError::Initialisation {
+        attempts: settings.init.max_attempts,
+        message: last_error,
+    })
+}
