@@ -9,6 +9,7 @@ mod mcmc_support;
 use bdl_infer::density::{LogDensity, LogDensityError};
 use bdl_infer::mcmc::{sample, Algorithm, HmcLength, McmcSettings, MetricKind};
 use mcmc_support::{assert_all_finite, assert_moments, derived, Gaussian};
+use std::f64::consts::FRAC_PI_2;
 use std::sync::atomic::AtomicBool;
 
 fn run<D: LogDensity>(
@@ -273,11 +274,12 @@ fn bayesian_linear_regression_with_static_hmc() {
     let exact = linear_regression();
     let settings = McmcSettings {
         seed: 16,
-        // After adaptation the posterior is close to a unit Gaussian and the step size close to
-        // 0.9, so two steps turn the phase by about 100°: nearly independent draws. (A fixed
-        // trajectory near half a period, π, would only flip the sign of each draw and leave the
-        // tails unexplored; this is static HMC's weakness, not the test's.)
-        algorithm: Algorithm::Hmc(HmcLength::Steps(2)),
+        // After adaptation the posterior is close to a unit Gaussian, whose period is 2π. A
+        // quarter period, π/2, turns each draw by about 90° (⌊(π/2)/ε⌋ steps of the adapted ε):
+        // nearly independent draws. A fixed trajectory near half a period, π, would only flip
+        // the sign of each draw and leave the tails unexplored; that is static HMC's weakness on
+        // Gaussians, which NUTS avoids.
+        algorithm: Algorithm::Hmc(HmcLength::Time(FRAC_PI_2)),
         ..McmcSettings::default()
     };
     let result = run(&settings, |_| LinearRegression);
