@@ -1,6 +1,7 @@
 //! How long the front end takes on a large model: parsing, checking, and both, on a generated
 //! 2,000-line model (the target is well under 50 ms for both). Run with
 //! `cargo bench -p bdl-ir --bench front_end`.
+#![allow(missing_docs)] // criterion's macros generate undocumented functions.
 
 use bdl_diagnostics::FileId;
 use criterion::{criterion_group, criterion_main, Criterion};

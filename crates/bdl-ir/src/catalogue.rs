@@ -298,7 +298,10 @@ pub const DISTRIBUTIONS: &[DistributionSpec] = &[
         name: "MultivariateNormal",
         params: &[
             req(&["loc"], Any),
-            req(&["covariance_matrix", "precision_matrix", "scale_tril"], Any),
+            req(
+                &["covariance_matrix", "precision_matrix", "scale_tril"],
+                Any,
+            ),
         ],
         support: Support::RealVector,
         event: EventShape::Vector,
@@ -313,7 +316,10 @@ pub const DISTRIBUTIONS: &[DistributionSpec] = &[
         name: "Wishart",
         params: &[
             req(&["df"], Positive),
-            req(&["covariance_matrix", "precision_matrix", "scale_tril"], Any),
+            req(
+                &["covariance_matrix", "precision_matrix", "scale_tril"],
+                Any,
+            ),
         ],
         support: Support::PositiveDefinite,
         event: EventShape::Matrix,

@@ -11,13 +11,13 @@ use crate::catalogue::{
 };
 use crate::types::{broadcast, Dim, Elem, Shape, Ty};
 use crate::{
-    Analysis, Binding, BindingId, BindingKind, CallInfo, Checked, ExprInfo, LayerInfo,
-    NetworkInfo, PlateInfo, Reference, SettingValue, Site,
+    Analysis, Binding, BindingId, BindingKind, CallInfo, Checked, ExprInfo, LayerInfo, NetworkInfo,
+    PlateInfo, Reference, SettingValue, Site,
 };
 use bdl_diagnostics::{did_you_mean, Diagnostic, Span};
 use bdl_syntax::{
-    Arg, BaseType, BinaryOp, Block, DataEntry, Else, Expr, ExprKind, FnDecl, Ident, If,
-    IndexItem, NodeId, Program, Stmt, StmtKind, StrLit, StrPart, UnaryOp, MAX_NESTING,
+    Arg, BaseType, BinaryOp, Block, DataEntry, Else, Expr, ExprKind, FnDecl, Ident, If, IndexItem,
+    NodeId, Program, Stmt, StmtKind, StrLit, StrPart, UnaryOp, MAX_NESTING,
 };
 use std::collections::HashMap;
 
@@ -134,7 +134,11 @@ impl<'p> Checker<'p> {
             self.current_function = Some(function.name.name.clone());
             self.scopes.push(HashMap::new());
             for param in &function.params {
-                if self.scopes.last().is_some_and(|s| s.contains_key(&param.name)) {
+                if self
+                    .scopes
+                    .last()
+                    .is_some_and(|s| s.contains_key(&param.name))
+                {
                     self.error(
                         Diagnostic::error(
                             "E0104",
@@ -195,7 +199,12 @@ impl<'p> Checker<'p> {
 
     /// Binds a global name, reporting a duplicate.
     fn bind_global(&mut self, ident: &Ident, kind: BindingKind, ty: Ty) -> BindingId {
-        if let Some(existing) = self.scopes.first().and_then(|s| s.get(&ident.name)).copied() {
+        if let Some(existing) = self
+            .scopes
+            .first()
+            .and_then(|s| s.get(&ident.name))
+            .copied()
+        {
             let first = self.analysis.bindings[existing.0 as usize].span;
             self.error(
                 Diagnostic::error("E0104", format!("`{}` is defined twice", ident.name))
@@ -325,7 +334,9 @@ impl<'p> Checker<'p> {
                             self.error(
                                 Diagnostic::error("E0207", "a size must be positive")
                                     .with_label(*span, format!("size {value}"))
-                                    .with_hint("write a positive integer or a size name such as `N`"),
+                                    .with_hint(
+                                        "write a positive integer or a size name such as `N`",
+                                    ),
                             );
                         }
                         Dim::Const(*value)
@@ -376,7 +387,9 @@ impl<'p> Checker<'p> {
                     self.error(
                         Diagnostic::error("E0207", "a bound must be a number")
                             .with_label(bound.span, format!("found {}", info.ty.describe()))
-                            .with_hint("write a literal such as `0` or the name of a declared `real`"),
+                            .with_hint(
+                                "write a literal such as `0` or the name of a declared `real`",
+                            ),
                     );
                 }
             }
@@ -384,9 +397,12 @@ impl<'p> Checker<'p> {
                 if let (Some(low), Some(high)) = (constant(lower), constant(upper)) {
                     if low >= high {
                         self.error(
-                            Diagnostic::error("E0207", "the lower bound is not below the upper bound")
-                                .with_label(ty.span, format!("lower={low}, upper={high}"))
-                                .with_hint("swap the bounds or fix one of them"),
+                            Diagnostic::error(
+                                "E0207",
+                                "the lower bound is not below the upper bound",
+                            )
+                            .with_label(ty.span, format!("lower={low}, upper={high}"))
+                            .with_hint("swap the bounds or fix one of them"),
                         );
                     }
                 }
@@ -456,9 +472,12 @@ impl<'p> Checker<'p> {
                 "derived data"
             };
             self.diagnostics.push(
-                Diagnostic::warning("W0001", format!("{what} `{name}` is declared but never used"))
-                    .with_label(span, "never used")
-                    .with_hint("use it in the model, or remove the declaration"),
+                Diagnostic::warning(
+                    "W0001",
+                    format!("{what} `{name}` is declared but never used"),
+                )
+                .with_label(span, "never used")
+                .with_hint("use it in the model, or remove the declaration"),
             );
         }
     }
@@ -505,10 +524,7 @@ impl<'p> Checker<'p> {
                     if output.conflicts(input) {
                         self.diagnostics.push(
                             Diagnostic::error("E0204", "network layer sizes do not chain")
-                                .with_label(
-                                    layer.span,
-                                    format!("this layer takes {input} inputs"),
-                                )
+                                .with_label(layer.span, format!("this layer takes {input} inputs"))
                                 .with_secondary(
                                     before.span,
                                     format!("but the previous layer gives {output} outputs"),
@@ -641,7 +657,8 @@ impl<'p> Checker<'p> {
 
     /// A size given as an argument: a positive integer literal or an integer name.
     fn size_argument(&mut self, value: &Expr, info: &ExprInfo) -> Dim {
-        let is_int_scalar = matches!(&info.ty, Ty::Tensor { elem: Elem::Int, shape } if shape.is_scalar());
+        let is_int_scalar =
+            matches!(&info.ty, Ty::Tensor { elem: Elem::Int, shape } if shape.is_scalar());
         let non_positive = constant(value).is_some_and(|v| v <= 0.0);
         if non_positive || (!is_int_scalar && info.ty != Ty::Unknown) {
             self.error(
@@ -662,7 +679,9 @@ impl<'p> Checker<'p> {
                 Some(Reference::Binding(id)) => {
                     let binding = &self.analysis.bindings[id.0 as usize];
                     let is_int_scalar = matches!(&binding.ty, Ty::Tensor { elem: Elem::Int, shape } if shape.is_scalar());
-                    if matches!(binding.kind, BindingKind::Data | BindingKind::SizeVar) && is_int_scalar {
+                    if matches!(binding.kind, BindingKind::Data | BindingKind::SizeVar)
+                        && is_int_scalar
+                    {
                         Dim::Size(name.clone())
                     } else {
                         Dim::Unknown
@@ -733,9 +752,12 @@ impl<'p> Checker<'p> {
                     Ty::Tensor { elem, shape } => match shape {
                         Shape::Known(dims) if dims.is_empty() => {
                             self.error(
-                                Diagnostic::error("E0206", "a `for` loop needs a range or a vector")
-                                    .with_label(for_.iter.span, "this is a scalar")
-                                    .with_hint("loop over a range such as `0..n`"),
+                                Diagnostic::error(
+                                    "E0206",
+                                    "a `for` loop needs a range or a vector",
+                                )
+                                .with_label(for_.iter.span, "this is a scalar")
+                                .with_hint("loop over a range such as `0..n`"),
                             );
                             Ty::Unknown
                         }
@@ -809,7 +831,8 @@ impl<'p> Checker<'p> {
         let infos: Vec<ExprInfo> = plate.args.iter().map(|arg| self.expr(&arg.value)).collect();
         let header = Span::new(span.file, span.range().start..span.range().start + 5);
         let slots = self.match_args("plate", PLATE_PARAMS, &plate.args, header, "E0103", "E0102");
-        let arg = |slot: usize| slots[slot].map(|(_, index)| (&plate.args[index].value, &infos[index]));
+        let arg =
+            |slot: usize| slots[slot].map(|(_, index)| (&plate.args[index].value, &infos[index]));
         if self.context == Context::Data || self.context == Context::Network {
             self.error(
                 Diagnostic::error("E0309", "plates belong in the model or a function")
@@ -834,7 +857,9 @@ impl<'p> Checker<'p> {
                     self.error(
                         Diagnostic::error(
                             "E0205",
-                            format!("subsample of {batch_size} is larger than the plate's size {full}"),
+                            format!(
+                                "subsample of {batch_size} is larger than the plate's size {full}"
+                            ),
                         )
                         .with_label(value.span, "subsample size")
                         .with_secondary(size_span, "plate size")
@@ -851,7 +876,9 @@ impl<'p> Checker<'p> {
                 _ => self.error(
                     Diagnostic::error("E0209", "`dim` must be a negative integer literal")
                         .with_label(value.span, "not a negative integer")
-                        .with_hint("plates count dimensions from the right: `dim = -1`, `dim = -2`, …"),
+                        .with_hint(
+                            "plates count dimensions from the right: `dim = -1`, `dim = -2`, …",
+                        ),
                 ),
             }
         }
@@ -1099,7 +1126,11 @@ impl<'p> Checker<'p> {
                         Shape::Unknown => Shape::Unknown,
                     };
                     Ty::Tensor {
-                        elem: if elements.is_empty() { Elem::Real } else { elem },
+                        elem: if elements.is_empty() {
+                            Elem::Real
+                        } else {
+                            elem
+                        },
                         shape,
                     }
                 };
@@ -1112,7 +1143,12 @@ impl<'p> Checker<'p> {
                     _ => Dim::Unknown,
                 };
                 self.scopes.push(HashMap::new());
-                self.bind(var, BindingKind::LoopVar, Ty::int(Shape::scalar()), iter_info.latent);
+                self.bind(
+                    var,
+                    BindingKind::LoopVar,
+                    Ty::int(Shape::scalar()),
+                    iter_info.latent,
+                );
                 self.loop_vars.push(var.name.clone());
                 let element_info = self.expr(element);
                 self.loop_vars.pop();
@@ -1173,9 +1209,11 @@ impl<'p> Checker<'p> {
                         "draw a value from a distribution with `sample(name, dist)`".to_string()
                     }
                     Ty::Network { .. } => {
-                        "lift a network first: `let f = lift(\"net\", net, Normal(0, 1))`".to_string()
+                        "lift a network first: `let f = lift(\"net\", net, Normal(0, 1))`"
+                            .to_string()
                     }
-                    _ => "only tensors (numbers, vectors, matrices) take part in arithmetic".to_string(),
+                    _ => "only tensors (numbers, vectors, matrices) take part in arithmetic"
+                        .to_string(),
                 }),
         );
     }
@@ -1215,7 +1253,9 @@ impl<'p> Checker<'p> {
                 };
             }
             Reference::Constraint(spec) if spec.params.is_empty() => Ty::Constraint,
-            Reference::Layer(spec) if self.context == Context::Network && spec.params.is_empty() => {
+            Reference::Layer(spec)
+                if self.context == Context::Network && spec.params.is_empty() =>
+            {
                 Ty::Network {
                     input: None,
                     output: None,
@@ -1228,7 +1268,10 @@ impl<'p> Checker<'p> {
                         format!("the distribution `{}` needs its parameters", spec.name),
                     )
                     .with_label(expr.span, "not called")
-                    .with_hint(format!("write {}", catalogue::signature(spec.name, spec.params))),
+                    .with_hint(format!(
+                        "write {}",
+                        catalogue::signature(spec.name, spec.params)
+                    )),
                 );
                 Ty::Unknown
             }
@@ -1249,7 +1292,8 @@ impl<'p> Checker<'p> {
                 .with_hint(match suggestion {
                     Some(candidate) => format!("did you mean `{candidate}`?"),
                     None => {
-                        let names: Vec<&str> = catalogue::CONSTRAINTS.iter().map(|c| c.name).collect();
+                        let names: Vec<&str> =
+                            catalogue::CONSTRAINTS.iter().map(|c| c.name).collect();
                         format!("the constraints are {}", names.join(", "))
                     }
                 }),
@@ -1258,9 +1302,14 @@ impl<'p> Checker<'p> {
 
     fn layer_outside_network(&mut self, span: Span, name: &str) {
         self.error(
-            Diagnostic::error("E0105", format!("the layer `{name}` is used outside a network"))
-                .with_label(span, "layers only appear in `network` declarations")
-                .with_hint("declare `network net = Sequential(...)` and lift it with `lift` or `module`"),
+            Diagnostic::error(
+                "E0105",
+                format!("the layer `{name}` is used outside a network"),
+            )
+            .with_label(span, "layers only appear in `network` declarations")
+            .with_hint(
+                "declare `network net = Sequential(...)` and lift it with `lift` or `module`",
+            ),
         );
     }
 
@@ -1289,7 +1338,7 @@ impl<'p> Checker<'p> {
             BinaryOp::MatMul => self.matmul(lhs, sa, rhs, sb, (*a).max(*b).max(Elem::Int)),
             BinaryOp::Range => {
                 for (elem, shape, side) in [(a, sa, lhs), (b, sb, rhs)] {
-                    if *elem != Elem::Int || !shape.rank().is_none_or(|r| r == 0) {
+                    if *elem != Elem::Int || shape.rank().is_some_and(|r| r != 0) {
                         self.error(
                             Diagnostic::error("E0206", "a range needs integer bounds")
                                 .with_label(side.span, "not an integer")
@@ -1370,8 +1419,16 @@ impl<'p> Checker<'p> {
             return Ty::Unknown;
         }
         let mut dims: Vec<Dim> = Vec::new();
-        let batch_left = if a.len() > 2 { &a[..a.len() - 2] } else { &[][..] };
-        let batch_right = if b.len() > 2 { &b[..b.len() - 2] } else { &[][..] };
+        let batch_left = if a.len() > 2 {
+            &a[..a.len() - 2]
+        } else {
+            &[][..]
+        };
+        let batch_right = if b.len() > 2 {
+            &b[..b.len() - 2]
+        } else {
+            &[][..]
+        };
         if !batch_left.is_empty() || !batch_right.is_empty() {
             match broadcast(
                 &Shape::Known(batch_left.to_vec()),
@@ -1424,19 +1481,35 @@ impl<'p> Checker<'p> {
         }
         let (elem, dims) = match &base_info.ty {
             Ty::Tensor { elem, shape } => (*elem, shape.dims().map(<[Dim]>::to_vec)),
-            Ty::Unknown => return ExprInfo { ty: Ty::Unknown, latent },
+            Ty::Unknown => {
+                return ExprInfo {
+                    ty: Ty::Unknown,
+                    latent,
+                }
+            }
             other => {
                 self.error(
                     Diagnostic::error("E0206", "only tensors can be indexed")
                         .with_label(base.span, format!("this is {}", other.describe()))
                         .with_hint("index vectors and matrices, e.g. `x[i]` or `X[:, 0]`"),
                 );
-                return ExprInfo { ty: Ty::Unknown, latent };
+                return ExprInfo {
+                    ty: Ty::Unknown,
+                    latent,
+                };
             }
         };
         let consumed = item_infos
             .iter()
-            .filter(|info| !matches!(info, Some(ExprInfo { ty: Ty::NewAxis, .. })))
+            .filter(|info| {
+                !matches!(
+                    info,
+                    Some(ExprInfo {
+                        ty: Ty::NewAxis,
+                        ..
+                    })
+                )
+            })
             .count();
         let Some(dims) = dims else {
             return ExprInfo {
@@ -1451,19 +1524,31 @@ impl<'p> Checker<'p> {
             self.error(
                 Diagnostic::error(
                     "E0208",
-                    format!("too many indices: {} given for {} axes", consumed, dims.len()),
+                    format!(
+                        "too many indices: {} given for {} axes",
+                        consumed,
+                        dims.len()
+                    ),
                 )
                 .with_label(base.span, format!("shape {}", Shape::Known(dims.clone())))
                 .with_hint("give at most one index per axis"),
             );
-            return ExprInfo { ty: Ty::Unknown, latent };
+            return ExprInfo {
+                ty: Ty::Unknown,
+                latent,
+            };
         }
         let mut result = Vec::new();
         let mut axis = 0;
         let mut known = true;
         for (item, info) in indices.iter().zip(&item_infos) {
             match (item, info) {
-                (_, Some(ExprInfo { ty: Ty::NewAxis, .. })) => result.push(Dim::Const(1)),
+                (
+                    _,
+                    Some(ExprInfo {
+                        ty: Ty::NewAxis, ..
+                    }),
+                ) => result.push(Dim::Const(1)),
                 (IndexItem::Slice { start, end, .. }, _) => {
                     let dim = match (start, end) {
                         (None, None) => dims[axis].clone(),
@@ -1478,18 +1563,26 @@ impl<'p> Checker<'p> {
                 }
                 (IndexItem::Expr(value), Some(info)) => {
                     match &info.ty {
-                        Ty::Tensor { elem: Elem::Int, shape } => match shape.dims() {
+                        Ty::Tensor {
+                            elem: Elem::Int,
+                            shape,
+                        } => match shape.dims() {
                             Some([]) => {}
                             Some(index_dims) => result.extend(index_dims.iter().cloned()),
                             None => known = false,
                         },
                         Ty::Unknown => known = false,
-                        Ty::Tensor { elem: Elem::Bool, .. } => known = false,
+                        Ty::Tensor {
+                            elem: Elem::Bool, ..
+                        } => known = false,
                         other => {
                             self.error(
-                                Diagnostic::error("E0206", "an index must be an integer or an integer vector")
-                                    .with_label(value.span, format!("this is {}", other.describe()))
-                                    .with_hint("index with integers, `a:b` slices or `None`"),
+                                Diagnostic::error(
+                                    "E0206",
+                                    "an index must be an integer or an integer vector",
+                                )
+                                .with_label(value.span, format!("this is {}", other.describe()))
+                                .with_hint("index with integers, `a:b` slices or `None`"),
                             );
                             known = false;
                         }
@@ -1538,7 +1631,9 @@ impl<'p> Checker<'p> {
                         self.error(
                             Diagnostic::error("E0106", "positional argument after a named one")
                                 .with_label(arg.span, "positional argument")
-                                .with_hint("put positional arguments first, then `name = value` ones"),
+                                .with_hint(
+                                    "put positional arguments first, then `name = value` ones",
+                                ),
                         );
                         continue;
                     }
@@ -1565,21 +1660,20 @@ impl<'p> Checker<'p> {
                 }
                 Some(name) => {
                     seen_named = true;
-                    let found = params
-                        .iter()
-                        .enumerate()
-                        .find_map(|(slot, param)| {
-                            param
-                                .names
-                                .iter()
-                                .find(|candidate| **candidate == name.name)
-                                .map(|candidate| (slot, *candidate))
-                        });
+                    let found = params.iter().enumerate().find_map(|(slot, param)| {
+                        param
+                            .names
+                            .iter()
+                            .find(|candidate| **candidate == name.name)
+                            .map(|candidate| (slot, *candidate))
+                    });
                     let Some((slot, used)) = found else {
                         misplaced = true;
                         let all = params.iter().flat_map(|p| p.names.iter().copied());
                         let hint = match did_you_mean(&name.name, all) {
-                            Some(candidate) => format!("did you mean `{candidate}`? the signature is {signature}"),
+                            Some(candidate) => {
+                                format!("did you mean `{candidate}`? the signature is {signature}")
+                            }
                             None => format!("the signature is {signature}"),
                         };
                         self.error(
@@ -1598,7 +1692,9 @@ impl<'p> Checker<'p> {
                         } else {
                             (
                                 "E0303",
-                                format!("`{callee}` takes either `{previous}` or `{used}`, not both"),
+                                format!(
+                                    "`{callee}` takes either `{previous}` or `{used}`, not both"
+                                ),
                             )
                         };
                         self.error(
@@ -1652,7 +1748,9 @@ impl<'p> Checker<'p> {
             }
             if self.constraint_arg == Some(call.id) {
                 self.unknown_constraint(name, callee.span);
-            } else if name.chars().next().is_some_and(char::is_uppercase) && !self.program.incomplete {
+            } else if name.chars().next().is_some_and(char::is_uppercase)
+                && !self.program.incomplete
+            {
                 let suggestion = did_you_mean(
                     name,
                     catalogue::DISTRIBUTIONS
@@ -1704,12 +1802,16 @@ impl<'p> Checker<'p> {
                 let infos: Vec<ExprInfo> = args.iter().map(|a| self.expr(&a.value)).collect();
                 if spec.params.is_empty() {
                     self.error(
-                        Diagnostic::error("E0102", format!("the constraint `{}` takes no arguments", spec.name))
-                            .with_label(call.span, "called here")
-                            .with_hint(format!("write `{}` without parentheses", spec.name)),
+                        Diagnostic::error(
+                            "E0102",
+                            format!("the constraint `{}` takes no arguments", spec.name),
+                        )
+                        .with_label(call.span, "called here")
+                        .with_hint(format!("write `{}` without parentheses", spec.name)),
                     );
                 }
-                let slots = self.match_args(spec.name, spec.params, args, call.span, "E0103", "E0102");
+                let slots =
+                    self.match_args(spec.name, spec.params, args, call.span, "E0103", "E0102");
                 self.record_call(call, reference, &slots, args);
                 ExprInfo {
                     ty: Ty::Constraint,
@@ -1720,7 +1822,13 @@ impl<'p> Checker<'p> {
     }
 
     /// A call whose callee is a value: a user function or a lifted network.
-    fn apply_value(&mut self, call: &Expr, callee: &Expr, callee_info: &ExprInfo, args: &[Arg]) -> ExprInfo {
+    fn apply_value(
+        &mut self,
+        call: &Expr,
+        callee: &Expr,
+        callee_info: &ExprInfo,
+        args: &[Arg],
+    ) -> ExprInfo {
         let infos: Vec<ExprInfo> = args.iter().map(|a| self.expr(&a.value)).collect();
         let latent = callee_info.latent || infos.iter().any(|i| i.latent);
         match &callee_info.ty {
@@ -1736,7 +1844,8 @@ impl<'p> Checker<'p> {
                         );
                     }
                     if args.len() != function.params.len() {
-                        let params: Vec<&str> = function.params.iter().map(|p| p.name.as_str()).collect();
+                        let params: Vec<&str> =
+                            function.params.iter().map(|p| p.name.as_str()).collect();
                         self.error(
                             Diagnostic::error(
                                 "E0102",
@@ -1749,7 +1858,11 @@ impl<'p> Checker<'p> {
                             )
                             .with_label(call.span, "wrong number of arguments")
                             .with_secondary(function.name.span, "defined here")
-                            .with_hint(format!("the signature is {}({})", function.name.name, params.join(", "))),
+                            .with_hint(format!(
+                                "the signature is {}({})",
+                                function.name.name,
+                                params.join(", ")
+                            )),
                         );
                     }
                     let arguments = function
@@ -1759,10 +1872,20 @@ impl<'p> Checker<'p> {
                         .map(|(param, arg)| (param.name.clone(), arg.value.id))
                         .collect();
                     if let Some(reference) = self.analysis.references.get(&callee.id).copied() {
-                        self.analysis.calls.insert(call.id, CallInfo { callee: reference, arguments });
+                        self.analysis.calls.insert(
+                            call.id,
+                            CallInfo {
+                                callee: reference,
+                                arguments,
+                            },
+                        );
                     }
                 }
-                let has_sites = self.function_has_sites.get(*index).copied().unwrap_or(false);
+                let has_sites = self
+                    .function_has_sites
+                    .get(*index)
+                    .copied()
+                    .unwrap_or(false);
                 if has_sites {
                     self.mark_sites();
                 }
@@ -1775,10 +1898,16 @@ impl<'p> Checker<'p> {
                 if args.len() != 1 || args[0].name.is_some() {
                     self.error(
                         Diagnostic::error("E0102", "a lifted network takes one input")
-                            .with_label(call.span, format!("{} given", count(args.len(), "argument")))
+                            .with_label(
+                                call.span,
+                                format!("{} given", count(args.len(), "argument")),
+                            )
                             .with_hint("call it on the input batch: `net(x)`"),
                     );
-                    return ExprInfo { ty: Ty::Unknown, latent };
+                    return ExprInfo {
+                        ty: Ty::Unknown,
+                        latent,
+                    };
                 }
                 if let Some(reference) = self.analysis.references.get(&callee.id).copied() {
                     self.analysis.calls.insert(
@@ -1789,7 +1918,12 @@ impl<'p> Checker<'p> {
                         },
                     );
                 }
-                let ty = self.module_output(&args[0].value, &infos[0].ty, input.as_ref(), output.as_ref());
+                let ty = self.module_output(
+                    &args[0].value,
+                    &infos[0].ty,
+                    input.as_ref(),
+                    output.as_ref(),
+                );
                 ExprInfo { ty, latent: true }
             }
             Ty::Network { .. } => {
@@ -1798,22 +1932,41 @@ impl<'p> Checker<'p> {
                         .with_label(callee.span, "a network declaration")
                         .with_hint("give its weights priors with `let f = lift(\"net\", net, Normal(0, 1))` (or `module` for point estimates), then call `f(x)`"),
                 );
-                ExprInfo { ty: Ty::Unknown, latent }
+                ExprInfo {
+                    ty: Ty::Unknown,
+                    latent,
+                }
             }
-            Ty::Unknown => ExprInfo { ty: Ty::Unknown, latent },
+            Ty::Unknown => ExprInfo {
+                ty: Ty::Unknown,
+                latent,
+            },
             other => {
                 self.error(
                     Diagnostic::error("E0105", "this cannot be called")
                         .with_label(callee.span, format!("this is {}", other.describe()))
                         .with_hint("only functions, distributions and lifted networks are called"),
                 );
-                ExprInfo { ty: Ty::Unknown, latent }
+                ExprInfo {
+                    ty: Ty::Unknown,
+                    latent,
+                }
             }
         }
     }
 
-    fn module_output(&mut self, value: &Expr, ty: &Ty, input: Option<&Dim>, output: Option<&Dim>) -> Ty {
-        let Ty::Tensor { shape: Shape::Known(dims), .. } = ty else {
+    fn module_output(
+        &mut self,
+        value: &Expr,
+        ty: &Ty,
+        input: Option<&Dim>,
+        output: Option<&Dim>,
+    ) -> Ty {
+        let Ty::Tensor {
+            shape: Shape::Known(dims),
+            ..
+        } = ty
+        else {
             if !ty.is_tensor_like() {
                 self.not_a_tensor(value.span, ty, "network input");
             }
@@ -1881,7 +2034,13 @@ impl<'p> Checker<'p> {
         let latent = infos.iter().any(|i| i.latent);
         let slots = self.match_args(spec.name, spec.params, args, call.span, "E0302", "E0302");
         self.record_call(call, Reference::Distribution(spec), &slots, args);
-        self.record(callee, ExprInfo { ty: Ty::Builtin, latent: false });
+        self.record(
+            callee,
+            ExprInfo {
+                ty: Ty::Builtin,
+                latent: false,
+            },
+        );
         let mut shapes: Vec<(Shape, &Expr, &'static str)> = Vec::new();
         for (slot, param) in slots.iter().zip(spec.params) {
             let Some((used, index)) = slot else {
@@ -1893,10 +2052,16 @@ impl<'p> Checker<'p> {
                 self.error(
                     Diagnostic::error(
                         "E0302",
-                        format!("parameter `{used}` of `{}` must be a number or tensor", spec.name),
+                        format!(
+                            "parameter `{used}` of `{}` must be a number or tensor",
+                            spec.name
+                        ),
                     )
                     .with_label(value.span, format!("this is {}", info.ty.describe()))
-                    .with_hint(format!("the signature is {}", catalogue::signature(spec.name, spec.params))),
+                    .with_hint(format!(
+                        "the signature is {}",
+                        catalogue::signature(spec.name, spec.params)
+                    )),
                 );
                 continue;
             }
@@ -1952,9 +2117,10 @@ impl<'p> Checker<'p> {
                 (batch, Shape::scalar())
             }
             EventShape::Categories => match shapes.first().map(|s| &s.0) {
-                Some(Shape::Known(dims)) if !dims.is_empty() => {
-                    (Shape::Known(dims[..dims.len() - 1].to_vec()), Shape::scalar())
-                }
+                Some(Shape::Known(dims)) if !dims.is_empty() => (
+                    Shape::Known(dims[..dims.len() - 1].to_vec()),
+                    Shape::scalar(),
+                ),
                 _ => (Shape::Unknown, Shape::scalar()),
             },
             EventShape::Vector => match shapes.first().map(|s| &s.0) {
@@ -1981,7 +2147,10 @@ impl<'p> Checker<'p> {
                             Shape::Known(dims[..dims.len() - 2].to_vec()),
                             Shape::Known(dims[dims.len() - 2..].to_vec()),
                         ),
-                        _ => (Shape::Unknown, Shape::Known(vec![Dim::Unknown, Dim::Unknown])),
+                        _ => (
+                            Shape::Unknown,
+                            Shape::Known(vec![Dim::Unknown, Dim::Unknown]),
+                        ),
                     }
                 }
             }
@@ -2003,39 +2172,71 @@ impl<'p> Checker<'p> {
         let latent = infos.iter().any(|i| i.latent);
         let slots = self.match_args(spec.name, spec.params, args, call.span, "E0103", "E0102");
         self.record_call(call, Reference::Function(spec), &slots, args);
-        self.record(callee, ExprInfo { ty: Ty::Builtin, latent: false });
+        self.record(
+            callee,
+            ExprInfo {
+                ty: Ty::Builtin,
+                latent: false,
+            },
+        );
         for (slot, param) in slots.iter().zip(spec.params) {
             if let Some((used, index)) = slot {
                 let info = &infos[*index];
                 if param.domain == Domain::Any && !info.ty.is_tensor_like() {
                     self.error(
-                        Diagnostic::error("E0206", format!("argument `{used}` of `{}` must be a number or tensor", spec.name))
-                            .with_label(args[*index].value.span, format!("this is {}", info.ty.describe()))
-                            .with_hint(format!("the signature is {}", catalogue::signature(spec.name, spec.params))),
+                        Diagnostic::error(
+                            "E0206",
+                            format!(
+                                "argument `{used}` of `{}` must be a number or tensor",
+                                spec.name
+                            ),
+                        )
+                        .with_label(
+                            args[*index].value.span,
+                            format!("this is {}", info.ty.describe()),
+                        )
+                        .with_hint(format!(
+                            "the signature is {}",
+                            catalogue::signature(spec.name, spec.params)
+                        )),
                     );
-                    return ExprInfo { ty: Ty::Unknown, latent };
+                    return ExprInfo {
+                        ty: Ty::Unknown,
+                        latent,
+                    };
                 }
             }
         }
-        let arg = |slot: usize| slots.get(slot).copied().flatten().map(|(_, index)| (&args[index].value, &infos[index]));
+        let arg = |slot: usize| {
+            slots
+                .get(slot)
+                .copied()
+                .flatten()
+                .map(|(_, index)| (&args[index].value, &infos[index]))
+        };
         let first_shape = arg(0).map_or(Shape::Unknown, |(_, info)| info.ty.shape());
         let axis = arg(1).and_then(|(value, _)| integer_constant(value));
         let ty = match spec.shape {
             ShapeRule::Elementwise => Ty::real(first_shape),
             ShapeRule::SameShape => match arg(0).map(|(_, info)| info.ty.clone()) {
-                Some(Ty::Tensor { elem, shape }) => Ty::Tensor { elem: elem.max(Elem::Int), shape },
+                Some(Ty::Tensor { elem, shape }) => Ty::Tensor {
+                    elem: elem.max(Elem::Int),
+                    shape,
+                },
                 _ => Ty::real(Shape::Unknown),
             },
             ShapeRule::Reduction => {
                 let shape = match (arg(1), first_shape) {
                     (None, _) => Shape::scalar(),
-                    (Some(_), Shape::Known(mut dims)) => match axis.and_then(|a| normalise_axis(a, dims.len())) {
-                        Some(position) => {
-                            dims.remove(position);
-                            Shape::Known(dims)
+                    (Some(_), Shape::Known(mut dims)) => {
+                        match axis.and_then(|a| normalise_axis(a, dims.len())) {
+                            Some(position) => {
+                                dims.remove(position);
+                                Shape::Known(dims)
+                            }
+                            None => Shape::Unknown,
                         }
-                        None => Shape::Unknown,
-                    },
+                    }
                     (Some(_), Shape::Unknown) => Shape::Unknown,
                 };
                 Ty::real(shape)
@@ -2076,7 +2277,9 @@ impl<'p> Checker<'p> {
                 };
                 Ty::real(shape)
             }
-            ShapeRule::Reshape => Ty::real(arg(1).map_or(Shape::Unknown, |(value, _)| self.shape_literal(value))),
+            ShapeRule::Reshape => {
+                Ty::real(arg(1).map_or(Shape::Unknown, |(value, _)| self.shape_literal(value)))
+            }
             ShapeRule::Transpose => Ty::real(match first_shape {
                 Shape::Known(mut dims) if dims.len() >= 2 => {
                     let n = dims.len();
@@ -2089,10 +2292,12 @@ impl<'p> Checker<'p> {
             ShapeRule::Range => {
                 let length = match (arg(0), arg(1)) {
                     (Some((stop, _)), None) => self.dim_value(stop),
-                    (Some((start, _)), Some((stop, _))) => match (integer_constant(start), integer_constant(stop)) {
-                        (Some(a), Some(b)) => Dim::Const((b - a).max(0)),
-                        _ => Dim::Unknown,
-                    },
+                    (Some((start, _)), Some((stop, _))) => {
+                        match (integer_constant(start), integer_constant(stop)) {
+                            (Some(a), Some(b)) => Dim::Const((b - a).max(0)),
+                            _ => Dim::Unknown,
+                        }
+                    }
                     _ => Dim::Unknown,
                 };
                 Ty::int(Shape::Known(vec![length]))
@@ -2106,7 +2311,9 @@ impl<'p> Checker<'p> {
                 }
                 Ty::real(shape)
             }
-            ShapeRule::Filled => Ty::real(arg(0).map_or(Shape::Unknown, |(value, _)| self.shape_literal(value))),
+            ShapeRule::Filled => {
+                Ty::real(arg(0).map_or(Shape::Unknown, |(value, _)| self.shape_literal(value)))
+            }
             ShapeRule::Eye => {
                 let n = arg(0).map_or(Dim::Unknown, |(value, _)| self.dim_value(value));
                 Ty::real(Shape::Known(vec![n.clone(), n]))
@@ -2119,7 +2326,10 @@ impl<'p> Checker<'p> {
     fn shape_literal(&mut self, value: &Expr) -> Shape {
         match &value.kind {
             ExprKind::List(elements) => {
-                let dims: Vec<Dim> = elements.iter().map(|element| self.dim_value(element)).collect();
+                let dims: Vec<Dim> = elements
+                    .iter()
+                    .map(|element| self.dim_value(element))
+                    .collect();
                 for (element, dim) in elements.iter().zip(&dims) {
                     let info = self.info_of(element);
                     let is_int = matches!(&info.ty, Ty::Tensor { elem: Elem::Int, shape } if shape.rank().is_none_or(|r| r == 0));
@@ -2127,7 +2337,9 @@ impl<'p> Checker<'p> {
                         self.error(
                             Diagnostic::error("E0209", "a shape lists positive integer sizes")
                                 .with_label(element.span, format!("found {}", info.ty.describe()))
-                                .with_hint("write sizes such as `shape = [10]` or `shape = [N, 3]`"),
+                                .with_hint(
+                                    "write sizes such as `shape = [10]` or `shape = [N, 3]`",
+                                ),
                         );
                     }
                 }
@@ -2136,16 +2348,21 @@ impl<'p> Checker<'p> {
             _ => {
                 let info = self.info_of(value);
                 match &info.ty {
-                    Ty::Tensor { elem: Elem::Int, shape } if shape.is_scalar() => {
-                        Shape::Known(vec![self.dim_value(value)])
-                    }
+                    Ty::Tensor {
+                        elem: Elem::Int,
+                        shape,
+                    } if shape.is_scalar() => Shape::Known(vec![self.dim_value(value)]),
                     Ty::Unknown => Shape::Unknown,
-                    Ty::Tensor { elem: Elem::Int, .. } => Shape::Unknown,
+                    Ty::Tensor {
+                        elem: Elem::Int, ..
+                    } => Shape::Unknown,
                     other => {
                         self.error(
                             Diagnostic::error("E0209", "a shape lists positive integer sizes")
                                 .with_label(value.span, format!("found {}", other.describe()))
-                                .with_hint("write sizes such as `shape = [10]` or `shape = [N, 3]`"),
+                                .with_hint(
+                                    "write sizes such as `shape = [10]` or `shape = [N, 3]`",
+                                ),
                         );
                         Shape::Unknown
                     }
@@ -2191,7 +2408,9 @@ impl<'p> Checker<'p> {
             .chars()
             .next()
             .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && example.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            && example
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !plate && !is_identifier {
             self.error(
                 Diagnostic::error("E0306", format!("site name \"{pattern}\" is not a simple name"))
@@ -2211,11 +2430,20 @@ impl<'p> Checker<'p> {
             })
             .collect();
         if let Some(loop_var) = self.loop_vars.last() {
-            if !self.loop_vars.iter().any(|v| interpolated.contains(&v.as_str())) {
+            if !self
+                .loop_vars
+                .iter()
+                .any(|v| interpolated.contains(&v.as_str()))
+            {
                 self.error(
-                    Diagnostic::error("E0304", format!("the {what} \"{pattern}\" would repeat in every loop iteration"))
-                        .with_label(value.span, "the same name each time round")
-                        .with_hint(format!("put the loop variable in the name, e.g. \"{pattern}_{{{loop_var}}}\"")),
+                    Diagnostic::error(
+                        "E0304",
+                        format!("the {what} \"{pattern}\" would repeat in every loop iteration"),
+                    )
+                    .with_label(value.span, "the same name each time round")
+                    .with_hint(format!(
+                        "put the loop variable in the name, e.g. \"{pattern}_{{{loop_var}}}\""
+                    )),
                 );
                 return Some(pattern);
             }
@@ -2238,7 +2466,13 @@ impl<'p> Checker<'p> {
         self.site_names.push((pattern.to_string(), span));
     }
 
-    fn site(&mut self, call: &Expr, callee: &Expr, spec: &'static SiteFunctionSpec, args: &[Arg]) -> ExprInfo {
+    fn site(
+        &mut self,
+        call: &Expr,
+        callee: &Expr,
+        spec: &'static SiteFunctionSpec,
+        args: &[Arg],
+    ) -> ExprInfo {
         if spec.kind == SiteFunction::Param {
             let constraint = args
                 .iter()
@@ -2251,13 +2485,33 @@ impl<'p> Checker<'p> {
         self.constraint_arg = None;
         let slots = self.match_args(spec.name, spec.params, args, call.span, "E0103", "E0102");
         self.record_call(call, Reference::Site(spec), &slots, args);
-        self.record(callee, ExprInfo { ty: Ty::Builtin, latent: false });
-        let arg = |slot: usize| slots.get(slot).copied().flatten().map(|(_, index)| (&args[index].value, &infos[index]));
+        self.record(
+            callee,
+            ExprInfo {
+                ty: Ty::Builtin,
+                latent: false,
+            },
+        );
+        let arg = |slot: usize| {
+            slots
+                .get(slot)
+                .copied()
+                .flatten()
+                .map(|(_, index)| (&args[index].value, &infos[index]))
+        };
         if matches!(self.context, Context::Data | Context::Network) {
             self.error(
-                Diagnostic::error("E0309", format!("`{}` creates a site, which only the model or a function can do", spec.name))
-                    .with_label(callee.span, "not allowed here")
-                    .with_hint("data is fixed before inference; move random quantities into `model { ... }`"),
+                Diagnostic::error(
+                    "E0309",
+                    format!(
+                        "`{}` creates a site, which only the model or a function can do",
+                        spec.name
+                    ),
+                )
+                .with_label(callee.span, "not allowed here")
+                .with_hint(
+                    "data is fixed before inference; move random quantities into `model { ... }`",
+                ),
             );
             return ExprInfo::default();
         }
@@ -2293,9 +2547,12 @@ impl<'p> Checker<'p> {
                 Ty::Unknown => None,
                 other => {
                     checker.error(
-                        Diagnostic::error("E0310", format!("`{}` needs a distribution here", spec.name))
-                            .with_label(value.span, format!("this is {}", other.describe()))
-                            .with_hint("write a distribution such as `Normal(0, 1)`"),
+                        Diagnostic::error(
+                            "E0310",
+                            format!("`{}` needs a distribution here", spec.name),
+                        )
+                        .with_label(value.span, format!("this is {}", other.describe()))
+                        .with_hint("write a distribution such as `Normal(0, 1)`"),
                     );
                     None
                 }
@@ -2335,7 +2592,10 @@ impl<'p> Checker<'p> {
                     },
                     _ => Shape::Unknown,
                 };
-                ExprInfo { ty: Ty::Tensor { elem, shape }, latent: true }
+                ExprInfo {
+                    ty: Ty::Tensor { elem, shape },
+                    latent: true,
+                }
             }
             SiteFunction::Observe => {
                 let dist = expect_distribution(self, 1);
@@ -2366,7 +2626,10 @@ impl<'p> Checker<'p> {
                         self.plate_mismatch(dist_value.span, &batch, &plates);
                     }
                 }
-                ExprInfo { ty: info.ty.clone(), latent: info.latent }
+                ExprInfo {
+                    ty: info.ty.clone(),
+                    latent: info.latent,
+                }
             }
             SiteFunction::Param => {
                 if let Some((value, info)) = arg(2) {
@@ -2386,7 +2649,10 @@ impl<'p> Checker<'p> {
             }
             SiteFunction::Deterministic => {
                 let info = arg(1).map(|(_, info)| info.clone()).unwrap_or_default();
-                ExprInfo { ty: info.ty, latent: info.latent }
+                ExprInfo {
+                    ty: info.ty,
+                    latent: info.latent,
+                }
             }
             SiteFunction::Lift | SiteFunction::Module => {
                 let network = arg(1).map(|(_, info)| info.ty.clone());
@@ -2396,9 +2662,12 @@ impl<'p> Checker<'p> {
                     Some(other) => {
                         if let Some((value, _)) = arg(1) {
                             self.error(
-                                Diagnostic::error("E0206", format!("`{}` needs a network", spec.name))
-                                    .with_label(value.span, format!("this is {}", other.describe()))
-                                    .with_hint("declare one with `network net = Sequential(...)`"),
+                                Diagnostic::error(
+                                    "E0206",
+                                    format!("`{}` needs a network", spec.name),
+                                )
+                                .with_label(value.span, format!("this is {}", other.describe()))
+                                .with_hint("declare one with `network net = Sequential(...)`"),
                             );
                         }
                         (None, None)
@@ -2417,7 +2686,10 @@ impl<'p> Checker<'p> {
                         expect_distribution(self, slot);
                     }
                 }
-                ExprInfo { ty: Ty::Module { input, output }, latent: true }
+                ExprInfo {
+                    ty: Ty::Module { input, output },
+                    latent: true,
+                }
             }
         }
     }
@@ -2439,12 +2711,17 @@ impl<'p> Checker<'p> {
                 Reference::Binding(id) => Some(id),
                 _ => None,
             });
-        if let Some(info) = binding.and_then(|id| self.analysis.networks.get(&id)).cloned() {
+        if let Some(info) = binding
+            .and_then(|id| self.analysis.networks.get(&id))
+            .cloned()
+        {
             let is_identifier = pattern
                 .chars()
                 .next()
                 .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '{')
-                && pattern.chars().all(|c| c.is_ascii_alphanumeric() || "_{}".contains(c));
+                && pattern
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_{}".contains(c));
             if !is_identifier {
                 self.error(
                     Diagnostic::error("E0306", format!("site name \"{pattern}\" is not a simple name"))

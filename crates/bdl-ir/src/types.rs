@@ -110,8 +110,14 @@ pub fn broadcast(left: &Shape, right: &Shape) -> Result<Shape, BroadcastConflict
     let mut dims = Vec::with_capacity(rank);
     for axis in 0..rank {
         let from_right = rank - axis;
-        let x = a.len().checked_sub(from_right).map_or(&Dim::Const(1), |i| &a[i]);
-        let y = b.len().checked_sub(from_right).map_or(&Dim::Const(1), |i| &b[i]);
+        let x = a
+            .len()
+            .checked_sub(from_right)
+            .map_or(&Dim::Const(1), |i| &a[i]);
+        let y = b
+            .len()
+            .checked_sub(from_right)
+            .map_or(&Dim::Const(1), |i| &b[i]);
         let dim = match (x, y) {
             (Dim::Const(1), other) | (other, Dim::Const(1)) => other.clone(),
             (Dim::Const(p), Dim::Const(q)) if p != q => {

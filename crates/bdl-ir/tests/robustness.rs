@@ -33,10 +33,24 @@ fn front_end(bytes: &[u8]) -> Result<(), TestCaseError> {
 /// One way to damage a model.
 #[derive(Clone, Debug)]
 enum Mutation {
-    Flip { at: usize, mask: u8 },
-    Delete { at: usize, length: usize },
-    Splice { at: usize, donor: usize, from: usize, length: usize },
-    Insert { at: usize, byte: u8 },
+    Flip {
+        at: usize,
+        mask: u8,
+    },
+    Delete {
+        at: usize,
+        length: usize,
+    },
+    Splice {
+        at: usize,
+        donor: usize,
+        from: usize,
+        length: usize,
+    },
+    Insert {
+        at: usize,
+        byte: u8,
+    },
 }
 
 fn mutation() -> impl Strategy<Value = Mutation> {
@@ -44,9 +58,17 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         (any::<usize>(), 1u8..=255).prop_map(|(at, mask)| Mutation::Flip { at, mask }),
         (any::<usize>(), 1usize..40).prop_map(|(at, length)| Mutation::Delete { at, length }),
         (any::<usize>(), 0..MODELS.len(), any::<usize>(), 1usize..80).prop_map(
-            |(at, donor, from, length)| Mutation::Splice { at, donor, from, length }
+            |(at, donor, from, length)| Mutation::Splice {
+                at,
+                donor,
+                from,
+                length
+            }
         ),
-        (any::<usize>(), prop::sample::select(b"(){}[]\"/*,;=:.\n0e-@^".to_vec()))
+        (
+            any::<usize>(),
+            prop::sample::select(b"(){}[]\"/*,;=:.\n0e-@^".to_vec())
+        )
             .prop_map(|(at, byte)| Mutation::Insert { at, byte }),
     ]
 }
@@ -66,7 +88,12 @@ fn apply(model: &[u8], mutations: &[Mutation]) -> Vec<u8> {
                 let end = (start + count).min(bytes.len());
                 bytes.drain(start..end);
             }
-            Mutation::Splice { at, donor, from, length: count } => {
+            Mutation::Splice {
+                at,
+                donor,
+                from,
+                length: count,
+            } => {
                 let donor = MODELS[donor].as_bytes();
                 let start = from % donor.len();
                 let end = (start + count).min(donor.len());

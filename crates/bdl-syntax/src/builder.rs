@@ -126,7 +126,9 @@ impl Builder {
                 })
             }
             Rule::network_decl => {
-                let mut inner = pair.into_inner().filter(|p| p.as_rule() != Rule::kw_network);
+                let mut inner = pair
+                    .into_inner()
+                    .filter(|p| p.as_rule() != Rule::kw_network);
                 match (inner.next(), inner.next()) {
                     (Some(name), Some(value)) => Item::Network(NetworkDecl {
                         name: self.ident(name),
@@ -143,7 +145,9 @@ impl Builder {
                 for inner in pair.into_inner() {
                     match inner.as_rule() {
                         Rule::ident => name = Some(self.ident(inner)),
-                        Rule::params => params = inner.into_inner().map(|p| self.ident(p)).collect(),
+                        Rule::params => {
+                            params = inner.into_inner().map(|p| self.ident(p)).collect()
+                        }
                         Rule::block => body = Some(self.block(inner)),
                         _ => {}
                     }

@@ -99,7 +99,9 @@ fn found_at(text: &str, position: usize) -> (String, usize) {
     if first.is_ascii_digit() {
         let digits = |s: &str| s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
         let mut length = digits(rest);
-        if rest[length..].starts_with('.') && rest[length + 1..].starts_with(|c: char| c.is_ascii_digit()) {
+        if rest[length..].starts_with('.')
+            && rest[length + 1..].starts_with(|c: char| c.is_ascii_digit())
+        {
             length += 1 + digits(&rest[length + 1..]);
         }
         return (format!("number `{}`", &rest[..length]), length);
@@ -133,7 +135,10 @@ fn found_at(text: &str, position: usize) -> (String, usize) {
 /// If `position` is a blank just after a keyword, the keyword's start.
 fn keyword_ending_at(text: &str, position: usize) -> Option<usize> {
     let bytes = text.as_bytes();
-    if !matches!(bytes.get(position), Some(b' ' | b'\t' | b'\n' | b'\r') | None) {
+    if !matches!(
+        bytes.get(position),
+        Some(b' ' | b'\t' | b'\n' | b'\r') | None
+    ) {
         return None;
     }
     let before = text.get(..position)?;
@@ -170,11 +175,26 @@ pub(crate) fn syntax_error(
     };
     let mut expected: BTreeSet<String> = BTreeSet::new();
     if let ErrorVariant::ParsingError { positives, .. } = &error.variant {
-        expected.extend(positives.iter().filter_map(|rule| describe(*rule)).map(String::from));
+        expected.extend(
+            positives
+                .iter()
+                .filter_map(|rule| describe(*rule))
+                .map(String::from),
+        );
     }
+    // pest's own position is where the failing rule started; the furthest token it tried is
+    // usually closer to the mistake. The grammar's one-character lookaheads (before operators)
+    // may reach one character too far on a lone `=`, `!` or `.`; then the rule's start is right.
     let mut attempts_position = position;
     if let Some(attempts) = error.parse_attempts() {
-        attempts_position = attempts.max_position;
+        let lone_operator = attempts.max_position == position + 1
+            && matches!(
+                text.as_bytes().get(offset + position),
+                Some(b'=' | b'!' | b'.')
+            );
+        if !lone_operator {
+            attempts_position = attempts.max_position;
+        }
         for token in attempts.expected_tokens() {
             // Only literal tokens are worth naming; ranges and built-in rules are not.
             // Operators and the tokens that start an expression are summed up by the rule
@@ -188,10 +208,27 @@ pub(crate) fn syntax_error(
     }
     let mut position = position.max(attempts_position).min(piece_length);
     // pest may stop just after a keyword it rejected as a name; point at the keyword instead.
-    if let Some(keyword_start) = keyword_ending_at(text, offset + position) {
-        position = keyword_start - offset.min(keyword_start);
+    let wants_name =
+        expected.is_empty() || expected.contains("a name") || expected.contains("a statement");
+    if wants_name {
+        if let Some(keyword_start) = keyword_ending_at(text, offset + position) {
+            position = keyword_start.saturating_sub(offset);
+        }
     }
     let (found, length) = found_at(text, offset + position);
+    // Right after a complete expression inside brackets, what may follow is an operator or a
+    // closing token; names and numbers there come from rules pest merely probed.
+    if ["`)`", "`]`", "`,`"]
+        .iter()
+        .any(|closer| expected.contains(*closer))
+        && !expected.contains("an expression")
+        && !expected.contains("a statement")
+    {
+        for probed in ["a name", "a number", "a string"] {
+            expected.remove(probed);
+        }
+        expected.insert("an operator".to_string());
+    }
     // Descriptions that are subsumed by a broader one are dropped.
     if expected.contains("an expression") {
         for narrower in ["a number", "a string", "a name", "`(`", "`[`"] {
@@ -200,7 +237,8 @@ pub(crate) fn syntax_error(
     }
     // A line break is a real expectation only where a statement could end; in the middle of
     // an expression or inside brackets a newline is merely skipped.
-    const AFTER_COMPLETE: [&str; 6] = ["an operator", "`(`", "`[`", "end of file", "`else`", "`as`"];
+    const AFTER_COMPLETE: [&str; 6] =
+        ["an operator", "`(`", "`[`", "end of file", "`else`", "`as`"];
     if expected
         .iter()
         .any(|item| item != "a line break or `;`" && !AFTER_COMPLETE.contains(&item.as_str()))
@@ -218,7 +256,10 @@ pub(crate) fn syntax_error(
         format!("expected {}, found {found}", one_of(&expected))
     };
     let start = offset + position;
-    let span = Span::new(file, start..start + length.max(usize::from(found != "end of file")));
+    let span = Span::new(
+        file,
+        start..start + length.max(usize::from(found != "end of file")),
+    );
     let label = if found == "end of file" {
         "the file ends here".to_string()
     } else {

@@ -70,7 +70,10 @@ pub fn parse(file: FileId, text: &str) -> Parsed {
     let builder = Builder::new(file);
     let (items, incomplete) = match BdlParser::parse(Rule::file, text) {
         Ok(mut pairs) => (
-            pairs.next().map(|pair| builder.items(pair)).unwrap_or_default(),
+            pairs
+                .next()
+                .map(|pair| builder.items(pair))
+                .unwrap_or_default(),
             false,
         ),
         Err(_) => {
@@ -87,7 +90,10 @@ pub fn parse(file: FileId, text: &str) -> Parsed {
             let items = recover::items(&builder, text);
             drop(detail);
             let recovered = builder.take_diagnostics();
-            if !recovered.iter().any(|d| d.code == "E0001" || d.code == "E0014") {
+            if !recovered
+                .iter()
+                .any(|d| d.code == "E0001" || d.code == "E0014")
+            {
                 // Recovery found every piece well formed on its own, so the problem is in how
                 // the pieces are joined; report what the whole-file parse saw.
                 diagnostics.push(errors::syntax_error(file, text, 0, text.len(), &error));
@@ -121,7 +127,9 @@ static DETAIL_USERS: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
 
 impl ErrorDetail {
     fn on() -> ErrorDetail {
-        let mut users = DETAIL_USERS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut users = DETAIL_USERS
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         *users += 1;
         pest::set_error_detail(true);
         ErrorDetail
@@ -130,7 +138,9 @@ impl ErrorDetail {
 
 impl Drop for ErrorDetail {
     fn drop(&mut self) {
-        let mut users = DETAIL_USERS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut users = DETAIL_USERS
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         *users = users.saturating_sub(1);
         if *users == 0 {
             pest::set_error_detail(false);
@@ -165,7 +175,10 @@ fn check_structure(file: FileId, text: &str, program: &Program, diagnostics: &mu
         }
     }
     let has_model = seen.iter().any(|(kind, _)| *kind == "model");
-    let has_broken_item = program.items.iter().any(|item| matches!(item, Item::Error(_)));
+    let has_broken_item = program
+        .items
+        .iter()
+        .any(|item| matches!(item, Item::Error(_)));
     if !has_model && !has_broken_item {
         let first_char = text.chars().next().map_or(0, char::len_utf8);
         let message = if text.trim().is_empty() {
@@ -175,8 +188,13 @@ fn check_structure(file: FileId, text: &str, program: &Program, diagnostics: &mu
         };
         diagnostics.push(
             Diagnostic::error("E0010", message)
-                .with_label(Span::new(file, 0..first_char), "a model file needs a `model { ... }` block")
-                .with_hint("add `model { ... }` with the model's `sample` and `observe` statements"),
+                .with_label(
+                    Span::new(file, 0..first_char),
+                    "a model file needs a `model { ... }` block",
+                )
+                .with_hint(
+                    "add `model { ... }` with the model's `sample` and `observe` statements",
+                ),
         );
     }
 }
@@ -213,11 +231,17 @@ pub fn parse_bytes(sources: &mut SourceMap, name: &str, bytes: &[u8]) -> (FileId
     let file = sources.add(name, shown);
     if let Some(offset) = decoded.invalid_utf8_at {
         // The decoded text holds U+FFFD where the bad bytes were; label that whole character.
-        let width = decoded.text[offset..].chars().next().map_or(1, char::len_utf8);
+        let width = decoded.text[offset..]
+            .chars()
+            .next()
+            .map_or(1, char::len_utf8);
         let diagnostic = Diagnostic::error("E0007", "the source is not valid UTF-8")
             .with_label(
                 Span::new(file, offset..offset + width),
-                format!("invalid byte 0x{:02X} here", bytes.get(offset).copied().unwrap_or(0)),
+                format!(
+                    "invalid byte 0x{:02X} here",
+                    bytes.get(offset).copied().unwrap_or(0)
+                ),
             )
             .with_hint("save the file as UTF-8 text");
         return (
@@ -234,28 +258,4 @@ pub fn parse_bytes(sources: &mut SourceMap, name: &str, bytes: &[u8]) -> (FileId
         );
     }
     (file, parse(file, &decoded.text))
-}
-
-#[cfg(test)]
-mod timing_probe {
-    #[test]
-    #[allow(clippy::print_stderr)]
-    fn probe() {
-        use pest::Parser;
-        let mut text = String::from("model {\n");
-        for i in 0..2000 {
-            text.push_str(&format!("    let m_{i} = affine(0.5, s_{i}, X @ w_{i}) + w_{i}[0] * x\n"));
-        }
-        text.push_str("}\n");
-        let start = std::time::Instant::now();
-        for _ in 0..10 {
-            let _ = crate::grammar::BdlParser::parse(crate::grammar::Rule::file, &text);
-        }
-        eprintln!("pest only: {:?}", start.elapsed() / 10);
-        let start = std::time::Instant::now();
-        for _ in 0..10 {
-            let _ = crate::parse(bdl_diagnostics::FileId(0), &text);
-        }
-        eprintln!("full parse: {:?}", start.elapsed() / 10);
-    }
 }

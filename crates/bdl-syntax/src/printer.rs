@@ -69,7 +69,12 @@ impl Printer {
             }
             Item::Function(function) => {
                 let params: Vec<&str> = function.params.iter().map(|p| p.name.as_str()).collect();
-                let _ = write!(self.out, "fn {}({}) ", function.name.name, params.join(", "));
+                let _ = write!(
+                    self.out,
+                    "fn {}({}) ",
+                    function.name.name,
+                    params.join(", ")
+                );
                 self.block(&function.body);
                 self.out.push('\n');
             }

@@ -62,8 +62,20 @@ fn entry_child(pair: Pair<'_, Rule>) -> Option<Pair<'_, Rule>> {
     pair.into_inner().find(|inner| inner.as_rule() != Rule::EOI)
 }
 
-fn report(builder: &Builder, text: &str, offset: usize, piece: &str, error: &pest::error::Error<Rule>) {
-    builder.report(syntax_error(builder.file(), text, offset, piece.len(), error));
+fn report(
+    builder: &Builder,
+    text: &str,
+    offset: usize,
+    piece: &str,
+    error: &pest::error::Error<Rule>,
+) {
+    builder.report(syntax_error(
+        builder.file(),
+        text,
+        offset,
+        piece.len(),
+        error,
+    ));
 }
 
 /// `range` of `text` with the inside of every brace group blanked out, and a `}` added for a

@@ -33,8 +33,13 @@ pub fn prescan(file: FileId, text: &str) -> Vec<Diagnostic> {
                 MAX_SOURCE_BYTES
             ),
         )
-        .with_label(Span::new(file, start..end), "the file goes on past the limit here")
-        .with_hint("a model file holds the model only; put data in CSV or JSON files named by `data from`")];
+        .with_label(
+            Span::new(file, start..end),
+            "the file goes on past the limit here",
+        )
+        .with_hint(
+            "a model file holds the model only; put data in CSV or JSON files named by `data from`",
+        )];
     }
     if let Some(position) = bytes.iter().position(|&byte| byte == 0) {
         return vec![Diagnostic::error("E0008", "the source contains a NUL byte")
@@ -87,7 +92,9 @@ pub fn prescan(file: FileId, text: &str) -> Vec<Diagnostic> {
                                     Span::new(file, start..start + 2),
                                     "this comment is never closed",
                                 )
-                                .with_hint("close the comment with `*/` (block comments do not nest)"),
+                                .with_hint(
+                                    "close the comment with `*/` (block comments do not nest)",
+                                ),
                         );
                         position = bytes.len();
                     }
@@ -101,13 +108,17 @@ pub fn prescan(file: FileId, text: &str) -> Vec<Diagnostic> {
                         Diagnostic::error("E0006", "nesting too deep")
                             .with_label(
                                 Span::new(file, position..position + 1),
-                                format!("this bracket is nested more than {MAX_NESTING} levels deep"),
+                                format!(
+                                    "this bracket is nested more than {MAX_NESTING} levels deep"
+                                ),
                             )
                             .with_secondary(
                                 Span::new(file, outermost..outermost + 1),
                                 "the outermost bracket opens here",
                             )
-                            .with_hint("split the expression with `let` bindings or helper functions"),
+                            .with_hint(
+                                "split the expression with `let` bindings or helper functions",
+                            ),
                     );
                     return diagnostics;
                 }
@@ -324,7 +335,10 @@ mod tests {
     fn items_split_at_item_keywords_on_new_lines() {
         let text = "data {\n x: real\n}\nmodel {\n let a = (\n}\ninfer { }\n";
         let items: Vec<&str> = split_items(text).into_iter().map(|r| &text[r]).collect();
-        assert_eq!(items, ["data {\n x: real\n}", "model {\n let a = (\n}", "infer { }"]);
+        assert_eq!(
+            items,
+            ["data {\n x: real\n}", "model {\n let a = (\n}", "infer { }"]
+        );
     }
 
     #[test]
@@ -336,7 +350,12 @@ mod tests {
             .collect();
         assert_eq!(
             pieces,
-            ["let a = f(1,\n 2)", "observe(\"y\", d, y)", "let b = (", "let c = 3"]
+            [
+                "let a = f(1,\n 2)",
+                "observe(\"y\", d, y)",
+                "let b = (",
+                "let c = 3"
+            ]
         );
     }
 

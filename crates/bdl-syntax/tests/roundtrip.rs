@@ -46,7 +46,12 @@ fn printing_then_parsing_gives_the_same_tree() {
         let (mut a, mut b) = (first.program, second.program);
         erase_positions(&mut a);
         erase_positions(&mut b);
-        assert_eq!(a, b, "round trip changed the tree of {}:\n{printed}", path.display());
+        assert_eq!(
+            a,
+            b,
+            "round trip changed the tree of {}:\n{printed}",
+            path.display()
+        );
         // Printing is idempotent: the canonical layout prints as itself.
         assert_eq!(print(&b), printed);
     }

@@ -4,6 +4,7 @@
 //! in colour only when stderr is a terminal. Exit codes: 0 when every file is clean (warnings
 //! allowed), 1 when any file has an error, 2 for usage errors and files that cannot be read.
 #![allow(clippy::print_stderr, clippy::print_stdout)] // The binary is where printing happens.
+#![allow(clippy::disallowed_methods)] // The binary is the one crate that reads files.
 
 use bdl_diagnostics::{has_errors, render, Diagnostic, Severity, SourceMap};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -64,7 +65,10 @@ fn check(args: &CheckArgs) -> ExitCode {
         let bytes = match std::fs::read(path) {
             Ok(bytes) => bytes,
             Err(error) => {
-                eprintln!("error[E0901]: cannot read `{name}`: {}", describe_io_error(&error));
+                eprintln!(
+                    "error[E0901]: cannot read `{name}`: {}",
+                    describe_io_error(&error)
+                );
                 unreadable = true;
                 continue;
             }

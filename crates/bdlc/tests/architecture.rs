@@ -14,7 +14,13 @@ fn workspace_dependencies() -> BTreeMap<String, Vec<String>> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
     let output = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
         .arg("--manifest-path")
         .arg(manifest)
         .output()
@@ -68,16 +74,62 @@ fn dependencies_point_one_way() {
     let forbidden: [(&str, &[&str]); 6] = [
         (
             "bdl-diagnostics",
-            &["bdl-syntax", "bdl-ir", "bdl-autodiff", "bdl-dist", "bdl-infer", "bdl-runtime", "bdlc"],
+            &[
+                "bdl-syntax",
+                "bdl-ir",
+                "bdl-autodiff",
+                "bdl-dist",
+                "bdl-infer",
+                "bdl-runtime",
+                "bdlc",
+            ],
         ),
         (
             "bdl-syntax",
-            &["bdl-ir", "bdl-autodiff", "bdl-dist", "bdl-infer", "bdl-runtime", "bdlc"],
+            &[
+                "bdl-ir",
+                "bdl-autodiff",
+                "bdl-dist",
+                "bdl-infer",
+                "bdl-runtime",
+                "bdlc",
+            ],
         ),
-        ("bdl-ir", &["bdl-autodiff", "bdl-dist", "bdl-infer", "bdl-runtime", "bdlc"]),
-        ("bdl-autodiff", &["bdl-syntax", "bdl-ir", "bdl-dist", "bdl-infer", "bdl-runtime", "bdlc"]),
-        ("bdl-dist", &["bdl-syntax", "bdl-ir", "bdl-infer", "bdl-runtime", "bdlc"]),
-        ("bdl-infer", &["bdl-syntax", "bdl-ir", "bdl-autodiff", "bdl-runtime", "bdlc"]),
+        (
+            "bdl-ir",
+            &[
+                "bdl-autodiff",
+                "bdl-dist",
+                "bdl-infer",
+                "bdl-runtime",
+                "bdlc",
+            ],
+        ),
+        (
+            "bdl-autodiff",
+            &[
+                "bdl-syntax",
+                "bdl-ir",
+                "bdl-dist",
+                "bdl-infer",
+                "bdl-runtime",
+                "bdlc",
+            ],
+        ),
+        (
+            "bdl-dist",
+            &["bdl-syntax", "bdl-ir", "bdl-infer", "bdl-runtime", "bdlc"],
+        ),
+        (
+            "bdl-infer",
+            &[
+                "bdl-syntax",
+                "bdl-ir",
+                "bdl-autodiff",
+                "bdl-runtime",
+                "bdlc",
+            ],
+        ),
     ];
     let mut violations = Vec::new();
     for (name, never) in forbidden {

@@ -72,7 +72,10 @@ fn warnings_alone_exit_with_zero() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("W0001"), "{stderr}");
-    assert!(stderr.contains("data `x` is declared but never used"), "{stderr}");
+    assert!(
+        stderr.contains("data `x` is declared but never used"),
+        "{stderr}"
+    );
 }
 
 #[test]
