@@ -8,7 +8,11 @@
 
 pub mod catalogue;
 mod check;
+pub mod ir;
+mod lower;
 pub mod types;
+
+pub use lower::lower;
 
 use bdl_diagnostics::{Diagnostic, Span};
 use bdl_syntax::{NodeId, Program};

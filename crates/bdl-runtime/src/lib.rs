@@ -1,1 +1,23 @@
-//! Placeholder while the crate is being written.
+//! The runtime: runs a lowered program on a `bdl-autodiff` tape under effect handlers, as Pyro
+//! and NumPyro run a Python model, and turns it into what inference needs.
+//!
+//! [`data`] fills the data block from CSV and JSON texts and validates it. [`interpret`] runs the
+//! IR, sending every site through the [`handlers`] stack and recording a [`trace`]. [`model`]
+//! compiles a program with its data into a [`model::Model`]: the [`layout`] of the flat
+//! unconstrained vector, and evaluators that implement `bdl-infer`'s `LogDensity` and
+//! `ElboModel` by recording the model once and replaying the recording at new points when its
+//! structure does not depend on sampled values.
+
+pub mod data;
+pub mod error;
+pub mod handlers;
+pub mod interpret;
+pub mod layout;
+pub mod model;
+mod network;
+mod operators;
+pub mod pipeline;
+pub mod trace;
+pub mod value;
+
+pub use error::{ErrorKind, RuntimeError};

@@ -1,0 +1,1136 @@
+//! The interpreter: runs the statements of a lowered program on a tape, sending every site
+//! through the handler stack.
+//!
+//! Expressions are evaluated eagerly into tape nodes, so one run both computes the model and
+//! records it. While it runs, the interpreter notes whether control flow ever read a value that
+//! can change between evaluations (a latent site, a param, a mini-batch); if none did, the
+//! recording can be replayed at new inputs instead of interpreting the program again.
+
+use crate::data::DataSet;
+use crate::error::RuntimeError;
+use crate::handlers::{Handler, Message, PlateFrame, SiteKind};
+use crate::value::{Elem, TensorVar, Value};
+use bdl_autodiff::{Tape, Tensor, Var};
+use bdl_diagnostics::Span;
+use bdl_dist::{DistError, Distribution};
+use bdl_infer::rng::Rng;
+use bdl_ir::catalogue::SiteFunction;
+use bdl_ir::ir::{
+    arg, Arg, Expr, ExprKind, NamePart, Plate, Program, SiteName, SlotId, Stmt, StmtKind,
+};
+use std::collections::HashSet;
+
+/// The deepest chain of user-function calls allowed (recursion would otherwise never end).
+const MAX_CALL_DEPTH: usize = 64;
+
+/// The number of iterations after which a loop is stopped as runaway.
+const MAX_LOOP_ITERATIONS: i64 = 10_000_000;
+
+/// How a run treats plates and sites.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Ignore `subsample`: every plate runs over all its indices (prediction, diagnostics).
+    pub full_plates: bool,
+}
+
+/// A mini-batch drawn by a subsampled plate: the constant node holding its indices.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Subsample {
+    /// The node holding the indices (as f64).
+    pub var: Var,
+    /// The plate's full size.
+    pub size: usize,
+    /// The number of indices drawn.
+    pub batch: usize,
+}
+
+/// Why a run's recording cannot be replayed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dynamic {
+    /// What read a changing value.
+    pub reason: String,
+    /// Where.
+    pub span: Span,
+}
+
+/// What a statement did to the flow of control.
+enum Flow {
+    Next,
+    Return(Value),
+}
+
+/// Runs one program on one tape.
+pub struct Interpreter<'a> {
+    program: &'a Program,
+    data: &'a DataSet,
+    /// The tape every value is recorded on.
+    pub tape: &'a mut Tape,
+    frame: Vec<Option<Value>>,
+    /// The handler stack, outermost first.
+    pub handlers: Vec<Box<dyn Handler + 'a>>,
+    plates: Vec<PlateFrame>,
+    site_names: HashSet<String>,
+    call_depth: usize,
+    /// The site whose arguments are being evaluated, for messages.
+    site_context: Option<String>,
+    options: RunOptions,
+    /// Set when control flow read a value that can change between evaluations.
+    pub dynamic: Option<Dynamic>,
+    /// The mini-batches drawn, in order.
+    pub subsamples: Vec<Subsample>,
+}
+
+impl<'a> Interpreter<'a> {
+    /// An interpreter with an empty handler stack.
+    pub fn new(
+        program: &'a Program,
+        data: &'a DataSet,
+        tape: &'a mut Tape,
+        options: RunOptions,
+    ) -> Self {
+        let mut frame = vec![None; program.slots.len()];
+        for (index, network) in program.networks.iter().enumerate() {
+            if let Some(cell) = frame.get_mut(network.slot.index()) {
+                *cell = Some(Value::Network(index));
+            }
+        }
+        Interpreter {
+            program,
+            data,
+            tape,
+            frame,
+            handlers: Vec::new(),
+            plates: Vec::new(),
+            site_names: HashSet::new(),
+            call_depth: 0,
+            site_context: None,
+            options,
+            dynamic: None,
+            subsamples: Vec::new(),
+        }
+    }
+
+    /// Pushes a handler inside every handler already on the stack.
+    pub fn push(&mut self, handler: impl Handler + 'a) {
+        self.handlers.push(Box::new(handler));
+    }
+
+    /// Runs the model block.
+    pub fn run_model(&mut self) -> Result<(), RuntimeError> {
+        let program = self.program;
+        match self.block(&program.model)? {
+            Flow::Next | Flow::Return(_) => Ok(()),
+        }
+    }
+
+    /// Runs the data block's `let` statements and returns the values they bound.
+    pub fn run_data_lets(&mut self) -> Result<Vec<(SlotId, TensorVar)>, RuntimeError> {
+        let program = self.program;
+        let mut bound = Vec::new();
+        for stmt in &program.data_lets {
+            self.stmt(stmt)?;
+            if let StmtKind::Let { slot, .. } = &stmt.kind {
+                if let Some(Value::Tensor(value)) = &self.frame[slot.index()] {
+                    bound.push((*slot, *value));
+                }
+            }
+        }
+        Ok(bound)
+    }
+
+    // ------------------------------------------------------------------ statements
+
+    fn block(&mut self, stmts: &[Stmt]) -> Result<Flow, RuntimeError> {
+        for stmt in stmts {
+            if let Flow::Return(value) = self.stmt(stmt)? {
+                return Ok(Flow::Return(value));
+            }
+        }
+        Ok(Flow::Next)
+    }
+
+    fn stmt(&mut self, stmt: &Stmt) -> Result<Flow, RuntimeError> {
+        match &stmt.kind {
+            StmtKind::Let { slot, value } => {
+                let value = self.eval(value)?;
+                self.frame[slot.index()] = Some(value);
+            }
+            StmtKind::Expr(value) => {
+                self.eval(value)?;
+            }
+            StmtKind::Plate(plate) => return self.plate(plate, stmt.span),
+            StmtKind::If {
+                condition,
+                then_body,
+                else_body,
+            } => {
+                let value = self.tensor(condition)?;
+                self.note_control(value, "an `if` condition", condition.span);
+                let truth = self.scalar(value, condition.span)? != 0.0;
+                return self.block(if truth { then_body } else { else_body });
+            }
+            StmtKind::For { var, iter, body } => {
+                let values = self.iteration_values(iter)?;
+                for value in values {
+                    self.frame[var.index()] = Some(value);
+                    if let Flow::Return(value) = self.block(body)? {
+                        return Ok(Flow::Return(value));
+                    }
+                }
+            }
+            StmtKind::Return(value) => return Ok(Flow::Return(self.eval(value)?)),
+        }
+        Ok(Flow::Next)
+    }
+
+    /// The values a `for` loop or a comprehension runs over: the integers of a range, or the
+    /// slices of a tensor along its first axis.
+    fn iteration_values(&mut self, iter: &Expr) -> Result<Vec<Value>, RuntimeError> {
+        match self.eval(iter)? {
+            Value::Range { start, end } => {
+                if end - start > MAX_LOOP_ITERATIONS {
+                    return Err(RuntimeError::model(
+                        "E0520",
+                        format!("a loop over {} values is too long", end - start),
+                        iter.span,
+                    ));
+                }
+                Ok((start..end)
+                    .map(|k| Value::Tensor(self.int_constant(k as f64)))
+                    .collect())
+            }
+            Value::Tensor(value) => {
+                self.note_control(value, "a loop's range", iter.span);
+                let shape = self.tape.shape(value.var).to_vec();
+                let Some(&count) = shape.first() else {
+                    return Err(RuntimeError::model(
+                        "E0521",
+                        "cannot loop over a scalar",
+                        iter.span,
+                    ));
+                };
+                let mut values = Vec::with_capacity(count);
+                for position in 0..count {
+                    let var = self
+                        .tape
+                        .index(value.var, 0, position)
+                        .map_err(|e| self.tensor_error(e, iter.span))?;
+                    values.push(Value::Tensor(TensorVar { var, ..value }));
+                }
+                Ok(values)
+            }
+            other => Err(RuntimeError::model(
+                "E0521",
+                format!("cannot loop over {}", other.describe(self.tape)),
+                iter.span,
+            )),
+        }
+    }
+
+    fn plate(&mut self, plate: &Plate, span: Span) -> Result<Flow, RuntimeError> {
+        let size = self.usize_of(&plate.size, "a plate's size")?;
+        let mut batch = match &plate.subsample {
+            Some(expr) => self.usize_of(expr, "a plate's subsample size")?,
+            None => size,
+        };
+        if batch > size {
+            return Err(RuntimeError::model(
+                "E0522",
+                format!(
+                    "plate `{}` subsamples {batch} of only {size} indices",
+                    plate.name
+                ),
+                span,
+            )
+            .with_hint("the subsample size must not exceed the plate's size"));
+        }
+        if self.options.full_plates {
+            batch = size;
+        }
+        let index = if batch < size {
+            let Some(rng) = self.rng() else {
+                return Err(RuntimeError::model(
+                    "E0523",
+                    format!(
+                        "plate `{}` draws mini-batches but the run has no random stream",
+                        plate.name
+                    ),
+                    span,
+                ));
+            };
+            let drawn: Vec<f64> = rand::seq::index::sample(rng, size, batch)
+                .into_iter()
+                .map(|i| i as f64)
+                .collect();
+            let var = self.tape.constant(Tensor::vector(drawn));
+            self.subsamples.push(Subsample { var, size, batch });
+            TensorVar {
+                var,
+                elem: Elem::Int,
+                volatile: true,
+            }
+        } else {
+            let all: Vec<f64> = (0..size).map(|i| i as f64).collect();
+            TensorVar {
+                var: self.tape.constant(Tensor::vector(all)),
+                elem: Elem::Int,
+                volatile: false,
+            }
+        };
+        if let Some(slot) = plate.index {
+            self.frame[slot.index()] = Some(Value::Tensor(index));
+        }
+        if self.plates.iter().any(|frame| frame.dim == plate.dim) {
+            return Err(RuntimeError::model(
+                "E0524",
+                format!(
+                    "plate `{}` uses dimension {} which an enclosing plate already uses",
+                    plate.name, plate.dim
+                ),
+                span,
+            )
+            .with_hint("give nested plates different `dim`s"));
+        }
+        self.plates.push(PlateFrame {
+            name: plate.name.clone(),
+            size,
+            batch,
+            dim: plate.dim,
+        });
+        let flow = self.block(&plate.body);
+        self.plates.pop();
+        flow
+    }
+
+    // ------------------------------------------------------------------ helpers
+
+    /// Records that control flow read `value`; a changing value makes the structure dynamic.
+    fn note_control(&mut self, value: TensorVar, what: &str, span: Span) {
+        if value.volatile && self.dynamic.is_none() {
+            self.dynamic = Some(Dynamic {
+                reason: format!("{what} depends on sampled values or a mini-batch"),
+                span,
+            });
+        }
+    }
+
+    /// The random stream of the innermost handler that has one.
+    fn rng(&mut self) -> Option<&mut Rng> {
+        self.handlers
+            .iter_mut()
+            .rev()
+            .find_map(|handler| handler.rng())
+    }
+
+    pub(crate) fn run_rng(&mut self) -> Option<&mut Rng> {
+        self.rng()
+    }
+
+    pub(crate) fn in_plate(&self) -> bool {
+        !self.plates.is_empty()
+    }
+
+    pub(crate) fn program_network(&self, index: usize) -> &bdl_ir::ir::Network {
+        &self.program.networks[index]
+    }
+
+    pub(crate) fn run_site_message(&mut self, message: Message) -> Result<TensorVar, RuntimeError> {
+        self.run_site(message)
+    }
+
+    pub(crate) fn int_constant(&mut self, value: f64) -> TensorVar {
+        TensorVar {
+            var: self.tape.constant(Tensor::scalar(value)),
+            elem: Elem::Int,
+            volatile: false,
+        }
+    }
+
+    pub(crate) fn real_constant(&mut self, tensor: Tensor) -> TensorVar {
+        TensorVar {
+            var: self.tape.constant(tensor),
+            elem: Elem::Real,
+            volatile: false,
+        }
+    }
+
+    pub(crate) fn tensor_error(
+        &self,
+        error: bdl_autodiff::TensorError,
+        span: Span,
+    ) -> RuntimeError {
+        let prefix = self
+            .site_context
+            .as_ref()
+            .map(|site| format!("site `{site}`: "))
+            .unwrap_or_default();
+        RuntimeError::model("E0501", format!("{prefix}{error}"), span)
+    }
+
+    /// Evaluates an expression that must be a tensor.
+    pub(crate) fn tensor(&mut self, expr: &Expr) -> Result<TensorVar, RuntimeError> {
+        match self.eval(expr)? {
+            Value::Tensor(value) => Ok(value),
+            Value::Range { start, end } => Ok(self.range_tensor(start, end)),
+            other => Err(RuntimeError::model(
+                "E0503",
+                format!(
+                    "expected a number or a tensor, found {}",
+                    other.describe(self.tape)
+                ),
+                expr.span,
+            )),
+        }
+    }
+
+    pub(crate) fn range_tensor(&mut self, start: i64, end: i64) -> TensorVar {
+        let values: Vec<f64> = (start..end.max(start)).map(|k| k as f64).collect();
+        TensorVar {
+            var: self.tape.constant(Tensor::vector(values)),
+            elem: Elem::Int,
+            volatile: false,
+        }
+    }
+
+    /// The single number in a one-element tensor.
+    pub(crate) fn scalar(&self, value: TensorVar, span: Span) -> Result<f64, RuntimeError> {
+        self.tape.value(value.var).item().map_err(|_| {
+            RuntimeError::model(
+                "E0503",
+                format!(
+                    "expected a single number, found a tensor of shape {:?}",
+                    self.tape.shape(value.var)
+                ),
+                span,
+            )
+        })
+    }
+
+    /// Evaluates an integer expression (sizes, indices, loop bounds).
+    pub(crate) fn int_of(&mut self, expr: &Expr, what: &str) -> Result<i64, RuntimeError> {
+        let value = self.tensor(expr)?;
+        self.note_control(value, what, expr.span);
+        let number = self.scalar(value, expr.span)?;
+        if number.fract() != 0.0 || !number.is_finite() || number.abs() > 9.0e15 {
+            return Err(RuntimeError::model(
+                "E0504",
+                format!("{what} must be an integer, found {number}"),
+                expr.span,
+            ));
+        }
+        Ok(number as i64)
+    }
+
+    /// Evaluates a size: a non-negative integer.
+    pub(crate) fn usize_of(&mut self, expr: &Expr, what: &str) -> Result<usize, RuntimeError> {
+        let value = self.int_of(expr, what)?;
+        usize::try_from(value).map_err(|_| {
+            RuntimeError::model(
+                "E0504",
+                format!("{what} must not be negative, found {value}"),
+                expr.span,
+            )
+        })
+    }
+
+    /// Evaluates a shape written as a list of sizes (`[10]`, `[N, 3]`).
+    pub(crate) fn shape_of(&mut self, expr: &Expr) -> Result<Vec<usize>, RuntimeError> {
+        match &expr.kind {
+            ExprKind::List(items) => items
+                .iter()
+                .map(|item| self.usize_of(item, "a size"))
+                .collect(),
+            _ => {
+                let value = self.tensor(expr)?;
+                self.note_control(value, "a shape", expr.span);
+                let tensor = self.tape.value(value.var).clone();
+                if tensor.rank() > 1 {
+                    return Err(RuntimeError::model(
+                        "E0504",
+                        "a shape is a list of sizes",
+                        expr.span,
+                    ));
+                }
+                tensor
+                    .data()
+                    .iter()
+                    .map(|&size| {
+                        if size >= 0.0 && size.fract() == 0.0 {
+                            Ok(size as usize)
+                        } else {
+                            Err(RuntimeError::model(
+                                "E0504",
+                                format!("a size must be a non-negative integer, found {size}"),
+                                expr.span,
+                            ))
+                        }
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    fn site_name(&mut self, name: &SiteName, span: Span) -> Result<String, RuntimeError> {
+        let mut text = String::new();
+        for part in &name.parts {
+            match part {
+                NamePart::Text(piece) => text.push_str(piece),
+                NamePart::Slot(slot) => {
+                    let Some(Value::Tensor(value)) = self.frame[slot.index()] else {
+                        return Err(RuntimeError::model(
+                            "E0505",
+                            "a site name interpolates a name with no value",
+                            span,
+                        ));
+                    };
+                    self.note_control(value, "a site name", span);
+                    let number = self.scalar(value, span)?;
+                    text.push_str(&format!("{}", number as i64));
+                }
+            }
+        }
+        Ok(text)
+    }
+
+    // ------------------------------------------------------------------ expressions
+
+    /// Evaluates an expression.
+    pub(crate) fn eval(&mut self, expr: &Expr) -> Result<Value, RuntimeError> {
+        let span = expr.span;
+        Ok(match &expr.kind {
+            ExprKind::Int(value) => Value::Tensor(self.int_constant(*value as f64)),
+            ExprKind::Real(value) => Value::Tensor(self.real_constant(Tensor::scalar(*value))),
+            ExprKind::Bool(value) => Value::Tensor(TensorVar {
+                var: self
+                    .tape
+                    .constant(Tensor::scalar(f64::from(u8::from(*value)))),
+                elem: Elem::Bool,
+                volatile: false,
+            }),
+            ExprKind::NewAxis => Value::NewAxis,
+            ExprKind::Str(name) => Value::Str(self.site_name(name, span)?),
+            ExprKind::Slot(slot) => self.slot(*slot, span)?,
+            ExprKind::List(items) => {
+                let values = items
+                    .iter()
+                    .map(|item| self.tensor(item))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Value::Tensor(self.stack_values(&values, 0, span)?)
+            }
+            ExprKind::Comprehension { .. } => {
+                let values = self.list_elements(expr)?;
+                Value::Tensor(self.stack_values(&values, 0, span)?)
+            }
+            ExprKind::Range { start, end } => {
+                let start = self.int_of(start, "a range's start")?;
+                let end = self.int_of(end, "a range's end")?;
+                Value::Range { start, end }
+            }
+            ExprKind::Unary { op, operand } => {
+                let value = self.tensor(operand)?;
+                Value::Tensor(self.unary(*op, value))
+            }
+            ExprKind::Binary { op, lhs, rhs } => Value::Tensor(self.binary(*op, lhs, rhs, span)?),
+            ExprKind::Builtin { spec, args } => self.builtin(spec.name, args, span)?,
+            ExprKind::Distribution { spec, args } => self.distribution(spec.name, args, span)?,
+            ExprKind::Constraint { spec, args } => self.constraint(spec.name, args, span)?,
+            ExprKind::CallFunction { function, args } => {
+                self.call_function(*function, args, span)?
+            }
+            ExprKind::CallModule { module, input } => {
+                let Value::Module(module) = self.eval(module)? else {
+                    return Err(RuntimeError::model(
+                        "E0506",
+                        "only a lifted network can be called",
+                        span,
+                    ));
+                };
+                let input = self.tensor(input)?;
+                Value::Tensor(self.forward(&module, input, span)?)
+            }
+            ExprKind::Index { base, items } => {
+                let base = self.tensor(base)?;
+                Value::Tensor(self.index(base, items, span)?)
+            }
+            ExprKind::Site { kind, name, args } => self.site(*kind, name, args, span)?,
+        })
+    }
+
+    fn slot(&mut self, slot: SlotId, span: Span) -> Result<Value, RuntimeError> {
+        if let Some(value) = &self.frame[slot.index()] {
+            return Ok(value.clone());
+        }
+        if let Some(data) = self.data.values.get(&slot) {
+            let var = self.tape.constant(data.tensor.clone());
+            let elem = if data.integer { Elem::Int } else { Elem::Real };
+            let value = Value::Tensor(TensorVar {
+                var,
+                elem,
+                volatile: false,
+            });
+            self.frame[slot.index()] = Some(value.clone());
+            return Ok(value);
+        }
+        let name = self
+            .program
+            .slots
+            .get(slot.index())
+            .map_or("?", |s| s.name.as_str());
+        let missing = self.data.missing.contains(&slot);
+        Err(RuntimeError::model(
+            "E0507",
+            if missing {
+                format!("`{name}` has no value: the data given for this run do not hold it")
+            } else {
+                format!("`{name}` has no value here")
+            },
+            span,
+        ))
+    }
+
+    /// The elements of a list argument (`stack`, `concat`): a literal list, a comprehension, or
+    /// the slices of a tensor along its first axis.
+    pub(crate) fn list_elements(&mut self, expr: &Expr) -> Result<Vec<TensorVar>, RuntimeError> {
+        match &expr.kind {
+            ExprKind::List(items) => items.iter().map(|item| self.tensor(item)).collect(),
+            ExprKind::Comprehension { var, iter, element } => {
+                let values = self.iteration_values(iter)?;
+                let mut out = Vec::with_capacity(values.len());
+                for value in values {
+                    self.frame[var.index()] = Some(value);
+                    out.push(self.tensor(element)?);
+                }
+                Ok(out)
+            }
+            _ => {
+                let value = self.tensor(expr)?;
+                let count = self.tape.shape(value.var).first().copied().unwrap_or(0);
+                (0..count)
+                    .map(|position| {
+                        let var = self
+                            .tape
+                            .index(value.var, 0, position)
+                            .map_err(|e| self.tensor_error(e, expr.span))?;
+                        Ok(TensorVar { var, ..value })
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    pub(crate) fn stack_values(
+        &mut self,
+        values: &[TensorVar],
+        axis: isize,
+        span: Span,
+    ) -> Result<TensorVar, RuntimeError> {
+        if values.is_empty() {
+            return Ok(self.real_constant(Tensor::zeros(&[0])));
+        }
+        let vars: Vec<Var> = values.iter().map(|v| v.var).collect();
+        let var = self
+            .tape
+            .stack(&vars, axis)
+            .map_err(|e| self.tensor_error(e, span))?;
+        Ok(TensorVar {
+            var,
+            elem: join_elems(values),
+            volatile: values.iter().any(|v| v.volatile),
+        })
+    }
+
+    fn call_function(
+        &mut self,
+        function: usize,
+        args: &[Expr],
+        span: Span,
+    ) -> Result<Value, RuntimeError> {
+        let program = self.program;
+        let Some(definition) = program.functions.get(function) else {
+            return Err(RuntimeError::model(
+                "E0506",
+                "call of an unknown function",
+                span,
+            ));
+        };
+        if self.call_depth >= MAX_CALL_DEPTH {
+            return Err(RuntimeError::model(
+                "E0508",
+                format!(
+                    "calls of `{}` nest deeper than {MAX_CALL_DEPTH}",
+                    definition.name
+                ),
+                span,
+            )
+            .with_hint("functions may not call themselves without end"));
+        }
+        let values = args
+            .iter()
+            .map(|arg| self.eval(arg))
+            .collect::<Result<Vec<_>, _>>()?;
+        let saved = self.frame.clone();
+        for (slot, value) in definition.params.iter().zip(values) {
+            self.frame[slot.index()] = Some(value);
+        }
+        self.call_depth += 1;
+        let flow = self.block(&definition.body);
+        self.call_depth -= 1;
+        self.frame = saved;
+        match flow? {
+            Flow::Return(value) => Ok(value),
+            Flow::Next => Ok(Value::Unit),
+        }
+    }
+
+    fn distribution(
+        &mut self,
+        family: &str,
+        args: &[Arg],
+        span: Span,
+    ) -> Result<Value, RuntimeError> {
+        let mut named = Vec::with_capacity(args.len());
+        let mut volatile = false;
+        for argument in args {
+            let value = self.tensor(&argument.value)?;
+            volatile |= value.volatile;
+            named.push((argument.name.as_str(), value.var));
+        }
+        let dist = Distribution::from_call(self.tape, family, &named)
+            .map_err(|error| self.dist_error(&error, volatile, span))?;
+        Ok(Value::Dist(Box::new(dist), volatile))
+    }
+
+    /// A distribution error as a runtime error: invalid parameters computed from latent values
+    /// are numerical (a divergence), the rest are the model's mistakes.
+    pub(crate) fn dist_error(&self, error: &DistError, volatile: bool, span: Span) -> RuntimeError {
+        let prefix = self
+            .site_context
+            .as_ref()
+            .map(|site| format!("site `{site}`: "))
+            .unwrap_or_default();
+        let message = format!("{prefix}{error}");
+        match error {
+            DistError::InvalidParameter { .. } if volatile => {
+                RuntimeError::numerical("E0530", message, span)
+            }
+            DistError::InvalidParameter { .. } => RuntimeError::model("E0530", message, span)
+                .with_hint(
+                    "a parameter that is a fixed number must lie in the distribution's domain",
+                ),
+            _ => RuntimeError::model("E0531", message, span),
+        }
+    }
+
+    fn constraint(&mut self, name: &str, args: &[Arg], span: Span) -> Result<Value, RuntimeError> {
+        let mut numbers = Vec::with_capacity(args.len());
+        for argument in args {
+            let value = self.tensor(&argument.value)?;
+            numbers.push(self.scalar(value, argument.value.span)?);
+        }
+        bdl_dist::Constraint::from_name(name, &numbers)
+            .map(Value::Constraint)
+            .ok_or_else(|| {
+                RuntimeError::model(
+                    "E0532",
+                    format!("`{name}` is not a constraint with these arguments"),
+                    span,
+                )
+            })
+    }
+
+    // ------------------------------------------------------------------ sites
+
+    fn site(
+        &mut self,
+        kind: SiteFunction,
+        name: &SiteName,
+        args: &[Arg],
+        span: Span,
+    ) -> Result<Value, RuntimeError> {
+        let name = self.site_name(name, span)?;
+        let outer_context = self.site_context.replace(name.clone());
+        let result = self.site_in_context(kind, name, args, span);
+        self.site_context = outer_context;
+        result
+    }
+
+    fn site_in_context(
+        &mut self,
+        kind: SiteFunction,
+        name: String,
+        args: &[Arg],
+        span: Span,
+    ) -> Result<Value, RuntimeError> {
+        match kind {
+            SiteFunction::Sample => {
+                let dist = self.dist_arg(args, "dist", span)?;
+                let dist = match arg(args, "shape") {
+                    Some(shape_expr) => {
+                        let shape = self.shape_of(shape_expr)?;
+                        let target = broadcast_shape(dist.0.batch_shape(), &shape).ok_or_else(|| {
+                            RuntimeError::model(
+                                "E0533",
+                                format!(
+                                    "site `{name}`: `shape = {shape:?}` does not fit the distribution's batch shape {:?}",
+                                    dist.0.batch_shape()
+                                ),
+                                shape_expr.span,
+                            )
+                        })?;
+                        let expanded = dist.0.expand(&target).and_then(|d| d.to_event(shape.len()));
+                        (
+                            expanded.map_err(|e| self.dist_error(&e, dist.1, span))?,
+                            dist.1,
+                        )
+                    }
+                    None => dist,
+                };
+                let mut message = Message::new(name, SiteKind::Sample, span);
+                message.dist = Some(self.expand_to_plates(&message.name, dist.0, span)?);
+                message.dist_volatile = dist.1;
+                Ok(Value::Tensor(self.run_site(message)?))
+            }
+            SiteFunction::Observe => {
+                let dist = self.dist_arg(args, "dist", span)?;
+                let value_expr =
+                    arg(args, "value").ok_or_else(|| missing_argument("value", span))?;
+                let value = self.observed_value(value_expr)?;
+                let mut message = Message::new(name, SiteKind::Observe, span);
+                message.dist = Some(self.expand_to_plates(&message.name, dist.0, span)?);
+                message.dist_volatile = dist.1;
+                message.observed = value.is_some();
+                message.value = value;
+                if message.value.is_none() {
+                    message.kind = SiteKind::Sample;
+                }
+                Ok(Value::Tensor(self.run_site(message)?))
+            }
+            SiteFunction::Param => {
+                let init_expr = arg(args, "init").ok_or_else(|| missing_argument("init", span))?;
+                let init = self.tensor(init_expr)?;
+                let init = TensorVar {
+                    elem: Elem::Real,
+                    ..init
+                };
+                let constraint = match arg(args, "constraint") {
+                    Some(expr) => match self.eval(expr)? {
+                        Value::Constraint(constraint) => Some(constraint),
+                        other => {
+                            return Err(RuntimeError::model(
+                                "E0532",
+                                format!(
+                                    "expected a constraint, found {}",
+                                    other.describe(self.tape)
+                                ),
+                                expr.span,
+                            ))
+                        }
+                    },
+                    None => None,
+                };
+                let mut message = Message::new(name, SiteKind::Param, span);
+                message.init = Some(init);
+                message.constraint = constraint;
+                Ok(Value::Tensor(self.run_site(message)?))
+            }
+            SiteFunction::Deterministic => {
+                let value_expr =
+                    arg(args, "value").ok_or_else(|| missing_argument("value", span))?;
+                let value = self.tensor(value_expr)?;
+                let mut message = Message::new(name, SiteKind::Deterministic, span);
+                message.value = Some(value);
+                Ok(Value::Tensor(self.run_site(message)?))
+            }
+            SiteFunction::Lift => self.lift(name, args, span),
+            SiteFunction::Module => self.module(name, args, span),
+        }
+    }
+
+    fn dist_arg(
+        &mut self,
+        args: &[Arg],
+        name: &str,
+        span: Span,
+    ) -> Result<(Distribution, bool), RuntimeError> {
+        let expr = arg(args, name).ok_or_else(|| missing_argument(name, span))?;
+        match self.eval(expr)? {
+            Value::Dist(dist, volatile) => Ok((*dist, volatile)),
+            other => Err(RuntimeError::model(
+                "E0534",
+                format!(
+                    "expected a distribution, found {}",
+                    other.describe(self.tape)
+                ),
+                expr.span,
+            )),
+        }
+    }
+
+    /// The observed value of an `observe`, or `None` when its data are absent on purpose
+    /// (prediction on new inputs).
+    fn observed_value(&mut self, expr: &Expr) -> Result<Option<TensorVar>, RuntimeError> {
+        if self.refers_to_missing_data(expr) {
+            return Ok(None);
+        }
+        let value = self.tensor(expr)?;
+        Ok(Some(TensorVar {
+            elem: value.elem,
+            ..value
+        }))
+    }
+
+    fn refers_to_missing_data(&self, expr: &Expr) -> bool {
+        match &expr.kind {
+            ExprKind::Slot(slot) => self.data.missing.contains(slot),
+            ExprKind::Index { base, .. } => self.refers_to_missing_data(base),
+            _ => false,
+        }
+    }
+
+    /// Expands a site's distribution over the enclosing plates (Pyro's rule: each plate sets
+    /// its dimension of the batch shape), reporting a clear error when a dimension disagrees.
+    fn expand_to_plates(
+        &self,
+        site: &str,
+        dist: Distribution,
+        span: Span,
+    ) -> Result<Distribution, RuntimeError> {
+        if self.plates.is_empty() {
+            return Ok(dist);
+        }
+        let batch = dist.batch_shape().to_vec();
+        let needed = self
+            .plates
+            .iter()
+            .map(|frame| (-frame.dim) as usize)
+            .max()
+            .unwrap_or(0);
+        let rank = needed.max(batch.len());
+        let mut target: Vec<usize> = (0..rank)
+            .map(|axis| {
+                let from_right = rank - axis;
+                batch.len().checked_sub(from_right).map_or(1, |i| batch[i])
+            })
+            .collect();
+        for frame in &self.plates {
+            let axis = rank - (-frame.dim) as usize;
+            let current = target[axis];
+            if current != 1 && current != frame.batch {
+                let what = if frame.batch == frame.size {
+                    format!("size {}", frame.size)
+                } else {
+                    format!("mini-batches of {} (of {})", frame.batch, frame.size)
+                };
+                return Err(RuntimeError::model(
+                    "E0535",
+                    format!(
+                        "site `{site}` in plate `{}`: the plate has {what} at dimension {}, but the distribution's batch shape {:?} has {} there",
+                        frame.name, frame.dim, batch, current
+                    ),
+                    span,
+                )
+                .with_hint(if frame.batch < frame.size {
+                    "index the data with the plate's indices: `plate(..., subsample = B) as i { ... x[i] ... }`"
+                } else {
+                    "make the parameters' shapes match the plate, or move the site out of the plate"
+                }));
+            }
+            target[axis] = frame.batch;
+        }
+        if target == batch {
+            return Ok(dist);
+        }
+        dist.expand(&target)
+            .map_err(|error| self.dist_error(&error, false, span))
+    }
+
+    /// Sends a message through the handler stack, applies the default action, computes the
+    /// log-density and lets the handlers record the result.
+    fn run_site(&mut self, mut message: Message) -> Result<TensorVar, RuntimeError> {
+        if !self.site_names.insert(message.name.clone()) {
+            return Err(RuntimeError::model(
+                "E0536",
+                format!("site `{}` is used twice in one run", message.name),
+                message.span,
+            )
+            .with_hint(
+                "every site needs its own name; inside loops interpolate the index: \"w_{k}\"",
+            ));
+        }
+        message.plates = self.plates.clone();
+        message.scale = self.plates.iter().map(PlateFrame::scale).product();
+        let mut processed = self.handlers.len();
+        for index in (0..self.handlers.len()).rev() {
+            self.handlers[index].process(&mut message, self.tape)?;
+            processed = index;
+            if message.stop {
+                break;
+            }
+        }
+        if message.value.is_none() {
+            message.value = Some(self.default_value(&message)?);
+        }
+        let log_prob = match message.kind {
+            SiteKind::Sample | SiteKind::Observe => Some(self.site_log_prob(&message)?),
+            _ => None,
+        };
+        for handler in &mut self.handlers[processed..] {
+            handler.postprocess(&message, log_prob);
+        }
+        message.value.ok_or_else(|| {
+            RuntimeError::model("E0537", "a site ended without a value", message.span)
+        })
+    }
+
+    fn default_value(&mut self, message: &Message) -> Result<TensorVar, RuntimeError> {
+        match message.kind {
+            SiteKind::Sample | SiteKind::Observe => {
+                let Some(dist) = message.dist.clone() else {
+                    return Err(RuntimeError::model(
+                        "E0537",
+                        "a sample site without a distribution",
+                        message.span,
+                    ));
+                };
+                let span = message.span;
+                let name = message.name.clone();
+                let discrete = dist.support(self.tape).is_discrete();
+                let Some(rng) = self
+                    .handlers
+                    .iter_mut()
+                    .rev()
+                    .find_map(|handler| handler.rng())
+                else {
+                    return Err(RuntimeError::model(
+                        "E0538",
+                        format!("site `{name}` needs a value or a random stream to draw one"),
+                        span,
+                    ));
+                };
+                let mut tensor_rng: &mut dyn rand::RngCore = rng;
+                let drawn = dist
+                    .sample(self.tape, &mut tensor_rng, &[])
+                    .map_err(|error| {
+                        RuntimeError::model("E0538", format!("site `{name}`: {error}"), span)
+                    })?;
+                let var = self.tape.constant(drawn);
+                Ok(TensorVar {
+                    var,
+                    elem: if discrete { Elem::Int } else { Elem::Real },
+                    volatile: true,
+                })
+            }
+            SiteKind::Param => message
+                .init
+                .map(|init| TensorVar {
+                    volatile: true,
+                    ..init
+                })
+                .ok_or_else(|| {
+                    RuntimeError::model(
+                        "E0537",
+                        "a param site without an initial value",
+                        message.span,
+                    )
+                }),
+            SiteKind::Deterministic => Err(RuntimeError::model(
+                "E0537",
+                "a deterministic site without a value",
+                message.span,
+            )),
+        }
+    }
+
+    /// The site's log-density summed over its batch, masked, scaled, with its log-Jacobian.
+    fn site_log_prob(&mut self, message: &Message) -> Result<Var, RuntimeError> {
+        let (Some(dist), Some(value)) = (&message.dist, message.value) else {
+            return Err(RuntimeError::model(
+                "E0537",
+                "a site without distribution or value",
+                message.span,
+            ));
+        };
+        let expected = dist.shape();
+        let actual = self.tape.shape(value.var).to_vec();
+        if actual != expected {
+            let plates: Vec<String> = message
+                .plates
+                .iter()
+                .map(|p| format!("`{}`", p.name))
+                .collect();
+            let inside = if plates.is_empty() {
+                String::new()
+            } else {
+                format!(" (inside plate {})", plates.join(", "))
+            };
+            return Err(RuntimeError::model(
+                "E0539",
+                format!(
+                    "site `{}`{inside}: the value has shape {actual:?} but the distribution has shape {expected:?}",
+                    message.name
+                ),
+                message.span,
+            )
+            .with_hint("the observed data must have the shape of the distribution: batch shape, then event shape"));
+        }
+        let volatile = value.volatile || message.dist_volatile;
+        let log_prob = if message.unconstrained.is_some() {
+            dist.log_prob_in_support(self.tape, value.var)
+        } else {
+            dist.log_prob(self.tape, value.var)
+        }
+        .map_err(|error| self.dist_error(&error, volatile, message.span))?;
+        let span = message.span;
+        let mut log_prob = log_prob;
+        if let Some(mask) = message.mask {
+            log_prob = self
+                .tape
+                .mul(log_prob, mask)
+                .map_err(|e| self.tensor_error(e, span))?;
+        }
+        let mut total = self.tape.sum(log_prob);
+        if let Some(log_det) = message.log_det_jacobian {
+            total = self
+                .tape
+                .add(total, log_det)
+                .map_err(|e| self.tensor_error(e, span))?;
+        }
+        if message.scale != 1.0 {
+            total = self.tape.mul_scalar(total, message.scale);
+        }
+        Ok(total)
+    }
+}
+
+fn missing_argument(name: &str, span: Span) -> RuntimeError {
+    RuntimeError::model("E0540", format!("missing argument `{name}`"), span)
+}
+
+/// The broadcast of two shapes (NumPy rules), if they broadcast.
+pub(crate) fn broadcast_shape(left: &[usize], right: &[usize]) -> Option<Vec<usize>> {
+    let rank = left.len().max(right.len());
+    (0..rank)
+        .map(|axis| {
+            let from_right = rank - axis;
+            let a = left.len().checked_sub(from_right).map_or(1, |i| left[i]);
+            let b = right.len().checked_sub(from_right).map_or(1, |i| right[i]);
+            match (a, b) {
+                (a, b) if a == b => Some(a),
+                (1, b) => Some(b),
+                (a, 1) => Some(a),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// The element type of values combined: integer only when all are.
+pub(crate) fn join_elems(values: &[TensorVar]) -> Elem {
+    if values.iter().all(|v| v.elem == Elem::Int) {
+        Elem::Int
+    } else if values.iter().all(|v| v.elem == Elem::Bool) {
+        Elem::Bool
+    } else {
+        Elem::Real
+    }
+}

@@ -1,0 +1,709 @@
+//! A compiled model: a lowered program with its data, the layout of its flat unconstrained
+//! vector, and evaluators that give inference its log density and gradients.
+//!
+//! An [`Evaluator`] runs the model once under the [`Unconstrain`] handler and keeps the tape. If
+//! no control flow read a value that can change between evaluations (a latent, a param, a
+//! mini-batch), the model's structure is static and later evaluations only set the inputs, draw
+//! new mini-batch indices, and replay the recording; otherwise every evaluation interprets the
+//! program afresh. Both paths run the same kernels, so they give bit-identical results.
+
+use crate::data::DataSet;
+use crate::error::RuntimeError;
+use crate::handlers::{SeedRef, SiteKind, TraceMessages, Uncondition, Unconstrain};
+use crate::interpret::{Dynamic, Interpreter, RunOptions, Subsample};
+use crate::layout::Layout;
+use crate::trace::{SiteRecord, Trace};
+use bdl_autodiff::{Tape, Tensor, Var};
+use bdl_diagnostics::Span;
+use bdl_dist::{Constraint, Distribution, Family};
+use bdl_infer::density::{
+    ElboModel, JointOptions, LogDensity, LogDensityError, LogJoint, NormalPrior,
+};
+use bdl_infer::rng::{stream_rng, Rng};
+use bdl_ir::ir::Program;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+/// A site as the first run of the model saw it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SiteInfo {
+    /// Its name.
+    pub name: String,
+    /// Sample, observe, param or deterministic.
+    pub kind: SiteKind,
+    /// Whether it was observed.
+    pub observed: bool,
+    /// Its value's shape.
+    pub shape: Vec<usize>,
+    /// The distribution's family, for sample and observe sites.
+    pub family: Option<&'static str>,
+    /// Whether its values are integers (discrete distributions).
+    pub discrete: bool,
+    /// The names of the enclosing plates.
+    pub plates: Vec<String>,
+    /// Where it is written.
+    pub span: Span,
+}
+
+/// A program with its data, ready for inference.
+#[derive(Debug)]
+pub struct Model {
+    /// The lowered program.
+    pub program: Program,
+    /// Its validated data (and data-block `let`s).
+    pub data: DataSet,
+    /// The flat unconstrained vector.
+    pub layout: Layout,
+    /// Every site of the first run, in order.
+    pub sites: Vec<SiteInfo>,
+    /// Blocks of the latent vector whose prior is a fixed normal (for analytic KL terms).
+    pub normal_priors: Vec<NormalPrior>,
+    /// Why the model's structure is dynamic, if it is.
+    pub dynamic: Option<Dynamic>,
+    /// Whether some plate draws mini-batches.
+    pub subsampled: bool,
+}
+
+/// Runs `program`'s data-block `let`s on `data`, adding their values.
+pub fn derive_data(program: &Program, mut data: DataSet) -> Result<DataSet, RuntimeError> {
+    if program.data_lets.is_empty() {
+        return Ok(data);
+    }
+    let mut tape = Tape::new();
+    let bound = {
+        let mut interpreter = Interpreter::new(program, &data, &mut tape, RunOptions::default());
+        interpreter.run_data_lets()?
+    };
+    for (slot, value) in bound {
+        let tensor = tape.value(value.var).clone();
+        let stored = if value.elem == crate::value::Elem::Int {
+            crate::value::TensorValue::int(tensor)
+        } else {
+            crate::value::TensorValue::real(tensor)
+        };
+        data.values.insert(slot, stored);
+    }
+    Ok(data)
+}
+
+impl Model {
+    /// Compiles a program with its data: runs the data block's `let`s, then runs the model
+    /// once to find its sites and lay out the flat vector. `seed` draws the initial values of
+    /// `module` weights.
+    pub fn new(program: Program, data: DataSet, seed: u64) -> Result<Model, RuntimeError> {
+        let data = derive_data(&program, data)?;
+        let mut layout = Layout::default();
+        let trace = Rc::new(RefCell::new(Trace::default()));
+        let mut rng = stream_rng(seed, u64::MAX);
+        let mut tape = Tape::new();
+        let (dynamic, subsampled) = {
+            let mut interpreter =
+                Interpreter::new(&program, &data, &mut tape, RunOptions::default());
+            interpreter.push(SeedRef { rng: &mut rng });
+            interpreter.push(TraceMessages {
+                trace: Rc::clone(&trace),
+            });
+            interpreter.push(Unconstrain {
+                layout: &mut layout,
+                position: &[],
+                discover: true,
+            });
+            interpreter.run_model()?;
+            (
+                interpreter.dynamic.clone(),
+                !interpreter.subsamples.is_empty(),
+            )
+        };
+        layout.finalize();
+        let trace = trace.borrow();
+        let sites = trace
+            .sites
+            .iter()
+            .map(|site| site_info(site, &tape))
+            .collect();
+        let normal_priors = find_normal_priors(&trace, &layout, &tape);
+        Ok(Model {
+            program,
+            data,
+            layout,
+            sites,
+            normal_priors,
+            dynamic,
+            subsampled,
+        })
+    }
+
+    /// A fresh evaluator with its own tape (one per chain, particle or thread).
+    pub fn evaluator(&self) -> Evaluator<'_> {
+        Evaluator {
+            model: self,
+            tape: Tape::new(),
+            recording: None,
+            position: self.layout.initial_position(),
+            gradient: vec![0.0; self.layout.dim()],
+            options: RunOptions::default(),
+            replay: self.dynamic.is_none(),
+        }
+    }
+
+    /// An evaluator of log p(z) over the latent coordinates only, for HMC and NUTS: params stay
+    /// at their initial values and plates run over all their indices (mini-batches would make
+    /// the density random).
+    pub fn log_density(&self) -> LatentDensity<'_> {
+        let mut evaluator = self.evaluator();
+        evaluator.options.full_plates = true;
+        LatentDensity {
+            evaluator,
+            full_position: self.layout.initial_position(),
+            rng: stream_rng(0, 0),
+        }
+    }
+
+    /// The names, shapes and kinds of the values a draw reports: latent sites, then params,
+    /// then deterministic sites, in the order the model meets them.
+    pub fn output_sites(&self) -> Vec<&SiteInfo> {
+        let free = self
+            .sites
+            .iter()
+            .filter(|s| !s.observed && matches!(s.kind, SiteKind::Sample));
+        let params = self.sites.iter().filter(|s| s.kind == SiteKind::Param);
+        let derived = self
+            .sites
+            .iter()
+            .filter(|s| s.kind == SiteKind::Deterministic);
+        free.chain(params).chain(derived).collect()
+    }
+
+    /// The observed sites, in order.
+    pub fn observed_sites(&self) -> Vec<&SiteInfo> {
+        self.sites.iter().filter(|s| s.observed).collect()
+    }
+
+    /// Runs the model at an unconstrained position (`[latents, params]`) with every plate in
+    /// full and returns the values of the output sites.
+    pub fn constrained_values(
+        &self,
+        position: &[f64],
+    ) -> Result<Vec<(String, Tensor)>, RuntimeError> {
+        let mut tape = Tape::new();
+        let trace = Rc::new(RefCell::new(Trace::default()));
+        let mut layout = self.layout.clone();
+        {
+            let mut interpreter = Interpreter::new(
+                &self.program,
+                &self.data,
+                &mut tape,
+                RunOptions { full_plates: true },
+            );
+            interpreter.push(TraceMessages {
+                trace: Rc::clone(&trace),
+            });
+            interpreter.push(Unconstrain {
+                layout: &mut layout,
+                position,
+                discover: false,
+            });
+            interpreter.run_model()?;
+        }
+        let trace = trace.borrow();
+        Ok(self
+            .output_sites()
+            .iter()
+            .filter_map(|site| {
+                trace
+                    .get(&site.name)
+                    .map(|record| (site.name.clone(), tape.value(record.value.var).clone()))
+            })
+            .collect())
+    }
+
+    /// Draws from the prior and the prior predictive: every latent site from its prior and
+    /// every observed site from its likelihood, with all plates in full.
+    pub fn prior_draw(&self, rng: &mut Rng) -> Result<Vec<(String, Tensor)>, RuntimeError> {
+        self.run_with(rng, None, true)
+    }
+
+    /// Posterior-predictive draws of the observed sites (and deterministic ones) with the latent
+    /// and param sites fixed at the given constrained values.
+    pub fn predictive_draw(
+        &self,
+        values: &HashMap<String, Tensor>,
+        rng: &mut Rng,
+    ) -> Result<Vec<(String, Tensor)>, RuntimeError> {
+        self.run_with(rng, Some(values), false)
+    }
+
+    fn run_with(
+        &self,
+        rng: &mut Rng,
+        values: Option<&HashMap<String, Tensor>>,
+        include_latents: bool,
+    ) -> Result<Vec<(String, Tensor)>, RuntimeError> {
+        let mut tape = Tape::new();
+        let trace = Rc::new(RefCell::new(Trace::default()));
+        {
+            let mut interpreter = Interpreter::new(
+                &self.program,
+                &self.data,
+                &mut tape,
+                RunOptions { full_plates: true },
+            );
+            interpreter.push(SeedRef { rng });
+            interpreter.push(TraceMessages {
+                trace: Rc::clone(&trace),
+            });
+            interpreter.push(Uncondition);
+            if let Some(values) = values {
+                interpreter.push(crate::handlers::Substitute {
+                    values: values.clone(),
+                });
+            }
+            interpreter.run_model()?;
+        }
+        let trace = trace.borrow();
+        let observed: Vec<&str> = self
+            .observed_sites()
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        Ok(trace
+            .sites
+            .iter()
+            .filter(|site| {
+                include_latents
+                    || observed.contains(&site.name.as_str())
+                    || site.kind == SiteKind::Deterministic
+            })
+            .map(|site| (site.name.clone(), tape.value(site.value.var).clone()))
+            .collect())
+    }
+
+    /// Runs the model at a position and returns its trace, rendered (`--emit trace`).
+    pub fn render_trace(&self, position: &[f64]) -> Result<String, RuntimeError> {
+        let mut tape = Tape::new();
+        let trace = Rc::new(RefCell::new(Trace::default()));
+        let mut layout = self.layout.clone();
+        let mut rng = stream_rng(0, 0);
+        {
+            let mut interpreter =
+                Interpreter::new(&self.program, &self.data, &mut tape, RunOptions::default());
+            interpreter.push(SeedRef { rng: &mut rng });
+            interpreter.push(TraceMessages {
+                trace: Rc::clone(&trace),
+            });
+            interpreter.push(Unconstrain {
+                layout: &mut layout,
+                position,
+                discover: false,
+            });
+            interpreter.run_model()?;
+        }
+        let rendered = trace.borrow().render(&tape);
+        Ok(rendered)
+    }
+}
+
+fn site_info(site: &SiteRecord, tape: &Tape) -> SiteInfo {
+    let discrete = site
+        .dist
+        .as_ref()
+        .is_some_and(|dist| dist.support(tape).is_discrete());
+    SiteInfo {
+        name: site.name.clone(),
+        kind: site.kind,
+        observed: site.observed,
+        shape: tape.shape(site.value.var).to_vec(),
+        family: site.dist.as_ref().map(|dist| dist.family().name()),
+        discrete,
+        plates: site.plates.iter().map(|p| p.name.clone()).collect(),
+        span: site.span,
+    }
+}
+
+/// Latent sites whose prior is a Normal with fixed parameters on the real line, outside
+/// mini-batched plates: their KL to a normal guide has a closed form.
+fn find_normal_priors(trace: &Trace, layout: &Layout, tape: &Tape) -> Vec<NormalPrior> {
+    let mut priors = Vec::new();
+    for site in &trace.sites {
+        let Some(dist) = &site.dist else { continue };
+        if site.observed || site.kind != SiteKind::Sample || site.dist_volatile || site.scale != 1.0
+        {
+            continue;
+        }
+        if dist.family() != Family::Normal || dist.support(tape) != Constraint::Real {
+            continue;
+        }
+        let Some(entry) = layout.find(&site.name).map(|i| &layout.entries[i]) else {
+            continue;
+        };
+        let (Some(loc), Some(scale)) = (dist.param("loc"), dist.param("scale")) else {
+            continue;
+        };
+        let shape = dist.shape();
+        let spread = |var: Var| broadcast_values(tape.value(var), &shape);
+        if let (Some(loc), Some(scale)) = (spread(loc), spread(scale)) {
+            if loc.len() == entry.len() {
+                priors.push(NormalPrior {
+                    offset: entry.offset,
+                    loc,
+                    scale,
+                });
+            }
+        }
+    }
+    priors
+}
+
+/// A tensor's values broadcast to `shape`, flattened.
+fn broadcast_values(tensor: &Tensor, shape: &[usize]) -> Option<Vec<f64>> {
+    bdl_dist::shape::broadcast_data(tensor, shape)
+}
+
+/// What one recorded evaluation keeps for replaying.
+#[derive(Debug)]
+struct Recording {
+    /// Each latent or param site's unconstrained input, with its layout entry.
+    leaves: Vec<(usize, Var)>,
+    /// The mini-batches, in the order they are drawn.
+    subsamples: Vec<Subsample>,
+    /// The weight of the prior part (a scalar constant node).
+    prior_weight: Var,
+    /// The weight of the fixed-normal prior part (a scalar constant node).
+    normal_weight: Var,
+    likelihood: Var,
+    prior: Var,
+    normal_prior: Var,
+    objective: Var,
+    /// Distributions with changing parameters, re-validated after every replay.
+    validations: Vec<(String, Span, Distribution)>,
+    /// Each site's log-density, to name the first that is not finite.
+    site_log_probs: Vec<(String, Span, Var)>,
+}
+
+/// Evaluates one model's log joint and gradient; owns its tape.
+pub struct Evaluator<'m> {
+    model: &'m Model,
+    tape: Tape,
+    recording: Option<Recording>,
+    /// The full `[latents, params]` position of the last evaluation.
+    position: Vec<f64>,
+    gradient: Vec<f64>,
+    options: RunOptions,
+    replay: bool,
+}
+
+/// The result of one evaluation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Evaluation {
+    /// The likelihood and prior parts.
+    pub joint: LogJoint,
+    /// The objective whose gradient was computed.
+    pub objective: f64,
+}
+
+impl Evaluator<'_> {
+    /// Whether evaluations replay a recording (the model's structure is static).
+    pub fn replays(&self) -> bool {
+        self.replay
+    }
+
+    /// Forces interpretation afresh at every evaluation (for tests and benchmarks).
+    pub fn set_replay(&mut self, replay: bool) {
+        self.replay = replay && self.model.dynamic.is_none();
+        self.recording = None;
+    }
+
+    /// The gradient of the last evaluation's objective over `[latents, params]`.
+    pub fn gradient(&self) -> &[f64] {
+        &self.gradient
+    }
+
+    /// Evaluates at `position` (`[latents, params]`): the gradient of
+    /// `likelihood + prior_weight × (prior + normal_weight × normal prior)`.
+    pub fn evaluate(
+        &mut self,
+        position: &[f64],
+        prior_weight: f64,
+        normal_weight: f64,
+        rng: &mut Rng,
+    ) -> Result<Evaluation, RuntimeError> {
+        if position.len() != self.model.layout.dim() {
+            return Err(RuntimeError::model(
+                "E0512",
+                format!(
+                    "a position of {} numbers for a model with {}",
+                    position.len(),
+                    self.model.layout.dim()
+                ),
+                Span::default(),
+            ));
+        }
+        self.position.copy_from_slice(position);
+        match self.recording.take() {
+            Some(recording) if self.replay => {
+                self.replay(recording, prior_weight, normal_weight, rng)
+            }
+            _ => self.record(prior_weight, normal_weight, rng),
+        }
+    }
+
+    fn record(
+        &mut self,
+        prior_weight: f64,
+        normal_weight: f64,
+        rng: &mut Rng,
+    ) -> Result<Evaluation, RuntimeError> {
+        let model = self.model;
+        self.tape.clear();
+        let trace = Rc::new(RefCell::new(Trace::default()));
+        let mut layout = model.layout.clone();
+        let (dynamic, subsamples) = {
+            let mut interpreter =
+                Interpreter::new(&model.program, &model.data, &mut self.tape, self.options);
+            interpreter.push(SeedRef { rng });
+            interpreter.push(TraceMessages {
+                trace: Rc::clone(&trace),
+            });
+            interpreter.push(Unconstrain {
+                layout: &mut layout,
+                position: &self.position,
+                discover: false,
+            });
+            interpreter.run_model()?;
+            (interpreter.dynamic.clone(), interpreter.subsamples.clone())
+        };
+        let trace = trace.borrow();
+        let normal_sites: Vec<usize> = model.normal_priors.iter().map(|p| p.offset).collect();
+        let tape = &mut self.tape;
+        let zero = || Tensor::scalar(0.0);
+        let mut likelihood = tape.constant(zero());
+        let mut prior = tape.constant(zero());
+        let mut normal_prior = tape.constant(zero());
+        let mut leaves = Vec::new();
+        let mut validations = Vec::new();
+        let mut site_log_probs = Vec::new();
+        for site in &trace.sites {
+            let entry = model.layout.find(&site.name);
+            if let (Some(leaf), Some(entry)) = (site.unconstrained, entry) {
+                leaves.push((entry, leaf));
+            }
+            let Some(log_prob) = site.log_prob else {
+                continue;
+            };
+            site_log_probs.push((site.name.clone(), site.span, log_prob));
+            if site.dist_volatile {
+                if let Some(dist) = &site.dist {
+                    validations.push((site.name.clone(), site.span, dist.clone()));
+                }
+            }
+            let is_normal =
+                entry.is_some_and(|e| normal_sites.contains(&model.layout.entries[e].offset));
+            let target = if site.observed {
+                &mut likelihood
+            } else if is_normal {
+                &mut normal_prior
+            } else {
+                &mut prior
+            };
+            *target = tape
+                .add(*target, log_prob)
+                .map_err(|e| RuntimeError::model("E0501", e.to_string(), site.span))?;
+        }
+        let prior_weight_var = tape.constant(Tensor::scalar(prior_weight));
+        let normal_weight_var = tape.constant(Tensor::scalar(normal_weight));
+        let span = Span::default();
+        let fail = |e: bdl_autodiff::TensorError| RuntimeError::model("E0501", e.to_string(), span);
+        let weighted_normal = tape.mul(normal_prior, normal_weight_var).map_err(fail)?;
+        let all_prior = tape.add(prior, weighted_normal).map_err(fail)?;
+        let weighted_prior = tape.mul(all_prior, prior_weight_var).map_err(fail)?;
+        let objective = tape.add(likelihood, weighted_prior).map_err(fail)?;
+        let recording = Recording {
+            leaves,
+            subsamples,
+            prior_weight: prior_weight_var,
+            normal_weight: normal_weight_var,
+            likelihood,
+            prior,
+            normal_prior,
+            objective,
+            validations,
+            site_log_probs,
+        };
+        if dynamic.is_some() {
+            self.replay = false;
+        }
+        let evaluation = self.finish(&recording)?;
+        if self.replay {
+            self.recording = Some(recording);
+        }
+        Ok(evaluation)
+    }
+
+    fn replay(
+        &mut self,
+        recording: Recording,
+        prior_weight: f64,
+        normal_weight: f64,
+        rng: &mut Rng,
+    ) -> Result<Evaluation, RuntimeError> {
+        let layout = &self.model.layout;
+        let internal = |e: bdl_autodiff::TensorError| {
+            RuntimeError::model("E0501", e.to_string(), Span::default())
+        };
+        for &(entry, leaf) in &recording.leaves {
+            let entry = &layout.entries[entry];
+            self.tape
+                .set_value(
+                    leaf,
+                    &self.position[entry.offset..entry.offset + entry.len()],
+                )
+                .map_err(internal)?;
+        }
+        self.tape
+            .set_value(recording.prior_weight, &[prior_weight])
+            .map_err(internal)?;
+        self.tape
+            .set_value(recording.normal_weight, &[normal_weight])
+            .map_err(internal)?;
+        for subsample in &recording.subsamples {
+            let drawn: Vec<f64> = rand::seq::index::sample(rng, subsample.size, subsample.batch)
+                .into_iter()
+                .map(|i| i as f64)
+                .collect();
+            self.tape
+                .set_value(subsample.var, &drawn)
+                .map_err(internal)?;
+        }
+        self.tape.replay().map_err(internal)?;
+        for (site, span, dist) in &recording.validations {
+            if let Err(error) = dist.validate(&self.tape) {
+                return Err(RuntimeError::numerical(
+                    "E0530",
+                    format!("site `{site}`: {error}"),
+                    *span,
+                ));
+            }
+        }
+        let evaluation = self.finish(&recording);
+        self.recording = Some(recording);
+        evaluation
+    }
+
+    /// Reads the parts, checks they are finite, and runs the backward pass.
+    fn finish(&mut self, recording: &Recording) -> Result<Evaluation, RuntimeError> {
+        let value = |var: Var| self.tape.value(var).item().unwrap_or(f64::NAN);
+        let likelihood = value(recording.likelihood);
+        let prior = value(recording.prior) + value(recording.normal_prior);
+        let objective = value(recording.objective);
+        if !objective.is_finite() || !likelihood.is_finite() || !prior.is_finite() {
+            let culprit = recording
+                .site_log_probs
+                .iter()
+                .find(|(_, _, var)| !value(*var).is_finite())
+                .map(|(name, span, var)| (name.clone(), *span, value(*var)));
+            return Err(match culprit {
+                Some((name, span, bad)) => RuntimeError::numerical(
+                    "E0560",
+                    format!("the log-density of site `{name}` is {bad} at this point"),
+                    span,
+                ),
+                None => RuntimeError::numerical(
+                    "E0560",
+                    "the log density is not finite at this point",
+                    Span::default(),
+                ),
+            });
+        }
+        self.tape
+            .backward(recording.objective)
+            .map_err(|e| RuntimeError::model("E0501", e.to_string(), Span::default()))?;
+        self.gradient.iter_mut().for_each(|g| *g = 0.0);
+        let layout = &self.model.layout;
+        for &(entry, leaf) in &recording.leaves {
+            let entry = &layout.entries[entry];
+            self.gradient[entry.offset..entry.offset + entry.len()]
+                .copy_from_slice(self.tape.grad(leaf));
+        }
+        if let Some(bad) = self.gradient.iter().position(|g| !g.is_finite()) {
+            let names = layout.coordinate_names();
+            return Err(RuntimeError::numerical(
+                "E0561",
+                format!(
+                    "the gradient with respect to `{}` is not finite at this point",
+                    names[bad]
+                ),
+                Span::default(),
+            ));
+        }
+        Ok(Evaluation {
+            joint: LogJoint { likelihood, prior },
+            objective,
+        })
+    }
+}
+
+impl ElboModel for Evaluator<'_> {
+    fn latent_dim(&self) -> usize {
+        self.model.layout.latent_dim()
+    }
+
+    fn param_dim(&self) -> usize {
+        self.model.layout.param_dim()
+    }
+
+    fn log_joint(
+        &mut self,
+        position: &[f64],
+        options: &JointOptions,
+        rng: &mut Rng,
+        gradient: &mut [f64],
+    ) -> Result<LogJoint, LogDensityError> {
+        let normal_weight = if options.skip_normal_priors { 0.0 } else { 1.0 };
+        let evaluation = self
+            .evaluate(position, options.prior_weight, normal_weight, rng)
+            .map_err(|error| error.to_log_density_error())?;
+        gradient.copy_from_slice(&self.gradient);
+        Ok(evaluation.joint)
+    }
+
+    fn normal_priors(&self) -> Vec<NormalPrior> {
+        self.model.normal_priors.clone()
+    }
+}
+
+/// log p(z) over the latent coordinates, for HMC and NUTS.
+pub struct LatentDensity<'m> {
+    evaluator: Evaluator<'m>,
+    /// Scratch: the full position, params kept at their initial values.
+    full_position: Vec<f64>,
+    rng: Rng,
+}
+
+impl<'m> LatentDensity<'m> {
+    /// The underlying evaluator.
+    pub fn evaluator(&mut self) -> &mut Evaluator<'m> {
+        &mut self.evaluator
+    }
+}
+
+impl LogDensity for LatentDensity<'_> {
+    fn dim(&self) -> usize {
+        self.evaluator.model.layout.latent_dim()
+    }
+
+    fn log_density_gradient(
+        &mut self,
+        position: &[f64],
+        gradient: &mut [f64],
+    ) -> Result<f64, LogDensityError> {
+        let latent = position.len();
+        self.full_position[..latent].copy_from_slice(position);
+        let full = std::mem::take(&mut self.full_position);
+        let result = self.evaluator.evaluate(&full, 1.0, 1.0, &mut self.rng);
+        self.full_position = full;
+        let evaluation = result.map_err(|error| error.to_log_density_error())?;
+        gradient.copy_from_slice(&self.evaluator.gradient[..latent]);
+        Ok(evaluation.joint.total())
+    }
+}
