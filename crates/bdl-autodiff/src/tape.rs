@@ -43,32 +43,50 @@ pub struct Tape {
     ops: Vec<Op>,
     /// The value of each node.
     values: Vec<Tensor>,
-    /// The gradient of each node, allocated the first time a backward pass reaches it.
+    /// The gradient slot of each node, allocated the first time a backward pass reaches it.
+    /// Slots past the last node are kept after [`Tape::truncate`] and reused by the nodes later
+    /// recorded at the same positions, which in a re-recorded model have the same lengths.
     grads: Vec<Vec<f64>>,
     /// Whether a gradient can flow into the node (it depends on an input through
     /// differentiable operands).
     needs_grad: Vec<bool>,
-    /// Whether the last backward pass reached the node (its gradient buffer is current).
+    /// Whether the last backward pass reached the node (its gradient is current).
     reached: Vec<bool>,
+    /// The slot of `grads` holding the node's gradient: its own, or, after the node handed its
+    /// upstream buffer to an operand whose gradient is identical (`x + b` passes its gradient to
+    /// `x` unchanged), that operand's slot. Always a lower index, so chains end.
+    home: Vec<usize>,
+    /// For each slot, the later node whose gradient it also holds after a hand-over, or
+    /// `NO_NODE`. Before such a slot is changed, the later node gets its own copy back.
+    borrowed_by: Vec<usize>,
     /// Zeros as long as the largest node, returned as the gradient of nodes not reached.
     zeros: Vec<f64>,
     /// Value buffers of removed nodes, reused in recording order.
     spare_values: Vec<Vec<f64>>,
-    /// Gradient buffers of removed nodes.
-    spare_grads: Vec<Vec<f64>>,
     /// Working memory for kernels that need a temporary (transposed operands, Cholesky
     /// adjoints); it grows to the largest need and is then reused.
     scratch: Vec<f64>,
 }
 
-/// Mutable access to the gradients of the nodes recorded before the one being differentiated,
-/// handed to each arm of the backward match.
+/// Marks the absence of a node in [`Tape::borrowed_by`].
+const NO_NODE: usize = usize::MAX;
+
+/// Mutable access to the gradients of the operands of the node being differentiated, handed to
+/// each arm of the backward match.
 pub(crate) struct GradientSink<'a> {
-    grads: &'a mut [Vec<f64>],
+    /// The node being differentiated.
+    current: usize,
+    /// Gradient slots of the nodes before `current`.
+    grads_before: &'a mut [Vec<f64>],
+    /// Gradient slots of the nodes after `current` (index `current + 1` first).
+    grads_after: &'a mut [Vec<f64>],
     reached: &'a mut [bool],
+    home: &'a mut [usize],
+    borrowed_by: &'a mut [usize],
     needs_grad: &'a [bool],
     values: &'a [Tensor],
-    spare_grads: &'a mut Vec<Vec<f64>>,
+    /// The operand that takes over the upstream gradient buffer, if the arm chose one.
+    hand_over: Option<Var>,
 }
 
 impl<'a> GradientSink<'a> {
@@ -77,57 +95,94 @@ impl<'a> GradientSink<'a> {
         self.values
     }
 
-    /// The gradient buffer of `var` and whether this is the first contribution of the current
-    /// backward pass (then the buffer holds stale values to be overwritten), or `None` if no
-    /// gradient flows into `var` (a constant, or a node computed from constants only).
+    /// Readies the gradient slot of `index` for a contribution and says whether it is the first
+    /// of this pass (`Some(true)`: the slot holds stale values to be overwritten), or returns
+    /// `None` if no gradient flows into the node.
+    #[inline]
+    fn ready(&mut self, index: usize) -> Option<bool> {
+        if !self.needs_grad[index] {
+            return None;
+        }
+        let fresh = !self.reached[index];
+        let buffer = &mut self.grads_before[index];
+        if fresh {
+            self.reached[index] = true;
+            let len = self.values[index].len();
+            if buffer.len() != len {
+                buffer.resize(len, 0.0);
+            }
+        } else if self.borrowed_by[index] != NO_NODE {
+            // The slot also serves as the (final) gradient of a later node that handed its
+            // buffer over; give that node its own copy before the slot changes.
+            let borrower = self.borrowed_by[index];
+            self.borrowed_by[index] = NO_NODE;
+            let own_slot = &mut self.grads_after[borrower - self.current - 1];
+            own_slot.clear();
+            own_slot.extend_from_slice(buffer);
+            self.home[borrower] = borrower;
+        }
+        Some(fresh)
+    }
+
+    /// The gradient buffer of `var` and whether this is its first contribution of the pass.
     #[inline]
     fn prepare(&mut self, var: Var) -> Option<(&mut [f64], bool)> {
+        let fresh = self.ready(var.0)?;
+        Some((self.grads_before[var.0].as_mut_slice(), fresh))
+    }
+
+    /// Whether `var` can take over the upstream gradient buffer as its own gradient (its
+    /// gradient is exactly the upstream one: `var` has the output's length, needs a gradient and
+    /// has received nothing yet in this pass). If so, the arm must not contribute to `var`
+    /// otherwise; the tape moves the buffer after the arm returns, which saves a copy.
+    #[inline]
+    pub(crate) fn take_upstream(&mut self, var: Var, upstream_len: usize) -> bool {
         let index = var.0;
-        prepare_slot(
-            &mut self.grads[index],
-            &mut self.reached[index],
-            self.needs_grad[index],
-            self.values[index].len(),
-            self.spare_grads,
-        )
+        let possible = self.hand_over.is_none()
+            && self.needs_grad[index]
+            && !self.reached[index]
+            && self.values[index].len() == upstream_len;
+        if possible {
+            self.hand_over = Some(var);
+        }
+        possible
+    }
+
+    /// Whether gradient flows into `var` in this pass.
+    #[inline]
+    pub(crate) fn needs(&self, var: Var) -> bool {
+        self.needs_grad[var.0]
     }
 
     /// The gradient targets of two different nodes at once, for kernels that fill both in one
-    /// pass.
+    /// pass. Both must need a gradient ([`GradientSink::needs`]): a target readied here and then
+    /// not written would count as reached, and a later contribution would add to stale values.
     pub(crate) fn target_pair(
         &mut self,
         first: Var,
         second: Var,
     ) -> (Option<GradTarget<'_>>, Option<GradTarget<'_>>) {
         debug_assert_ne!(first, second);
-        let (low, high, swapped) = if first.0 < second.0 {
-            (first.0, second.0, false)
+        let first_fresh = self.ready(first.0);
+        let second_fresh = self.ready(second.0);
+        let (low, high) = (first.0.min(second.0), first.0.max(second.0));
+        let (grads_low, grads_high) = self.grads_before.split_at_mut(high);
+        let (low_buffer, high_buffer) = (&mut grads_low[low], &mut grads_high[0]);
+        let (first_buffer, second_buffer) = if first.0 < second.0 {
+            (low_buffer, high_buffer)
         } else {
-            (second.0, first.0, true)
+            (high_buffer, low_buffer)
         };
-        let (grads_low, grads_high) = self.grads.split_at_mut(high);
-        let (reached_low, reached_high) = self.reached.split_at_mut(high);
-        let low_target = prepare_slot(
-            &mut grads_low[low],
-            &mut reached_low[low],
-            self.needs_grad[low],
-            self.values[low].len(),
-            self.spare_grads,
+        (
+            first_fresh.map(|fresh| GradTarget {
+                buffer: first_buffer.as_mut_slice(),
+                fresh,
+            }),
+            second_fresh.map(|fresh| GradTarget {
+                buffer: second_buffer.as_mut_slice(),
+                fresh,
+            }),
         )
-        .map(|(buffer, fresh)| GradTarget { buffer, fresh });
-        let high_target = prepare_slot(
-            &mut grads_high[0],
-            &mut reached_high[0],
-            self.needs_grad[high],
-            self.values[high].len(),
-            self.spare_grads,
-        )
-        .map(|(buffer, fresh)| GradTarget { buffer, fresh });
-        if swapped {
-            (high_target, low_target)
-        } else {
-            (low_target, high_target)
-        }
     }
 
     /// The gradient buffer of `var` to accumulate into (zeroed on the first contribution of a
@@ -148,33 +203,6 @@ impl<'a> GradientSink<'a> {
         let (buffer, fresh) = self.prepare(var)?;
         Some(GradTarget { buffer, fresh })
     }
-}
-
-/// Readies one node's gradient buffer for a contribution; see [`GradientSink::prepare`].
-#[inline]
-fn prepare_slot<'b>(
-    buffer: &'b mut Vec<f64>,
-    reached: &mut bool,
-    needs_grad: bool,
-    len: usize,
-    spare_grads: &mut Vec<Vec<f64>>,
-) -> Option<(&'b mut [f64], bool)> {
-    if !needs_grad {
-        return None;
-    }
-    let fresh = !*reached;
-    if fresh {
-        *reached = true;
-        if buffer.len() != len {
-            if buffer.capacity() == 0 {
-                if let Some(spare) = spare_grads.pop() {
-                    *buffer = spare;
-                }
-            }
-            buffer.resize(len, 0.0);
-        }
-    }
-    Some((buffer.as_mut_slice(), fresh))
 }
 
 /// A gradient buffer handed to a backward kernel: if `fresh`, this is the first contribution of
@@ -294,12 +322,14 @@ impl Tape {
     /// order with the node's shape; zeros if the pass did not reach the node.
     pub fn grad(&self, var: Var) -> &[f64] {
         let index = var.0;
-        let len = self.values[index].len();
-        if self.reached[index] {
-            &self.grads[index]
-        } else {
-            &self.zeros[..len]
+        if !self.reached[index] {
+            return &self.zeros[..self.values[index].len()];
         }
+        let mut slot = index;
+        while self.home[slot] != slot {
+            slot = self.home[slot];
+        }
+        &self.grads[slot]
     }
 
     /// Recomputes every computed node in recording order from the current leaf values, with the
@@ -332,22 +362,18 @@ impl Tape {
             });
         }
         self.reached.fill(false);
+        for (slot, home) in self.home.iter_mut().enumerate() {
+            *home = slot;
+        }
+        self.borrowed_by.fill(NO_NODE);
         if !self.needs_grad[output_index] {
             return Ok(());
         }
-        {
-            let mut sink = GradientSink {
-                grads: &mut self.grads,
-                reached: &mut self.reached,
-                needs_grad: &self.needs_grad,
-                values: &self.values,
-                spare_grads: &mut self.spare_grads,
-            };
-            if let Some(seed) = sink.get(output) {
-                // d output / d output = 1.
-                seed[0] = 1.0;
-            }
-        }
+        // d output / d output = 1.
+        let seed = &mut self.grads[output_index];
+        seed.clear();
+        seed.push(1.0);
+        self.reached[output_index] = true;
         for index in (0..=output_index).rev() {
             if !self.reached[index] {
                 continue;
@@ -356,22 +382,34 @@ impl Tape {
             if matches!(op, Op::Input | Op::Constant) {
                 continue;
             }
-            let (earlier_grads, rest_grads) = self.grads.split_at_mut(index);
-            let (earlier_reached, _) = self.reached.split_at_mut(index);
+            let (grads_before, rest) = self.grads.split_at_mut(index);
+            let (upstream, grads_after) = rest.split_at_mut(1);
             let mut sink = GradientSink {
-                grads: earlier_grads,
-                reached: earlier_reached,
+                current: index,
+                grads_before,
+                grads_after,
+                reached: &mut self.reached,
+                home: &mut self.home,
+                borrowed_by: &mut self.borrowed_by,
                 needs_grad: &self.needs_grad,
                 values: &self.values,
-                spare_grads: &mut self.spare_grads,
+                hand_over: None,
             };
             ops::backward(
                 op,
                 &self.values[index],
-                &rest_grads[0],
+                &upstream[0],
                 &mut sink,
                 &mut self.scratch,
             );
+            if let Some(operand) = sink.hand_over {
+                // The operand's gradient is this node's gradient unchanged: move the buffer
+                // instead of copying it, and remember where this node's gradient now lives.
+                std::mem::swap(&mut grads_before[operand.0], &mut upstream[0]);
+                self.reached[operand.0] = true;
+                self.home[index] = operand.0;
+                self.borrowed_by[operand.0] = index;
+            }
         }
         Ok(())
     }
@@ -390,17 +428,20 @@ impl Tape {
         self.ops.truncate(mark);
         self.needs_grad.truncate(mark);
         self.reached.truncate(mark);
+        self.home.truncate(mark);
+        // A kept slot may hold the gradient of a removed node; forget that.
+        self.borrowed_by.truncate(mark);
+        for borrower in self.borrowed_by.iter_mut() {
+            if *borrower >= mark {
+                *borrower = NO_NODE;
+            }
+        }
         // Push value buffers newest first so that the next recording pops them oldest first,
         // matching each new node with the buffer of the node recorded at the same position.
         while self.values.len() > mark {
             if let Some(value) = self.values.pop() {
                 let (_, buffer) = value.into_parts();
                 self.spare_values.push(buffer);
-            }
-        }
-        for buffer in self.grads.drain(mark..) {
-            if buffer.capacity() > 0 {
-                self.spare_grads.push(buffer);
             }
         }
     }
@@ -437,9 +478,13 @@ impl Tape {
         let var = Var(self.ops.len());
         self.ops.push(op);
         self.values.push(value);
-        self.grads.push(Vec::new());
+        if self.grads.len() <= var.0 {
+            self.grads.push(Vec::new());
+        }
         self.needs_grad.push(needs_grad);
         self.reached.push(false);
+        self.home.push(var.0);
+        self.borrowed_by.push(NO_NODE);
         var
     }
 

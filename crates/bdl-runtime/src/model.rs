@@ -147,6 +147,52 @@ impl Model {
         }
     }
 
+    /// An evaluator for the constrained values of draws: every plate in full.
+    pub fn output_evaluator(&self) -> Evaluator<'_> {
+        let mut evaluator = self.evaluator();
+        evaluator.options.full_plates = true;
+        evaluator
+    }
+
+    /// Pyro's `init_to_median`: the elementwise median of 15 prior draws of each latent site,
+    /// mapped to unconstrained space; params at their initial values. Sites whose prior cannot
+    /// be drawn (improper priors) stay at zero.
+    pub fn prior_median_position(&self, seed: u64) -> Vec<f64> {
+        const DRAWS: usize = 15;
+        let mut position = self.layout.initial_position();
+        let mut rng = stream_rng(seed, u64::MAX - 2);
+        let draws: Vec<Vec<(String, Tensor)>> =
+            (0..DRAWS).filter_map(|_| self.prior_draw(&mut rng).ok()).collect();
+        if draws.len() < DRAWS {
+            return position;
+        }
+        for entry in self.layout.latents() {
+            let samples: Vec<&Tensor> = draws
+                .iter()
+                .filter_map(|draw| draw.iter().find(|(name, _)| *name == entry.name).map(|(_, t)| t))
+                .collect();
+            if samples.len() != DRAWS || samples.iter().any(|t| t.shape() != entry.constrained_shape.as_slice()) {
+                continue;
+            }
+            let count = entry.constrained_len();
+            let median: Vec<f64> = (0..count)
+                .map(|k| {
+                    let mut values: Vec<f64> = samples.iter().map(|t| t.data()[k]).collect();
+                    values.sort_by(f64::total_cmp);
+                    values[DRAWS / 2]
+                })
+                .collect();
+            let Ok(median) = Tensor::from_shape(&entry.constrained_shape, median) else { continue };
+            let Ok(bijector) = bdl_dist::Bijector::for_constraint(&entry.constraint) else { continue };
+            if let Ok(unconstrained) = bijector.inverse(&median) {
+                if unconstrained.data().iter().all(|v| v.is_finite()) && unconstrained.len() == entry.len() {
+                    position[entry.offset..entry.offset + entry.len()].copy_from_slice(unconstrained.data());
+                }
+            }
+        }
+        position
+    }
+
     /// An evaluator of log p(z) over the latent coordinates only, for HMC and NUTS: params stay
     /// at their initial values and plates run over all their indices (mini-batches would make
     /// the density random).
@@ -379,6 +425,8 @@ struct Recording {
     validations: Vec<(String, Span, Distribution)>,
     /// Each site's log-density, to name the first that is not finite.
     site_log_probs: Vec<(String, Span, Var)>,
+    /// The values of the output sites (latent, param, deterministic), by name.
+    outputs: Vec<(String, Var)>,
 }
 
 /// Evaluates one model's log joint and gradient; owns its tape.
@@ -448,6 +496,76 @@ impl Evaluator<'_> {
         }
     }
 
+    /// The values of the output sites (latent, param, deterministic) at `position`, by a
+    /// forward pass only (replayed when the structure is static).
+    pub fn constrained(
+        &mut self,
+        position: &[f64],
+        rng: &mut Rng,
+    ) -> Result<Vec<(String, Tensor)>, RuntimeError> {
+        if position.len() != self.model.layout.dim() {
+            return Err(RuntimeError::model(
+                "E0512",
+                format!(
+                    "a position of {} numbers for a model with {}",
+                    position.len(),
+                    self.model.layout.dim()
+                ),
+                Span::default(),
+            ));
+        }
+        self.position.copy_from_slice(position);
+        let recording = match self.recording.take() {
+            Some(recording) if self.replay => {
+                self.set_inputs(&recording, 1.0, 1.0, rng)?;
+                recording
+            }
+            _ => {
+                self.record(1.0, 1.0, rng)?;
+                match self.recording.take() {
+                    Some(recording) => recording,
+                    None => return self.model.constrained_values(position),
+                }
+            }
+        };
+        let values = recording
+            .outputs
+            .iter()
+            .map(|(name, var)| (name.clone(), self.tape.value(*var).clone()))
+            .collect();
+        self.recording = Some(recording);
+        Ok(values)
+    }
+
+    /// Sets a recording's inputs at the current position, draws its mini-batches and replays it.
+    fn set_inputs(
+        &mut self,
+        recording: &Recording,
+        prior_weight: f64,
+        normal_weight: f64,
+        rng: &mut Rng,
+    ) -> Result<(), RuntimeError> {
+        let layout = &self.model.layout;
+        let internal =
+            |e: bdl_autodiff::TensorError| RuntimeError::model("E0501", e.to_string(), Span::default());
+        for &(entry, leaf) in &recording.leaves {
+            let entry = &layout.entries[entry];
+            self.tape
+                .set_value(leaf, &self.position[entry.offset..entry.offset + entry.len()])
+                .map_err(internal)?;
+        }
+        self.tape.set_value(recording.prior_weight, &[prior_weight]).map_err(internal)?;
+        self.tape.set_value(recording.normal_weight, &[normal_weight]).map_err(internal)?;
+        for subsample in &recording.subsamples {
+            let drawn: Vec<f64> = rand::seq::index::sample(rng, subsample.size, subsample.batch)
+                .into_iter()
+                .map(|i| i as f64)
+                .collect();
+            self.tape.set_value(subsample.var, &drawn).map_err(internal)?;
+        }
+        self.tape.replay().map_err(internal)
+    }
+
     fn record(
         &mut self,
         prior_weight: f64,
@@ -483,6 +601,13 @@ impl Evaluator<'_> {
         let mut leaves = Vec::new();
         let mut validations = Vec::new();
         let mut site_log_probs = Vec::new();
+        let output_names: Vec<&str> = model.output_sites().iter().map(|s| s.name.as_str()).collect();
+        let outputs = trace
+            .sites
+            .iter()
+            .filter(|site| output_names.contains(&site.name.as_str()))
+            .map(|site| (site.name.clone(), site.value.var))
+            .collect();
         for site in &trace.sites {
             let entry = model.layout.find(&site.name);
             if let (Some(leaf), Some(entry)) = (site.unconstrained, entry) {
@@ -529,6 +654,7 @@ impl Evaluator<'_> {
             objective,
             validations,
             site_log_probs,
+            outputs,
         };
         if dynamic.is_some() {
             self.replay = false;
@@ -547,35 +673,7 @@ impl Evaluator<'_> {
         normal_weight: f64,
         rng: &mut Rng,
     ) -> Result<Evaluation, RuntimeError> {
-        let layout = &self.model.layout;
-        let internal = |e: bdl_autodiff::TensorError| {
-            RuntimeError::model("E0501", e.to_string(), Span::default())
-        };
-        for &(entry, leaf) in &recording.leaves {
-            let entry = &layout.entries[entry];
-            self.tape
-                .set_value(
-                    leaf,
-                    &self.position[entry.offset..entry.offset + entry.len()],
-                )
-                .map_err(internal)?;
-        }
-        self.tape
-            .set_value(recording.prior_weight, &[prior_weight])
-            .map_err(internal)?;
-        self.tape
-            .set_value(recording.normal_weight, &[normal_weight])
-            .map_err(internal)?;
-        for subsample in &recording.subsamples {
-            let drawn: Vec<f64> = rand::seq::index::sample(rng, subsample.size, subsample.batch)
-                .into_iter()
-                .map(|i| i as f64)
-                .collect();
-            self.tape
-                .set_value(subsample.var, &drawn)
-                .map_err(internal)?;
-        }
-        self.tape.replay().map_err(internal)?;
+        self.set_inputs(&recording, prior_weight, normal_weight, rng)?;
         for (site, span, dist) in &recording.validations {
             if let Err(error) = dist.validate(&self.tape) {
                 return Err(RuntimeError::numerical(

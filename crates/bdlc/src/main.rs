@@ -1,16 +1,28 @@
 //! The `bdlc` binary: the command line of bdl, and the only crate that reads files or prints.
 //!
-//! `bdlc check FILE...` parses and checks each model file and prints its diagnostics to stderr,
-//! in colour only when stderr is a terminal. Exit codes: 0 when every file is clean (warnings
-//! allowed), 1 when any file has an error, 2 for usage errors and files that cannot be read.
+//! Subcommands: `check` (diagnostics, `--emit ast|ir|trace`), `infer` (every inference method),
+//! `predict`, `diagnose` (gradients against finite differences), `summary` and `plot` (re-read a
+//! finished run), and `repl`. Exit codes: 0 on success, 1 when the model, its data or a run has
+//! an error, 2 for usage errors and files that cannot be read.
 #![allow(clippy::print_stderr, clippy::print_stdout)] // The binary is where printing happens.
 #![allow(clippy::disallowed_methods)] // The binary is the one crate that reads files.
 
-use bdl_diagnostics::{has_errors, render, Diagnostic, Severity, SourceMap};
-use clap::{Parser, Subcommand, ValueEnum};
-use std::io::IsTerminal;
-use std::path::PathBuf;
+mod check;
+mod diagnose;
+mod infer;
+mod methods;
+mod output;
+mod plot;
+mod plot_cmd;
+mod progress;
+mod session;
+mod settings;
+
+use clap::{Parser, Subcommand};
+use session::{Failure, Session};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// bdl: probabilistic programming for Bayesian deep learning.
 #[derive(Parser, Debug)]
@@ -23,104 +35,41 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Parse and check model files; report every problem found before anything runs.
-    Check(CheckArgs),
+    Check(check::CheckArgs),
+    /// Run inference on a model: SVI, MAP, Laplace, NUTS, HMC, prior draws, and more.
+    Infer(infer::InferArgs),
+    /// Check the model's gradient against finite differences at random points.
+    Diagnose(diagnose::DiagnoseArgs),
 }
 
-#[derive(clap::Args, Debug)]
-struct CheckArgs {
-    /// The model files to check.
-    #[arg(required = true, value_name = "FILE")]
-    files: Vec<PathBuf>,
-    /// Also print a stage of the pipeline to stdout.
-    #[arg(long, value_enum, value_name = "STAGE")]
-    emit: Option<Emit>,
-}
-
-/// The stages `--emit` can print.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum Emit {
-    /// The syntax tree, printed back as canonical bdl source.
-    Ast,
+/// Set by Ctrl-C: samplers and optimisers stop and keep what they have.
+fn interrupt_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let handler_flag = Arc::clone(&flag);
+    // Without a handler (e.g. in a restricted environment) Ctrl-C simply ends the process.
+    let _ = ctrlc::set_handler(move || handler_flag.store(true, Ordering::SeqCst));
+    flag
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Check(args) => check(&args),
-    }
+    let stop = interrupt_flag();
+    let mut session = Session::new();
+    let result = match cli.command {
+        Command::Check(args) => return check::run(&args, &mut session),
+        Command::Infer(args) => infer::run(&args, &mut session, &stop),
+        Command::Diagnose(args) => diagnose::run(&args, &mut session),
+    };
+    finish(result, &session)
 }
 
-/// Whether diagnostics on stderr should be coloured.
-fn use_colour() -> bool {
-    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-}
-
-fn check(args: &CheckArgs) -> ExitCode {
-    let colour = use_colour();
-    let mut sources = SourceMap::new();
-    let mut any_error = false;
-    let mut unreadable = false;
-    for path in &args.files {
-        let name = path.display().to_string();
-        let bytes = match std::fs::read(path) {
-            Ok(bytes) => bytes,
-            Err(error) => {
-                eprintln!(
-                    "error[E0901]: cannot read `{name}`: {}",
-                    describe_io_error(&error)
-                );
-                unreadable = true;
-                continue;
-            }
-        };
-        let (_, parsed) = bdl_syntax::parse_bytes(&mut sources, &name, &bytes);
-        let mut diagnostics: Vec<Diagnostic> = parsed.diagnostics;
-        let checked = bdl_ir::check(&parsed.program);
-        diagnostics.extend(checked.diagnostics);
-        if args.emit == Some(Emit::Ast) {
-            print!("{}", bdl_syntax::print(&parsed.program));
+/// Renders a failure with the session's sources and turns it into the exit code.
+fn finish(result: Result<(), Failure>, session: &Session) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprint!("{}", session.render(&failure.diagnostics));
+            ExitCode::from(failure.exit_code)
         }
-        for diagnostic in &diagnostics {
-            eprint!("{}", render(diagnostic, &sources, colour));
-        }
-        let errors = diagnostics.iter().filter(|d| d.is_error()).count();
-        let warnings = diagnostics
-            .iter()
-            .filter(|d| d.severity == Severity::Warning)
-            .count();
-        if errors + warnings > 0 {
-            eprintln!(
-                "{name}: {}, {}",
-                plural(errors, "error"),
-                plural(warnings, "warning")
-            );
-        }
-        any_error |= has_errors(&diagnostics);
-    }
-    if unreadable {
-        ExitCode::from(2)
-    } else if any_error {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    }
-}
-
-/// An IO error in a few words, without the OS error number.
-fn describe_io_error(error: &std::io::Error) -> String {
-    match error.kind() {
-        std::io::ErrorKind::NotFound => "no such file".to_string(),
-        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
-        std::io::ErrorKind::IsADirectory => "it is a directory".to_string(),
-        _ => error.to_string().to_lowercase(),
-    }
-}
-
-/// "1 error", "2 errors".
-fn plural(n: usize, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
     }
 }

@@ -10,12 +10,12 @@ pub(crate) mod index;
 pub(crate) mod linalg;
 pub(crate) mod reduce;
 
+use crate::broadcast::repeat_period;
 use crate::tape::{GradientSink, Var};
 use crate::tensor::{Tensor, TensorError};
-use crate::broadcast::repeat_period;
 use elementwise::{
-    binary_backward, binary_forward, fused_repeat_backward, compare, select_backward, select_forward, sigmoid, softplus,
-    unary_backward, unary_forward,
+    binary_backward, binary_forward, compare, fused_repeat_backward, select_backward,
+    select_forward, sigmoid, softplus, unary_backward, unary_forward,
 };
 use reduce::{layout, Reduction};
 
@@ -344,7 +344,7 @@ fn binary_chain(
         } else {
             (true, None)
         };
-        if let Some(period) = period {
+        if let (Some(period), true) = (period, sink.needs(left) && sink.needs(right)) {
             if let (Some(left_grad), Some(right_grad)) = sink.target_pair(left, right) {
                 if full_is_left {
                     fused_repeat_backward(
@@ -353,8 +353,8 @@ fn binary_chain(
                         out,
                         upstream,
                         period,
-                        |f, r, z| left_partial(f, r, z),
-                        |f, r, z| right_partial(f, r, z),
+                        &left_partial,
+                        &right_partial,
                     );
                 } else {
                     fused_repeat_backward(
@@ -409,10 +409,32 @@ pub(crate) fn backward(
     match *op {
         // Leaves have no operands.
         Op::Input | Op::Constant => {}
-        // ∂(x + y)/∂x = 1, ∂(x + y)/∂y = 1.
-        Op::Add(a, b) => binary_chain(sink, (a, b), out, g, |_, _, _| 1.0, |_, _, _| 1.0),
-        // ∂(x − y)/∂x = 1, ∂(x − y)/∂y = −1.
-        Op::Sub(a, b) => binary_chain(sink, (a, b), out, g, |_, _, _| 1.0, |_, _, _| -1.0),
+        // ∂(x + y)/∂x = 1, ∂(x + y)/∂y = 1. An operand with the output's length has exactly the
+        // upstream gradient, so it takes over the upstream buffer instead of a copy.
+        Op::Add(a, b) => {
+            let one = |_: f64, _: f64, _: f64| 1.0;
+            if a != b && sink.take_upstream(a, g.len()) {
+                if let Some(grad) = sink.target(b) {
+                    binary_backward(&values[b.0], &values[a.0], out, g, grad, one);
+                }
+            } else if a != b && sink.take_upstream(b, g.len()) {
+                if let Some(grad) = sink.target(a) {
+                    binary_backward(&values[a.0], &values[b.0], out, g, grad, one);
+                }
+            } else {
+                binary_chain(sink, (a, b), out, g, one, one);
+            }
+        }
+        // ∂(x − y)/∂x = 1 (the upstream gradient as it is), ∂(x − y)/∂y = −1.
+        Op::Sub(a, b) => {
+            if a != b && sink.take_upstream(a, g.len()) {
+                if let Some(grad) = sink.target(b) {
+                    binary_backward(&values[b.0], &values[a.0], out, g, grad, |_, _, _| -1.0);
+                }
+            } else {
+                binary_chain(sink, (a, b), out, g, |_, _, _| 1.0, |_, _, _| -1.0);
+            }
+        }
         // ∂(xy)/∂x = y, ∂(xy)/∂y = x.
         Op::Mul(a, b) => binary_chain(sink, (a, b), out, g, |_, y, _| y, |x, _, _| x),
         // ∂(x/y)/∂x = 1/y, ∂(x/y)/∂y = −x/y² = −z/y.
@@ -438,8 +460,12 @@ pub(crate) fn backward(
                 select_backward(condition, &values[on_false.0], out, g, grad, false);
             }
         }
-        // d(x + c)/dx = 1.
-        Op::AddScalar(a, _) => unary_chain(sink, a, out, g, |_, _| 1.0),
+        // d(x + c)/dx = 1: the operand takes over the upstream gradient.
+        Op::AddScalar(a, _) => {
+            if !sink.take_upstream(a, g.len()) {
+                unary_chain(sink, a, out, g, |_, _| 1.0);
+            }
+        }
         // d(c − x)/dx = −1.
         Op::ScalarSub(_, a) => unary_chain(sink, a, out, g, |_, _| -1.0),
         // d(cx)/dx = c.
@@ -659,6 +685,9 @@ pub(crate) fn backward(
         }
         // A reshape keeps the row-major order, so the gradient passes through unchanged.
         Op::Reshape(a) => {
+            if sink.take_upstream(a, g.len()) {
+                return;
+            }
             if let Some(grad) = sink.target(a) {
                 if grad.fresh {
                     grad.buffer.copy_from_slice(g);

@@ -1,0 +1,112 @@
+//! `bdlc check FILE...`: parse and check model files, printing every diagnostic; `--emit`
+//! prints a stage of the pipeline (the AST as canonical source, the trace IR, or the trace of
+//! one run at the prior median).
+
+use crate::session::{describe_io_error, Failure, Session};
+use bdl_runtime::model::Model;
+use bdl_diagnostics::{has_errors, Diagnostic, Severity};
+use bdl_runtime::data::Completeness;
+use clap::ValueEnum;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// `bdlc check FILE... [--emit ast|ir|trace]`.
+#[derive(clap::Args, Debug)]
+pub struct CheckArgs {
+    /// The model files to check.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Also print a stage of the pipeline to stdout.
+    #[arg(long, value_enum, value_name = "STAGE")]
+    pub emit: Option<Emit>,
+    /// Data files for `--emit trace` (default: those the model names).
+    #[arg(long = "data", value_name = "FILE")]
+    pub data: Vec<PathBuf>,
+}
+
+/// The stages `--emit` can print.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Emit {
+    /// The syntax tree, printed back as canonical bdl source.
+    Ast,
+    /// The trace IR: slots, resolved calls, static shapes.
+    Ir,
+    /// The trace of one run at the prior median: sites, distributions, shapes, log-densities.
+    Trace,
+}
+
+/// Runs `bdlc check`.
+pub fn run(args: &CheckArgs, session: &mut Session) -> ExitCode {
+    let mut any_error = false;
+    let mut unreadable = false;
+    for path in &args.files {
+        let name = path.display().to_string();
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                eprintln!("error[E0901]: cannot read `{name}`: {}", describe_io_error(&error));
+                unreadable = true;
+                continue;
+            }
+        };
+        let (_, parsed) = bdl_syntax::parse_bytes(&mut session.sources, &name, &bytes);
+        let mut diagnostics: Vec<Diagnostic> = parsed.diagnostics;
+        let checked = bdl_ir::check(&parsed.program);
+        diagnostics.extend(checked.diagnostics);
+        if args.emit == Some(Emit::Ast) {
+            print!("{}", bdl_syntax::print(&parsed.program));
+        }
+        if !has_errors(&diagnostics) {
+            match (args.emit, bdl_ir::lower(&parsed.program, &checked.analysis)) {
+                (Some(Emit::Ir), Ok(program)) => print!("{program}"),
+                (Some(Emit::Trace), Ok(program)) => match emit_trace(session, path, program, &args.data) {
+                    Ok(text) => print!("{text}"),
+                    Err(failure) => {
+                        diagnostics.extend(failure.diagnostics);
+                        unreadable |= failure.exit_code == 2;
+                    }
+                },
+                (_, Err(error)) => diagnostics.push(*error),
+                _ => {}
+            }
+        }
+        eprint!("{}", session.render(&diagnostics));
+        let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+        let warnings = diagnostics.iter().filter(|d| d.severity == Severity::Warning).count();
+        if errors + warnings > 0 {
+            eprintln!("{name}: {}, {}", plural(errors, "error"), plural(warnings, "warning"));
+        }
+        any_error |= has_errors(&diagnostics);
+    }
+    if unreadable {
+        ExitCode::from(2)
+    } else if any_error {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// The trace of one run of the model at its prior median, with its data.
+fn emit_trace(
+    session: &mut Session,
+    path: &std::path::Path,
+    program: bdl_ir::ir::Program,
+    data: &[PathBuf],
+) -> Result<String, Failure> {
+    let files = session.data_files(path, &program, data)?;
+    let observed = bdl_runtime::pipeline::observed_only(&program);
+    let data = bdl_runtime::data::load(&program, &files, Completeness::All, &observed).map_err(Failure::model)?;
+    let model = Model::new(program, data, 0).map_err(|error| Failure::model(vec![error.to_diagnostic()]))?;
+    let position = model.prior_median_position(0);
+    model.render_trace(&position).map_err(|error| Failure::model(vec![error.to_diagnostic()]))
+}
+
+/// "1 error", "2 errors".
+fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}

@@ -1,0 +1,342 @@
+//! The files of a run and the summary table.
+//!
+//! Draws are written in CmdStan's CSV layout so that ArviZ's `from_cmdstan` and other Stan tools
+//! read them: `#` comment lines with the run's configuration, a header row, one row per draw,
+//! flushed as it is written (an interrupted run keeps every finished draw). Element columns use
+//! CmdStan's names, `theta.1` and `w.1.2` (1-based, dot-separated: a bracketed `w[1,2]` would put
+//! a comma inside a CSV header field). The summary table and `summary.json` use the
+//! `theta[1]` spelling of `stansummary`.
+
+use crate::session::{describe_io_error, Failure};
+use bdl_autodiff::Tensor;
+use bdl_infer::diagnostics::{ColumnSummary, Summary};
+use bdl_runtime::model::SiteInfo;
+use serde_json::{json, Value};
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// The files that mark a directory as holding a finished (or started) run.
+const RUN_FILES: [&str; 4] = ["summary.json", "draws.csv", "chain-1.csv", "params.json"];
+
+/// Creates the output directory, refusing one that holds a run unless `force`.
+pub fn prepare_out_dir(dir: &Path, force: bool) -> Result<(), Failure> {
+    if dir.exists() {
+        if !dir.is_dir() {
+            return Err(Failure::usage("E0903", format!("`{}` exists and is not a directory", dir.display()), None));
+        }
+        let existing: Vec<&str> = RUN_FILES.iter().copied().filter(|f| dir.join(f).exists()).collect();
+        if !existing.is_empty() && !force {
+            return Err(Failure::usage(
+                "E0904",
+                format!("`{}` already holds a run ({})", dir.display(), existing.join(", ")),
+                Some("choose another `--out` directory, or pass `--force` to replace the run".to_string()),
+            ));
+        }
+        if force {
+            for entry in std::fs::read_dir(dir).map_err(|e| io_failure(dir, &e))?.flatten() {
+                let path = entry.path();
+                let name = entry.file_name().to_string_lossy().to_string();
+                let ours = RUN_FILES.contains(&name.as_str())
+                    || (name.starts_with("chain-") && name.ends_with(".csv"))
+                    || name == "loss.csv"
+                    || name.ends_with(".svg");
+                if ours && path.is_file() {
+                    std::fs::remove_file(&path).map_err(|e| io_failure(&path, &e))?;
+                }
+            }
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|e| io_failure(dir, &e))
+}
+
+/// A file-system error as a failure.
+pub fn io_failure(path: &Path, error: &std::io::Error) -> Failure {
+    Failure::usage("E0905", format!("cannot write `{}`: {}", path.display(), describe_io_error(error)), None)
+}
+
+/// Writes a whole file.
+pub fn write_file(path: &Path, contents: &str) -> Result<(), Failure> {
+    std::fs::write(path, contents).map_err(|e| io_failure(path, &e))
+}
+
+/// The columns of one scalar element of a site.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Column {
+    /// The site's name.
+    pub site: String,
+    /// The element's 0-based multi-index.
+    pub index: Vec<usize>,
+}
+
+impl Column {
+    /// CmdStan's CSV name: `theta.1`, `w.1.2`.
+    pub fn csv_name(&self) -> String {
+        let mut name = self.site.clone();
+        for i in &self.index {
+            let _ = write!(name, ".{}", i + 1);
+        }
+        name
+    }
+
+    /// The display name: `theta[1]`, `w[1,2]`.
+    pub fn display_name(&self) -> String {
+        if self.index.is_empty() {
+            return self.site.clone();
+        }
+        let index: Vec<String> = self.index.iter().map(|i| (i + 1).to_string()).collect();
+        format!("{}[{}]", self.site, index.join(","))
+    }
+}
+
+/// Every scalar column of the given sites, row-major within each site.
+pub fn columns_of(sites: &[&SiteInfo]) -> Vec<Column> {
+    let mut columns = Vec::new();
+    for site in sites {
+        let count: usize = site.shape.iter().product();
+        for flat in 0..count {
+            let mut rest = flat;
+            let mut index = vec![0; site.shape.len()];
+            for axis in (0..site.shape.len()).rev() {
+                index[axis] = rest % site.shape[axis];
+                rest /= site.shape[axis];
+            }
+            columns.push(Column { site: site.name.clone(), index });
+        }
+    }
+    columns
+}
+
+/// Flattens named site values into one row in the order of `sites`.
+pub fn flatten_row(sites: &[&SiteInfo], values: &[(String, Tensor)], row: &mut Vec<f64>) {
+    row.clear();
+    for site in sites {
+        match values.iter().find(|(name, _)| *name == site.name) {
+            Some((_, tensor)) => row.extend_from_slice(tensor.data()),
+            None => row.extend(std::iter::repeat_n(f64::NAN, site.shape.iter().product())),
+        }
+    }
+}
+
+/// Formats a number as CmdStan does: up to 6 significant digits, `nan`/`inf` spelled out.
+pub fn format_number(value: f64) -> String {
+    if value.is_nan() {
+        "nan".to_string()
+    } else if value.is_infinite() {
+        if value > 0.0 { "inf" } else { "-inf" }.to_string()
+    } else if value == 0.0 {
+        "0".to_string()
+    } else {
+        let magnitude = value.abs().log10().floor();
+        if (-5.0..15.0).contains(&magnitude) {
+            let decimals = (5.0 - magnitude).max(0.0) as usize;
+            let text = format!("{value:.decimals$}");
+            if text.contains('.') {
+                text.trim_end_matches('0').trim_end_matches('.').to_string()
+            } else {
+                text
+            }
+        } else {
+            format!("{value:.5e}")
+        }
+    }
+}
+
+/// A CSV file of draws, written row by row and flushed after each.
+pub struct DrawsWriter {
+    writer: BufWriter<File>,
+    path: PathBuf,
+}
+
+impl DrawsWriter {
+    /// Creates the file with comment lines and the header.
+    pub fn create(path: &Path, comments: &[String], header: &[String]) -> Result<DrawsWriter, Failure> {
+        let file = File::create(path).map_err(|e| io_failure(path, &e))?;
+        let mut writer = BufWriter::new(file);
+        let mut text = String::new();
+        for comment in comments {
+            let _ = writeln!(text, "# {comment}");
+        }
+        let _ = writeln!(text, "{}", header.join(","));
+        writer.write_all(text.as_bytes()).map_err(|e| io_failure(path, &e))?;
+        writer.flush().map_err(|e| io_failure(path, &e))?;
+        Ok(DrawsWriter { writer, path: path.to_path_buf() })
+    }
+
+    /// Appends comment lines (CmdStan writes adaptation results between header and draws).
+    pub fn comments(&mut self, lines: &[String]) -> Result<(), Failure> {
+        let mut text = String::new();
+        for line in lines {
+            let _ = writeln!(text, "# {line}");
+        }
+        self.writer.write_all(text.as_bytes()).map_err(|e| io_failure(&self.path, &e))?;
+        self.writer.flush().map_err(|e| io_failure(&self.path, &e))
+    }
+
+    /// Appends one row and flushes it.
+    pub fn row(&mut self, values: &[f64]) -> Result<(), Failure> {
+        let mut line = String::with_capacity(values.len() * 10);
+        for (i, value) in values.iter().enumerate() {
+            if i > 0 {
+                line.push(',');
+            }
+            line.push_str(&format_number(*value));
+        }
+        line.push('\n');
+        self.writer.write_all(line.as_bytes()).map_err(|e| io_failure(&self.path, &e))?;
+        self.writer.flush().map_err(|e| io_failure(&self.path, &e))
+    }
+}
+
+/// How a run's summary is shown.
+pub struct SummaryView<'a> {
+    /// The columns summarised.
+    pub columns: &'a [Column],
+    /// The per-column statistics.
+    pub summary: &'a Summary,
+    /// Whether convergence statistics (MCSE, ESS, R-hat) mean anything (MCMC runs).
+    pub mcmc: bool,
+}
+
+/// How many rows of one site the table shows before folding the rest.
+const ROWS_PER_SITE: usize = 10;
+
+impl SummaryView<'_> {
+    /// The stansummary-like table.
+    pub fn table(&self) -> String {
+        let mut text = String::new();
+        let width = self.columns.iter().map(|c| c.display_name().len()).max().unwrap_or(4).clamp(4, 28);
+        let header = if self.mcmc {
+            format!(
+                "{:<width$} {:>10} {:>9} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8} {:>6}",
+                "", "mean", "mcse", "sd", "5%", "50%", "95%", "ess_bulk", "ess_tail", "r_hat"
+            )
+        } else {
+            format!("{:<width$} {:>10} {:>10} {:>10} {:>10} {:>10}", "", "mean", "sd", "5%", "50%", "95%")
+        };
+        let _ = writeln!(text, "{header}");
+        let mut shown_of_site = 0;
+        let mut hidden_of_site = 0;
+        let mut last_site: Option<&str> = None;
+        let flush_hidden = |text: &mut String, hidden: usize, site: Option<&str>| {
+            if hidden > 0 {
+                let _ = writeln!(text, "  … {hidden} more elements of `{}` in summary.json", site.unwrap_or(""));
+            }
+        };
+        for (column, stats) in self.columns.iter().zip(&self.summary.columns) {
+            if last_site != Some(column.site.as_str()) {
+                flush_hidden(&mut text, hidden_of_site, last_site);
+                last_site = Some(column.site.as_str());
+                shown_of_site = 0;
+                hidden_of_site = 0;
+            }
+            if shown_of_site >= ROWS_PER_SITE {
+                hidden_of_site += 1;
+                continue;
+            }
+            shown_of_site += 1;
+            let mut name = column.display_name();
+            if name.len() > width {
+                name.truncate(width);
+            }
+            let number = |v: Option<f64>, w: usize| match v {
+                Some(v) if v.is_finite() => format!("{:>w$}", short(v)),
+                _ => format!("{:>w$}", "-"),
+            };
+            if self.mcmc {
+                let _ = writeln!(
+                    text,
+                    "{name:<width$} {} {} {} {} {} {} {} {} {}",
+                    number(Some(stats.mean), 10),
+                    number(stats.mcse_mean, 9),
+                    number(stats.sd, 10),
+                    number(Some(stats.q5), 10),
+                    number(Some(stats.q50), 10),
+                    number(Some(stats.q95), 10),
+                    stats.ess_bulk.map_or(format!("{:>8}", "-"), |v| format!("{:>8.0}", v)),
+                    stats.ess_tail.map_or(format!("{:>8}", "-"), |v| format!("{:>8.0}", v)),
+                    stats.r_hat.map_or(format!("{:>6}", "-"), |v| format!("{:>6.3}", v)),
+                );
+            } else {
+                let _ = writeln!(
+                    text,
+                    "{name:<width$} {} {} {} {} {}",
+                    number(Some(stats.mean), 10),
+                    number(stats.sd, 10),
+                    number(Some(stats.q5), 10),
+                    number(Some(stats.q50), 10),
+                    number(Some(stats.q95), 10),
+                );
+            }
+        }
+        flush_hidden(&mut text, hidden_of_site, last_site);
+        text
+    }
+
+    /// The per-element statistics as JSON objects.
+    pub fn elements_json(&self) -> Vec<Value> {
+        self.columns
+            .iter()
+            .zip(&self.summary.columns)
+            .map(|(column, stats)| element_json(column, stats, self.mcmc))
+            .collect()
+    }
+}
+
+fn element_json(column: &Column, stats: &ColumnSummary, mcmc: bool) -> Value {
+    let finite = |v: Option<f64>| v.filter(|x| x.is_finite()).map_or(Value::Null, |x| json!(x));
+    let mut object = json!({
+        "name": column.display_name(),
+        "site": column.site,
+        "index": column.index.iter().map(|i| i + 1).collect::<Vec<_>>(),
+        "mean": finite(Some(stats.mean)),
+        "sd": finite(stats.sd),
+        "q5": finite(Some(stats.q5)),
+        "q50": finite(Some(stats.q50)),
+        "q95": finite(Some(stats.q95)),
+    });
+    if mcmc {
+        if let Value::Object(map) = &mut object {
+            map.insert("mcse_mean".into(), finite(stats.mcse_mean));
+            map.insert("mcse_sd".into(), finite(stats.mcse_sd));
+            map.insert("ess_bulk".into(), finite(stats.ess_bulk));
+            map.insert("ess_tail".into(), finite(stats.ess_tail));
+            map.insert("r_hat".into(), finite(stats.r_hat));
+        }
+    }
+    object
+}
+
+/// A number in at most 6 significant digits for the table.
+fn short(value: f64) -> String {
+    if value != 0.0 && (value.abs() >= 1e6 || value.abs() < 1e-3) {
+        format!("{value:.2e}")
+    } else {
+        format!("{:.4}", value).trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_cmdstan_and_stansummary() {
+        let column = Column { site: "w".into(), index: vec![0, 2] };
+        assert_eq!(column.csv_name(), "w.1.3");
+        assert_eq!(column.display_name(), "w[1,3]");
+        let scalar = Column { site: "mu".into(), index: vec![] };
+        assert_eq!(scalar.csv_name(), "mu");
+    }
+
+    #[test]
+    fn numbers_are_short_and_exact_enough() {
+        assert_eq!(format_number(0.0), "0");
+        assert_eq!(format_number(1.5), "1.5");
+        assert_eq!(format_number(-123.456789), "-123.457");
+        assert_eq!(format_number(f64::NAN), "nan");
+        assert_eq!(format_number(1e-9), "1.00000e-9");
+        assert!((format_number(std::f64::consts::PI).parse::<f64>().unwrap() - std::f64::consts::PI).abs() < 1e-5);
+    }
+}

@@ -1,0 +1,159 @@
+//! Reading a model and its data from disk into a compiled [`Model`], with every problem turned
+//! into a rendered diagnostic; and the error type every command returns.
+
+use bdl_diagnostics::{render, Diagnostic, SourceMap};
+use bdl_ir::ir::Program;
+use bdl_runtime::data::{self, Completeness, DataFile};
+use bdl_runtime::model::Model;
+use bdl_runtime::pipeline;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+/// Why a command failed: diagnostics to render and the exit code.
+#[derive(Debug)]
+pub struct Failure {
+    /// What went wrong.
+    pub diagnostics: Vec<Diagnostic>,
+    /// 1 for problems with the model, its data or a run; 2 for usage and files.
+    pub exit_code: u8,
+}
+
+impl Failure {
+    /// A usage or file problem (exit code 2) without a location.
+    pub fn usage(code: &str, message: impl Into<String>, hint: Option<String>) -> Failure {
+        let mut diagnostic = Diagnostic::error(code, message);
+        if let Some(hint) = hint {
+            diagnostic = diagnostic.with_hint(hint);
+        }
+        Failure { diagnostics: vec![diagnostic], exit_code: 2 }
+    }
+
+    /// A problem found in the model, its data or a run (exit code 1).
+    pub fn model(diagnostics: Vec<Diagnostic>) -> Failure {
+        Failure { diagnostics, exit_code: 1 }
+    }
+
+    /// One problem of a run, without a location (exit code 1).
+    pub fn run(code: &str, message: impl Into<String>) -> Failure {
+        Failure { diagnostics: vec![Diagnostic::error(code, message)], exit_code: 1 }
+    }
+}
+
+/// An IO error in a few words, without the OS error number.
+pub fn describe_io_error(error: &std::io::Error) -> String {
+    match error.kind() {
+        std::io::ErrorKind::NotFound => "no such file".to_string(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        std::io::ErrorKind::IsADirectory => "it is a directory".to_string(),
+        _ => error.to_string().to_lowercase(),
+    }
+}
+
+/// The terminal and the sources of one command.
+pub struct Session {
+    /// Every file read, for rendering diagnostics.
+    pub sources: SourceMap,
+    /// Whether diagnostics get colour.
+    pub colour: bool,
+}
+
+impl Session {
+    /// A session with colour when stderr is a terminal and `NO_COLOR` is unset.
+    pub fn new() -> Session {
+        let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        Session { sources: SourceMap::new(), colour }
+    }
+
+    /// Renders diagnostics for stderr.
+    pub fn render(&self, diagnostics: &[Diagnostic]) -> String {
+        diagnostics.iter().map(|d| render(d, &self.sources, self.colour)).collect()
+    }
+
+    /// Reads a file's bytes; a missing file is a usage error.
+    pub fn read(&self, path: &Path, what: &str) -> Result<Vec<u8>, Failure> {
+        std::fs::read(path).map_err(|error| {
+            Failure::usage(
+                "E0901",
+                format!("cannot read {what} `{}`: {}", path.display(), describe_io_error(&error)),
+                None,
+            )
+        })
+    }
+
+    /// Parses, checks and lowers a model file.
+    pub fn compile(&mut self, path: &Path) -> Result<(Program, Vec<Diagnostic>), Failure> {
+        let bytes = self.read(path, "model file")?;
+        match pipeline::compile(&mut self.sources, &path.display().to_string(), &bytes) {
+            Ok(compiled) => Ok((compiled.program, compiled.warnings)),
+            Err(diagnostics) => Err(Failure::model(diagnostics)),
+        }
+    }
+
+    /// Reads the data files: the `--data` ones if given, else those the model names (relative
+    /// to the model file).
+    pub fn data_files(&mut self, model_path: &Path, program: &Program, given: &[PathBuf]) -> Result<Vec<DataFile>, Failure> {
+        let directory = model_path.parent().unwrap_or(Path::new("."));
+        let paths: Vec<PathBuf> = if given.is_empty() {
+            program.data_files.iter().map(|file| directory.join(&file.path)).collect()
+        } else {
+            given.to_vec()
+        };
+        let mut files = Vec::new();
+        for (index, path) in paths.iter().enumerate() {
+            let bytes = match std::fs::read(path) {
+                Ok(bytes) => bytes,
+                Err(error) => {
+                    let message = format!("cannot read data file `{}`: {}", path.display(), describe_io_error(&error));
+                    let mut diagnostic = Diagnostic::error("E0902", message);
+                    if given.is_empty() {
+                        if let Some(reference) = program.data_files.get(index) {
+                            diagnostic = diagnostic
+                                .with_label(reference.span, "named here")
+                                .with_hint("paths in `data from` are relative to the model file; `--data FILE` overrides them");
+                        }
+                    }
+                    return Err(Failure { diagnostics: vec![diagnostic], exit_code: 2 });
+                }
+            };
+            let name = path.display().to_string();
+            let text = match String::from_utf8(bytes) {
+                Ok(text) => text,
+                Err(error) => {
+                    return Err(Failure::model(vec![Diagnostic::error(
+                        "E0401",
+                        format!("`{name}` is not UTF-8 text (invalid byte at offset {})", error.utf8_error().valid_up_to()),
+                    )]))
+                }
+            };
+            let file = self.sources.add(name.clone(), text.clone());
+            files.push(DataFile { name, text, file });
+        }
+        Ok(files)
+    }
+
+    /// Compiles a model with its data into a [`Model`]; warnings are printed to stderr.
+    pub fn load(
+        &mut self,
+        model_path: &Path,
+        data: &[PathBuf],
+        completeness: Completeness,
+        seed: u64,
+    ) -> Result<Model, Failure> {
+        let (program, warnings) = self.compile(model_path)?;
+        self.warn(&warnings);
+        let files = self.data_files(model_path, &program, data)?;
+        let observed = pipeline::observed_only(&program);
+        let data = data::load(&program, &files, completeness, &observed).map_err(Failure::model)?;
+        Model::new(program, data, seed).map_err(|error| Failure::model(vec![error.to_diagnostic()]))
+    }
+
+    /// Prints warnings to stderr.
+    pub fn warn(&self, warnings: &[Diagnostic]) {
+        if !warnings.is_empty() {
+            #[allow(clippy::print_stderr)]
+            {
+                eprint!("{}", self.render(warnings));
+            }
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! Inference settings: the command line's flags over the model's `infer { ... }` block over the
+//! defaults.
+
+use crate::session::Failure;
+use bdl_ir::SettingValue;
+use clap::Args;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// The flags of `bdlc infer` (and of the REPL's `:infer`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct InferFlags {
+    /// Data files (CSV or Stan-style JSON), replacing those the model names; repeatable.
+    #[arg(long = "data", value_name = "FILE")]
+    pub data: Vec<PathBuf>,
+    /// svi, map, laplace, nuts, hmc, prior, exact, ensemble, sgld or gibbs.
+    #[arg(long)]
+    pub method: Option<String>,
+    /// The SVI guide: diag, mvn, lowrank, delta or laplace.
+    #[arg(long)]
+    pub guide: Option<String>,
+    /// Optimisation steps (SVI, MAP), or leapfrog steps per transition (static HMC).
+    #[arg(long)]
+    pub steps: Option<i64>,
+    /// The learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Particles per ELBO estimate, evaluated in parallel.
+    #[arg(long)]
+    pub particles: Option<i64>,
+    /// Markov chains, run in parallel.
+    #[arg(long)]
+    pub chains: Option<i64>,
+    /// Warm-up iterations per chain.
+    #[arg(long)]
+    pub warmup: Option<i64>,
+    /// Kept draws per chain (MCMC), or draws from the fitted guide (SVI).
+    #[arg(long)]
+    pub samples: Option<i64>,
+    /// The seed of every random draw.
+    #[arg(long)]
+    pub seed: Option<i64>,
+    /// The NUTS/HMC metric: diag or dense.
+    #[arg(long)]
+    pub metric: Option<String>,
+    /// The NUTS target acceptance rate.
+    #[arg(long = "target-accept")]
+    pub target_accept: Option<f64>,
+    /// The maximum NUTS tree depth.
+    #[arg(long = "max-depth")]
+    pub max_depth: Option<i64>,
+    /// The ELBO: trace or analytic_kl.
+    #[arg(long)]
+    pub elbo: Option<String>,
+    /// The KL (prior) weight of the ELBO, as in Bayes-by-backprop.
+    #[arg(long = "kl-weight")]
+    pub kl_weight: Option<f64>,
+    /// Warm the KL weight up linearly over this many steps.
+    #[arg(long = "kl-anneal")]
+    pub kl_anneal: Option<i64>,
+    /// The optimiser: adam, clipped_adam or sgd.
+    #[arg(long)]
+    pub optimizer: Option<String>,
+    /// The rank of the lowrank guide.
+    #[arg(long)]
+    pub rank: Option<i64>,
+    /// Ensemble members.
+    #[arg(long)]
+    pub members: Option<i64>,
+    /// Keep every n-th draw (SG-MCMC, Gibbs).
+    #[arg(long)]
+    pub thin: Option<i64>,
+    /// The step size (SG-MCMC).
+    #[arg(long = "step-size")]
+    pub step_size: Option<f64>,
+}
+
+/// The settings after merging.
+pub struct Resolved<'a> {
+    flags: &'a InferFlags,
+    block: &'a BTreeMap<String, SettingValue>,
+}
+
+impl<'a> Resolved<'a> {
+    /// Merges the flags over the model's block.
+    pub fn new(flags: &'a InferFlags, block: &'a BTreeMap<String, SettingValue>) -> Resolved<'a> {
+        Resolved { flags, block }
+    }
+
+    fn block_int(&self, key: &str) -> Option<i64> {
+        match self.block.get(key) {
+            Some(SettingValue::Int(value)) => Some(*value),
+            _ => None,
+        }
+    }
+
+    fn block_real(&self, key: &str) -> Option<f64> {
+        match self.block.get(key) {
+            Some(SettingValue::Int(value)) => Some(*value as f64),
+            Some(SettingValue::Real(value)) => Some(*value),
+            _ => None,
+        }
+    }
+
+    fn block_name(&self, key: &str) -> Option<String> {
+        match self.block.get(key) {
+            Some(SettingValue::Name(value)) => Some(value.clone()),
+            _ => None,
+        }
+    }
+
+    /// A count flag (≥ `minimum`).
+    pub fn count(&self, key: &str, flag: Option<i64>, default: usize, minimum: usize) -> Result<usize, Failure> {
+        let value = flag.or_else(|| self.block_int(key)).unwrap_or(default as i64);
+        if value < minimum as i64 {
+            return Err(Failure::usage(
+                "E0906",
+                format!("`--{}` must be at least {minimum}, got {value}", key.replace('_', "-")),
+                None,
+            ));
+        }
+        Ok(value as usize)
+    }
+
+    /// A positive real flag.
+    pub fn positive(&self, key: &str, flag: Option<f64>, default: f64) -> Result<f64, Failure> {
+        let value = flag.or_else(|| self.block_real(key)).unwrap_or(default);
+        if !(value.is_finite() && value > 0.0) {
+            return Err(Failure::usage(
+                "E0906",
+                format!("`--{}` must be a positive number, got {value}", key.replace('_', "-")),
+                None,
+            ));
+        }
+        Ok(value)
+    }
+
+    /// A real flag in (0, 1).
+    pub fn fraction(&self, key: &str, flag: Option<f64>, default: f64) -> Result<f64, Failure> {
+        let value = flag.or_else(|| self.block_real(key)).unwrap_or(default);
+        if !(value > 0.0 && value < 1.0) {
+            return Err(Failure::usage(
+                "E0906",
+                format!("`--{}` must lie strictly between 0 and 1, got {value}", key.replace('_', "-")),
+                None,
+            ));
+        }
+        Ok(value)
+    }
+
+    /// A name flag among `choices`.
+    pub fn choice(&self, key: &str, flag: &Option<String>, default: &str, choices: &[&str]) -> Result<String, Failure> {
+        let value = flag.clone().or_else(|| self.block_name(key)).unwrap_or_else(|| default.to_string());
+        if !choices.contains(&value.as_str()) {
+            let suggestion = bdl_diagnostics::did_you_mean(&value, choices.iter().copied())
+                .map(|close| format!("did you mean `{close}`? "))
+                .unwrap_or_default();
+            return Err(Failure::usage(
+                "E0906",
+                format!("`--{}` does not accept `{value}`", key.replace('_', "-")),
+                Some(format!("{suggestion}choose one of: {}", choices.join(", "))),
+            ));
+        }
+        Ok(value)
+    }
+
+    /// The seed (any non-negative integer).
+    pub fn seed(&self) -> Result<u64, Failure> {
+        Ok(self.count("seed", self.flags.seed, 0, 0)? as u64)
+    }
+
+    /// Whether the model's `infer` block sets `key`.
+    pub fn has(&self, key: &str) -> bool {
+        self.block.contains_key(key)
+    }
+
+    /// The flags themselves.
+    pub fn flags(&self) -> &InferFlags {
+        self.flags
+    }
+
+    /// The method.
+    pub fn method(&self) -> Result<String, Failure> {
+        self.choice(
+            "method",
+            &self.flags.method,
+            "nuts",
+            &["svi", "map", "laplace", "nuts", "hmc", "prior", "exact", "ensemble", "sgld", "gibbs"],
+        )
+    }
+}
