@@ -314,7 +314,6 @@ pub struct Uncondition;
 impl Handler for Uncondition {
     fn process(&mut self, message: &mut Message, _tape: &mut Tape) -> Result<(), RuntimeError> {
         if message.kind == SiteKind::Observe {
-            message.kind = SiteKind::Sample;
             message.observed = false;
             message.value = None;
         }

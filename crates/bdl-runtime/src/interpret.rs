@@ -798,11 +798,10 @@ impl<'a> Interpreter<'a> {
                 let mut message = Message::new(name, SiteKind::Observe, span);
                 message.dist = Some(self.expand_to_plates(&message.name, dist.0, span)?);
                 message.dist_volatile = dist.1;
+                // Without data (predicting on new inputs) the site keeps its kind and is drawn
+                // from its distribution by the default action.
                 message.observed = value.is_some();
                 message.value = value;
-                if message.value.is_none() {
-                    message.kind = SiteKind::Sample;
-                }
                 Ok(Value::Tensor(self.run_site(message)?))
             }
             SiteFunction::Param => {

@@ -221,9 +221,9 @@ impl Model {
         free.chain(params).chain(derived).collect()
     }
 
-    /// The observed sites, in order.
+    /// The `observe` sites, in order (with or without data in this run).
     pub fn observed_sites(&self) -> Vec<&SiteInfo> {
-        self.sites.iter().filter(|s| s.observed).collect()
+        self.sites.iter().filter(|s| s.kind == SiteKind::Observe).collect()
     }
 
     /// Runs the model at an unconstrained position (`[latents, params]`) with every plate in
@@ -624,7 +624,7 @@ impl Evaluator<'_> {
             }
             let is_normal =
                 entry.is_some_and(|e| normal_sites.contains(&model.layout.entries[e].offset));
-            let target = if site.observed {
+            let target = if site.kind == SiteKind::Observe {
                 &mut likelihood
             } else if is_normal {
                 &mut normal_prior

@@ -42,7 +42,7 @@ pub struct InferArgs {
     #[arg(long)]
     pub force: bool,
     /// No progress bars.
-    #[arg(long)]
+    #[arg(long, short)]
     pub quiet: bool,
     /// Print the summary as JSON instead of a table.
     #[arg(long)]
@@ -72,9 +72,12 @@ pub struct RunResult {
 impl RunResult {
     /// The warnings of the summary, with columns named.
     pub fn warning_messages(&self) -> Vec<String> {
+        // Effective sample sizes and R-hat describe Markov chains; the independent draws of a
+        // fitted guide or of the prior need neither.
         self.summary
             .warnings
             .iter()
+            .filter(|_| self.mcmc)
             .map(|warning| warning.message(|i| self.columns.get(i).map_or_else(|| format!("column {i}"), Column::display_name)))
             .collect()
     }

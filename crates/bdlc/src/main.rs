@@ -14,6 +14,7 @@ mod methods;
 mod output;
 mod plot;
 mod plot_cmd;
+mod predict;
 mod progress;
 mod session;
 mod settings;
@@ -38,6 +39,8 @@ enum Command {
     Check(check::CheckArgs),
     /// Run inference on a model: SVI, MAP, Laplace, NUTS, HMC, prior draws, and more.
     Infer(infer::InferArgs),
+    /// Posterior-predictive draws and intervals on new inputs, from a finished run.
+    Predict(predict::PredictArgs),
     /// Check the model's gradient against finite differences at random points.
     Diagnose(diagnose::DiagnoseArgs),
 }
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => return check::run(&args, &mut session),
         Command::Infer(args) => infer::run(&args, &mut session, &stop),
+        Command::Predict(args) => predict::run(&args, &mut session),
         Command::Diagnose(args) => diagnose::run(&args, &mut session),
     };
     finish(result, &session)

@@ -1,0 +1,280 @@
+//! `bdlc predict MODEL --posterior DIR --data NEW --out FILE`: posterior-predictive draws of
+//! every `observe` site on new inputs, from the draws of a finished run (any method).
+//!
+//! Each posterior draw fixes the latent and param sites (read from `draws.csv` or the chains'
+//! CSV files); the model then runs on the new data with every observation drawn from its
+//! likelihood. FILE gets one row per observed element: mean, sd, 5%, 50% and 95% of the
+//! predictive draws, and for discrete sites the probability of each value.
+
+use crate::output::{format_number, write_file};
+use crate::session::{describe_io_error, Failure, Session};
+use bdl_autodiff::Tensor;
+use bdl_infer::diagnostics::quantile;
+use bdl_infer::rng::stream_rng;
+use bdl_runtime::data::Completeness;
+use bdl_runtime::handlers::SiteKind;
+use bdl_runtime::model::SiteInfo;
+use rayon::prelude::*;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// `bdlc predict`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PredictArgs {
+    /// The model file.
+    #[arg(value_name = "MODEL")]
+    pub model: PathBuf,
+    /// The directory of a finished run (`bdlc infer --out DIR`).
+    #[arg(long, value_name = "DIR")]
+    pub posterior: PathBuf,
+    /// The new inputs (observed columns may be absent); default: the model's own data.
+    #[arg(long = "data", value_name = "FILE")]
+    pub data: Vec<PathBuf>,
+    /// Where to write the predictive summary (CSV).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Also write every predictive draw (CmdStan layout) to this file.
+    #[arg(long = "draws-out", value_name = "FILE")]
+    pub draws_out: Option<PathBuf>,
+    /// Use at most this many posterior draws, evenly spaced.
+    #[arg(long, default_value_t = 1000)]
+    pub draws: usize,
+    /// The seed of the predictive draws.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// A table of draws read back from a run's CSV files.
+pub struct DrawTable {
+    /// Column names as in the file (`theta.1`).
+    pub header: Vec<String>,
+    /// One row per draw, all chains one after the other.
+    pub rows: Vec<Vec<f64>>,
+    /// The rows of each chain (their count), in file order.
+    pub chain_lengths: Vec<usize>,
+}
+
+/// The draws files of a run: `draws.csv`, or `chain-1.csv`, `chain-2.csv`, ….
+pub fn draw_files(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
+    if !dir.is_dir() {
+        return Err(Failure::usage("E0910", format!("`{}` is not a directory", dir.display()), None));
+    }
+    let single = dir.join("draws.csv");
+    if single.is_file() {
+        return Ok(vec![single]);
+    }
+    let mut chains = Vec::new();
+    for index in 1.. {
+        let path = dir.join(format!("chain-{index}.csv"));
+        if !path.is_file() {
+            break;
+        }
+        chains.push(path);
+    }
+    if chains.is_empty() {
+        return Err(Failure::usage(
+            "E0911",
+            format!("`{}` holds no draws (no draws.csv or chain-1.csv)", dir.display()),
+            Some("give the `--out` directory of a finished `bdlc infer` run".to_string()),
+        ));
+    }
+    Ok(chains)
+}
+
+/// Reads a run's draws; comment lines are skipped.
+pub fn read_draws(dir: &Path) -> Result<DrawTable, Failure> {
+    let mut table = DrawTable { header: Vec::new(), rows: Vec::new(), chain_lengths: Vec::new() };
+    for path in draw_files(dir)? {
+        let text = std::fs::read_to_string(&path).map_err(|error| {
+            Failure::usage("E0901", format!("cannot read `{}`: {}", path.display(), describe_io_error(&error)), None)
+        })?;
+        let mut header: Option<Vec<String>> = None;
+        let mut count = 0;
+        for (line_number, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let fields: Vec<&str> = line.split(',').collect();
+            match &header {
+                None => header = Some(fields.iter().map(|f| f.to_string()).collect()),
+                Some(names) => {
+                    if fields.len() != names.len() {
+                        return Err(Failure::run(
+                            "E0912",
+                            format!(
+                                "`{}` line {}: {} values for {} columns",
+                                path.display(),
+                                line_number + 1,
+                                fields.len(),
+                                names.len()
+                            ),
+                        ));
+                    }
+                    let row: Result<Vec<f64>, _> = fields.iter().map(|f| f.parse::<f64>()).collect();
+                    let row = row.map_err(|_| {
+                        Failure::run("E0912", format!("`{}` line {}: not a number", path.display(), line_number + 1))
+                    })?;
+                    table.rows.push(row);
+                    count += 1;
+                }
+            }
+        }
+        let header = header.ok_or_else(|| Failure::run("E0912", format!("`{}` has no header", path.display())))?;
+        if table.header.is_empty() {
+            table.header = header;
+        } else if table.header != header {
+            return Err(Failure::run("E0912", format!("`{}` has other columns than the first chain", path.display())));
+        }
+        table.chain_lengths.push(count);
+    }
+    Ok(table)
+}
+
+/// The CmdStan column names of a site.
+fn csv_names(site: &SiteInfo) -> Vec<String> {
+    crate::output::columns_of(&[site]).iter().map(crate::output::Column::csv_name).collect()
+}
+
+/// The values of the latent and param sites in one row of the table.
+fn substitution(sites: &[(&SiteInfo, Vec<usize>)], row: &[f64]) -> Result<HashMap<String, Tensor>, Failure> {
+    let mut values = HashMap::new();
+    for (site, columns) in sites {
+        let data: Vec<f64> = columns.iter().map(|&c| row[c]).collect();
+        let tensor = Tensor::from_shape(&site.shape, data)
+            .map_err(|e| Failure::run("E0913", format!("site `{}`: {e}", site.name)))?;
+        values.insert(site.name.clone(), tensor);
+    }
+    Ok(values)
+}
+
+/// Runs `bdlc predict`.
+pub fn run(args: &PredictArgs, session: &mut Session) -> Result<(), Failure> {
+    let model = session.load(&args.model, &args.data, Completeness::AllowMissingObserved, args.seed)?;
+    let table = read_draws(&args.posterior)?;
+    let free: Vec<&SiteInfo> = model
+        .output_sites()
+        .into_iter()
+        .filter(|site| matches!(site.kind, SiteKind::Sample | SiteKind::Param))
+        .collect();
+    let mut located = Vec::new();
+    for site in &free {
+        let names = csv_names(site);
+        let columns: Option<Vec<usize>> = names.iter().map(|n| table.header.iter().position(|h| h == n)).collect();
+        match columns {
+            Some(columns) => located.push((*site, columns)),
+            None => {
+                return Err(Failure::run(
+                    "E0914",
+                    format!(
+                        "the draws in `{}` have no column `{}` for site `{}` (shape {:?} with these data)",
+                        args.posterior.display(),
+                        names.first().cloned().unwrap_or_default(),
+                        site.name,
+                        site.shape
+                    ),
+                ))
+            }
+        }
+    }
+    let n_rows = table.rows.len();
+    if n_rows == 0 {
+        return Err(Failure::run("E0915", format!("`{}` holds no draws", args.posterior.display())));
+    }
+    let n_used = args.draws.clamp(1, n_rows);
+    let picked: Vec<usize> = (0..n_used).map(|k| k * n_rows / n_used).collect();
+    let observed: Vec<&SiteInfo> = model.observed_sites();
+    let draws: Vec<Result<Vec<(String, Tensor)>, Failure>> = picked
+        .par_iter()
+        .map(|&row| {
+            let values = substitution(&located, &table.rows[row])?;
+            let mut rng = stream_rng(args.seed, row as u64);
+            model.predictive_draw(&values, &mut rng).map_err(|e| Failure::model(vec![e.to_diagnostic()]))
+        })
+        .collect();
+    let draws = draws.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let summary = summarise(&observed, &draws);
+    write_file(&args.out, &summary)?;
+    if let Some(path) = &args.draws_out {
+        write_predictive_draws(path, &observed, &draws)?;
+    }
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!("wrote {} ({} posterior draws)", args.out.display(), n_used);
+    }
+    Ok(())
+}
+
+/// The values of one site across draws, element by element.
+fn site_columns(site: &SiteInfo, draws: &[Vec<(String, Tensor)>]) -> Vec<Vec<f64>> {
+    let count: usize = site.shape.iter().product();
+    let mut columns = vec![Vec::with_capacity(draws.len()); count];
+    for draw in draws {
+        if let Some((_, tensor)) = draw.iter().find(|(name, _)| *name == site.name) {
+            for (column, value) in columns.iter_mut().zip(tensor.data()) {
+                column.push(*value);
+            }
+        }
+    }
+    columns
+}
+
+/// The summary CSV: one row per observed element.
+fn summarise(observed: &[&SiteInfo], draws: &[Vec<(String, Tensor)>]) -> String {
+    let max_class = observed
+        .iter()
+        .filter(|site| site.discrete)
+        .flat_map(|site| site_columns(site, draws).into_iter().flatten())
+        .fold(0.0_f64, f64::max) as usize;
+    let any_discrete = observed.iter().any(|site| site.discrete);
+    let mut text = String::from("site,index,mean,sd,q5,q50,q95");
+    if any_discrete {
+        for class in 0..=max_class.min(64) {
+            let _ = write!(text, ",p{class}");
+        }
+    }
+    text.push('\n');
+    for site in observed {
+        for (flat, values) in site_columns(site, draws).iter().enumerate() {
+            let n = values.len() as f64;
+            let mean = values.iter().sum::<f64>() / n;
+            let sd = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0)).sqrt();
+            let _ = write!(
+                text,
+                "{},{},{},{},{},{},{}",
+                site.name,
+                flat + 1,
+                format_number(mean),
+                format_number(sd),
+                format_number(quantile(values, 0.05)),
+                format_number(quantile(values, 0.5)),
+                format_number(quantile(values, 0.95))
+            );
+            if any_discrete {
+                for class in 0..=max_class.min(64) {
+                    if site.discrete {
+                        let share = values.iter().filter(|&&v| v == class as f64).count() as f64 / n;
+                        let _ = write!(text, ",{}", format_number(share));
+                    } else {
+                        text.push(',');
+                    }
+                }
+            }
+            text.push('\n');
+        }
+    }
+    text
+}
+
+fn write_predictive_draws(path: &Path, observed: &[&SiteInfo], draws: &[Vec<(String, Tensor)>]) -> Result<(), Failure> {
+    let columns = crate::output::columns_of(observed);
+    let header: Vec<String> = columns.iter().map(crate::output::Column::csv_name).collect();
+    let mut writer = crate::output::DrawsWriter::create(path, &["posterior predictive draws".to_string()], &header)?;
+    let mut row = Vec::new();
+    for draw in draws {
+        crate::output::flatten_row(observed, draw, &mut row);
+        writer.row(&row)?;
+    }
+    Ok(())
+}
