@@ -98,8 +98,9 @@ pub struct EnsembleSettings {
     pub members: usize,
     /// The seed of every random draw.
     pub seed: u64,
-    /// Each member's MAP fit: steps, particles, optimiser, schedule, non-finite handling. Its
-    /// `guide` is replaced by the Delta guide, and its `seed` and `init.location` by the member's.
+    /// Each member's MAP fit: steps, particles, optimiser, schedule, non-finite handling (which
+    /// the SWAG phase follows too). Its `guide` is replaced by the Delta guide, and its `seed` and
+    /// `init.location` by the member's.
     pub map: SviSettings,
     /// Where members start.
     pub init: MemberInit,
@@ -281,7 +282,8 @@ pub struct EnsembleMember {
     pub member: usize,
     /// The MAP position `[latents, params]` (unconstrained): this member's draw.
     pub position: Vec<f64>,
-    /// −log p(x, z) at `position` (a mini-batch estimate for subsampled models).
+    /// −log p(x, z) at `position` (a mini-batch estimate for subsampled models; +∞ when the
+    /// model could not evaluate it there).
     pub final_loss: f64,
     /// The loss of every MAP step taken.
     pub losses: Vec<StepLoss>,

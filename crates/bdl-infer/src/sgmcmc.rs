@@ -142,6 +142,17 @@ pub enum SgmcmcAlgorithm {
     },
 }
 
+impl SgmcmcAlgorithm {
+    /// SGHMC with friction C, the usual simplification B̂ = 0 and no momentum resampling.
+    pub fn sghmc(friction: f64) -> Self {
+        SgmcmcAlgorithm::Sghmc {
+            friction,
+            noise_estimate: 0.0,
+            resample_momentum_every: 0,
+        }
+    }
+}
+
 /// Where chains start.
 #[derive(Clone, Debug, PartialEq)]
 pub enum SgmcmcInit {
@@ -661,6 +672,88 @@ fn fill_standard_normal(rng: &mut Rng, values: &mut [f64]) {
     }
 }
 
+/// The state of the dynamics besides the position: SGHMC's momentum, the noise buffer, and the
+/// point before the current step (restored when a step fails).
+struct Dynamics {
+    momentum: Vec<f64>,
+    noise: Vec<f64>,
+    previous_position: Vec<f64>,
+    previous_momentum: Vec<f64>,
+}
+
+impl Dynamics {
+    /// SGHMC's momentum starts from N(0, I); SGLD has none.
+    fn new(algorithm: &SgmcmcAlgorithm, dim: usize, rng: &mut Rng) -> Self {
+        let mut momentum = vec![0.0; dim];
+        if let SgmcmcAlgorithm::Sghmc { .. } = algorithm {
+            fill_standard_normal(rng, &mut momentum);
+        }
+        Dynamics {
+            previous_momentum: momentum.clone(),
+            momentum,
+            noise: vec![0.0; dim],
+            previous_position: vec![0.0; dim],
+        }
+    }
+
+    fn save(&mut self, position: &[f64]) {
+        self.previous_position.copy_from_slice(position);
+        self.previous_momentum.copy_from_slice(&self.momentum);
+    }
+
+    fn restore(&mut self, position: &mut [f64]) {
+        position.copy_from_slice(&self.previous_position);
+        self.momentum.copy_from_slice(&self.previous_momentum);
+    }
+
+    /// One step from `position` with step size ε, given the gradient of log p̃ there.
+    fn step(
+        &mut self,
+        algorithm: &SgmcmcAlgorithm,
+        iteration: usize,
+        step_size: f64,
+        gradient: &[f64],
+        rng: &mut Rng,
+        position: &mut [f64],
+    ) {
+        match *algorithm {
+            SgmcmcAlgorithm::Sgld => {
+                // θ ← θ + (ε/2) ∇ log p̃(θ) + √ε ξ, ξ ~ N(0, I).
+                fill_standard_normal(rng, &mut self.noise);
+                let noise_scale = step_size.sqrt();
+                for ((q, g), xi) in position.iter_mut().zip(gradient).zip(&self.noise) {
+                    *q += 0.5 * step_size * g + noise_scale * xi;
+                }
+            }
+            SgmcmcAlgorithm::Sghmc {
+                friction,
+                noise_estimate,
+                resample_momentum_every,
+            } => {
+                if resample_momentum_every > 0
+                    && iteration > 0
+                    && iteration.checked_rem(resample_momentum_every) == Some(0)
+                {
+                    fill_standard_normal(rng, &mut self.momentum);
+                }
+                // r ← (1 − εC) r + ε ∇ log p̃(θ) + √(2 (C − B̂) ε) ξ, then θ ← θ + ε r.
+                fill_standard_normal(rng, &mut self.noise);
+                let decay = 1.0 - step_size * friction;
+                let noise_scale = (2.0 * (friction - noise_estimate) * step_size).sqrt();
+                for (((q, r), g), xi) in position
+                    .iter_mut()
+                    .zip(self.momentum.iter_mut())
+                    .zip(gradient)
+                    .zip(&self.noise)
+                {
+                    *r = decay * *r + step_size * g + noise_scale * xi;
+                    *q += step_size * *r;
+                }
+            }
+        }
+    }
+}
+
 /// Runs chain `chain` to the end, or until `stop` or `abort` is set.
 fn run_chain<M, C>(
     chain: usize,
@@ -687,14 +780,7 @@ where
     let mut position = vec![0.0; dim];
     initialise(&mut evaluator, settings, chain, &mut rng, &mut position)?;
 
-    let mut momentum = vec![0.0; dim];
-    let mut noise = vec![0.0; dim];
-    let mut previous_position = vec![0.0; dim];
-    let mut previous_momentum = vec![0.0; dim];
-    if let SgmcmcAlgorithm::Sghmc { .. } = settings.algorithm {
-        fill_standard_normal(&mut rng, &mut momentum);
-    }
-
+    let mut dynamics = Dynamics::new(&settings.algorithm, dim, &mut rng);
     let n_iterations = settings.n_iterations();
     let mut draws = Vec::with_capacity(settings.samples * dim);
     let mut step_sizes = Vec::with_capacity(settings.samples);
@@ -713,48 +799,18 @@ where
             burn_in_time = Some(start.elapsed());
         }
         let step_size = settings.step_size.step_size(iteration);
-        previous_position.copy_from_slice(&position);
-        previous_momentum.copy_from_slice(&momentum);
-
+        dynamics.save(&position);
         let outcome = evaluator
             .evaluate(&position, &mut rng)
             .and_then(|log_joint| {
-                match settings.algorithm {
-                    SgmcmcAlgorithm::Sgld => {
-                        // θ ← θ + (ε/2) ∇ log p̃(θ) + √ε ξ, ξ ~ N(0, I).
-                        fill_standard_normal(&mut rng, &mut noise);
-                        let noise_scale = step_size.sqrt();
-                        for ((q, g), xi) in position.iter_mut().zip(&evaluator.gradient).zip(&noise)
-                        {
-                            *q += 0.5 * step_size * g + noise_scale * xi;
-                        }
-                    }
-                    SgmcmcAlgorithm::Sghmc {
-                        friction,
-                        noise_estimate,
-                        resample_momentum_every,
-                    } => {
-                        if resample_momentum_every > 0
-                            && iteration > 0
-                            && iteration.checked_rem(resample_momentum_every) == Some(0)
-                        {
-                            fill_standard_normal(&mut rng, &mut momentum);
-                        }
-                        // r ← (1 − εC) r + ε ∇ log p̃(θ) + √(2 (C − B̂) ε) ξ, then θ ← θ + ε r.
-                        fill_standard_normal(&mut rng, &mut noise);
-                        let decay = 1.0 - step_size * friction;
-                        let noise_scale = (2.0 * (friction - noise_estimate) * step_size).sqrt();
-                        for (((q, r), g), xi) in position
-                            .iter_mut()
-                            .zip(momentum.iter_mut())
-                            .zip(&evaluator.gradient)
-                            .zip(&noise)
-                        {
-                            *r = decay * *r + step_size * g + noise_scale * xi;
-                            *q += step_size * *r;
-                        }
-                    }
-                }
+                dynamics.step(
+                    &settings.algorithm,
+                    iteration,
+                    step_size,
+                    &evaluator.gradient,
+                    &mut rng,
+                    &mut position,
+                );
                 match position.iter().position(|q| !q.is_finite()) {
                     Some(i) => Err(LogDensityError::recoverable(format!(
                         "the step moved coordinate {i} to a non-finite value; lower the step size"
@@ -769,8 +825,7 @@ where
                 (value, false)
             }
             Err(error) => {
-                position.copy_from_slice(&previous_position);
-                momentum.copy_from_slice(&previous_momentum);
+                dynamics.restore(&mut position);
                 if !error.recoverable {
                     return Err(SgmcmcError::Model {
                         chain,
