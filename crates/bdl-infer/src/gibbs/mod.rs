@@ -14,6 +14,9 @@
 //!   collapsed Gibbs requires (van Dyk and Park, 2008) and as the lecture orders its steps: β,
 //!   then each γⱼ with β integrated out, then the hyper-parameters given β and γ.
 //!
+//! [`reversible_jump`] adds the lecture's architecture selection: reversible-jump moves over the
+//! number of hidden units, with the output weights integrated out.
+//!
 //! Proposals adapt during warm-up only. Chains run in parallel with rayon, or one after the
 //! other with identical results: chain `c` draws every random number from `stream_rng(seed, c)`.
 //! A callback sees every sweep and a stop flag ends all chains early, keeping finished draws.
@@ -22,12 +25,17 @@
 //! and is counted; a fatal model error stops the run.
 
 pub mod conjugate;
+pub mod reversible_jump;
 pub mod rwm;
 
 pub use conjugate::{
     gamma_precision_posterior, linear_gaussian_log_marginal, linear_gaussian_posterior,
     normal_mean_posterior, normal_mean_posterior_scalar, wishart_precision_posterior,
     ConjugateError, GammaParams, MultivariateNormal, Wishart,
+};
+pub use reversible_jump::{
+    sample_units, HiddenUnitModel, ReversibleJumpDraw, ReversibleJumpError, ReversibleJumpResult,
+    ReversibleJumpSettings,
 };
 pub use rwm::RwmSettings;
 
