@@ -19,7 +19,7 @@
 //!   one-dimensional case.
 //!
 //! Gamma and Wishart distributions use the shape/rate and (degrees of freedom, scale matrix)
-//! conventions of the lecture: E[τ] = a / b and E[Λ] = ν V.
+//! conventions of the lecture: the mean of τ is a / b and the mean of Λ is ν V.
 
 use nalgebra::{Cholesky, DMatrix, DVector, Dyn};
 use rand_distr::{ChiSquared, Distribution, Gamma, StandardNormal};
