@@ -1,4 +1,4 @@
-//! The conjugate helpers against direct formulas (inverses, determinants and finite sums computed
+//! The conjugate-update functions against direct formulas (inverses, determinants and finite sums computed
 //! another way) to 1e-10, and the samplers against their moments within Monte Carlo error.
 
 use bdl_infer::gibbs::{

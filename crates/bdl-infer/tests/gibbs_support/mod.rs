@@ -1,4 +1,4 @@
-//! Closed-form models for the Gibbs tests, written as `GibbsModel`s with the conjugate helpers:
+//! Closed-form models for the Gibbs tests, written as `GibbsModel`s with the conjugate-update functions:
 //! a linear regression with a Normal–Gamma prior (whose posterior is known exactly) and the
 //! lecture's shallow sigmoid network with its output weights integrated out.
 
