@@ -1,0 +1,1036 @@
+//! Metropolis-within-Gibbs, as the teaching material samples its shallow Bayesian network.
+//!
+//! A [`GibbsModel`] splits its unconstrained position into blocks ([`GibbsBlock`]). Each sweep
+//! visits the blocks in order:
+//!
+//! - a [`BlockKind::Conjugate`] block is drawn exactly from its full conditional by the model
+//!   ([`GibbsModel::draw_conditional`]; [`conjugate`] holds the maths: the multivariate normal of
+//!   output weights, Gamma and Wishart precisions, normal means);
+//! - a [`BlockKind::Metropolis`] block takes one adaptive random-walk Metropolis step ([`rwm`])
+//!   on the joint log density, or, when it names a marginalised conjugate block and collapsing is
+//!   on, on the log density with that block integrated out ([`GibbsModel::log_marginal`], the
+//!   lecture's p(D | γ, ν)). After a run of consecutive collapsed blocks the marginalised block
+//!   is redrawn exactly from its conditional before any other block reads it, as partially
+//!   collapsed Gibbs requires (van Dyk and Park, 2008) and as the lecture orders its steps: β,
+//!   then each γⱼ with β integrated out, then the hyper-parameters given β and γ.
+//!
+//! [`reversible_jump`] adds the lecture's architecture selection: reversible-jump moves over the
+//! number of hidden units, with the output weights integrated out.
+//!
+//! Proposals adapt during warm-up only. Chains run in parallel with rayon, or one after the
+//! other with identical results: chain `c` draws every random number from `stream_rng(seed, c)`.
+//! A callback sees every sweep and a stop flag ends all chains early, keeping finished draws.
+//! A proposal whose log density is not finite, or fails recoverably, is rejected and counted; a
+//! conjugate draw that fails recoverably or writes non-finite values leaves the block unchanged
+//! and is counted; a fatal model error stops the run.
+
+pub mod conjugate;
+pub mod reversible_jump;
+pub mod rwm;
+
+pub use conjugate::{
+    gamma_precision_posterior, linear_gaussian_log_marginal, linear_gaussian_posterior,
+    normal_mean_posterior, normal_mean_posterior_scalar, wishart_precision_posterior,
+    ConjugateError, GammaParams, MultivariateNormal, Wishart,
+};
+pub use reversible_jump::{
+    sample_units, HiddenUnitModel, ReversibleJumpDraw, ReversibleJumpError, ReversibleJumpResult,
+    ReversibleJumpSettings,
+};
+pub use rwm::RwmSettings;
+
+use crate::density::LogDensityError;
+use crate::rng::{stream_rng, Rng};
+use rand::Rng as _;
+use rayon::prelude::*;
+use rwm::AdaptiveProposal;
+use std::fmt;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// How a block is updated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BlockKind {
+    /// Drawn exactly from its full conditional.
+    Conjugate,
+    /// One adaptive random-walk Metropolis step per sweep.
+    Metropolis {
+        /// A conjugate block integrated out of the acceptance ratio (through
+        /// [`GibbsModel::log_marginal`]) and redrawn afterwards, when collapsing is on.
+        marginalise: Option<usize>,
+    },
+}
+
+/// A named block of coordinates and how it is updated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GibbsBlock {
+    /// The name used in messages and statistics (for example a site name).
+    pub name: String,
+    /// The block's coordinates in the position vector.
+    pub range: Range<usize>,
+    /// How it is updated.
+    pub kind: BlockKind,
+}
+
+impl GibbsBlock {
+    /// A block drawn exactly from its conditional.
+    pub fn conjugate(name: impl Into<String>, range: Range<usize>) -> Self {
+        GibbsBlock {
+            name: name.into(),
+            range,
+            kind: BlockKind::Conjugate,
+        }
+    }
+
+    /// A block updated by random-walk Metropolis on the joint density.
+    pub fn metropolis(name: impl Into<String>, range: Range<usize>) -> Self {
+        GibbsBlock {
+            name: name.into(),
+            range,
+            kind: BlockKind::Metropolis { marginalise: None },
+        }
+    }
+
+    /// A block updated by random-walk Metropolis with block `marginalise` integrated out.
+    pub fn collapsed(name: impl Into<String>, range: Range<usize>, marginalise: usize) -> Self {
+        GibbsBlock {
+            name: name.into(),
+            range,
+            kind: BlockKind::Metropolis {
+                marginalise: Some(marginalise),
+            },
+        }
+    }
+
+    /// The number of coordinates.
+    pub fn len(&self) -> usize {
+        self.range.len()
+    }
+
+    /// Whether the block has no coordinates (never true of a valid block).
+    pub fn is_empty(&self) -> bool {
+        self.range.is_empty()
+    }
+}
+
+/// What Metropolis-within-Gibbs needs from a model. The runtime implements it for a model whose
+/// blocks are declared in the model file or on the command line; tests implement it for
+/// closed-form models.
+pub trait GibbsModel: Send {
+    /// The length of the unconstrained position vector.
+    fn dim(&self) -> usize;
+
+    /// The blocks, in sweep order; together they cover every coordinate exactly once.
+    fn blocks(&self) -> Vec<GibbsBlock>;
+
+    /// The joint log density at `position` (unconstrained, Jacobians included), up to a constant.
+    fn log_density(&mut self, position: &[f64]) -> Result<f64, LogDensityError>;
+
+    /// Draws block `block` exactly from its full conditional given the other coordinates of
+    /// `position`, writing it into `position`. Models without conjugate blocks need not
+    /// implement it.
+    fn draw_conditional(
+        &mut self,
+        block: usize,
+        position: &mut [f64],
+        rng: &mut Rng,
+    ) -> Result<(), LogDensityError> {
+        let _ = (position, rng);
+        Err(LogDensityError::fatal(format!(
+            "the model cannot draw block {block} from its conditional"
+        )))
+    }
+
+    /// The log density with block `marginalised_block` integrated out, at the other coordinates
+    /// of `position` (its own coordinates are ignored), up to a constant that does not depend on
+    /// them; `None` when the model cannot compute it.
+    fn log_marginal(
+        &mut self,
+        marginalised_block: usize,
+        position: &[f64],
+    ) -> Option<Result<f64, LogDensityError>> {
+        let _ = (marginalised_block, position);
+        None
+    }
+}
+
+/// Where chains start.
+#[derive(Clone, Debug, PartialEq)]
+pub enum GibbsInit {
+    /// Uniform(−radius, radius) in every unconstrained coordinate, redrawn until the log density
+    /// is finite.
+    Random {
+        /// The half-width; 0 starts at the origin.
+        radius: f64,
+    },
+    /// Given unconstrained positions: one shared by all chains, or one per chain.
+    Positions(Vec<Vec<f64>>),
+}
+
+impl Default for GibbsInit {
+    fn default() -> Self {
+        GibbsInit::Random { radius: 2.0 }
+    }
+}
+
+/// Everything that configures a Gibbs run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GibbsSettings {
+    /// The number of chains.
+    pub chains: usize,
+    /// Warm-up sweeps per chain (proposals adapt; draws are not kept).
+    pub warmup: usize,
+    /// Kept draws per chain; sampling runs `samples × thin` sweeps and keeps the last of every
+    /// `thin`.
+    pub samples: usize,
+    /// Keep one sweep in this many (at least 1).
+    pub thin: usize,
+    /// The seed of every chain's random stream.
+    pub seed: u64,
+    /// Where chains start.
+    pub init: GibbsInit,
+    /// How many random starting points to try before giving up.
+    pub max_init_attempts: usize,
+    /// Use the collapsed updates that blocks declare; when off, every Metropolis block uses the
+    /// joint density.
+    pub collapse: bool,
+    /// The adaptive random-walk Metropolis tuning.
+    pub rwm: RwmSettings,
+    /// Run chains in parallel with rayon (the draws are the same either way).
+    pub parallel: bool,
+}
+
+impl Default for GibbsSettings {
+    fn default() -> Self {
+        GibbsSettings {
+            chains: 4,
+            warmup: 1000,
+            samples: 1000,
+            thin: 1,
+            seed: 0,
+            init: GibbsInit::default(),
+            max_init_attempts: 100,
+            collapse: true,
+            rwm: RwmSettings::default(),
+            parallel: true,
+        }
+    }
+}
+
+impl GibbsSettings {
+    /// Checks the settings for a model of dimension `dim`.
+    pub fn validate(&self, dim: usize) -> Result<(), GibbsError> {
+        let invalid = |message: String| Err(GibbsError::InvalidSettings { message });
+        if self.chains == 0 {
+            return invalid("at least one chain is needed".into());
+        }
+        if self.thin == 0 {
+            return invalid("the thinning interval must be at least 1".into());
+        }
+        if self.max_init_attempts == 0 {
+            return invalid("at least one initialisation attempt is needed".into());
+        }
+        if (self.warmup as u64)
+            .saturating_add((self.samples as u64).saturating_mul(self.thin as u64))
+            >= 1 << 40
+        {
+            return invalid("too many sweeps per chain".into());
+        }
+        self.rwm
+            .validate()
+            .map_err(|message| GibbsError::InvalidSettings { message })?;
+        match &self.init {
+            GibbsInit::Random { radius } => {
+                if !(radius.is_finite() && *radius >= 0.0) {
+                    return invalid(format!(
+                        "the initialisation radius must be finite and non-negative, not {radius}"
+                    ));
+                }
+            }
+            GibbsInit::Positions(positions) => {
+                if positions.len() != 1 && positions.len() != self.chains {
+                    return invalid(format!(
+                        "{} initial positions were given for {} chains: give one for all or one \
+                         per chain",
+                        positions.len(),
+                        self.chains
+                    ));
+                }
+                for (i, position) in positions.iter().enumerate() {
+                    if position.len() != dim {
+                        return invalid(format!(
+                            "initial position {i} has {} coordinates, but the model has {dim}",
+                            position.len()
+                        ));
+                    }
+                    if let Some(k) = position.iter().position(|v| !v.is_finite()) {
+                        return invalid(format!(
+                            "coordinate {k} of initial position {i} is not finite"
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks that `blocks` cover the `dim` coordinates exactly once and that collapsed blocks
+/// marginalise a conjugate block other than themselves.
+pub fn validate_blocks(blocks: &[GibbsBlock], dim: usize) -> Result<(), GibbsError> {
+    let invalid = |message: String| Err(GibbsError::InvalidBlocks { message });
+    if blocks.is_empty() {
+        return invalid("the model declares no blocks".into());
+    }
+    let mut owner: Vec<Option<usize>> = vec![None; dim];
+    for (b, block) in blocks.iter().enumerate() {
+        if block.range.is_empty() {
+            return invalid(format!("block '{}' has no coordinates", block.name));
+        }
+        if block.range.end > dim {
+            return invalid(format!(
+                "block '{}' covers coordinates {}..{} but the model has {dim}",
+                block.name, block.range.start, block.range.end
+            ));
+        }
+        for i in block.range.clone() {
+            if let Some(other) = owner[i] {
+                return invalid(format!(
+                    "coordinate {i} belongs to both block '{}' and block '{}'",
+                    blocks[other].name, block.name
+                ));
+            }
+            owner[i] = Some(b);
+        }
+        if let BlockKind::Metropolis {
+            marginalise: Some(m),
+        } = block.kind
+        {
+            match blocks.get(m) {
+                None => {
+                    return invalid(format!(
+                        "block '{}' marginalises block {m}, which does not exist",
+                        block.name
+                    ))
+                }
+                Some(_) if m == b => {
+                    return invalid(format!("block '{}' cannot marginalise itself", block.name))
+                }
+                Some(target) if target.kind != BlockKind::Conjugate => {
+                    return invalid(format!(
+                        "block '{}' marginalises block '{}', which is not conjugate and so cannot \
+                         be redrawn exactly",
+                        block.name, target.name
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    if let Some(i) = owner.iter().position(|o| o.is_none()) {
+        return invalid(format!("coordinate {i} belongs to no block"));
+    }
+    Ok(())
+}
+
+/// One finished sweep, as the callback sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct GibbsEvent<'a> {
+    /// The chain index, from 0.
+    pub chain: usize,
+    /// The sweep, from 0, counting warm-up first.
+    pub iteration: usize,
+    /// Whether this is a warm-up sweep.
+    pub warmup: bool,
+    /// Whether the position is kept as a draw.
+    pub kept: bool,
+    /// The position after the sweep.
+    pub position: &'a [f64],
+}
+
+/// What happened to one block in one chain.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BlockStats {
+    /// The block's name.
+    pub name: String,
+    /// Metropolis proposals during warm-up.
+    pub warmup_proposals: u64,
+    /// Accepted Metropolis proposals during warm-up.
+    pub warmup_accepted: u64,
+    /// Metropolis proposals during sampling.
+    pub proposals: u64,
+    /// Accepted Metropolis proposals during sampling.
+    pub accepted: u64,
+    /// Proposals rejected because their log density was not finite or failed recoverably.
+    pub nonfinite_proposals: u64,
+    /// Conjugate draws that failed recoverably or were not finite (the block kept its values).
+    pub failed_draws: u64,
+    /// The adapted proposal scale s (Metropolis blocks).
+    pub proposal_scale: Option<f64>,
+    /// The target acceptance rate (Metropolis blocks).
+    pub target_acceptance: Option<f64>,
+}
+
+impl BlockStats {
+    /// The acceptance rate during sampling (`None` for conjugate blocks or without sampling).
+    pub fn acceptance_rate(&self) -> Option<f64> {
+        (self.proposals > 0).then(|| self.accepted as f64 / self.proposals as f64)
+    }
+
+    /// The acceptance rate during warm-up.
+    pub fn warmup_acceptance_rate(&self) -> Option<f64> {
+        (self.warmup_proposals > 0)
+            .then(|| self.warmup_accepted as f64 / self.warmup_proposals as f64)
+    }
+}
+
+/// The output of one chain.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GibbsChain {
+    /// The chain index, from 0.
+    pub chain: usize,
+    /// The number of coordinates per draw.
+    pub dim: usize,
+    /// The kept draws, `n_draws × dim`, one draw after another.
+    pub draws: Vec<f64>,
+    /// The joint log density of each kept draw (−∞ where the model could not evaluate it).
+    pub log_densities: Vec<f64>,
+    /// Per-block statistics, in block order.
+    pub blocks: Vec<BlockStats>,
+    /// Evaluations of the joint or marginal log density.
+    pub n_density_evaluations: u64,
+    /// Wall time of initialisation and warm-up.
+    pub warmup_time: Duration,
+    /// Wall time of sampling.
+    pub sampling_time: Duration,
+    /// Whether the stop flag ended this chain before all its sweeps.
+    pub interrupted: bool,
+}
+
+impl GibbsChain {
+    /// The number of kept draws.
+    pub fn n_draws(&self) -> usize {
+        self.log_densities.len()
+    }
+
+    /// Draw `i`; panics when `i >= n_draws()`.
+    pub fn draw(&self, i: usize) -> &[f64] {
+        &self.draws[i * self.dim..(i + 1) * self.dim]
+    }
+}
+
+/// The output of [`sample`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct GibbsResult {
+    /// The number of unconstrained coordinates.
+    pub dim: usize,
+    /// The blocks the run used.
+    pub blocks: Vec<GibbsBlock>,
+    /// The chains, in index order.
+    pub chains: Vec<GibbsChain>,
+    /// The settings the run used.
+    pub settings: GibbsSettings,
+    /// Whether the stop flag ended the run early.
+    pub interrupted: bool,
+}
+
+impl GibbsResult {
+    /// The kept draws of every chain, as slices (`n_draws × dim` each), the layout that
+    /// [`crate::diagnostics::Summary::from_draws`] takes.
+    pub fn draw_slices(&self) -> Vec<&[f64]> {
+        self.chains.iter().map(|c| c.draws.as_slice()).collect()
+    }
+
+    /// The sampling acceptance rate of block `block` pooled over chains (`None` for conjugate
+    /// blocks).
+    pub fn acceptance_rate(&self, block: usize) -> Option<f64> {
+        let (accepted, proposals) = self.chains.iter().fold((0u64, 0u64), |(a, p), chain| {
+            chain
+                .blocks
+                .get(block)
+                .map_or((a, p), |s| (a + s.accepted, p + s.proposals))
+        });
+        (proposals > 0).then(|| accepted as f64 / proposals as f64)
+    }
+}
+
+/// Why a run could not produce draws.
+#[derive(Clone, Debug, PartialEq)]
+pub enum GibbsError {
+    /// The settings are inconsistent.
+    InvalidSettings {
+        /// What is wrong.
+        message: String,
+    },
+    /// The model's blocks are inconsistent.
+    InvalidBlocks {
+        /// What is wrong.
+        message: String,
+    },
+    /// The model has no coordinates.
+    NoParameters,
+    /// The factory made models of different dimensions or blocks.
+    ModelMismatch {
+        /// The chain whose model differs from chain 0's.
+        chain: usize,
+        /// How it differs.
+        message: String,
+    },
+    /// No starting point had a finite log density.
+    Initialisation {
+        /// The chain.
+        chain: usize,
+        /// How many points were tried.
+        attempts: usize,
+        /// The model's message for the last point tried.
+        message: String,
+    },
+    /// A block needs a marginal density the model does not provide.
+    MissingMarginal {
+        /// The collapsed block.
+        block: String,
+        /// The block it marginalises.
+        marginalised: String,
+    },
+    /// The model failed fatally.
+    Model {
+        /// The chain.
+        chain: usize,
+        /// The sweep, counting warm-up first.
+        iteration: usize,
+        /// The block being updated.
+        block: String,
+        /// The model's message.
+        message: String,
+    },
+}
+
+impl fmt::Display for GibbsError {
+    /// Chains and sweeps are numbered from 1 in messages.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GibbsError::InvalidSettings { message } => {
+                write!(f, "invalid sampler settings: {message}")
+            }
+            GibbsError::InvalidBlocks { message } => write!(f, "invalid Gibbs blocks: {message}"),
+            GibbsError::NoParameters => f.write_str("the model has no parameters to sample"),
+            GibbsError::ModelMismatch { chain, message } => {
+                write!(f, "chain {}: {message}", chain + 1)
+            }
+            GibbsError::Initialisation {
+                chain,
+                attempts,
+                message,
+            } => write!(
+                f,
+                "chain {} could not be initialised after {attempts} attempt{}: {message}",
+                chain + 1,
+                if *attempts == 1 { "" } else { "s" }
+            ),
+            GibbsError::MissingMarginal {
+                block,
+                marginalised,
+            } => write!(
+                f,
+                "block '{block}' integrates out block '{marginalised}', but the model provides \
+                 no marginal density for it"
+            ),
+            GibbsError::Model {
+                chain,
+                iteration,
+                block,
+                message,
+            } => write!(
+                f,
+                "chain {} stopped at sweep {} while updating block '{block}': {message}",
+                chain + 1,
+                iteration + 1
+            ),
+        }
+    }
+}
+
+impl std::error::Error for GibbsError {}
+
+/// Runs `settings.chains` chains of Metropolis-within-Gibbs on models made by
+/// `make_model(chain)`.
+///
+/// `callback` is called on each chain's thread after every sweep; it must be quick. Setting
+/// `stop` ends every chain before its next sweep; the result then holds the draws finished so far
+/// and `interrupted` is true. The draws never depend on `parallel` or the number of threads.
+pub fn sample<M, F, C>(
+    settings: &GibbsSettings,
+    make_model: F,
+    callback: &C,
+    stop: &AtomicBool,
+) -> Result<GibbsResult, GibbsError>
+where
+    M: GibbsModel,
+    F: Fn(usize) -> M + Sync,
+    C: Fn(&GibbsEvent<'_>) + Sync,
+{
+    let first_model = make_model(0);
+    let dim = first_model.dim();
+    if dim == 0 {
+        return Err(GibbsError::NoParameters);
+    }
+    let blocks = first_model.blocks();
+    validate_blocks(&blocks, dim)?;
+    settings.validate(dim)?;
+    let first_model = std::sync::Mutex::new(Some(first_model));
+
+    let abort = AtomicBool::new(false);
+    let run = |chain: usize| -> Result<GibbsChain, GibbsError> {
+        let kept = if chain == 0 {
+            first_model.lock().ok().and_then(|mut m| m.take())
+        } else {
+            None
+        };
+        let model = kept.unwrap_or_else(|| make_model(chain));
+        let result = if model.dim() != dim {
+            Err(GibbsError::ModelMismatch {
+                chain,
+                message: format!(
+                    "the model has dimension {}, but chain 1's has {dim}",
+                    model.dim()
+                ),
+            })
+        } else if model.blocks() != blocks {
+            Err(GibbsError::ModelMismatch {
+                chain,
+                message: "the model declares different blocks from chain 1's".into(),
+            })
+        } else {
+            run_chain(chain, settings, &blocks, model, callback, stop, &abort)
+        };
+        if result.is_err() {
+            abort.store(true, Ordering::Relaxed);
+        }
+        result
+    };
+    let outcomes: Vec<Result<GibbsChain, GibbsError>> = if settings.parallel {
+        (0..settings.chains).into_par_iter().map(run).collect()
+    } else {
+        (0..settings.chains).map(run).collect()
+    };
+    let mut chains = Vec::with_capacity(outcomes.len());
+    for outcome in outcomes {
+        chains.push(outcome?);
+    }
+    let interrupted = chains.iter().any(|c| c.interrupted);
+    Ok(GibbsResult {
+        dim,
+        blocks,
+        chains,
+        settings: settings.clone(),
+        interrupted,
+    })
+}
+
+/// A chain's model, its cached log densities and its bookkeeping.
+struct ChainState<'a, M> {
+    chain: usize,
+    model: M,
+    blocks: &'a [GibbsBlock],
+    position: Vec<f64>,
+    proposal: Vec<f64>,
+    saved_block: Vec<f64>,
+    /// The joint log density at `position`, when known.
+    joint: Option<f64>,
+    /// The marginal log density (with the given block integrated out) at `position`, when known.
+    marginal: Option<(usize, f64)>,
+    stats: Vec<BlockStats>,
+    proposals: Vec<Option<AdaptiveProposal>>,
+    evaluations: u64,
+}
+
+/// Which density a Metropolis block targets.
+#[derive(Clone, Copy, PartialEq)]
+enum Target {
+    Joint,
+    Marginal(usize),
+}
+
+impl<M: GibbsModel> ChainState<'_, M> {
+    fn model_error(&self, iteration: usize, block: usize, message: String) -> GibbsError {
+        GibbsError::Model {
+            chain: self.chain,
+            iteration,
+            block: self.blocks[block].name.clone(),
+            message,
+        }
+    }
+
+    /// Evaluates `target` at `self.proposal` (or at the position when `at_position`): `Ok(None)`
+    /// for a non-finite value or a recoverable failure.
+    fn evaluate(
+        &mut self,
+        target: Target,
+        at_position: bool,
+        iteration: usize,
+        block: usize,
+    ) -> Result<Option<f64>, GibbsError> {
+        self.evaluations += 1;
+        let point = if at_position {
+            &self.position
+        } else {
+            &self.proposal
+        };
+        let outcome = match target {
+            Target::Joint => self.model.log_density(point),
+            Target::Marginal(m) => match self.model.log_marginal(m, point) {
+                Some(outcome) => outcome,
+                None => {
+                    return Err(GibbsError::MissingMarginal {
+                        block: self.blocks[block].name.clone(),
+                        marginalised: self.blocks[m].name.clone(),
+                    })
+                }
+            },
+        };
+        match outcome {
+            Ok(value) if value.is_finite() => Ok(Some(value)),
+            Ok(_) => Ok(None),
+            Err(error) if error.recoverable => Ok(None),
+            Err(error) => Err(self.model_error(iteration, block, error.message)),
+        }
+    }
+
+    /// The target density at the current position, from the cache or evaluated (−∞ when it is
+    /// not finite).
+    fn current(
+        &mut self,
+        target: Target,
+        iteration: usize,
+        block: usize,
+    ) -> Result<f64, GibbsError> {
+        let cached = match target {
+            Target::Joint => self.joint,
+            Target::Marginal(m) => self.marginal.filter(|(b, _)| *b == m).map(|(_, v)| v),
+        };
+        if let Some(value) = cached {
+            return Ok(value);
+        }
+        let value = self
+            .evaluate(target, true, iteration, block)?
+            .unwrap_or(f64::NEG_INFINITY);
+        match target {
+            Target::Joint => self.joint = Some(value),
+            Target::Marginal(m) => self.marginal = Some((m, value)),
+        }
+        Ok(value)
+    }
+
+    /// Draws conjugate block `block` from its conditional.
+    fn draw_conjugate(
+        &mut self,
+        block: usize,
+        iteration: usize,
+        rng: &mut Rng,
+    ) -> Result<(), GibbsError> {
+        let range = self.blocks[block].range.clone();
+        self.saved_block.clear();
+        self.saved_block
+            .extend_from_slice(&self.position[range.clone()]);
+        let outcome = self.model.draw_conditional(block, &mut self.position, rng);
+        let failed = match outcome {
+            Ok(()) => self.position[range.clone()].iter().any(|v| !v.is_finite()),
+            Err(error) if error.recoverable => true,
+            Err(error) => return Err(self.model_error(iteration, block, error.message)),
+        };
+        if failed {
+            self.position[range].copy_from_slice(&self.saved_block);
+            self.stats[block].failed_draws += 1;
+            return Ok(());
+        }
+        // The joint changes; a marginal over this very block does not depend on it.
+        self.joint = None;
+        if self.marginal.is_some_and(|(m, _)| m != block) {
+            self.marginal = None;
+        }
+        Ok(())
+    }
+
+    /// One Metropolis step on block `block`.
+    fn metropolis(
+        &mut self,
+        block: usize,
+        target: Target,
+        iteration: usize,
+        warmup: Option<(&RwmSettings, usize)>,
+        rng: &mut Rng,
+    ) -> Result<(), GibbsError> {
+        let range = self.blocks[block].range.clone();
+        let current = self.current(target, iteration, block)?;
+        self.proposal.copy_from_slice(&self.position);
+        if let Some(proposal) = self.proposals[block].as_mut() {
+            proposal.propose(
+                rng,
+                &self.position[range.clone()],
+                &mut self.proposal[range.clone()],
+            );
+        }
+        let proposed = self.evaluate(target, false, iteration, block)?;
+        let acceptance_probability = match proposed {
+            None => {
+                self.stats[block].nonfinite_proposals += 1;
+                0.0
+            }
+            // From a point of zero density any finite proposal is accepted.
+            Some(_) if current == f64::NEG_INFINITY => 1.0,
+            Some(value) => (value - current).exp().min(1.0),
+        };
+        let accepted = acceptance_probability > 0.0 && rng.random::<f64>() < acceptance_probability;
+        let stats = &mut self.stats[block];
+        if warmup.is_some() {
+            stats.warmup_proposals += 1;
+            stats.warmup_accepted += u64::from(accepted);
+        } else {
+            stats.proposals += 1;
+            stats.accepted += u64::from(accepted);
+        }
+        if accepted {
+            self.position[range.clone()].copy_from_slice(&self.proposal[range.clone()]);
+            let value = proposed.unwrap_or(f64::NEG_INFINITY);
+            match target {
+                Target::Joint => {
+                    self.joint = Some(value);
+                    self.marginal = None;
+                }
+                Target::Marginal(m) => {
+                    self.marginal = Some((m, value));
+                    self.joint = None;
+                }
+            }
+        }
+        if let (Some((rwm, warmup_iteration)), Some(proposal)) =
+            (warmup, self.proposals[block].as_mut())
+        {
+            proposal.adapt(
+                rwm,
+                warmup_iteration,
+                acceptance_probability,
+                &self.position[range],
+            );
+            self.stats[block].proposal_scale = Some(proposal.scale());
+        }
+        Ok(())
+    }
+
+    /// One sweep over the blocks.
+    fn sweep(
+        &mut self,
+        settings: &GibbsSettings,
+        iteration: usize,
+        rng: &mut Rng,
+    ) -> Result<(), GibbsError> {
+        let warmup = (iteration < settings.warmup).then_some((&settings.rwm, iteration));
+        let collapsed_over = |block: &GibbsBlock| match block.kind {
+            BlockKind::Metropolis {
+                marginalise: Some(m),
+            } if settings.collapse => Some(m),
+            _ => None,
+        };
+        for b in 0..self.blocks.len() {
+            match self.blocks[b].kind {
+                BlockKind::Conjugate => self.draw_conjugate(b, iteration, rng)?,
+                BlockKind::Metropolis { .. } => {
+                    let marginalised = collapsed_over(&self.blocks[b]);
+                    let target = marginalised.map_or(Target::Joint, Target::Marginal);
+                    self.metropolis(b, target, iteration, warmup, rng)?;
+                    if let Some(m) = marginalised {
+                        // Redraw the integrated-out block before anything else reads it, unless
+                        // the next block continues the collapsed run or is that block itself.
+                        let next = self.blocks.get(b + 1);
+                        let continues = next.is_some_and(|n| collapsed_over(n) == Some(m));
+                        if !continues && b + 1 != m {
+                            self.draw_conjugate(m, iteration, rng)?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs chain `chain` to the end, or until `stop` or `abort` is set.
+fn run_chain<M, C>(
+    chain: usize,
+    settings: &GibbsSettings,
+    blocks: &[GibbsBlock],
+    model: M,
+    callback: &C,
+    stop: &AtomicBool,
+    abort: &AtomicBool,
+) -> Result<GibbsChain, GibbsError>
+where
+    M: GibbsModel,
+    C: Fn(&GibbsEvent<'_>) + Sync,
+{
+    let start = Instant::now();
+    let should_stop = || stop.load(Ordering::Relaxed) || abort.load(Ordering::Relaxed);
+    let dim = model.dim();
+    let mut rng = stream_rng(settings.seed, chain as u64);
+    let mut state = ChainState {
+        chain,
+        model,
+        blocks,
+        position: vec![0.0; dim],
+        proposal: vec![0.0; dim],
+        saved_block: Vec::with_capacity(dim),
+        joint: None,
+        marginal: None,
+        stats: blocks
+            .iter()
+            .map(|block| {
+                let metropolis = matches!(block.kind, BlockKind::Metropolis { .. });
+                BlockStats {
+                    name: block.name.clone(),
+                    warmup_proposals: 0,
+                    warmup_accepted: 0,
+                    proposals: 0,
+                    accepted: 0,
+                    nonfinite_proposals: 0,
+                    failed_draws: 0,
+                    proposal_scale: metropolis.then_some(settings.rwm.initial_scale),
+                    target_acceptance: metropolis.then(|| settings.rwm.target_for(block.len())),
+                }
+            })
+            .collect(),
+        proposals: blocks
+            .iter()
+            .map(|block| match block.kind {
+                BlockKind::Metropolis { .. } => {
+                    Some(AdaptiveProposal::new(block.len(), &settings.rwm))
+                }
+                BlockKind::Conjugate => None,
+            })
+            .collect(),
+        evaluations: 0,
+    };
+    initialise(&mut state, settings, &mut rng)?;
+
+    let n_sweeps = settings.warmup + settings.samples * settings.thin;
+    let mut draws = Vec::with_capacity(settings.samples * dim);
+    let mut log_densities = Vec::with_capacity(settings.samples);
+    let mut interrupted = false;
+    let mut warmup_time = None;
+    for iteration in 0..n_sweeps {
+        if should_stop() {
+            interrupted = true;
+            break;
+        }
+        let warmup = iteration < settings.warmup;
+        if !warmup && warmup_time.is_none() {
+            warmup_time = Some(start.elapsed());
+        }
+        state.sweep(settings, iteration, &mut rng)?;
+        let kept =
+            !warmup && (iteration - settings.warmup + 1).checked_rem(settings.thin) == Some(0);
+        if kept {
+            let log_density = match state.blocks.len() {
+                0 => f64::NEG_INFINITY,
+                _ => state.current(Target::Joint, iteration, 0)?,
+            };
+            draws.extend_from_slice(&state.position);
+            log_densities.push(log_density);
+        }
+        callback(&GibbsEvent {
+            chain,
+            iteration,
+            warmup,
+            kept,
+            position: &state.position,
+        });
+    }
+    for (stats, proposal) in state.stats.iter_mut().zip(&state.proposals) {
+        if let Some(proposal) = proposal {
+            stats.proposal_scale = Some(proposal.scale());
+            stats.target_acceptance = Some(proposal.target());
+        }
+    }
+    let warmup_time = warmup_time.unwrap_or_else(|| start.elapsed());
+    Ok(GibbsChain {
+        chain,
+        dim,
+        draws,
+        log_densities,
+        blocks: state.stats,
+        n_density_evaluations: state.evaluations,
+        warmup_time,
+        sampling_time: start.elapsed().saturating_sub(warmup_time),
+        interrupted,
+    })
+}
+
+/// Finds a starting point whose joint log density is finite.
+fn initialise<M: GibbsModel>(
+    state: &mut ChainState<'_, M>,
+    settings: &GibbsSettings,
+    rng: &mut Rng,
+) -> Result<(), GibbsError> {
+    let chain = state.chain;
+    let check = |state: &mut ChainState<'_, M>| -> Result<Result<f64, String>, GibbsError> {
+        state.evaluations += 1;
+        match state.model.log_density(&state.position) {
+            Ok(value) if value.is_finite() => Ok(Ok(value)),
+            Ok(value) => Ok(Err(format!(
+                "the log density is {value} at the initial point"
+            ))),
+            Err(error) if error.recoverable => Ok(Err(error.message)),
+            Err(error) => Err(GibbsError::Initialisation {
+                chain,
+                attempts: 1,
+                message: error.message,
+            }),
+        }
+    };
+    match &settings.init {
+        GibbsInit::Positions(positions) => {
+            if let Some(given) = positions.get(chain).or_else(|| positions.first()) {
+                state.position.copy_from_slice(given);
+            }
+            match check(state)? {
+                Ok(value) => {
+                    state.joint = Some(value);
+                    Ok(())
+                }
+                Err(message) => Err(GibbsError::Initialisation {
+                    chain,
+                    attempts: 1,
+                    message,
+                }),
+            }
+        }
+        GibbsInit::Random { radius } => {
+            let mut last_message = String::from("no initial point was tried");
+            for attempt in 1..=settings.max_init_attempts {
+                for q in state.position.iter_mut() {
+                    *q = radius * (2.0 * rng.random::<f64>() - 1.0);
+                }
+                match check(state) {
+                    Ok(Ok(value)) => {
+                        state.joint = Some(value);
+                        return Ok(());
+                    }
+                    Ok(Err(message)) => last_message = message,
+                    Err(GibbsError::Initialisation { message, .. }) => {
+                        return Err(GibbsError::Initialisation {
+                            chain,
+                            attempts: attempt,
+                            message,
+                        })
+                    }
+                    Err(other) => return Err(other),
+                }
+            }
+            Err(GibbsError::Initialisation {
+                chain,
+                attempts: settings.max_init_attempts,
+                message: last_message,
+            })
+        }
+    }
+}
