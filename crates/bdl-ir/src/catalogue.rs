@@ -705,6 +705,10 @@ pub enum SettingKind {
     PositiveReal,
     /// A real in (0, 1).
     Fraction,
+    /// A string literal.
+    Text,
+    /// `true` or `false`.
+    Bool,
 }
 
 /// An option of `bdlc infer` that an `infer` block may set.
@@ -721,7 +725,8 @@ pub const INFER_SETTINGS: &[SettingSpec] = &[
     SettingSpec {
         name: "method",
         kind: SettingKind::Choice(&[
-            "svi", "nuts", "hmc", "map", "laplace", "prior", "exact", "ensemble", "sgld", "gibbs",
+            "svi", "nuts", "hmc", "map", "laplace", "prior", "exact", "ensemble", "sgld", "sghmc",
+            "gibbs",
         ]),
     },
     SettingSpec {
@@ -795,6 +800,18 @@ pub const INFER_SETTINGS: &[SettingSpec] = &[
     SettingSpec {
         name: "members",
         kind: SettingKind::PositiveInt,
+    },
+    SettingSpec {
+        name: "metric",
+        kind: SettingKind::Choice(&["diag", "dense"]),
+    },
+    SettingSpec {
+        name: "swag",
+        kind: SettingKind::Bool,
+    },
+    SettingSpec {
+        name: "blocks",
+        kind: SettingKind::Text,
     },
 ];
 

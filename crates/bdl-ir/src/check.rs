@@ -1028,6 +1028,14 @@ impl<'p> Checker<'p> {
                     Some(x) if x > 0.0 && x < 1.0 => Some(SettingValue::Real(x)),
                     _ => None,
                 },
+                SettingKind::Text => match &value.kind {
+                    ExprKind::Str(text) => text.as_plain().map(SettingValue::Text),
+                    _ => None,
+                },
+                SettingKind::Bool => match &value.kind {
+                    ExprKind::Bool(flag) => Some(SettingValue::Bool(*flag)),
+                    _ => None,
+                },
             };
             match accepted {
                 Some(accepted) => {
@@ -1040,6 +1048,8 @@ impl<'p> Checker<'p> {
                         SettingKind::NonNegativeInt => "an integer ≥ 0".to_string(),
                         SettingKind::PositiveReal => "a positive number".to_string(),
                         SettingKind::Fraction => "a number between 0 and 1".to_string(),
+                        SettingKind::Text => "a string".to_string(),
+                        SettingKind::Bool => "`true` or `false`".to_string(),
                     };
                     self.error(
                         Diagnostic::error("E0108", format!("invalid value for `{key}`"))

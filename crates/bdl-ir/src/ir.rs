@@ -767,6 +767,8 @@ impl fmt::Display for Program {
                     SettingValue::Int(v) => v.to_string(),
                     SettingValue::Real(v) => format!("{v:?}"),
                     SettingValue::Name(v) => v.clone(),
+                    SettingValue::Text(v) => format!("{v:?}"),
+                    SettingValue::Bool(v) => v.to_string(),
                 };
                 printer.line(&format!("{key} = {value}"));
             }

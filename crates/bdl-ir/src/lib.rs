@@ -194,6 +194,10 @@ pub enum SettingValue {
     Real(f64),
     /// A bare name such as `nuts`.
     Name(String),
+    /// A string such as `"beta, beta0; gamma"`.
+    Text(String),
+    /// `true` or `false`.
+    Bool(bool),
 }
 
 /// Everything the checks learned about a program.

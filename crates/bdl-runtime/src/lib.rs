@@ -8,6 +8,7 @@
 //! `ElboModel` by recording the model once and replaying the recording at new points when its
 //! structure does not depend on sampled values.
 
+pub mod conjugate;
 pub mod data;
 pub mod error;
 pub mod handlers;

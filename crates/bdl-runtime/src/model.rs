@@ -161,17 +161,26 @@ impl Model {
         const DRAWS: usize = 15;
         let mut position = self.layout.initial_position();
         let mut rng = stream_rng(seed, u64::MAX - 2);
-        let draws: Vec<Vec<(String, Tensor)>> =
-            (0..DRAWS).filter_map(|_| self.prior_draw(&mut rng).ok()).collect();
+        let draws: Vec<Vec<(String, Tensor)>> = (0..DRAWS)
+            .filter_map(|_| self.prior_draw(&mut rng).ok())
+            .collect();
         if draws.len() < DRAWS {
             return position;
         }
         for entry in self.layout.latents() {
             let samples: Vec<&Tensor> = draws
                 .iter()
-                .filter_map(|draw| draw.iter().find(|(name, _)| *name == entry.name).map(|(_, t)| t))
+                .filter_map(|draw| {
+                    draw.iter()
+                        .find(|(name, _)| *name == entry.name)
+                        .map(|(_, t)| t)
+                })
                 .collect();
-            if samples.len() != DRAWS || samples.iter().any(|t| t.shape() != entry.constrained_shape.as_slice()) {
+            if samples.len() != DRAWS
+                || samples
+                    .iter()
+                    .any(|t| t.shape() != entry.constrained_shape.as_slice())
+            {
                 continue;
             }
             let count = entry.constrained_len();
@@ -182,11 +191,18 @@ impl Model {
                     values[DRAWS / 2]
                 })
                 .collect();
-            let Ok(median) = Tensor::from_shape(&entry.constrained_shape, median) else { continue };
-            let Ok(bijector) = bdl_dist::Bijector::for_constraint(&entry.constraint) else { continue };
+            let Ok(median) = Tensor::from_shape(&entry.constrained_shape, median) else {
+                continue;
+            };
+            let Ok(bijector) = bdl_dist::Bijector::for_constraint(&entry.constraint) else {
+                continue;
+            };
             if let Ok(unconstrained) = bijector.inverse(&median) {
-                if unconstrained.data().iter().all(|v| v.is_finite()) && unconstrained.len() == entry.len() {
-                    position[entry.offset..entry.offset + entry.len()].copy_from_slice(unconstrained.data());
+                if unconstrained.data().iter().all(|v| v.is_finite())
+                    && unconstrained.len() == entry.len()
+                {
+                    position[entry.offset..entry.offset + entry.len()]
+                        .copy_from_slice(unconstrained.data());
                 }
             }
         }
@@ -223,7 +239,10 @@ impl Model {
 
     /// The `observe` sites, in order (with or without data in this run).
     pub fn observed_sites(&self) -> Vec<&SiteInfo> {
-        self.sites.iter().filter(|s| s.kind == SiteKind::Observe).collect()
+        self.sites
+            .iter()
+            .filter(|s| s.kind == SiteKind::Observe)
+            .collect()
     }
 
     /// Runs the model at an unconstrained position (`[latents, params]`) with every plate in
@@ -456,6 +475,12 @@ impl Evaluator<'_> {
         self.replay
     }
 
+    /// Runs every plate over all its indices (no mini-batches).
+    pub fn set_full_plates(&mut self) {
+        self.options.full_plates = true;
+        self.recording = None;
+    }
+
     /// Forces interpretation afresh at every evaluation (for tests and benchmarks).
     pub fn set_replay(&mut self, replay: bool) {
         self.replay = replay && self.model.dynamic.is_none();
@@ -465,6 +490,22 @@ impl Evaluator<'_> {
     /// The gradient of the last evaluation's objective over `[latents, params]`.
     pub fn gradient(&self) -> &[f64] {
         &self.gradient
+    }
+
+    /// Each site's scaled log-density (Jacobian included for latents) at the last evaluation,
+    /// in the order the sites ran.
+    pub fn site_log_densities(&self) -> Vec<(String, Span, f64)> {
+        self.recording
+            .iter()
+            .flat_map(|recording| recording.site_log_probs.iter())
+            .map(|(name, span, var)| {
+                (
+                    name.clone(),
+                    *span,
+                    self.tape.value(*var).item().unwrap_or(f64::NAN),
+                )
+            })
+            .collect()
     }
 
     /// Evaluates at `position` (`[latents, params]`): the gradient of
@@ -546,22 +587,32 @@ impl Evaluator<'_> {
         rng: &mut Rng,
     ) -> Result<(), RuntimeError> {
         let layout = &self.model.layout;
-        let internal =
-            |e: bdl_autodiff::TensorError| RuntimeError::model("E0501", e.to_string(), Span::default());
+        let internal = |e: bdl_autodiff::TensorError| {
+            RuntimeError::model("E0501", e.to_string(), Span::default())
+        };
         for &(entry, leaf) in &recording.leaves {
             let entry = &layout.entries[entry];
             self.tape
-                .set_value(leaf, &self.position[entry.offset..entry.offset + entry.len()])
+                .set_value(
+                    leaf,
+                    &self.position[entry.offset..entry.offset + entry.len()],
+                )
                 .map_err(internal)?;
         }
-        self.tape.set_value(recording.prior_weight, &[prior_weight]).map_err(internal)?;
-        self.tape.set_value(recording.normal_weight, &[normal_weight]).map_err(internal)?;
+        self.tape
+            .set_value(recording.prior_weight, &[prior_weight])
+            .map_err(internal)?;
+        self.tape
+            .set_value(recording.normal_weight, &[normal_weight])
+            .map_err(internal)?;
         for subsample in &recording.subsamples {
             let drawn: Vec<f64> = rand::seq::index::sample(rng, subsample.size, subsample.batch)
                 .into_iter()
                 .map(|i| i as f64)
                 .collect();
-            self.tape.set_value(subsample.var, &drawn).map_err(internal)?;
+            self.tape
+                .set_value(subsample.var, &drawn)
+                .map_err(internal)?;
         }
         self.tape.replay().map_err(internal)
     }
@@ -601,7 +652,11 @@ impl Evaluator<'_> {
         let mut leaves = Vec::new();
         let mut validations = Vec::new();
         let mut site_log_probs = Vec::new();
-        let output_names: Vec<&str> = model.output_sites().iter().map(|s| s.name.as_str()).collect();
+        let output_names: Vec<&str> = model
+            .output_sites()
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
         let outputs = trace
             .sites
             .iter()
@@ -660,9 +715,9 @@ impl Evaluator<'_> {
             self.replay = false;
         }
         let evaluation = self.finish(&recording)?;
-        if self.replay {
-            self.recording = Some(recording);
-        }
+        // The recording is kept either way: replayed when the structure is static, and read by
+        // `site_log_densities` otherwise.
+        self.recording = Some(recording);
         Ok(evaluation)
     }
 

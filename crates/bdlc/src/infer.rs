@@ -5,15 +5,21 @@
 //! `summary.json`, `predict`, `summary` and `plot` work alike on all of them. MCMC methods write
 //! one CmdStan CSV per chain as they go; the others write `draws.csv` at the end.
 
-use crate::output::{columns_of, flatten_row, prepare_out_dir, write_file, Column, DrawsWriter, SummaryView};
+use crate::output::{
+    columns_of, flatten_row, prepare_out_dir, write_file, Column, DrawsWriter, SummaryView,
+};
 use crate::progress;
 use crate::session::{Failure, Session};
 use crate::settings::{InferFlags, Resolved};
 use bdl_diagnostics::Diagnostic;
 use bdl_infer::diagnostics::Summary;
-use bdl_infer::mcmc::{self, Algorithm, ChainEvent, HmcLength, McmcError, McmcSettings, MetricKind};
+use bdl_infer::mcmc::{
+    self, Algorithm, ChainEvent, HmcLength, McmcError, McmcSettings, MetricKind,
+};
 use bdl_infer::rng::stream_rng;
-use bdl_infer::vi::{self, ElboKind, GuideKind, KlWeightSchedule, OptimizerKind, SviError, SviFit, SviSettings};
+use bdl_infer::vi::{
+    self, ElboKind, GuideKind, KlWeightSchedule, OptimizerKind, SviError, SviFit, SviSettings,
+};
 use bdl_runtime::data::Completeness;
 use bdl_runtime::model::{Model, SiteInfo};
 use rayon::prelude::*;
@@ -78,13 +84,23 @@ impl RunResult {
             .warnings
             .iter()
             .filter(|_| self.mcmc)
-            .map(|warning| warning.message(|i| self.columns.get(i).map_or_else(|| format!("column {i}"), Column::display_name)))
+            .map(|warning| {
+                warning.message(|i| {
+                    self.columns
+                        .get(i)
+                        .map_or_else(|| format!("column {i}"), Column::display_name)
+                })
+            })
             .collect()
     }
 
     /// `summary.json`'s content.
     pub fn summary_json(&self, model: &Path) -> Value {
-        let view = SummaryView { columns: &self.columns, summary: &self.summary, mcmc: self.mcmc };
+        let view = SummaryView {
+            columns: &self.columns,
+            summary: &self.summary,
+            mcmc: self.mcmc,
+        };
         json!({
             "model": model.display().to_string(),
             "method": self.method,
@@ -98,7 +114,12 @@ impl RunResult {
 
     /// The summary table.
     pub fn table(&self) -> String {
-        SummaryView { columns: &self.columns, summary: &self.summary, mcmc: self.mcmc }.table()
+        SummaryView {
+            columns: &self.columns,
+            summary: &self.summary,
+            mcmc: self.mcmc,
+        }
+        .table()
     }
 }
 
@@ -112,8 +133,10 @@ pub fn run(args: &InferArgs, session: &mut Session, stop: &AtomicBool) -> Result
     let seed = resolved.seed()?;
     let files = session.data_files(&args.model, &program, &args.flags.data)?;
     let observed = bdl_runtime::pipeline::observed_only(&program);
-    let data = bdl_runtime::data::load(&program, &files, Completeness::All, &observed).map_err(Failure::model)?;
-    let model = Model::new(program, data, seed).map_err(|error| Failure::model(vec![error.to_diagnostic()]))?;
+    let data = bdl_runtime::data::load(&program, &files, Completeness::All, &observed)
+        .map_err(Failure::model)?;
+    let model = Model::new(program, data, seed)
+        .map_err(|error| Failure::model(vec![error.to_diagnostic()]))?;
     if let Some(out) = &args.out {
         prepare_out_dir(out, args.force)?;
     }
@@ -162,7 +185,10 @@ pub fn infer_model(
         "nuts" | "hmc" => run_mcmc(model, resolved, method, out, show_progress, stop)?,
         other => crate::methods::run_method(model, resolved, other, out, show_progress, stop)?,
     };
-    result.facts.insert("wall_seconds".into(), json!(started.elapsed().as_secs_f64()));
+    result.facts.insert(
+        "wall_seconds".into(),
+        json!(started.elapsed().as_secs_f64()),
+    );
     Ok(result)
 }
 
@@ -174,7 +200,12 @@ fn output_columns(model: &Model) -> (Vec<&SiteInfo>, Vec<Column>) {
 }
 
 /// Writes `draws.csv` (CmdStan layout, no sampler columns).
-pub fn write_draws(out: &Path, comments: &[String], columns: &[Column], rows: &[f64]) -> Result<(), Failure> {
+pub fn write_draws(
+    out: &Path,
+    comments: &[String],
+    columns: &[Column],
+    rows: &[f64],
+) -> Result<(), Failure> {
     let header: Vec<String> = columns.iter().map(Column::csv_name).collect();
     let mut writer = DrawsWriter::create(&out.join("draws.csv"), comments, &header)?;
     if !columns.is_empty() {
@@ -195,7 +226,9 @@ fn run_prior(model: &Model, resolved: &Resolved, out: Option<&Path>) -> Result<R
         .into_par_iter()
         .map(|draw| {
             let mut rng = stream_rng(seed, draw as u64);
-            let values = model.prior_draw(&mut rng).map_err(|error| Failure::model(vec![error.to_diagnostic()]))?;
+            let values = model
+                .prior_draw(&mut rng)
+                .map_err(|error| Failure::model(vec![error.to_diagnostic()]))?;
             let mut row = Vec::new();
             flatten_row(&sites, &values, &mut row);
             Ok(row)
@@ -206,7 +239,11 @@ fn run_prior(model: &Model, resolved: &Resolved, out: Option<&Path>) -> Result<R
         draws.extend(row?);
     }
     if let Some(out) = out {
-        let comments = vec!["method = prior".to_string(), format!("num_samples = {samples}"), format!("seed = {seed}")];
+        let comments = vec![
+            "method = prior".to_string(),
+            format!("num_samples = {samples}"),
+            format!("seed = {seed}"),
+        ];
         write_draws(out, &comments, &columns, &draws)?;
     }
     let summary = Summary::from_draws(&[&draws], columns.len());
@@ -228,7 +265,12 @@ pub fn svi_settings(resolved: &Resolved, method: &str) -> Result<SviSettings, Fa
     let guide_name = match method {
         "map" => "delta".to_string(),
         "laplace" => "laplace".to_string(),
-        _ => resolved.choice("guide", &flags.guide, "diag", &["diag", "normal", "mvn", "lowrank", "delta", "laplace"])?,
+        _ => resolved.choice(
+            "guide",
+            &flags.guide,
+            "diag",
+            &["diag", "normal", "mvn", "lowrank", "delta", "laplace"],
+        )?,
     };
     let mut guide = GuideKind::from_name(&guide_name).unwrap_or_default();
     if let GuideKind::LowRankMultivariateNormal { rank } = &mut guide {
@@ -238,14 +280,22 @@ pub fn svi_settings(resolved: &Resolved, method: &str) -> Result<SviSettings, Fa
     }
     let steps = resolved.count("steps", flags.steps, 1000, 1)?;
     let learning_rate = resolved.positive("lr", flags.lr, 0.01)?;
-    let optimizer_name = resolved.choice("optimizer", &flags.optimizer, "adam", &["adam", "clipped_adam", "sgd"])?;
+    let optimizer_name = resolved.choice(
+        "optimizer",
+        &flags.optimizer,
+        "adam",
+        &["adam", "clipped_adam", "sgd"],
+    )?;
     let mut kind = match optimizer_name.as_str() {
         "clipped_adam" => OptimizerKind::ClippedAdam(Default::default()),
         "sgd" => OptimizerKind::Sgd(Default::default()),
         _ => OptimizerKind::Adam(Default::default()),
     };
     kind.set_learning_rate(learning_rate);
-    let elbo = match resolved.choice("elbo", &flags.elbo, "trace", &["trace", "analytic_kl"])?.as_str() {
+    let elbo = match resolved
+        .choice("elbo", &flags.elbo, "trace", &["trace", "analytic_kl"])?
+        .as_str()
+    {
         "analytic_kl" => ElboKind::AnalyticKl,
         _ => ElboKind::Trace,
     };
@@ -255,7 +305,10 @@ pub fn svi_settings(resolved: &Resolved, method: &str) -> Result<SviSettings, Fa
     };
     let anneal = resolved.count("kl_anneal", flags.kl_anneal, 0, 0)?;
     let kl_weight = if anneal > 0 {
-        KlWeightSchedule::LinearWarmup { steps: anneal, final_weight: weight }
+        KlWeightSchedule::LinearWarmup {
+            steps: anneal,
+            final_weight: weight,
+        }
     } else {
         KlWeightSchedule::Constant { weight }
     };
@@ -291,7 +344,10 @@ fn run_svi(
     stop: &AtomicBool,
 ) -> Result<RunResult, Failure> {
     if model.layout.dim() == 0 {
-        return Err(Failure::run("E0571", "the model has no latent or param sites to fit"));
+        return Err(Failure::run(
+            "E0571",
+            "the model has no latent or param sites to fit",
+        ));
     }
     let mut settings = svi_settings(resolved, method)?;
     settings.init.location = vi::InitLocation::Position(model.prior_median_position(settings.seed));
@@ -302,13 +358,22 @@ fn run_svi(
     };
     let bar = progress::optimisation_bar(settings.steps, show_progress);
     let mut running = 0.0;
-    let fit_result = vi::svi::fit(|_| model.evaluator(), &settings, stop, |step, loss| {
-        running = if step == 0 { loss } else { 0.98 * running + 0.02 * loss };
-        bar.set_position(step as u64 + 1);
-        if step % 25 == 0 {
-            bar.set_message(format!("loss {running:.4}"));
-        }
-    });
+    let fit_result = vi::svi::fit(
+        |_| model.evaluator(),
+        &settings,
+        stop,
+        |step, loss| {
+            running = if step == 0 {
+                loss
+            } else {
+                0.98 * running + 0.02 * loss
+            };
+            bar.set_position(step as u64 + 1);
+            if step % 25 == 0 {
+                bar.set_message(format!("loss {running:.4}"));
+            }
+        },
+    );
     bar.finish_and_clear();
     let (fit, failure): (SviFit, Option<Failure>) = match fit_result {
         Ok(fit) => (fit, None),
@@ -388,9 +453,19 @@ fn params_json(model: &Model, fit: &SviFit, method: &str) -> Value {
 }
 
 /// Constrained output rows for unconstrained positions, computed in parallel.
-pub fn constrained_rows(model: &Model, sites: &[&SiteInfo], positions: &[Vec<f64>], seed: u64) -> Result<Vec<f64>, Failure> {
+pub fn constrained_rows(
+    model: &Model,
+    sites: &[&SiteInfo],
+    positions: &[Vec<f64>],
+    seed: u64,
+) -> Result<Vec<f64>, Failure> {
     let rows: Vec<Result<Vec<f64>, Failure>> = positions
-        .par_chunks(positions.len().div_ceil(rayon::current_num_threads().max(1)).max(1))
+        .par_chunks(
+            positions
+                .len()
+                .div_ceil(rayon::current_num_threads().max(1))
+                .max(1),
+        )
         .enumerate()
         .map(|(chunk_index, chunk)| {
             let mut evaluator = model.output_evaluator();
@@ -398,7 +473,9 @@ pub fn constrained_rows(model: &Model, sites: &[&SiteInfo], positions: &[Vec<f64
             let mut rows = Vec::new();
             let mut row = Vec::new();
             for position in chunk {
-                let values = evaluator.constrained(position, &mut rng).map_err(|e| Failure::model(vec![e.to_diagnostic()]))?;
+                let values = evaluator
+                    .constrained(position, &mut rng)
+                    .map_err(|e| Failure::model(vec![e.to_diagnostic()]))?;
                 flatten_row(sites, &values, &mut row);
                 rows.extend_from_slice(&row);
             }
@@ -415,12 +492,20 @@ pub fn constrained_rows(model: &Model, sites: &[&SiteInfo], positions: &[Vec<f64
 /// The MCMC settings from the flags.
 pub fn mcmc_settings(resolved: &Resolved, method: &str) -> Result<McmcSettings, Failure> {
     let flags = resolved.flags();
-    let metric = match resolved.choice("metric", &flags.metric, "diag", &["diag", "dense"])?.as_str() {
+    let metric = match resolved
+        .choice("metric", &flags.metric, "diag", &["diag", "dense"])?
+        .as_str()
+    {
         "dense" => MetricKind::Dense,
         _ => MetricKind::Diag,
     };
     let algorithm = if method == "hmc" {
-        Algorithm::Hmc(HmcLength::Steps(resolved.count("steps", flags.steps, 16, 1)?))
+        Algorithm::Hmc(HmcLength::Steps(resolved.count(
+            "steps",
+            flags.steps,
+            16,
+            1,
+        )?))
     } else {
         Algorithm::Nuts
     };
@@ -440,8 +525,9 @@ pub fn mcmc_settings(resolved: &Resolved, method: &str) -> Result<McmcSettings, 
 fn mcmc_failure(error: &McmcError) -> Failure {
     let diagnostic = Diagnostic::error("E0572", error.to_string());
     let diagnostic = match error {
-        McmcError::Initialization { .. } => diagnostic
-            .with_hint("check that every site's distribution is valid near the prior's typical values"),
+        McmcError::Initialization { .. } => diagnostic.with_hint(
+            "check that every site's distribution is valid near the prior's typical values",
+        ),
         _ => diagnostic,
     };
     Failure::model(vec![diagnostic])
@@ -466,17 +552,30 @@ fn run_mcmc(
     stop: &AtomicBool,
 ) -> Result<RunResult, Failure> {
     if model.layout.latent_dim() == 0 {
-        return Err(Failure::run("E0573", "the model has no latent sites to sample"));
+        return Err(Failure::run(
+            "E0573",
+            "the model has no latent sites to sample",
+        ));
     }
-    if let Some(site) = model.sites.iter().find(|s| s.discrete && !s.observed && s.kind == bdl_runtime::handlers::SiteKind::Sample) {
+    if let Some(site) = model
+        .sites
+        .iter()
+        .find(|s| s.discrete && !s.observed && s.kind == bdl_runtime::handlers::SiteKind::Sample)
+    {
         return Err(Failure::run(
             "E0574",
-            format!("site `{}` is discrete; NUTS and HMC need continuous latent variables", site.name),
+            format!(
+                "site `{}` is discrete; NUTS and HMC need continuous latent variables",
+                site.name
+            ),
         ));
     }
     let settings = mcmc_settings(resolved, method)?;
     let (sites, columns) = output_columns(model);
-    let mut header: Vec<String> = mcmc::SampleStats::COLUMN_NAMES.iter().map(|s| s.to_string()).collect();
+    let mut header: Vec<String> = mcmc::SampleStats::COLUMN_NAMES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     header.extend(columns.iter().map(Column::csv_name));
     let comments = vec![
         "method = sample (Default)".to_string(),
@@ -488,8 +587,18 @@ fn run_mcmc(
         "    adapt".to_string(),
         "      engaged = 1 (Default)".to_string(),
         format!("      delta = {}", settings.target_accept),
-        format!("    algorithm = hmc ({})", if method == "hmc" { "static" } else { "nuts" }),
-        format!("      metric = {}", if settings.metric == MetricKind::Dense { "dense_e" } else { "diag_e" }),
+        format!(
+            "    algorithm = hmc ({})",
+            if method == "hmc" { "static" } else { "nuts" }
+        ),
+        format!(
+            "      metric = {}",
+            if settings.metric == MetricKind::Dense {
+                "dense_e"
+            } else {
+                "diag_e"
+            }
+        ),
         format!("      max_depth = {}", settings.max_depth),
         format!("random seed = {}", settings.seed),
         "bdl".to_string(),
@@ -500,7 +609,11 @@ fn run_mcmc(
             Some(out) => {
                 let mut chain_comments = comments.clone();
                 chain_comments.push(format!("chain id = {}", chain + 1));
-                Some(DrawsWriter::create(&out.join(format!("chain-{}.csv", chain + 1)), &chain_comments, &header)?)
+                Some(DrawsWriter::create(
+                    &out.join(format!("chain-{}.csv", chain + 1)),
+                    &chain_comments,
+                    &header,
+                )?)
             }
             None => None,
         };
@@ -513,12 +626,20 @@ fn run_mcmc(
             error: None,
         }));
     }
-    let (_multi, bars) = progress::chain_bars(settings.chains, settings.warmup + settings.samples, show_progress);
+    let (_multi, bars) = progress::chain_bars(
+        settings.chains,
+        settings.warmup + settings.samples,
+        show_progress,
+    );
     let latent_dim = model.layout.latent_dim();
     let callback = |event: &ChainEvent| match event {
         ChainEvent::Draw(draw) => {
             if let Some(bar) = bars.get(draw.chain) {
-                let done = if draw.warmup { draw.iteration + 1 } else { settings.warmup + draw.iteration + 1 };
+                let done = if draw.warmup {
+                    draw.iteration + 1
+                } else {
+                    settings.warmup + draw.iteration + 1
+                };
                 bar.set_position(done as u64);
                 if draw.iteration % 50 == 0 {
                     bar.set_message(if draw.warmup { "warm-up" } else { "sampling" });
@@ -527,14 +648,19 @@ fn run_mcmc(
             if draw.warmup {
                 return;
             }
-            let Ok(mut output) = outputs[draw.chain].lock() else { return };
+            let Ok(mut output) = outputs[draw.chain].lock() else {
+                return;
+            };
             let output = &mut *output;
             if output.error.is_some() {
                 return;
             }
             output.full_position[..latent_dim].copy_from_slice(draw.position);
             let mut rng = stream_rng(0, 0);
-            match output.evaluator.constrained(&output.full_position, &mut rng) {
+            match output
+                .evaluator
+                .constrained(&output.full_position, &mut rng)
+            {
                 Ok(values) => {
                     flatten_row(&sites, &values, &mut output.scratch);
                     output.rows.extend_from_slice(&output.scratch);
@@ -550,14 +676,22 @@ fn run_mcmc(
             }
         }
         ChainEvent::AdaptationFinished { chain, adaptation } => {
-            let Ok(mut output) = outputs[*chain].lock() else { return };
+            let Ok(mut output) = outputs[*chain].lock() else {
+                return;
+            };
             if let Some(writer) = &mut output.writer {
                 let format_row = |row: &[f64]| {
-                    row.iter().map(|v| crate::output::format_number(*v)).collect::<Vec<_>>().join(", ")
+                    row.iter()
+                        .map(|v| crate::output::format_number(*v))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 };
                 let mut lines = vec![
                     "Adaptation terminated".to_string(),
-                    format!("Step size = {}", crate::output::format_number(adaptation.step_size)),
+                    format!(
+                        "Step size = {}",
+                        crate::output::format_number(adaptation.step_size)
+                    ),
                 ];
                 match &adaptation.inverse_metric {
                     mcmc::InverseMetric::Diag(diagonal) => {
@@ -580,7 +714,9 @@ fn run_mcmc(
     let result = result.map_err(|error| mcmc_failure(&error))?;
     let mut chains_rows = Vec::new();
     for output in outputs {
-        let output = output.into_inner().map_err(|_| Failure::run("E0575", "a chain's output was poisoned"))?;
+        let output = output
+            .into_inner()
+            .map_err(|_| Failure::run("E0575", "a chain's output was poisoned"))?;
         if let Some(failure) = output.error {
             return Err(failure);
         }
@@ -589,8 +725,16 @@ fn run_mcmc(
     let slices: Vec<&[f64]> = chains_rows.iter().map(Vec::as_slice).collect();
     let summary = Summary::from_mcmc_columns(&result, &slices, columns.len());
     let mut facts = Map::new();
-    let sampling: f64 = result.chains.iter().map(|c| c.sampling_time.as_secs_f64()).sum();
-    let warmup: f64 = result.chains.iter().map(|c| c.warmup_time.as_secs_f64()).sum();
+    let sampling: f64 = result
+        .chains
+        .iter()
+        .map(|c| c.sampling_time.as_secs_f64())
+        .sum();
+    let warmup: f64 = result
+        .chains
+        .iter()
+        .map(|c| c.warmup_time.as_secs_f64())
+        .sum();
     facts.insert("chains".into(), json!(settings.chains));
     facts.insert("warmup".into(), json!(settings.warmup));
     facts.insert("samples".into(), json!(settings.samples));
@@ -598,14 +742,25 @@ fn run_mcmc(
     facts.insert("warmup_seconds_total".into(), json!(warmup));
     facts.insert(
         "step_sizes".into(),
-        json!(result.chains.iter().map(|c| c.adaptation.step_size).collect::<Vec<_>>()),
+        json!(result
+            .chains
+            .iter()
+            .map(|c| c.adaptation.step_size)
+            .collect::<Vec<_>>()),
     );
     facts.insert(
         "gradient_evaluations".into(),
-        json!(result.chains.iter().map(|c| c.n_gradient_evaluations).sum::<u64>()),
+        json!(result
+            .chains
+            .iter()
+            .map(|c| c.n_gradient_evaluations)
+            .sum::<u64>()),
     );
     if let Some(sampler) = &summary.sampler {
-        facts.insert("divergences".into(), json!(sampler.divergences.iter().sum::<usize>()));
+        facts.insert(
+            "divergences".into(),
+            json!(sampler.divergences.iter().sum::<usize>()),
+        );
         facts.insert("e_bfmi".into(), json!(sampler.e_bfmi));
     }
     Ok(RunResult {

@@ -73,6 +73,13 @@ pub struct InferFlags {
     /// The step size (SG-MCMC).
     #[arg(long = "step-size")]
     pub step_size: Option<f64>,
+    /// MultiSWAG: a SWA-Gaussian around each ensemble member.
+    #[arg(long)]
+    pub swag: bool,
+    /// Gibbs blocks: sites joined by commas, blocks separated by semicolons
+    /// (`"beta, beta0; gamma, gamma0; sigma"`).
+    #[arg(long)]
+    pub blocks: Option<String>,
 }
 
 /// The settings after merging.
@@ -104,18 +111,39 @@ impl<'a> Resolved<'a> {
 
     fn block_name(&self, key: &str) -> Option<String> {
         match self.block.get(key) {
-            Some(SettingValue::Name(value)) => Some(value.clone()),
+            Some(SettingValue::Name(value) | SettingValue::Text(value)) => Some(value.clone()),
             _ => None,
         }
     }
 
+    /// A name or text setting of the model's block.
+    pub fn name(&self, key: &str) -> Option<String> {
+        self.block_name(key)
+    }
+
+    /// A boolean: the flag, or the model's block.
+    pub fn flag(&self, key: &str, flag: bool) -> bool {
+        flag || matches!(self.block.get(key), Some(SettingValue::Bool(true)))
+    }
+
     /// A count flag (≥ `minimum`).
-    pub fn count(&self, key: &str, flag: Option<i64>, default: usize, minimum: usize) -> Result<usize, Failure> {
-        let value = flag.or_else(|| self.block_int(key)).unwrap_or(default as i64);
+    pub fn count(
+        &self,
+        key: &str,
+        flag: Option<i64>,
+        default: usize,
+        minimum: usize,
+    ) -> Result<usize, Failure> {
+        let value = flag
+            .or_else(|| self.block_int(key))
+            .unwrap_or(default as i64);
         if value < minimum as i64 {
             return Err(Failure::usage(
                 "E0906",
-                format!("`--{}` must be at least {minimum}, got {value}", key.replace('_', "-")),
+                format!(
+                    "`--{}` must be at least {minimum}, got {value}",
+                    key.replace('_', "-")
+                ),
                 None,
             ));
         }
@@ -128,7 +156,10 @@ impl<'a> Resolved<'a> {
         if !(value.is_finite() && value > 0.0) {
             return Err(Failure::usage(
                 "E0906",
-                format!("`--{}` must be a positive number, got {value}", key.replace('_', "-")),
+                format!(
+                    "`--{}` must be a positive number, got {value}",
+                    key.replace('_', "-")
+                ),
                 None,
             ));
         }
@@ -141,7 +172,10 @@ impl<'a> Resolved<'a> {
         if !(value > 0.0 && value < 1.0) {
             return Err(Failure::usage(
                 "E0906",
-                format!("`--{}` must lie strictly between 0 and 1, got {value}", key.replace('_', "-")),
+                format!(
+                    "`--{}` must lie strictly between 0 and 1, got {value}",
+                    key.replace('_', "-")
+                ),
                 None,
             ));
         }
@@ -149,8 +183,17 @@ impl<'a> Resolved<'a> {
     }
 
     /// A name flag among `choices`.
-    pub fn choice(&self, key: &str, flag: &Option<String>, default: &str, choices: &[&str]) -> Result<String, Failure> {
-        let value = flag.clone().or_else(|| self.block_name(key)).unwrap_or_else(|| default.to_string());
+    pub fn choice(
+        &self,
+        key: &str,
+        flag: &Option<String>,
+        default: &str,
+        choices: &[&str],
+    ) -> Result<String, Failure> {
+        let value = flag
+            .clone()
+            .or_else(|| self.block_name(key))
+            .unwrap_or_else(|| default.to_string());
         if !choices.contains(&value.as_str()) {
             let suggestion = bdl_diagnostics::did_you_mean(&value, choices.iter().copied())
                 .map(|close| format!("did you mean `{close}`? "))
@@ -185,7 +228,10 @@ impl<'a> Resolved<'a> {
             "method",
             &self.flags.method,
             "nuts",
-            &["svi", "map", "laplace", "nuts", "hmc", "prior", "exact", "ensemble", "sgld", "gibbs"],
+            &[
+                "svi", "map", "laplace", "nuts", "hmc", "prior", "exact", "ensemble", "sgld",
+                "sghmc", "gibbs",
+            ],
         )
     }
 }
