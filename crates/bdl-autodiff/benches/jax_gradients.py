@@ -3,8 +3,8 @@
 Each log density is the same function of the same flat parameter vector as in the Rust benchmark
 (see the module comment there). The gradient is `jax.jit(jax.grad(f))` in float64; each call is
 timed with `block_until_ready`, and the median of many calls is reported in microseconds after a
-warm-up that excludes compilation. Also printed: the log density and the gradient's norm, which
-the Rust side can be checked against.
+warm-up that excludes compilation. JAX runs with its default settings. Also printed: the log
+density and the gradient's norm, which the Rust side can be checked against.
 
 Run from the repository root after `bench/setup-peers.sh`:
 
@@ -18,10 +18,8 @@ import math
 import os
 import time
 
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
+import jax
+import jax.numpy as jnp
 
 jax.config.update("jax_enable_x64", True)
 

@@ -2,10 +2,12 @@
 //!
 //! Operands are described by strides, so a transposed operand costs nothing. Products whose three
 //! extents all exceed five go to nalgebra's `gemm`, which hands them to the `matrixmultiply`
-//! crate's blocked kernels. Thin products (a dimension of at most five: matrix–vector, outer
-//! products, the three-class output layer of a classifier) are done here with loops chosen so that
-//! the innermost loop runs over contiguous memory; an operand that is not laid out for that is
-//! first copied into scratch memory, which is small in those cases.
+//! crate's blocked kernels (which choose AVX2/FMA or wider at run time). Products with a thin
+//! dimension of two to five (the three-class output layer of a classifier, four input features)
+//! are padded with zeros to reach those kernels. Products with a dimension of one (outer products,
+//! matrix–vector) are memory-bound and done here with loops chosen so that the innermost loop runs
+//! over contiguous memory; an operand that is not laid out for that is first copied into scratch
+//! memory, which is small in those cases.
 //!
 //! The choice of kernel depends only on the extents and strides, so the same product is always
 //! computed in the same order: replay and rebuild give bit-identical results.
@@ -55,6 +57,18 @@ impl<'a> MatrixRef<'a> {
         self.col_stride == 1 || self.cols <= 1
     }
 
+    /// Copies the matrix into the top-left corner of a zero `rows × cols` row-major matrix in
+    /// `buffer` and returns a view of it.
+    fn copy_padded<'b>(&self, buffer: &'b mut [f64], rows: usize, cols: usize) -> MatrixRef<'b> {
+        buffer.fill(0.0);
+        for row in 0..self.rows {
+            for col in 0..self.cols {
+                buffer[row * cols + col] = self.at(row, col);
+            }
+        }
+        MatrixRef::row_major(&buffer[..rows * cols], rows, cols)
+    }
+
     /// Copies the matrix into `buffer` in row-major order and returns a view of the copy.
     fn copy_row_major<'b>(&self, buffer: &'b mut [f64]) -> MatrixRef<'b> {
         for row in 0..self.rows {
@@ -68,6 +82,15 @@ impl<'a> MatrixRef<'a> {
 
 /// Extents above which nalgebra (and so `matrixmultiply`) is used; it is nalgebra's own threshold.
 const SMALL_EXTENT: usize = 5;
+
+/// The number of multiply-adds from which a product with a thin dimension of two to five is
+/// padded with zeros to the blocked kernel's minimum extent: `matrixmultiply` picks the widest
+/// SIMD instructions of the machine at run time, which outweighs the wasted work and the copies.
+/// Products with a dimension of one (outer products, matrix–vector) are memory-bound and stay on
+/// the loops below, and so do products whose left operand is stored by columns (a transposed
+/// activation in a backward pass): there the loops read it in place, while the blocked kernel
+/// would first copy (pack) that large operand.
+const PADDED_MIN_WORK: usize = 4096;
 
 /// `c ← alpha · a · b + beta · c` where `c` is row-major `a.rows × b.cols`. `scratch` is working
 /// memory that grows as needed and is kept by the caller for reuse. This is the kernel behind
@@ -92,28 +115,12 @@ pub fn gemm(
         return;
     }
     if m > SMALL_EXTENT && k > SMALL_EXTENT && n > SMALL_EXTENT {
-        let a_view = MatrixView::<f64, Dyn, Dyn, Dyn, Dyn>::from_slice_with_strides_generic(
-            a.data,
-            Dyn(m),
-            Dyn(k),
-            Dyn(a.row_stride),
-            Dyn(a.col_stride),
-        );
-        let b_view = MatrixView::<f64, Dyn, Dyn, Dyn, Dyn>::from_slice_with_strides_generic(
-            b.data,
-            Dyn(k),
-            Dyn(n),
-            Dyn(b.row_stride),
-            Dyn(b.col_stride),
-        );
-        let mut c_view = MatrixViewMut::<f64, Dyn, Dyn, Dyn, Dyn>::from_slice_with_strides_generic(
-            c,
-            Dyn(m),
-            Dyn(n),
-            Dyn(n),
-            Dyn(1),
-        );
-        c_view.gemm(alpha, &a_view, &b_view, beta);
+        blocked(alpha, a, b, beta, c, n);
+        return;
+    }
+    let thinnest = m.min(k).min(n);
+    if thinnest >= 2 && m * k * n >= PADDED_MIN_WORK && a.rows_contiguous() {
+        padded(alpha, a, b, beta, c, scratch);
         return;
     }
     if k == 0 || alpha == 0.0 {
@@ -144,9 +151,17 @@ pub fn gemm(
         // copies where the operands are not already laid out that way.
         let b_transposed = b.t();
         let a_len = if a.rows_contiguous() { 0 } else { m * k };
-        let b_len = if b_transposed.rows_contiguous() { 0 } else { k * n };
+        let b_len = if b_transposed.rows_contiguous() {
+            0
+        } else {
+            k * n
+        };
         let (a_space, b_space) = grow(scratch, a_len + b_len).split_at_mut(a_len);
-        let a = if a_len > 0 { a.copy_row_major(a_space) } else { a };
+        let a = if a_len > 0 {
+            a.copy_row_major(a_space)
+        } else {
+            a
+        };
         let b_transposed = if b_len > 0 {
             b_transposed.copy_row_major(b_space)
         } else {
@@ -163,6 +178,95 @@ fn combine(beta: f64, c: f64, product: f64) -> f64 {
         product
     } else {
         beta * c + product
+    }
+}
+
+/// `c ← α·a·b + β·c` through nalgebra, which hands the product to `matrixmultiply`; every
+/// extent must exceed [`SMALL_EXTENT`]. `c` is row-major with rows `c_row_stride` apart.
+fn blocked(
+    alpha: f64,
+    a: MatrixRef<'_>,
+    b: MatrixRef<'_>,
+    beta: f64,
+    c: &mut [f64],
+    c_row_stride: usize,
+) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let a_view = MatrixView::<f64, Dyn, Dyn, Dyn, Dyn>::from_slice_with_strides_generic(
+        a.data,
+        Dyn(m),
+        Dyn(k),
+        Dyn(a.row_stride),
+        Dyn(a.col_stride),
+    );
+    let b_view = MatrixView::<f64, Dyn, Dyn, Dyn, Dyn>::from_slice_with_strides_generic(
+        b.data,
+        Dyn(k),
+        Dyn(n),
+        Dyn(b.row_stride),
+        Dyn(b.col_stride),
+    );
+    let mut c_view = MatrixViewMut::<f64, Dyn, Dyn, Dyn, Dyn>::from_slice_with_strides_generic(
+        c,
+        Dyn(m),
+        Dyn(n),
+        Dyn(c_row_stride),
+        Dyn(1),
+    );
+    c_view.gemm(alpha, &a_view, &b_view, beta);
+}
+
+/// The product of [`blocked`] for operands with a dimension of two to five: the thin dimensions
+/// are padded with zeros to [`SMALL_EXTENT`] + 1 in scratch copies (of the thin operands only),
+/// and a padded result is copied back.
+fn padded(
+    alpha: f64,
+    a: MatrixRef<'_>,
+    b: MatrixRef<'_>,
+    beta: f64,
+    c: &mut [f64],
+    scratch: &mut Vec<f64>,
+) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let minimum = SMALL_EXTENT + 1;
+    let (m_padded, k_padded, n_padded) = (m.max(minimum), k.max(minimum), n.max(minimum));
+    let a_len = if (m_padded, k_padded) == (m, k) {
+        0
+    } else {
+        m_padded * k_padded
+    };
+    let b_len = if (k_padded, n_padded) == (k, n) {
+        0
+    } else {
+        k_padded * n_padded
+    };
+    let c_len = if (m_padded, n_padded) == (m, n) {
+        0
+    } else {
+        m_padded * n_padded
+    };
+    let space = grow(scratch, a_len + b_len + c_len);
+    let (a_space, rest) = space.split_at_mut(a_len);
+    let (b_space, c_space) = rest.split_at_mut(b_len);
+    let a = if a_len > 0 {
+        a.copy_padded(a_space, m_padded, k_padded)
+    } else {
+        a
+    };
+    let b = if b_len > 0 {
+        b.copy_padded(b_space, k_padded, n_padded)
+    } else {
+        b
+    };
+    if c_len == 0 {
+        blocked(alpha, a, b, beta, c, n);
+        return;
+    }
+    blocked(alpha, a, b, 0.0, c_space, n_padded);
+    for (i, c_row) in c.chunks_exact_mut(n).enumerate() {
+        for (value, &product) in c_row.iter_mut().zip(&c_space[i * n_padded..]) {
+            *value = combine(beta, *value, product);
+        }
     }
 }
 
@@ -222,7 +326,11 @@ fn rows_axpy(alpha: f64, a: MatrixRef<'_>, b: MatrixRef<'_>, beta: f64, c: &mut 
         for p in p..k {
             let weight = alpha * a.at(i, p);
             for (value, &x) in c_row.iter_mut().zip(b_row(p)) {
-                *value = if overwrite { weight * x } else { *value + weight * x };
+                *value = if overwrite {
+                    weight * x
+                } else {
+                    *value + weight * x
+                };
             }
             overwrite = false;
         }

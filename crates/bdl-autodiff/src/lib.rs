@@ -27,6 +27,30 @@
 //! # Ok::<(), bdl_autodiff::TensorError>(())
 //! ```
 //!
+//! # Operations
+//!
+//! All are methods of [`Tape`]. Those that can fail on shapes or arguments return
+//! `Result<Var, TensorError>`; the error names the op and the shapes.
+//!
+//! - Broadcasting arithmetic: `add sub mul div pow`, scalar forms `add_scalar sub_scalar
+//!   scalar_sub mul_scalar div_scalar scalar_div pow_scalar`, and [`Tape::scalar`] for literals.
+//! - Elementwise: `neg abs exp log log1p expm1 sqrt square tanh sigmoid relu softplus
+//!   log_sigmoid lgamma digamma clamp`.
+//! - Comparisons and logic, 0/1 results without gradient: `lt le gt ge eq ne and or not`;
+//!   `select` (NumPy's `where`).
+//! - Reductions over all elements or one axis (`*_axis`, with `keep_dim`): `sum mean max min
+//!   logsumexp`; along an axis: `softmax log_softmax`.
+//! - Linear algebra: `matmul` (matrix, batched, matrix–vector, vector–matrix, inner product),
+//!   `transpose`, `cholesky`, `triangular_solve`, `log_det_triangular`.
+//! - Indexing and shapes: `index slice gather take_along_axis stack concat reshape expand_dims
+//!   broadcast_to`. Index tensors hold whole numbers stored as `f64` and are validated (also on
+//!   replay).
+//!
+//! Gradients: every node's gradient is available after [`Tape::backward`], not only the
+//! inputs'. Axes may be negative, counting from the end as in Python. [`check`] holds the
+//! finite-difference gradient checker other crates use in their tests, and [`gemm`] the matrix
+//! product kernel behind `matmul`.
+//!
 //! `docs/dev/adding-an-op.md` in the repository is the checklist for adding an operation.
 
 mod broadcast;

@@ -12,6 +12,12 @@
 //! Buffers of cleared or truncated nodes are kept and handed to the next nodes recorded, so a
 //! model recorded again on a cleared tape (for models whose structure depends on sampled values)
 //! reuses its allocations.
+//!
+//! Two savings in the backward pass keep every node's gradient readable: the first contribution
+//! to a gradient overwrites the stale buffer instead of zeroing it and adding, and an operand
+//! whose gradient equals its consumer's (`x` in `x + b`) takes over the consumer's buffer rather
+//! than a copy; the consumer then reads its gradient from the operand's slot (`home`), and gets a
+//! copy back before that slot receives anything else (`borrowed_by`).
 
 use crate::ops::{self, Op};
 use crate::tensor::{element_count, Shape, Tensor, TensorError};

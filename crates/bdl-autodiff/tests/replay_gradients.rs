@@ -22,7 +22,12 @@ fn normal_log_density(tape: &mut Tape, x: &[f64]) -> (Var, Var) {
 
 #[test]
 fn replayed_gradients_equal_a_new_tapes() {
-    let points = [[0.5, 0.1, -0.2], [1.5, -0.4, 0.7], [0.5, 0.1, -0.2], [-3.0, 2.0, 0.0]];
+    let points = [
+        [0.5, 0.1, -0.2],
+        [1.5, -0.4, 0.7],
+        [0.5, 0.1, -0.2],
+        [-3.0, 2.0, 0.0],
+    ];
     let mut replayed = Tape::new();
     let (input, total) = normal_log_density(&mut replayed, &points[0]);
     for point in points {
@@ -32,7 +37,11 @@ fn replayed_gradients_equal_a_new_tapes() {
         let mut fresh = Tape::new();
         let (fresh_input, fresh_total) = normal_log_density(&mut fresh, &point);
         fresh.backward(fresh_total).unwrap();
-        assert_eq!(replayed.grad(input), fresh.grad(fresh_input), "at {point:?}");
+        assert_eq!(
+            replayed.grad(input),
+            fresh.grad(fresh_input),
+            "at {point:?}"
+        );
         let expected: Vec<f64> = point.iter().map(|x| -x).collect();
         assert_eq!(replayed.grad(input), expected.as_slice());
     }

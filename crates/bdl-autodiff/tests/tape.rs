@@ -236,3 +236,32 @@ fn recorded_tapes_clone_into_independent_replays() {
         assert!(bits_equal(grad, fresh.grad(fresh_w)));
     }
 }
+
+#[test]
+fn intermediate_gradients_survive_buffer_hand_overs() {
+    // b = a + 1 hands its gradient buffer to a (the gradient of a sum passes through); a later
+    // contribution to a from c = 2a must not change what grad(b) reports.
+    let mut tape = Tape::new();
+    let x = tape.input(Tensor::vector(vec![0.5, -1.0]));
+    let a = tape.exp(x);
+    let c = tape.mul_scalar(a, 2.0);
+    let b = tape.add_scalar(a, 1.0);
+    let d = tape.reshape(b, &[2, 1]).unwrap();
+    let sum_c = tape.sum(c);
+    let sum_d = tape.sum(d);
+    let output = tape.add(sum_d, sum_c).unwrap();
+    tape.backward(output).unwrap();
+    assert_eq!(tape.grad(output), &[1.0]);
+    assert_eq!(tape.grad(sum_d), &[1.0]);
+    assert_eq!(tape.grad(d), &[1.0, 1.0]);
+    assert_eq!(tape.grad(b), &[1.0, 1.0]);
+    assert_eq!(tape.grad(c), &[1.0, 1.0]);
+    assert_eq!(tape.grad(a), &[3.0, 3.0]);
+    let expected: Vec<f64> = [0.5f64, -1.0].iter().map(|v| 3.0 * v.exp()).collect();
+    assert_eq!(tape.grad(x), expected.as_slice());
+    // A second pass over the same tape starts from clean bookkeeping.
+    tape.backward(sum_d).unwrap();
+    assert_eq!(tape.grad(b), &[1.0, 1.0]);
+    assert_eq!(tape.grad(a), &[1.0, 1.0]);
+    assert_eq!(tape.grad(c), &[0.0, 0.0]);
+}

@@ -101,7 +101,8 @@ pub(crate) fn binary_backward(
         }
         let mut grad = grad;
         grad.store(0, total);
-    } else if let (true, Some(period)) = (ts.len() == n, repeat_period(other.shape(), out.shape())) {
+    } else if let (true, Some(period)) = (ts.len() == n, repeat_period(other.shape(), out.shape()))
+    {
         let fresh = grad.fresh;
         let rows = grad
             .buffer
@@ -121,7 +122,8 @@ pub(crate) fn binary_backward(
                 }
             }
         }
-    } else if let (true, Some(period)) = (os.len() == n, repeat_period(target.shape(), out.shape())) {
+    } else if let (true, Some(period)) = (os.len() == n, repeat_period(target.shape(), out.shape()))
+    {
         let grad = grad.accumulator();
         let rows = os
             .chunks_exact(period)
@@ -175,7 +177,11 @@ pub(crate) fn fused_repeat_backward(
             .zip(g_row);
         for (((((full_gr, repeated_gr), &f), &r), &z), &g) in elements {
             let contribution = g * full_partial(f, r, z);
-            *full_gr = if fresh { contribution } else { *full_gr + contribution };
+            *full_gr = if fresh {
+                contribution
+            } else {
+                *full_gr + contribution
+            };
             *repeated_gr += g * repeated_partial(f, r, z);
         }
     }

@@ -79,6 +79,27 @@ fn check_binary(
             },
             &points,
         );
+        // With one operand a constant (data), only the other gets a gradient; the replay check
+        // catches gradients left stale by the constant's missing contribution.
+        let lefts: Vec<Vec<Tensor>> = points.iter().map(|p| vec![p[0].clone()]).collect();
+        let rights: Vec<Vec<Tensor>> = points.iter().map(|p| vec![p[1].clone()]).collect();
+        let (fixed_left, fixed_right) = (points[0][0].clone(), points[0][1].clone());
+        check_gradient(
+            |tape, v| {
+                let constant = tape.constant(fixed_right.clone());
+                let out = op(tape, v[0], constant)?;
+                weighted_sum(tape, out)
+            },
+            &lefts,
+        );
+        check_gradient(
+            |tape, v| {
+                let constant = tape.constant(fixed_left.clone());
+                let out = op(tape, constant, v[0])?;
+                weighted_sum(tape, out)
+            },
+            &rights,
+        );
     }
 }
 

@@ -16,9 +16,13 @@ fn reference_matmul(a: &[f64], b: &[f64], m: usize, k: usize, n: usize) -> Vec<f
 
 #[test]
 fn matmul() {
-    // Shapes exercise the thin kernels (a dimension ≤ 5), the blocked kernel (all > 5), batches
-    // with broadcasting, and the vector cases.
-    let cases: [(&[usize], &[usize], &[usize]); 10] = [
+    // Shapes exercise the thin kernels (a dimension ≤ 5), the blocked kernel (all > 5), the
+    // blocked kernel on zero-padded thin operands (a dimension of 2 to 5 and enough work),
+    // batches with broadcasting, and the vector cases.
+    let cases: [(&[usize], &[usize], &[usize]); 13] = [
+        (&[40, 30], &[30, 4], &[40, 4]),
+        (&[40, 4], &[4, 30], &[40, 30]),
+        (&[3, 40], &[40, 40], &[3, 40]),
         (&[2, 3], &[3, 4], &[2, 4]),
         (&[7, 9], &[9, 8], &[7, 8]),
         (&[12, 1], &[1, 10], &[12, 10]),
