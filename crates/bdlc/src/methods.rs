@@ -96,9 +96,14 @@ fn run_ensemble(
     let mut map = svi_settings(resolved, "map")?;
     map.particles = 1;
     let swag = if resolved.flag("swag", flags.swag) {
-        let mut swag = SwagSettings::default();
-        swag.draws = resolved.count("samples", flags.samples, 20, 1)?;
-        Some(swag)
+        // SWA moments are collected along the same optimiser the members were fitted with, at
+        // its learning rate: a plain SGD step at Adam's rate diverges on likelihoods summed over
+        // hundreds of points.
+        Some(SwagSettings {
+            draws: resolved.count("samples", flags.samples, 20, 1)?,
+            optimizer: map.optimizer.clone(),
+            ..SwagSettings::default()
+        })
     } else {
         None
     };

@@ -58,7 +58,11 @@ pub struct DrawTable {
 /// The draws files of a run: `draws.csv`, or `chain-1.csv`, `chain-2.csv`, ….
 pub fn draw_files(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
     if !dir.is_dir() {
-        return Err(Failure::usage("E0910", format!("`{}` is not a directory", dir.display()), None));
+        return Err(Failure::usage(
+            "E0910",
+            format!("`{}` is not a directory", dir.display()),
+            None,
+        ));
     }
     let single = dir.join("draws.csv");
     if single.is_file() {
@@ -75,7 +79,10 @@ pub fn draw_files(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
     if chains.is_empty() {
         return Err(Failure::usage(
             "E0911",
-            format!("`{}` holds no draws (no draws.csv or chain-1.csv)", dir.display()),
+            format!(
+                "`{}` holds no draws (no draws.csv or chain-1.csv)",
+                dir.display()
+            ),
             Some("give the `--out` directory of a finished `bdlc infer` run".to_string()),
         ));
     }
@@ -84,10 +91,22 @@ pub fn draw_files(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
 
 /// Reads a run's draws; comment lines are skipped.
 pub fn read_draws(dir: &Path) -> Result<DrawTable, Failure> {
-    let mut table = DrawTable { header: Vec::new(), rows: Vec::new(), chain_lengths: Vec::new() };
+    let mut table = DrawTable {
+        header: Vec::new(),
+        rows: Vec::new(),
+        chain_lengths: Vec::new(),
+    };
     for path in draw_files(dir)? {
         let text = std::fs::read_to_string(&path).map_err(|error| {
-            Failure::usage("E0901", format!("cannot read `{}`: {}", path.display(), describe_io_error(&error)), None)
+            Failure::usage(
+                "E0901",
+                format!(
+                    "cannot read `{}`: {}",
+                    path.display(),
+                    describe_io_error(&error)
+                ),
+                None,
+            )
         })?;
         let mut header: Option<Vec<String>> = None;
         let mut count = 0;
@@ -112,20 +131,35 @@ pub fn read_draws(dir: &Path) -> Result<DrawTable, Failure> {
                             ),
                         ));
                     }
-                    let row: Result<Vec<f64>, _> = fields.iter().map(|f| f.parse::<f64>()).collect();
+                    let row: Result<Vec<f64>, _> =
+                        fields.iter().map(|f| f.parse::<f64>()).collect();
                     let row = row.map_err(|_| {
-                        Failure::run("E0912", format!("`{}` line {}: not a number", path.display(), line_number + 1))
+                        Failure::run(
+                            "E0912",
+                            format!(
+                                "`{}` line {}: not a number",
+                                path.display(),
+                                line_number + 1
+                            ),
+                        )
                     })?;
                     table.rows.push(row);
                     count += 1;
                 }
             }
         }
-        let header = header.ok_or_else(|| Failure::run("E0912", format!("`{}` has no header", path.display())))?;
+        let header = header
+            .ok_or_else(|| Failure::run("E0912", format!("`{}` has no header", path.display())))?;
         if table.header.is_empty() {
             table.header = header;
         } else if table.header != header {
-            return Err(Failure::run("E0912", format!("`{}` has other columns than the first chain", path.display())));
+            return Err(Failure::run(
+                "E0912",
+                format!(
+                    "`{}` has other columns than the first chain",
+                    path.display()
+                ),
+            ));
         }
         table.chain_lengths.push(count);
     }
@@ -134,11 +168,17 @@ pub fn read_draws(dir: &Path) -> Result<DrawTable, Failure> {
 
 /// The CmdStan column names of a site.
 fn csv_names(site: &SiteInfo) -> Vec<String> {
-    crate::output::columns_of(&[site]).iter().map(crate::output::Column::csv_name).collect()
+    crate::output::columns_of(&[site])
+        .iter()
+        .map(crate::output::Column::csv_name)
+        .collect()
 }
 
 /// The values of the latent and param sites in one row of the table.
-fn substitution(sites: &[(&SiteInfo, Vec<usize>)], row: &[f64]) -> Result<HashMap<String, Tensor>, Failure> {
+fn substitution(
+    sites: &[(&SiteInfo, Vec<usize>)],
+    row: &[f64],
+) -> Result<HashMap<String, Tensor>, Failure> {
     let mut values = HashMap::new();
     for (site, columns) in sites {
         let data: Vec<f64> = columns.iter().map(|&c| row[c]).collect();
@@ -151,7 +191,12 @@ fn substitution(sites: &[(&SiteInfo, Vec<usize>)], row: &[f64]) -> Result<HashMa
 
 /// Runs `bdlc predict`.
 pub fn run(args: &PredictArgs, session: &mut Session) -> Result<(), Failure> {
-    let model = session.load(&args.model, &args.data, Completeness::AllowMissingObserved, args.seed)?;
+    let model = session.load(
+        &args.model,
+        &args.data,
+        Completeness::AllowMissingObserved,
+        args.seed,
+    )?;
     let table = read_draws(&args.posterior)?;
     let free: Vec<&SiteInfo> = model
         .output_sites()
@@ -161,7 +206,10 @@ pub fn run(args: &PredictArgs, session: &mut Session) -> Result<(), Failure> {
     let mut located = Vec::new();
     for site in &free {
         let names = csv_names(site);
-        let columns: Option<Vec<usize>> = names.iter().map(|n| table.header.iter().position(|h| h == n)).collect();
+        let columns: Option<Vec<usize>> = names
+            .iter()
+            .map(|n| table.header.iter().position(|h| h == n))
+            .collect();
         match columns {
             Some(columns) => located.push((*site, columns)),
             None => {
@@ -180,7 +228,10 @@ pub fn run(args: &PredictArgs, session: &mut Session) -> Result<(), Failure> {
     }
     let n_rows = table.rows.len();
     if n_rows == 0 {
-        return Err(Failure::run("E0915", format!("`{}` holds no draws", args.posterior.display())));
+        return Err(Failure::run(
+            "E0915",
+            format!("`{}` holds no draws", args.posterior.display()),
+        ));
     }
     let n_used = args.draws.clamp(1, n_rows);
     let picked: Vec<usize> = (0..n_used).map(|k| k * n_rows / n_used).collect();
@@ -190,10 +241,28 @@ pub fn run(args: &PredictArgs, session: &mut Session) -> Result<(), Failure> {
         .map(|&row| {
             let values = substitution(&located, &table.rows[row])?;
             let mut rng = stream_rng(args.seed, row as u64);
-            model.predictive_draw(&values, &mut rng).map_err(|e| Failure::model(vec![e.to_diagnostic()]))
+            model
+                .predictive_draw(&values, &mut rng)
+                .map_err(|e| Failure::model(vec![e.to_diagnostic()]))
         })
         .collect();
     let draws = draws.into_iter().collect::<Result<Vec<_>, _>>()?;
+    // A site in a mini-batched plate was seen at the batch's size when the model was compiled;
+    // prediction runs every plate in full, so the draws give the shapes.
+    let observed: Vec<SiteInfo> = observed
+        .iter()
+        .map(|site| {
+            let mut site = (*site).clone();
+            if let Some((_, tensor)) = draws
+                .first()
+                .and_then(|d| d.iter().find(|(n, _)| *n == site.name))
+            {
+                site.shape = tensor.shape().to_vec();
+            }
+            site
+        })
+        .collect();
+    let observed: Vec<&SiteInfo> = observed.iter().collect();
     let summary = summarise(&observed, &draws);
     write_file(&args.out, &summary)?;
     if let Some(path) = &args.draws_out {
@@ -239,7 +308,8 @@ fn summarise(observed: &[&SiteInfo], draws: &[Vec<(String, Tensor)>]) -> String 
         for (flat, values) in site_columns(site, draws).iter().enumerate() {
             let n = values.len() as f64;
             let mean = values.iter().sum::<f64>() / n;
-            let sd = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0)).sqrt();
+            let sd = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0))
+                .sqrt();
             let _ = write!(
                 text,
                 "{},{},{},{},{},{},{}",
@@ -254,7 +324,8 @@ fn summarise(observed: &[&SiteInfo], draws: &[Vec<(String, Tensor)>]) -> String 
             if any_discrete {
                 for class in 0..=max_class.min(64) {
                     if site.discrete {
-                        let share = values.iter().filter(|&&v| v == class as f64).count() as f64 / n;
+                        let share =
+                            values.iter().filter(|&&v| v == class as f64).count() as f64 / n;
                         let _ = write!(text, ",{}", format_number(share));
                     } else {
                         text.push(',');
@@ -267,10 +338,21 @@ fn summarise(observed: &[&SiteInfo], draws: &[Vec<(String, Tensor)>]) -> String 
     text
 }
 
-fn write_predictive_draws(path: &Path, observed: &[&SiteInfo], draws: &[Vec<(String, Tensor)>]) -> Result<(), Failure> {
+fn write_predictive_draws(
+    path: &Path,
+    observed: &[&SiteInfo],
+    draws: &[Vec<(String, Tensor)>],
+) -> Result<(), Failure> {
     let columns = crate::output::columns_of(observed);
-    let header: Vec<String> = columns.iter().map(crate::output::Column::csv_name).collect();
-    let mut writer = crate::output::DrawsWriter::create(path, &["posterior predictive draws".to_string()], &header)?;
+    let header: Vec<String> = columns
+        .iter()
+        .map(crate::output::Column::csv_name)
+        .collect();
+    let mut writer = crate::output::DrawsWriter::create(
+        path,
+        &["posterior predictive draws".to_string()],
+        &header,
+    )?;
     let mut row = Vec::new();
     for draw in draws {
         crate::output::flatten_row(observed, draw, &mut row);

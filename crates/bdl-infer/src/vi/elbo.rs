@@ -58,10 +58,9 @@ impl Default for ElboSettings {
     }
 }
 
-/// One particle: its own model evaluator and buffers.
-struct Particle<M> {
+/// One particle's random stream and buffers.
+struct Particle {
     index: u64,
-    model: M,
     noise: Vec<f64>,
     position: Vec<f64>,
     position_gradient: Vec<f64>,
@@ -72,10 +71,11 @@ struct Particle<M> {
     outcome: Result<f64, LogDensityError>,
 }
 
-impl<M: ElboModel> Particle<M> {
+impl Particle {
     #[allow(clippy::too_many_arguments)]
-    fn evaluate(
+    fn evaluate<M: ElboModel>(
         &mut self,
+        model: &mut M,
         family: &GuideFamily,
         natural: &[f64],
         model_params: &[f64],
@@ -91,7 +91,7 @@ impl<M: ElboModel> Particle<M> {
         }
         family.draw(natural, &self.noise, &mut self.position[..latent_dim]);
         self.position[latent_dim..].copy_from_slice(model_params);
-        let result = self.model.log_joint(
+        let result = model.log_joint(
             &self.position,
             options,
             &mut rng,
@@ -124,21 +124,26 @@ impl<M: ElboModel> Particle<M> {
     }
 }
 
-/// An ELBO estimator: K model evaluators, a guide family and preallocated buffers.
+/// An ELBO estimator: a guide family, K particles' buffers, and one model evaluator per worker
+/// thread. Each worker evaluates a fixed, contiguous share of the particles one after the other
+/// with its own evaluator, so that memory holds as many model tapes as there are threads rather
+/// than particles; a particle's result depends only on its position and random stream, never on
+/// which worker computed it.
 pub struct Elbo<M> {
     family: GuideFamily,
     kind: ElboKind,
     param_dim: usize,
     normal_priors: Vec<NormalPriorCoordinate>,
-    particles: Vec<Particle<M>>,
+    models: Vec<M>,
+    particles: Vec<Particle>,
     natural: Vec<f64>,
     slopes: Vec<f64>,
     scratch: GuideScratch,
 }
 
 impl<M: ElboModel> Elbo<M> {
-    /// An estimator for the guide `kind`, with one model per particle built by
-    /// `make_model(particle_index)`.
+    /// An estimator for the guide `kind`, with one model per worker built by
+    /// `make_model(worker_index)` (at most one per particle and per rayon thread).
     pub fn new<F: Fn(usize) -> M>(
         make_model: F,
         kind: &GuideKind,
@@ -152,7 +157,8 @@ impl<M: ElboModel> Elbo<M> {
                 ),
             });
         }
-        let models: Vec<M> = (0..settings.particles).map(&make_model).collect();
+        let workers = settings.particles.min(rayon::current_num_threads().max(1));
+        let models: Vec<M> = (0..workers).map(&make_model).collect();
         let latent_dim = models[0].latent_dim();
         let param_dim = models[0].param_dim();
         if let Some(k) = models
@@ -178,12 +184,9 @@ impl<M: ElboModel> Elbo<M> {
         };
         let n_guide = family.n_params();
         let dim = latent_dim + param_dim;
-        let particles = models
-            .into_iter()
-            .enumerate()
-            .map(|(index, model)| Particle {
+        let particles = (0..settings.particles)
+            .map(|index| Particle {
                 index: index as u64,
-                model,
                 noise: vec![0.0; family.noise_dim()],
                 position: vec![0.0; dim],
                 position_gradient: vec![0.0; dim],
@@ -199,6 +202,7 @@ impl<M: ElboModel> Elbo<M> {
             kind: settings.kind,
             param_dim,
             normal_priors,
+            models,
             particles,
         })
     }
@@ -225,7 +229,7 @@ impl<M: ElboModel> Elbo<M> {
 
     /// The first particle's model evaluator.
     pub fn model_mut(&mut self) -> &mut M {
-        &mut self.particles[0].model
+        &mut self.models[0]
     }
 
     /// Estimates the loss −ELBO_β at `params` ([guide parameters, model params], length
@@ -261,18 +265,18 @@ impl<M: ElboModel> Elbo<M> {
         };
         let family = &self.family;
         let natural = &self.natural;
-        let run = |particle: &mut Particle<M>| {
-            particle.evaluate(family, natural, model_params, &options, seed, step)
+        let share = self.particles.len().div_ceil(self.models.len());
+        let run = |(model, particles): (&mut M, &mut [Particle])| {
+            for particle in particles {
+                particle.evaluate(model, family, natural, model_params, &options, seed, step);
+            }
         };
-        if self.particles.len() == 1 {
-            self.particles.iter_mut().for_each(run);
+        if self.models.len() == 1 {
+            run((&mut self.models[0], &mut self.particles[..]));
         } else {
-            // One task per thread's share of the particles: rayon does not split further, which
-            // saves scheduling work when a particle is cheap.
-            let share = self.particles.len().div_ceil(rayon::current_num_threads());
-            self.particles
+            self.models
                 .par_iter_mut()
-                .with_min_len(share)
+                .zip(self.particles.par_chunks_mut(share))
                 .for_each(run);
         }
 
