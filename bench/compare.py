@@ -41,6 +41,25 @@ def run_bdlc(args, out_dir):
         return wall, json.load(handle)
 
 
+def first_draw_seconds(model, out_dir):
+    """Seconds from starting `bdlc infer` to the first kept draw written to chain-1.csv."""
+    chain = os.path.join(out_dir, "chain-1.csv")
+    start = time.perf_counter()
+    process = subprocess.Popen([BDLC, "infer", model, "--method", "nuts", "--out", out_dir, "--force", "--quiet"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seen = None
+    while seen is None and process.poll() is None:
+        if os.path.exists(chain):
+            with open(chain) as handle:
+                lines = [line for line in handle if line.strip() and not line.startswith("#")]
+            if len(lines) >= 2:
+                seen = time.perf_counter() - start
+                break
+        time.sleep(0.0005)
+    process.wait()
+    return seen if seen is not None else time.perf_counter() - start
+
+
 def read_rows(path):
     with open(path) as handle:
         return list(csv.DictReader(handle))
@@ -107,11 +126,12 @@ def bdl_workload(name, tmp):
     files = {"eight_schools_nuts": "eight_schools.bdl", "logistic_nuts": "logistic.bdl",
              "shallow_bnn_nuts": "shallow_bnn.bdl"}
     wall, s = run_bdlc(["infer", model(files[name]), "--method", "nuts"], out)
+    first_draw = first_draw_seconds(model(files[name]), out + "-first")
     ess = min_ess(s)
     inference = s["facts"]["wall_seconds"]
     return {"wall_s": wall, "inference_s": inference, "min_ess": ess,
             "ess_per_s": ess / inference, "ess_per_s_end_to_end": ess / wall,
-            "divergences": s["facts"].get("divergences")}
+            "divergences": s["facts"].get("divergences"), "first_draw_s": first_draw}
 
 
 def peer(python, script, workload):
