@@ -514,11 +514,12 @@ impl Loader<'_> {
         };
         let mut data = Vec::new();
         let mut shape = Vec::new();
-        if let Err(problem) = flatten_json(value, 0, &mut shape, &mut data) {
+        if let Err((row, problem)) = flatten_json(value, 0, &mut shape, &mut data) {
+            let position = row.map_or(String::new(), |row| format!(" row {}", row + 1));
             self.diagnostics.push(
                 Diagnostic::error(
                     "E0408",
-                    format!("`{}` key `{}` {problem}", file.name, decl.name),
+                    format!("`{}` key `{}`{position} {problem}", file.name, decl.name),
                 )
                 .with_label(span, problem.clone())
                 .with_secondary(
@@ -690,7 +691,7 @@ impl Loader<'_> {
                         Some((
                             bound,
                             format!(
-                                "`{}`, bound by an earlier declaration",
+                                "`{}`, bound by an earlier declaration,",
                                 self.slot_name(*slot)
                             ),
                         ))
@@ -790,51 +791,55 @@ fn json_key_span(file: &DataFile, key: &str) -> Span {
 }
 
 /// Flattens nested JSON lists of numbers row-major, recording the shape; rejects ragged lists,
-/// strings, nulls and objects.
+/// strings, nulls and objects. An error carries the index of the outermost list's element (the
+/// row) it was found in, when there is one.
 fn flatten_json(
     value: &serde_json::Value,
     depth: usize,
     shape: &mut Vec<usize>,
     data: &mut Vec<f64>,
-) -> Result<(), String> {
+) -> Result<(), (Option<usize>, String)> {
     const MAX_RANK: usize = 8;
+    let fail = |problem: String| Err((None, problem));
     match value {
         serde_json::Value::Number(number) => {
             if depth < shape.len() {
-                return Err("has lists of different depths".to_string());
+                return fail("has lists of different depths".to_string());
             }
-            data.push(
-                number
-                    .as_f64()
-                    .ok_or_else(|| "holds a number out of range".to_string())?,
-            );
+            match number.as_f64() {
+                Some(number) => data.push(number),
+                None => return fail("holds a number out of range".to_string()),
+            }
             Ok(())
         }
         serde_json::Value::Array(items) => {
             if depth >= MAX_RANK {
-                return Err(format!("is nested deeper than {MAX_RANK} levels"));
+                return fail(format!("is nested deeper than {MAX_RANK} levels"));
             }
             if depth == shape.len() {
                 if !data.is_empty() {
-                    return Err("has lists of different depths".to_string());
+                    return fail("has lists of different depths".to_string());
                 }
                 shape.push(items.len());
             } else if shape[depth] != items.len() {
-                return Err(format!(
+                return fail(format!(
                     "is ragged: a list of {} where the first has {}",
                     items.len(),
                     shape[depth]
                 ));
             }
-            for item in items {
-                flatten_json(item, depth + 1, shape, data)?;
+            for (index, item) in items.iter().enumerate() {
+                flatten_json(item, depth + 1, shape, data)
+                    .map_err(|(row, problem)| (row.or((depth == 0).then_some(index)), problem))?;
             }
             Ok(())
         }
-        serde_json::Value::Null => Err("holds `null` (missing values are not allowed)".to_string()),
-        serde_json::Value::String(text) => Err(format!("holds the string {text:?}, not a number")),
-        serde_json::Value::Bool(_) => Err("holds a boolean, not a number".to_string()),
-        serde_json::Value::Object(_) => Err("holds an object, not a number or a list".to_string()),
+        serde_json::Value::Null => {
+            fail("holds `null` (missing values are not allowed)".to_string())
+        }
+        serde_json::Value::String(text) => fail(format!("holds the string {text:?}, not a number")),
+        serde_json::Value::Bool(_) => fail("holds a boolean, not a number".to_string()),
+        serde_json::Value::Object(_) => fail("holds an object, not a number or a list".to_string()),
     }
 }
 

@@ -127,13 +127,13 @@ fn bernoulli_terms(
     failures: Var,
 ) -> Result<Var, DistError> {
     if param.name == "logits" {
-        // log p = log σ(η), log(1 − p) = log σ(−η).
-        let log_p = tape.log_sigmoid(param.var);
-        let minus = tape.neg(param.var);
-        let log_q = tape.log_sigmoid(minus);
-        let first = tape.mul(successes, log_p)?;
-        let second = tape.mul(failures, log_q)?;
-        Ok(tape.add(first, second)?)
+        // With log p = log σ(η) = η − softplus(η) and log(1 − p) = −softplus(η):
+        // k log p + m log(1 − p) = k η − (k + m) softplus(η), one softplus per element.
+        let softplus = tape.softplus(param.var);
+        let first = tape.mul(successes, param.var)?;
+        let trials = tape.add(successes, failures)?;
+        let second = tape.mul(trials, softplus)?;
+        Ok(tape.sub(first, second)?)
     } else {
         let first = math::xlogy(tape, successes, param.var)?;
         let minus_p = tape.neg(param.var);
@@ -151,29 +151,35 @@ pub(crate) fn log_prob(
     check_support: bool,
 ) -> Result<Var, DistError> {
     // Outside the support k is replaced by 0 (inside every support here) before the formula.
-    let whole = math::is_integer(tape, k)?;
-    let zero = constant(tape, 0.0);
-    let nonnegative = tape.ge(k, zero)?;
-    let mut inside = tape.and(whole, nonnegative)?;
-    match family {
-        Family::Bernoulli => {
-            let one = constant(tape, 1.0);
-            let at_most_one = tape.le(k, one)?;
-            inside = tape.and(inside, at_most_one)?;
+    // Values known to be in the support (validated data) skip the test: it is most of the cost
+    // of a cheap log-mass.
+    let (k, inside) = if check_support {
+        let whole = math::is_integer(tape, k)?;
+        let zero = constant(tape, 0.0);
+        let nonnegative = tape.ge(k, zero)?;
+        let mut inside = tape.and(whole, nonnegative)?;
+        match family {
+            Family::Bernoulli => {
+                let one = constant(tape, 1.0);
+                let at_most_one = tape.le(k, one)?;
+                inside = tape.and(inside, at_most_one)?;
+            }
+            Family::Binomial => {
+                let at_most_n = tape.le(k, params[0].var)?;
+                inside = tape.and(inside, at_most_n)?;
+            }
+            Family::Categorical => {
+                let outcomes = *tape.shape(params[0].var).last().unwrap_or(&1);
+                let below = constant(tape, outcomes as f64);
+                let in_range = tape.lt(k, below)?;
+                inside = tape.and(inside, in_range)?;
+            }
+            _ => {}
         }
-        Family::Binomial => {
-            let at_most_n = tape.le(k, params[0].var)?;
-            inside = tape.and(inside, at_most_n)?;
-        }
-        Family::Categorical => {
-            let outcomes = *tape.shape(params[0].var).last().unwrap_or(&1);
-            let below = constant(tape, outcomes as f64);
-            let in_range = tape.lt(k, below)?;
-            inside = tape.and(inside, in_range)?;
-        }
-        _ => {}
-    }
-    let k = select_or(tape, inside, k, 0.0)?;
+        (select_or(tape, inside, k, 0.0)?, Some(inside))
+    } else {
+        (k, None)
+    };
     let lp = match family {
         Family::Bernoulli => {
             // k log p + (1 − k) log(1 − p).
@@ -217,10 +223,9 @@ pub(crate) fn log_prob(
             })
         }
     };
-    if check_support {
-        mask_log_prob(tape, inside, lp)
-    } else {
-        Ok(lp)
+    match inside {
+        Some(inside) => mask_log_prob(tape, inside, lp),
+        None => Ok(lp),
     }
 }
 
@@ -261,6 +266,12 @@ fn categorical_log_prob(tape: &mut Tape, param: &Param, k: Var) -> Result<Var, D
     let mut k_shape = tape.shape(k).to_vec();
     k_shape.push(1);
     let k_column = tape.reshape(k, &k_shape)?;
+    // One label per row of logits (the usual classifier likelihood): pick each row's entry.
+    let rows = &tape.shape(param.var)[..tape.shape(param.var).len().saturating_sub(1)];
+    if rows == tape.shape(k) {
+        let picked = tape.take_along_axis(log_probs, k_column, -1)?;
+        return Ok(tape.reshape(picked, &k_shape[..k_shape.len() - 1])?);
+    }
     let positions = tape.constant(Tensor::vector((0..outcomes).map(|j| j as f64).collect()));
     let one_hot = tape.eq(k_column, positions)?;
     let zero = constant(tape, 0.0);
