@@ -12,7 +12,7 @@ use crate::handlers::{Handler, Message, PlateFrame, SiteKind};
 use crate::value::{Elem, TensorVar, Value};
 use bdl_autodiff::{Tape, Tensor, Var};
 use bdl_diagnostics::Span;
-use bdl_dist::{DistError, Distribution};
+use bdl_dist::{Constraint, DistError, Distribution, Family};
 use bdl_infer::rng::Rng;
 use bdl_ir::catalogue::SiteFunction;
 use bdl_ir::ir::{
@@ -121,6 +121,12 @@ impl<'a> Interpreter<'a> {
         match self.block(&program.model)? {
             Flow::Next | Flow::Return(_) => Ok(()),
         }
+    }
+
+    /// The value a slot holds after a run (the last value bound to it), if any. The REPL reads
+    /// the names its input defined this way.
+    pub fn slot_value(&self, slot: SlotId) -> Option<&Value> {
+        self.frame.get(slot.index())?.as_ref()
     }
 
     /// Runs the data block's `let` statements and returns the values they bound.
@@ -1073,7 +1079,8 @@ impl<'a> Interpreter<'a> {
             .with_hint("the observed data must have the shape of the distribution: batch shape, then event shape"));
         }
         let volatile = value.volatile || message.dist_volatile;
-        let log_prob = if message.unconstrained.is_some() {
+        let in_support = message.unconstrained.is_some() || self.observed_in_support(message, value)?;
+        let log_prob = if in_support {
             dist.log_prob_in_support(self.tape, value.var)
         } else {
             dist.log_prob(self.tape, value.var)
@@ -1098,6 +1105,48 @@ impl<'a> Interpreter<'a> {
             total = self.tape.mul_scalar(total, message.scale);
         }
         Ok(total)
+    }
+}
+
+impl Interpreter<'_> {
+    /// Whether an observed value is known to lie in its distribution's support, checked once
+    /// here: values fixed for the whole run (data) against a support that no changing parameter
+    /// moves. A value outside such a support is an error in the data, not a log density of −∞
+    /// to be discovered by a stuck sampler. Other values keep the support test on the tape.
+    fn observed_in_support(&self, message: &Message, value: TensorVar) -> Result<bool, RuntimeError> {
+        let Some(dist) = &message.dist else { return Ok(false) };
+        if !message.observed || value.volatile {
+            return Ok(false);
+        }
+        let support = dist.support(self.tape);
+        let fixed = !message.dist_volatile
+            || matches!(
+                support,
+                Constraint::Real
+                    | Constraint::RealVector
+                    | Constraint::Positive
+                    | Constraint::UnitInterval
+                    | Constraint::Boolean
+                    | Constraint::NonnegativeInteger
+                    | Constraint::Simplex
+            )
+            || (dist.family() == Family::Categorical && matches!(support, Constraint::IntegerInterval { .. }));
+        if !fixed {
+            return Ok(false);
+        }
+        match support.violation(self.tape.value(value.var)) {
+            None => Ok(true),
+            Some(problem) => Err(RuntimeError::model(
+                "E0547",
+                format!(
+                    "the observed value of site `{}` is outside the support of {} ({support}): {problem}",
+                    message.name,
+                    dist.family().name()
+                ),
+                message.span,
+            )
+            .with_hint("check the data, or the distribution chosen for them")),
+        }
     }
 }
 
