@@ -268,13 +268,13 @@ impl Tape {
     /// (no allocation when a cleared tape records the same structure again).
     pub fn input_from(&mut self, shape: &[usize], data: &[f64]) -> Result<Var, TensorError> {
         let value = self.tensor_from("input_from", shape, data)?;
-        Ok(self.push_leaf(Op::Input, value, true))
+        Ok(self.append(Op::Input, value, true))
     }
 
     /// Records a constant leaf of the given shape, copying `data` into a recycled buffer.
     pub fn constant_from(&mut self, shape: &[usize], data: &[f64]) -> Result<Var, TensorError> {
         let value = self.tensor_from("constant_from", shape, data)?;
-        Ok(self.push_leaf(Op::Constant, value, false))
+        Ok(self.append(Op::Constant, value, false))
     }
 
     /// Records a rank-0 constant; convenient for literals in arithmetic (`1 - x`).
@@ -282,11 +282,7 @@ impl Tape {
         let mut buffer = self.spare_values.pop().unwrap_or_default();
         buffer.clear();
         buffer.push(value);
-        self.push_leaf(
-            Op::Constant,
-            Tensor::from_parts(Shape::new(), buffer),
-            false,
-        )
+        self.append(Op::Constant, Tensor::from_parts(Shape::new(), buffer), false)
     }
 
     /// Overwrites the value of an input or constant; the length must match. Call
@@ -474,6 +470,10 @@ impl Tape {
     }
 
     fn push_leaf(&mut self, op: Op, value: Tensor, needs_grad: bool) -> Var {
+        // A leaf brings its own buffer; the recycled buffer that a node at this position would
+        // take is released, so that spare buffers do not pile up over re-recordings and later
+        // nodes keep meeting the buffers of the nodes recorded at their positions.
+        drop(self.spare_values.pop());
         self.append(op, value, needs_grad)
     }
 

@@ -624,11 +624,9 @@ impl Evaluator<'_> {
         rng: &mut Rng,
     ) -> Result<Evaluation, RuntimeError> {
         let model = self.model;
-        // A new tape rather than a cleared one: the interpreter records most leaves with
-        // `Tape::constant`/`Tape::input`, which bring their own buffers, so a cleared tape's
-        // recycled buffers would pile up (about 1 MB per evaluation on `logistic`) and be handed
-        // to nodes of other sizes.
-        self.tape = Tape::new();
+        // A cleared tape keeps its buffers: re-recording the same structure allocates nothing
+        // for computed nodes.
+        self.tape.clear();
         let trace = Rc::new(RefCell::new(Trace::default()));
         let mut layout = model.layout.clone();
         let (dynamic, subsamples) = {
