@@ -802,6 +802,14 @@ pub const INFER_SETTINGS: &[SettingSpec] = &[
         kind: SettingKind::PositiveInt,
     },
     SettingSpec {
+        name: "lr_final",
+        kind: SettingKind::PositiveReal,
+    },
+    SettingSpec {
+        name: "clip_norm",
+        kind: SettingKind::PositiveReal,
+    },
+    SettingSpec {
         name: "metric",
         kind: SettingKind::Choice(&["diag", "dense"]),
     },

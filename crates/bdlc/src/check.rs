@@ -1,11 +1,11 @@
 //! `bdlc check FILE...`: parse and check model files, printing every diagnostic; `--emit`
 //! prints a stage of the pipeline (the AST as canonical source, the trace IR, or the trace of
-//! one run at the prior median).
+//! one run at the prior median); `--json` prints the diagnostics as one JSON document instead.
 
 use crate::session::{describe_io_error, Failure, Session};
-use bdl_runtime::model::Model;
 use bdl_diagnostics::{has_errors, Diagnostic, Severity};
 use bdl_runtime::data::Completeness;
+use bdl_runtime::model::Model;
 use clap::ValueEnum;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,6 +22,9 @@ pub struct CheckArgs {
     /// Data files for `--emit trace` (default: those the model names).
     #[arg(long = "data", value_name = "FILE")]
     pub data: Vec<PathBuf>,
+    /// Print the diagnostics as one JSON document on stdout instead of rendering them.
+    #[arg(long, conflicts_with = "emit")]
+    pub json: bool,
 }
 
 /// The stages `--emit` can print.
@@ -39,12 +42,18 @@ pub enum Emit {
 pub fn run(args: &CheckArgs, session: &mut Session) -> ExitCode {
     let mut any_error = false;
     let mut unreadable = false;
+    let mut all_diagnostics = Vec::new();
     for path in &args.files {
         let name = path.display().to_string();
         let bytes = match std::fs::read(path) {
             Ok(bytes) => bytes,
             Err(error) => {
-                eprintln!("error[E0901]: cannot read `{name}`: {}", describe_io_error(&error));
+                let message = format!("cannot read `{name}`: {}", describe_io_error(&error));
+                if args.json {
+                    all_diagnostics.push(Diagnostic::error("E0901", message));
+                } else {
+                    eprintln!("error[E0901]: {message}");
+                }
                 unreadable = true;
                 continue;
             }
@@ -59,24 +68,51 @@ pub fn run(args: &CheckArgs, session: &mut Session) -> ExitCode {
         if !has_errors(&diagnostics) {
             match (args.emit, bdl_ir::lower(&parsed.program, &checked.analysis)) {
                 (Some(Emit::Ir), Ok(program)) => print!("{program}"),
-                (Some(Emit::Trace), Ok(program)) => match emit_trace(session, path, program, &args.data) {
-                    Ok(text) => print!("{text}"),
-                    Err(failure) => {
-                        diagnostics.extend(failure.diagnostics);
-                        unreadable |= failure.exit_code == 2;
+                (Some(Emit::Trace), Ok(program)) => {
+                    match emit_trace(session, path, program, &args.data) {
+                        Ok(text) => print!("{text}"),
+                        Err(failure) => {
+                            diagnostics.extend(failure.diagnostics);
+                            unreadable |= failure.exit_code == 2;
+                        }
                     }
-                },
+                }
                 (_, Err(error)) => diagnostics.push(*error),
                 _ => {}
             }
         }
+        any_error |= has_errors(&diagnostics);
+        if args.json {
+            all_diagnostics.extend(diagnostics);
+            continue;
+        }
         eprint!("{}", session.render(&diagnostics));
         let errors = diagnostics.iter().filter(|d| d.is_error()).count();
-        let warnings = diagnostics.iter().filter(|d| d.severity == Severity::Warning).count();
+        let warnings = diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Warning)
+            .count();
         if errors + warnings > 0 {
-            eprintln!("{name}: {}, {}", plural(errors, "error"), plural(warnings, "warning"));
+            eprintln!(
+                "{name}: {}, {}",
+                plural(errors, "error"),
+                plural(warnings, "warning")
+            );
         }
-        any_error |= has_errors(&diagnostics);
+    }
+    if args.json {
+        let count = |severity: Severity| {
+            all_diagnostics
+                .iter()
+                .filter(|d| d.severity == severity)
+                .count()
+        };
+        let document = serde_json::json!({
+            "errors": count(Severity::Error),
+            "warnings": count(Severity::Warning),
+            "diagnostics": crate::diagnostics_json(&all_diagnostics, &session.sources),
+        });
+        println!("{document:#}");
     }
     if unreadable {
         ExitCode::from(2)
@@ -96,10 +132,14 @@ fn emit_trace(
 ) -> Result<String, Failure> {
     let files = session.data_files(path, &program, data)?;
     let observed = bdl_runtime::pipeline::observed_only(&program);
-    let data = bdl_runtime::data::load(&program, &files, Completeness::All, &observed).map_err(Failure::model)?;
-    let model = Model::new(program, data, 0).map_err(|error| Failure::model(vec![error.to_diagnostic()]))?;
+    let data = bdl_runtime::data::load(&program, &files, Completeness::All, &observed)
+        .map_err(Failure::model)?;
+    let model = Model::new(program, data, 0)
+        .map_err(|error| Failure::model(vec![error.to_diagnostic()]))?;
     let position = model.prior_median_position(0);
-    model.render_trace(&position).map_err(|error| Failure::model(vec![error.to_diagnostic()]))
+    model
+        .render_trace(&position)
+        .map_err(|error| Failure::model(vec![error.to_diagnostic()]))
 }
 
 /// "1 error", "2 errors".

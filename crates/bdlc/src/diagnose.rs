@@ -36,8 +36,14 @@ pub struct DiagnoseArgs {
 
 /// Six-point central difference (Stan's stencil) of `f` along coordinate `k`.
 fn finite_difference(density: &mut impl LogDensity, x: &[f64], k: usize, h: f64) -> Option<f64> {
-    const WEIGHTS: [(f64, f64); 6] =
-        [(-3.0, -1.0 / 60.0), (-2.0, 3.0 / 20.0), (-1.0, -3.0 / 4.0), (1.0, 3.0 / 4.0), (2.0, -3.0 / 20.0), (3.0, 1.0 / 60.0)];
+    const WEIGHTS: [(f64, f64); 6] = [
+        (-3.0, -1.0 / 60.0),
+        (-2.0, 3.0 / 20.0),
+        (-1.0, -3.0 / 4.0),
+        (1.0, 3.0 / 4.0),
+        (2.0, -3.0 / 20.0),
+        (3.0, 1.0 / 60.0),
+    ];
     let mut point = x.to_vec();
     let mut gradient = vec![0.0; x.len()];
     let mut total = 0.0;
@@ -65,34 +71,53 @@ pub fn run(args: &DiagnoseArgs, session: &mut Session) -> Result<(), Failure> {
         let mut gradient = vec![0.0; dim];
         let mut log_density = None;
         for _ in 0..100 {
-            position.iter_mut().for_each(|x| *x = rng.random_range(-2.0..2.0));
+            position
+                .iter_mut()
+                .for_each(|x| *x = rng.random_range(-2.0..2.0));
             if let Ok(value) = density.log_density_gradient(&position, &mut gradient) {
                 log_density = Some(value);
                 break;
             }
         }
         let Some(log_density) = log_density else {
-            return Err(Failure::run("E0590", "no point with a finite log density found in 100 uniform(-2, 2) draws"));
+            return Err(Failure::run(
+                "E0590",
+                "no point with a finite log density found in 100 uniform(-2, 2) draws",
+            ));
         };
         let mut rows = Vec::with_capacity(dim);
         for k in 0..dim {
-            let numeric = finite_difference(&mut density, &position, k, args.epsilon).unwrap_or(f64::NAN);
+            let numeric =
+                finite_difference(&mut density, &position, k, args.epsilon).unwrap_or(f64::NAN);
             let error = (gradient[k] - numeric).abs() / gradient[k].abs().max(1.0);
             rows.push((k, gradient[k], numeric, error));
         }
         rows.sort_by(|a, b| b.3.total_cmp(&a.3));
         let bad = rows.iter().filter(|row| !(row.3 <= args.error)).count();
         failures += bad;
-        println!("point {} of {}: log density {log_density:.6}, {dim} coordinates, {bad} disagree", point_index + 1, args.points);
-        println!("  {:<24} {:>16} {:>16} {:>12} {:>10}", "coordinate", "model", "finite diff", "error", "value");
+        println!(
+            "point {} of {}: log density {log_density:.6}, {dim} coordinates, {bad} disagree",
+            point_index + 1,
+            args.points
+        );
+        println!(
+            "  {:<24} {:>16} {:>16} {:>12} {:>10}",
+            "coordinate", "model", "finite diff", "error", "value"
+        );
         for &(k, model_value, numeric, error) in rows.iter().take(args.show) {
-            println!("  {:<24} {:>16.8e} {:>16.8e} {:>12.3e} {:>10.4}", names[k], model_value, numeric, error, position[k]);
+            println!(
+                "  {:<24} {:>16.8e} {:>16.8e} {:>12.3e} {:>10.4}",
+                names[k], model_value, numeric, error, position[k]
+            );
         }
     }
     if failures > 0 {
         return Err(Failure::run(
             "E0591",
-            format!("{failures} gradient coordinates disagree with finite differences beyond {:e}", args.error),
+            format!(
+                "{failures} gradient coordinates disagree with finite differences beyond {:e}",
+                args.error
+            ),
         ));
     }
     println!("every coordinate agrees within {:e}", args.error);

@@ -18,7 +18,8 @@ use bdl_infer::mcmc::{
 };
 use bdl_infer::rng::stream_rng;
 use bdl_infer::vi::{
-    self, ElboKind, GuideKind, KlWeightSchedule, OptimizerKind, SviError, SviFit, SviSettings,
+    self, ElboKind, GuideKind, KlWeightSchedule, LearningRateSchedule, OptimizerKind, SviError,
+    SviFit, SviSettings,
 };
 use bdl_runtime::data::Completeness;
 use bdl_runtime::model::{Model, SiteInfo};
@@ -292,6 +293,7 @@ pub fn svi_settings(resolved: &Resolved, method: &str) -> Result<SviSettings, Fa
         _ => OptimizerKind::Adam(Default::default()),
     };
     kind.set_learning_rate(learning_rate);
+    let mut optimizer_schedule = LearningRateSchedule::Constant;
     let elbo = match resolved
         .choice("elbo", &flags.elbo, "trace", &["trace", "analytic_kl"])?
         .as_str()
@@ -312,6 +314,17 @@ pub fn svi_settings(resolved: &Resolved, method: &str) -> Result<SviSettings, Fa
     } else {
         KlWeightSchedule::Constant { weight }
     };
+    if flags.lr_final.is_some() || resolved.has("lr_final") {
+        let final_rate = resolved.positive("lr_final", flags.lr_final, learning_rate)?;
+        // γ^steps = final / initial: PyTorch's ExponentialLR stepped once per step.
+        let gamma = (final_rate / learning_rate).powf(1.0 / steps as f64);
+        optimizer_schedule = LearningRateSchedule::Exponential { gamma };
+    }
+    let max_gradient_norm = if flags.clip_norm.is_some() || resolved.has("clip_norm") {
+        Some(resolved.positive("clip_norm", flags.clip_norm, 1.0)?)
+    } else {
+        None
+    };
     let mut settings = SviSettings {
         guide,
         steps,
@@ -322,6 +335,8 @@ pub fn svi_settings(resolved: &Resolved, method: &str) -> Result<SviSettings, Fa
         ..SviSettings::default()
     };
     settings.optimizer.kind = kind;
+    settings.optimizer.schedule = optimizer_schedule;
+    settings.optimizer.max_gradient_norm = max_gradient_norm;
     Ok(settings)
 }
 
@@ -571,6 +586,7 @@ fn run_mcmc(
         ));
     }
     let settings = mcmc_settings(resolved, method)?;
+    let save_warmup = resolved.flags().save_warmup;
     let (sites, columns) = output_columns(model);
     let mut header: Vec<String> = mcmc::SampleStats::COLUMN_NAMES
         .iter()
@@ -582,7 +598,7 @@ fn run_mcmc(
         "  sample".to_string(),
         format!("    num_samples = {}", settings.samples),
         format!("    num_warmup = {}", settings.warmup),
-        "    save_warmup = 0 (Default)".to_string(),
+        format!("    save_warmup = {}", u8::from(save_warmup)),
         "    thin = 1 (Default)".to_string(),
         "    adapt".to_string(),
         "      engaged = 1 (Default)".to_string(),
@@ -645,14 +661,14 @@ fn run_mcmc(
                     bar.set_message(if draw.warmup { "warm-up" } else { "sampling" });
                 }
             }
-            if draw.warmup {
+            if draw.warmup && !save_warmup {
                 return;
             }
             let Ok(mut output) = outputs[draw.chain].lock() else {
                 return;
             };
             let output = &mut *output;
-            if output.error.is_some() {
+            if output.error.is_some() || (draw.warmup && output.writer.is_none()) {
                 return;
             }
             output.full_position[..latent_dim].copy_from_slice(draw.position);
@@ -663,7 +679,9 @@ fn run_mcmc(
             {
                 Ok(values) => {
                     flatten_row(&sites, &values, &mut output.scratch);
-                    output.rows.extend_from_slice(&output.scratch);
+                    if !draw.warmup {
+                        output.rows.extend_from_slice(&output.scratch);
+                    }
                     if let Some(writer) = &mut output.writer {
                         let mut line = draw.stats.values().to_vec();
                         line.extend_from_slice(&output.scratch);

@@ -24,18 +24,36 @@ const RUN_FILES: [&str; 4] = ["summary.json", "draws.csv", "chain-1.csv", "param
 pub fn prepare_out_dir(dir: &Path, force: bool) -> Result<(), Failure> {
     if dir.exists() {
         if !dir.is_dir() {
-            return Err(Failure::usage("E0903", format!("`{}` exists and is not a directory", dir.display()), None));
+            return Err(Failure::usage(
+                "E0903",
+                format!("`{}` exists and is not a directory", dir.display()),
+                None,
+            ));
         }
-        let existing: Vec<&str> = RUN_FILES.iter().copied().filter(|f| dir.join(f).exists()).collect();
+        let existing: Vec<&str> = RUN_FILES
+            .iter()
+            .copied()
+            .filter(|f| dir.join(f).exists())
+            .collect();
         if !existing.is_empty() && !force {
             return Err(Failure::usage(
                 "E0904",
-                format!("`{}` already holds a run ({})", dir.display(), existing.join(", ")),
-                Some("choose another `--out` directory, or pass `--force` to replace the run".to_string()),
+                format!(
+                    "`{}` already holds a run ({})",
+                    dir.display(),
+                    existing.join(", ")
+                ),
+                Some(
+                    "choose another `--out` directory, or pass `--force` to replace the run"
+                        .to_string(),
+                ),
             ));
         }
         if force {
-            for entry in std::fs::read_dir(dir).map_err(|e| io_failure(dir, &e))?.flatten() {
+            for entry in std::fs::read_dir(dir)
+                .map_err(|e| io_failure(dir, &e))?
+                .flatten()
+            {
                 let path = entry.path();
                 let name = entry.file_name().to_string_lossy().to_string();
                 let ours = RUN_FILES.contains(&name.as_str())
@@ -53,7 +71,15 @@ pub fn prepare_out_dir(dir: &Path, force: bool) -> Result<(), Failure> {
 
 /// A file-system error as a failure.
 pub fn io_failure(path: &Path, error: &std::io::Error) -> Failure {
-    Failure::usage("E0905", format!("cannot write `{}`: {}", path.display(), describe_io_error(error)), None)
+    Failure::usage(
+        "E0905",
+        format!(
+            "cannot write `{}`: {}",
+            path.display(),
+            describe_io_error(error)
+        ),
+        None,
+    )
 }
 
 /// Writes a whole file.
@@ -102,7 +128,10 @@ pub fn columns_of(sites: &[&SiteInfo]) -> Vec<Column> {
                 index[axis] = rest % site.shape[axis];
                 rest /= site.shape[axis];
             }
-            columns.push(Column { site: site.name.clone(), index });
+            columns.push(Column {
+                site: site.name.clone(),
+                index,
+            });
         }
     }
     columns
@@ -119,27 +148,18 @@ pub fn flatten_row(sites: &[&SiteInfo], values: &[(String, Tensor)], row: &mut V
     }
 }
 
-/// Formats a number as CmdStan does: up to 6 significant digits, `nan`/`inf` spelled out.
+/// Formats a number for a CSV file: the shortest text that reads back as the same f64 (so that
+/// statistics recomputed from the files equal those of the run), in exponent notation outside
+/// 1e-5..1e15; `nan` and `inf` spelled as CmdStan spells them.
 pub fn format_number(value: f64) -> String {
     if value.is_nan() {
         "nan".to_string()
     } else if value.is_infinite() {
         if value > 0.0 { "inf" } else { "-inf" }.to_string()
-    } else if value == 0.0 {
-        "0".to_string()
+    } else if value == 0.0 || (1e-5..1e15).contains(&value.abs()) {
+        format!("{value}")
     } else {
-        let magnitude = value.abs().log10().floor();
-        if (-5.0..15.0).contains(&magnitude) {
-            let decimals = (5.0 - magnitude).max(0.0) as usize;
-            let text = format!("{value:.decimals$}");
-            if text.contains('.') {
-                text.trim_end_matches('0').trim_end_matches('.').to_string()
-            } else {
-                text
-            }
-        } else {
-            format!("{value:.5e}")
-        }
+        format!("{value:e}")
     }
 }
 
@@ -151,7 +171,11 @@ pub struct DrawsWriter {
 
 impl DrawsWriter {
     /// Creates the file with comment lines and the header.
-    pub fn create(path: &Path, comments: &[String], header: &[String]) -> Result<DrawsWriter, Failure> {
+    pub fn create(
+        path: &Path,
+        comments: &[String],
+        header: &[String],
+    ) -> Result<DrawsWriter, Failure> {
         let file = File::create(path).map_err(|e| io_failure(path, &e))?;
         let mut writer = BufWriter::new(file);
         let mut text = String::new();
@@ -159,9 +183,14 @@ impl DrawsWriter {
             let _ = writeln!(text, "# {comment}");
         }
         let _ = writeln!(text, "{}", header.join(","));
-        writer.write_all(text.as_bytes()).map_err(|e| io_failure(path, &e))?;
+        writer
+            .write_all(text.as_bytes())
+            .map_err(|e| io_failure(path, &e))?;
         writer.flush().map_err(|e| io_failure(path, &e))?;
-        Ok(DrawsWriter { writer, path: path.to_path_buf() })
+        Ok(DrawsWriter {
+            writer,
+            path: path.to_path_buf(),
+        })
     }
 
     /// Appends comment lines (CmdStan writes adaptation results between header and draws).
@@ -170,7 +199,9 @@ impl DrawsWriter {
         for line in lines {
             let _ = writeln!(text, "# {line}");
         }
-        self.writer.write_all(text.as_bytes()).map_err(|e| io_failure(&self.path, &e))?;
+        self.writer
+            .write_all(text.as_bytes())
+            .map_err(|e| io_failure(&self.path, &e))?;
         self.writer.flush().map_err(|e| io_failure(&self.path, &e))
     }
 
@@ -184,7 +215,9 @@ impl DrawsWriter {
             line.push_str(&format_number(*value));
         }
         line.push('\n');
-        self.writer.write_all(line.as_bytes()).map_err(|e| io_failure(&self.path, &e))?;
+        self.writer
+            .write_all(line.as_bytes())
+            .map_err(|e| io_failure(&self.path, &e))?;
         self.writer.flush().map_err(|e| io_failure(&self.path, &e))
     }
 }
@@ -206,14 +239,23 @@ impl SummaryView<'_> {
     /// The stansummary-like table.
     pub fn table(&self) -> String {
         let mut text = String::new();
-        let width = self.columns.iter().map(|c| c.display_name().len()).max().unwrap_or(4).clamp(4, 28);
+        let width = self
+            .columns
+            .iter()
+            .map(|c| c.display_name().len())
+            .max()
+            .unwrap_or(4)
+            .clamp(4, 28);
         let header = if self.mcmc {
             format!(
                 "{:<width$} {:>10} {:>9} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8} {:>6}",
                 "", "mean", "mcse", "sd", "5%", "50%", "95%", "ess_bulk", "ess_tail", "r_hat"
             )
         } else {
-            format!("{:<width$} {:>10} {:>10} {:>10} {:>10} {:>10}", "", "mean", "sd", "5%", "50%", "95%")
+            format!(
+                "{:<width$} {:>10} {:>10} {:>10} {:>10} {:>10}",
+                "", "mean", "sd", "5%", "50%", "95%"
+            )
         };
         let _ = writeln!(text, "{header}");
         let mut shown_of_site = 0;
@@ -221,7 +263,11 @@ impl SummaryView<'_> {
         let mut last_site: Option<&str> = None;
         let flush_hidden = |text: &mut String, hidden: usize, site: Option<&str>| {
             if hidden > 0 {
-                let _ = writeln!(text, "  … {hidden} more elements of `{}` in summary.json", site.unwrap_or(""));
+                let _ = writeln!(
+                    text,
+                    "  … {hidden} more elements of `{}` in summary.json",
+                    site.unwrap_or("")
+                );
             }
         };
         for (column, stats) in self.columns.iter().zip(&self.summary.columns) {
@@ -254,9 +300,15 @@ impl SummaryView<'_> {
                     number(Some(stats.q5), 10),
                     number(Some(stats.q50), 10),
                     number(Some(stats.q95), 10),
-                    stats.ess_bulk.map_or(format!("{:>8}", "-"), |v| format!("{:>8.0}", v)),
-                    stats.ess_tail.map_or(format!("{:>8}", "-"), |v| format!("{:>8.0}", v)),
-                    stats.r_hat.map_or(format!("{:>6}", "-"), |v| format!("{:>6.3}", v)),
+                    stats
+                        .ess_bulk
+                        .map_or(format!("{:>8}", "-"), |v| format!("{:>8.0}", v)),
+                    stats
+                        .ess_tail
+                        .map_or(format!("{:>8}", "-"), |v| format!("{:>8.0}", v)),
+                    stats
+                        .r_hat
+                        .map_or(format!("{:>6}", "-"), |v| format!("{:>6.3}", v)),
                 );
             } else {
                 let _ = writeln!(
@@ -285,7 +337,10 @@ impl SummaryView<'_> {
 }
 
 fn element_json(column: &Column, stats: &ColumnSummary, mcmc: bool) -> Value {
-    let finite = |v: Option<f64>| v.filter(|x| x.is_finite()).map_or(Value::Null, |x| json!(x));
+    let finite = |v: Option<f64>| {
+        v.filter(|x| x.is_finite())
+            .map_or(Value::Null, |x| json!(x))
+    };
     let mut object = json!({
         "name": column.display_name(),
         "site": column.site,
@@ -313,7 +368,10 @@ fn short(value: f64) -> String {
     if value != 0.0 && (value.abs() >= 1e6 || value.abs() < 1e-3) {
         format!("{value:.2e}")
     } else {
-        format!("{:.4}", value).trim_end_matches('0').trim_end_matches('.').to_string()
+        format!("{:.4}", value)
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
     }
 }
 
@@ -323,20 +381,28 @@ mod tests {
 
     #[test]
     fn names_follow_cmdstan_and_stansummary() {
-        let column = Column { site: "w".into(), index: vec![0, 2] };
+        let column = Column {
+            site: "w".into(),
+            index: vec![0, 2],
+        };
         assert_eq!(column.csv_name(), "w.1.3");
         assert_eq!(column.display_name(), "w[1,3]");
-        let scalar = Column { site: "mu".into(), index: vec![] };
+        let scalar = Column {
+            site: "mu".into(),
+            index: vec![],
+        };
         assert_eq!(scalar.csv_name(), "mu");
     }
 
     #[test]
-    fn numbers_are_short_and_exact_enough() {
+    fn numbers_read_back_exactly() {
         assert_eq!(format_number(0.0), "0");
         assert_eq!(format_number(1.5), "1.5");
-        assert_eq!(format_number(-123.456789), "-123.457");
         assert_eq!(format_number(f64::NAN), "nan");
-        assert_eq!(format_number(1e-9), "1.00000e-9");
-        assert!((format_number(std::f64::consts::PI).parse::<f64>().unwrap() - std::f64::consts::PI).abs() < 1e-5);
+        assert_eq!(format_number(f64::NEG_INFINITY), "-inf");
+        assert_eq!(format_number(1e-9), "1e-9");
+        for value in [std::f64::consts::PI, -123.456789, 1.0 / 3.0, 2.5e-7, 6.02e23, -1e-300] {
+            assert_eq!(format_number(value).parse::<f64>().unwrap().to_bits(), value.to_bits());
+        }
     }
 }

@@ -50,6 +50,10 @@ pub struct PredictiveBand {
     pub observed: Vec<(f64, f64)>,
     /// The band's name in the legend, e.g. `90% interval`.
     pub band_label: String,
+    /// The horizontal axis's name (the input); `x` when empty.
+    pub x_label: String,
+    /// The vertical axis's name (the observed quantity); `y` when empty.
+    pub y_label: String,
 }
 
 /// Why a figure could not be drawn.
@@ -82,18 +86,29 @@ fn grid_size(count: usize) -> (usize, usize, (u32, u32)) {
 
 /// The finite values of all chains.
 fn finite_values(chains: &[Vec<f64>]) -> Vec<f64> {
-    chains.iter().flatten().copied().filter(|v| v.is_finite()).collect()
+    chains
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|v| v.is_finite())
+        .collect()
 }
 
 /// A range that contains every value, padded so that flat data still gets a visible axis.
 fn padded_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     let (low, high) = values
         .filter(|v| v.is_finite())
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
     if !low.is_finite() {
         return (-1.0, 1.0);
     }
-    let pad = if high > low { 0.05 * (high - low) } else { 0.5 * low.abs().max(1.0) };
+    let pad = if high > low {
+        0.05 * (high - low)
+    } else {
+        0.5 * low.abs().max(1.0)
+    };
     (low - pad, high + pad)
 }
 
@@ -108,8 +123,14 @@ pub fn kernel_density(values: &[f64], low: f64, high: f64, points: usize) -> Vec
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     let quantile = |q: f64| sorted[((n - 1.0) * q).round() as usize];
-    let spread = variance.sqrt().min((quantile(0.75) - quantile(0.25)) / 1.34);
-    let spread = if spread > 0.0 { spread } else { variance.sqrt().max(1e-3 * (high - low)) };
+    let spread = variance
+        .sqrt()
+        .min((quantile(0.75) - quantile(0.25)) / 1.34);
+    let spread = if spread > 0.0 {
+        spread
+    } else {
+        variance.sqrt().max(1e-3 * (high - low))
+    };
     let bandwidth = (0.9 * spread * n.powf(-0.2)).max(1e-12);
     let normaliser = 1.0 / (n * bandwidth * (2.0 * std::f64::consts::PI).sqrt());
     (0..points)
@@ -139,14 +160,24 @@ pub fn densities(panels: &[Panel]) -> Result<String, PlotError> {
                 kernel_density(&finite, low, high, 200)
             })
             .collect();
-        let top = curves.iter().flatten().map(|(_, d)| *d).fold(0.0_f64, f64::max).max(1e-12);
+        let top = curves
+            .iter()
+            .flatten()
+            .map(|(_, d)| *d)
+            .fold(0.0_f64, f64::max)
+            .max(1e-12);
         let mut chart = ChartBuilder::on(area)
             .caption(&panel.title, ("sans-serif", 16))
             .margin(8)
             .x_label_area_size(24)
             .y_label_area_size(40)
             .build_cartesian_2d(low..high, 0.0..top * 1.05)?;
-        chart.configure_mesh().light_line_style(WHITE).y_labels(4).x_labels(5).draw()?;
+        chart
+            .configure_mesh()
+            .light_line_style(WHITE)
+            .y_labels(4)
+            .x_labels(5)
+            .draw()?;
         for (index, curve) in curves.into_iter().enumerate() {
             chart.draw_series(LineSeries::new(curve, colour(index).stroke_width(2)))?;
         }
@@ -165,7 +196,12 @@ pub fn traces(panels: &[Panel]) -> Result<String, PlotError> {
             .x_label_area_size(24)
             .y_label_area_size(48)
             .build_cartesian_2d(0.0..(length - 1) as f64, low..high)?;
-        chart.configure_mesh().light_line_style(WHITE).y_labels(4).x_labels(5).draw()?;
+        chart
+            .configure_mesh()
+            .light_line_style(WHITE)
+            .y_labels(4)
+            .x_labels(5)
+            .draw()?;
         for (index, chain) in panel.chains.iter().enumerate() {
             let points = chain
                 .iter()
@@ -230,7 +266,12 @@ pub fn loss_curve(losses: &[f64]) -> Result<String, PlotError> {
             .x_label_area_size(32)
             .y_label_area_size(64)
             .build_cartesian_2d(0.0..steps, low..high)?;
-        chart.configure_mesh().x_desc("step").y_desc("loss").light_line_style(WHITE).draw()?;
+        chart
+            .configure_mesh()
+            .x_desc("step")
+            .y_desc("loss")
+            .light_line_style(WHITE)
+            .draw()?;
         let clipped = finite.iter().map(|(i, v)| (*i, v.clamp(low, high)));
         chart
             .draw_series(LineSeries::new(clipped, colour(0).mix(0.35)))?
@@ -240,7 +281,11 @@ pub fn loss_curve(losses: &[f64]) -> Result<String, PlotError> {
             .draw_series(LineSeries::new(smooth, colour(1).stroke_width(2)))?
             .label("running median")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colour(1)));
-        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
         root.present()?;
     }
     Ok(svg)
@@ -250,10 +295,28 @@ pub fn loss_curve(losses: &[f64]) -> Result<String, PlotError> {
 pub fn predictive_band(band: &PredictiveBand) -> Result<String, PlotError> {
     let mut order: Vec<usize> = (0..band.x.len()).collect();
     order.sort_by(|&a, &b| band.x[a].total_cmp(&band.x[b]));
-    let (x_low, x_high) = padded_range(band.x.iter().chain(band.observed.iter().map(|p| &p.0)).copied());
-    let (y_low, y_high) = padded_range(
-        band.lower.iter().chain(&band.upper).chain(band.observed.iter().map(|p| &p.1)).copied(),
+    let (x_low, x_high) = padded_range(
+        band.x
+            .iter()
+            .chain(band.observed.iter().map(|p| &p.0))
+            .copied(),
     );
+    let (y_low, y_high) = padded_range(
+        band.lower
+            .iter()
+            .chain(&band.upper)
+            .chain(band.observed.iter().map(|p| &p.1))
+            .copied(),
+    );
+    // Head room above the data keeps the legend off the band and the points.
+    let y_high = y_high + 0.3 * (y_high - y_low);
+    let axis_name = |name: &str, fallback: &str| {
+        if name.is_empty() {
+            fallback.to_string()
+        } else {
+            name.to_string()
+        }
+    };
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (720, 420)).into_drawing_area();
@@ -264,13 +327,24 @@ pub fn predictive_band(band: &PredictiveBand) -> Result<String, PlotError> {
             .x_label_area_size(32)
             .y_label_area_size(48)
             .build_cartesian_2d(x_low..x_high, y_low..y_high)?;
-        chart.configure_mesh().x_desc("x").y_desc("y").light_line_style(WHITE).draw()?;
-        let mut outline: Vec<(f64, f64)> = order.iter().map(|&i| (band.x[i], band.upper[i])).collect();
+        chart
+            .configure_mesh()
+            .x_desc(axis_name(&band.x_label, "x"))
+            .y_desc(axis_name(&band.y_label, "y"))
+            .light_line_style(WHITE)
+            .draw()?;
+        let mut outline: Vec<(f64, f64)> =
+            order.iter().map(|&i| (band.x[i], band.upper[i])).collect();
         outline.extend(order.iter().rev().map(|&i| (band.x[i], band.lower[i])));
         chart
-            .draw_series(std::iter::once(Polygon::new(outline, colour(0).mix(0.25).filled())))?
+            .draw_series(std::iter::once(Polygon::new(
+                outline,
+                colour(0).mix(0.25).filled(),
+            )))?
             .label(band.band_label.as_str())
-            .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 16, y + 5)], colour(0).mix(0.25).filled()));
+            .legend(|(x, y)| {
+                Rectangle::new([(x, y - 5), (x + 16, y + 5)], colour(0).mix(0.25).filled())
+            });
         chart
             .draw_series(LineSeries::new(
                 order.iter().map(|&i| (band.x[i], band.mean[i])),
@@ -279,10 +353,19 @@ pub fn predictive_band(band: &PredictiveBand) -> Result<String, PlotError> {
             .label("predictive mean")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colour(0)));
         chart
-            .draw_series(band.observed.iter().map(|&(x, y)| Circle::new((x, y), 2, BLACK.mix(0.6).filled())))?
+            .draw_series(
+                band.observed
+                    .iter()
+                    .map(|&(x, y)| Circle::new((x, y), 2, BLACK.mix(0.6).filled())),
+            )?
             .label("data")
             .legend(|(x, y)| Circle::new((x + 8, y), 3, BLACK.filled()));
-        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
         root.present()?;
     }
     Ok(svg)
@@ -294,7 +377,9 @@ mod tests {
 
     #[test]
     fn kernel_density_integrates_to_about_one() {
-        let values: Vec<f64> = (0..1000).map(|i| ((i as f64) * 0.6180339887).fract() * 2.0 - 1.0).collect();
+        let values: Vec<f64> = (0..1000)
+            .map(|i| ((i as f64) * 0.6180339887).fract() * 2.0 - 1.0)
+            .collect();
         let curve = kernel_density(&values, -3.0, 3.0, 601);
         let step = 6.0 / 600.0;
         let integral: f64 = curve.iter().map(|(_, d)| d * step).sum();
@@ -303,12 +388,20 @@ mod tests {
 
     #[test]
     fn figures_are_svg_documents() {
-        let panel = Panel { title: "mu".into(), chains: vec![vec![0.1, 0.5, -0.2, 0.3], vec![0.0, 0.2, 0.4, -0.1]] };
-        for svg in [densities(std::slice::from_ref(&panel)).unwrap(), traces(&[panel]).unwrap()] {
+        let panel = Panel {
+            title: "mu".into(),
+            chains: vec![vec![0.1, 0.5, -0.2, 0.3], vec![0.0, 0.2, 0.4, -0.1]],
+        };
+        for svg in [
+            densities(std::slice::from_ref(&panel)).unwrap(),
+            traces(&[panel]).unwrap(),
+        ] {
             assert!(svg.starts_with("<svg"));
             assert!(svg.contains("mu"));
         }
-        assert!(loss_curve(&[5.0, 4.0, 3.5, f64::NAN, 3.4]).unwrap().contains("running median"));
+        assert!(loss_curve(&[5.0, 4.0, 3.5, f64::NAN, 3.4])
+            .unwrap()
+            .contains("running median"));
         let band = PredictiveBand {
             title: "sine".into(),
             x: vec![1.0, 0.0, 2.0],
@@ -317,6 +410,7 @@ mod tests {
             upper: vec![1.1, 0.3, 1.4],
             observed: vec![(0.5, 0.4)],
             band_label: "90% interval".into(),
+            ..PredictiveBand::default()
         };
         assert!(predictive_band(&band).unwrap().contains("<polygon"));
     }
@@ -324,8 +418,14 @@ mod tests {
     #[test]
     fn empty_and_constant_draws_still_draw() {
         let panels = [
-            Panel { title: "empty".into(), chains: vec![vec![]] },
-            Panel { title: "flat".into(), chains: vec![vec![2.0; 10]] },
+            Panel {
+                title: "empty".into(),
+                chains: vec![vec![]],
+            },
+            Panel {
+                title: "flat".into(),
+                chains: vec![vec![2.0; 10]],
+            },
         ];
         assert!(densities(&panels).is_ok());
         assert!(traces(&panels).is_ok());

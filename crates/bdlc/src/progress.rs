@@ -19,7 +19,9 @@ pub fn optimisation_bar(steps: usize, show: bool) -> ProgressBar {
     let bar = ProgressBar::new(steps as u64);
     if show {
         bar.set_draw_target(ProgressDrawTarget::stderr());
-        bar.set_style(style("{prefix} [{bar:40}] {pos}/{len} {msg} ({elapsed}, eta {eta})"));
+        bar.set_style(style(
+            "{prefix} [{bar:40}] {pos}/{len} {msg} ({elapsed}, eta {eta})",
+        ));
         bar.set_prefix("svi");
     } else {
         bar.set_draw_target(ProgressDrawTarget::hidden());
@@ -28,8 +30,16 @@ pub fn optimisation_bar(steps: usize, show: bool) -> ProgressBar {
 }
 
 /// One bar per chain, under one multi-bar.
-pub fn chain_bars(chains: usize, iterations: usize, show: bool) -> (MultiProgress, Vec<ProgressBar>) {
-    let multi = MultiProgress::with_draw_target(if show { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
+pub fn chain_bars(
+    chains: usize,
+    iterations: usize,
+    show: bool,
+) -> (MultiProgress, Vec<ProgressBar>) {
+    let multi = MultiProgress::with_draw_target(if show {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    });
     let bars = (0..chains)
         .map(|chain| {
             let bar = multi.add(ProgressBar::new(iterations as u64));

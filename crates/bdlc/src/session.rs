@@ -25,17 +25,26 @@ impl Failure {
         if let Some(hint) = hint {
             diagnostic = diagnostic.with_hint(hint);
         }
-        Failure { diagnostics: vec![diagnostic], exit_code: 2 }
+        Failure {
+            diagnostics: vec![diagnostic],
+            exit_code: 2,
+        }
     }
 
     /// A problem found in the model, its data or a run (exit code 1).
     pub fn model(diagnostics: Vec<Diagnostic>) -> Failure {
-        Failure { diagnostics, exit_code: 1 }
+        Failure {
+            diagnostics,
+            exit_code: 1,
+        }
     }
 
     /// One problem of a run, without a location (exit code 1).
     pub fn run(code: &str, message: impl Into<String>) -> Failure {
-        Failure { diagnostics: vec![Diagnostic::error(code, message)], exit_code: 1 }
+        Failure {
+            diagnostics: vec![Diagnostic::error(code, message)],
+            exit_code: 1,
+        }
     }
 }
 
@@ -60,13 +69,20 @@ pub struct Session {
 impl Session {
     /// A session with colour when stderr is a terminal and `NO_COLOR` is unset.
     pub fn new() -> Session {
-        let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-        Session { sources: SourceMap::new(), colour }
+        let colour = std::io::stderr().is_terminal()
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        Session {
+            sources: SourceMap::new(),
+            colour,
+        }
     }
 
     /// Renders diagnostics for stderr.
     pub fn render(&self, diagnostics: &[Diagnostic]) -> String {
-        diagnostics.iter().map(|d| render(d, &self.sources, self.colour)).collect()
+        diagnostics
+            .iter()
+            .map(|d| render(d, &self.sources, self.colour))
+            .collect()
     }
 
     /// Reads a file's bytes; a missing file is a usage error.
@@ -74,7 +90,11 @@ impl Session {
         std::fs::read(path).map_err(|error| {
             Failure::usage(
                 "E0901",
-                format!("cannot read {what} `{}`: {}", path.display(), describe_io_error(&error)),
+                format!(
+                    "cannot read {what} `{}`: {}",
+                    path.display(),
+                    describe_io_error(&error)
+                ),
                 None,
             )
         })
@@ -91,10 +111,19 @@ impl Session {
 
     /// Reads the data files: the `--data` ones if given, else those the model names (relative
     /// to the model file).
-    pub fn data_files(&mut self, model_path: &Path, program: &Program, given: &[PathBuf]) -> Result<Vec<DataFile>, Failure> {
+    pub fn data_files(
+        &mut self,
+        model_path: &Path,
+        program: &Program,
+        given: &[PathBuf],
+    ) -> Result<Vec<DataFile>, Failure> {
         let directory = model_path.parent().unwrap_or(Path::new("."));
         let paths: Vec<PathBuf> = if given.is_empty() {
-            program.data_files.iter().map(|file| directory.join(&file.path)).collect()
+            program
+                .data_files
+                .iter()
+                .map(|file| directory.join(&file.path))
+                .collect()
         } else {
             given.to_vec()
         };
@@ -103,7 +132,11 @@ impl Session {
             let bytes = match std::fs::read(path) {
                 Ok(bytes) => bytes,
                 Err(error) => {
-                    let message = format!("cannot read data file `{}`: {}", path.display(), describe_io_error(&error));
+                    let message = format!(
+                        "cannot read data file `{}`: {}",
+                        path.display(),
+                        describe_io_error(&error)
+                    );
                     let mut diagnostic = Diagnostic::error("E0902", message);
                     if given.is_empty() {
                         if let Some(reference) = program.data_files.get(index) {
@@ -112,7 +145,10 @@ impl Session {
                                 .with_hint("paths in `data from` are relative to the model file; `--data FILE` overrides them");
                         }
                     }
-                    return Err(Failure { diagnostics: vec![diagnostic], exit_code: 2 });
+                    return Err(Failure {
+                        diagnostics: vec![diagnostic],
+                        exit_code: 2,
+                    });
                 }
             };
             let name = path.display().to_string();
@@ -121,7 +157,10 @@ impl Session {
                 Err(error) => {
                     return Err(Failure::model(vec![Diagnostic::error(
                         "E0401",
-                        format!("`{name}` is not UTF-8 text (invalid byte at offset {})", error.utf8_error().valid_up_to()),
+                        format!(
+                            "`{name}` is not UTF-8 text (invalid byte at offset {})",
+                            error.utf8_error().valid_up_to()
+                        ),
                     )]))
                 }
             };

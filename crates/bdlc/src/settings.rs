@@ -25,6 +25,12 @@ pub struct InferFlags {
     /// The learning rate.
     #[arg(long)]
     pub lr: Option<f64>,
+    /// Decay the learning rate exponentially to this value at the last step.
+    #[arg(long = "lr-final")]
+    pub lr_final: Option<f64>,
+    /// Rescale gradients whose Euclidean norm exceeds this.
+    #[arg(long = "clip-norm")]
+    pub clip_norm: Option<f64>,
     /// Particles per ELBO estimate, evaluated in parallel.
     #[arg(long)]
     pub particles: Option<i64>,
@@ -73,6 +79,9 @@ pub struct InferFlags {
     /// The step size (SG-MCMC).
     #[arg(long = "step-size")]
     pub step_size: Option<f64>,
+    /// Also write the warm-up draws to the chain files (CmdStan's `save_warmup`).
+    #[arg(long = "save-warmup")]
+    pub save_warmup: bool,
     /// MultiSWAG: a SWA-Gaussian around each ensemble member.
     #[arg(long)]
     pub swag: bool,

@@ -1,0 +1,180 @@
+//! The REPL as people use it: read from a pipe (scripts, transcripts) and typed on a terminal
+//! (through a pseudo-terminal, with the line editor, completion, Ctrl-C at the prompt and
+//! Ctrl-D). The sessions load a model, make an error, recover with their state intact, run
+//! inference and print a summary.
+#![allow(clippy::disallowed_methods)] // Tests run the binary and read the files it writes.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let directory = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&directory);
+    std::fs::create_dir_all(&directory).expect("a scratch folder");
+    directory
+}
+
+/// Runs `bdlc repl ARGS` with `input` on stdin.
+fn repl_through_a_pipe(args: &[&str], input: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bdlc"))
+        .arg("repl")
+        .args(args)
+        .current_dir(repository())
+        .env("NO_COLOR", "1")
+        .env("BDL_HISTORY", "")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("bdlc runs");
+    child
+        .stdin
+        .take()
+        .expect("a pipe")
+        .write_all(input.as_bytes())
+        .expect("the REPL reads its input");
+    child.wait_with_output().expect("the REPL ends")
+}
+
+#[test]
+fn a_piped_session_recovers_from_an_error_and_runs_inference() {
+    let input = "\
+let s = mean(sigma)
+mean(sigmaa)
+s + 1
+:infer svi --steps 400 --samples 300 --seed 3
+:summary mu
+";
+    let output = repl_through_a_pipe(&["models/eight_schools.bdl"], input);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // The failed input is reported with its location in what was typed, and the exit status
+    // tells a script that something failed.
+    assert!(stderr.contains("unknown name `sigmaa`"), "{stderr}");
+    assert!(stderr.contains("did you mean `sigma`?"), "{stderr}");
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    // The binding made before the error is still there.
+    assert!(stdout.contains("s = 12.5 : real"), "{stdout}");
+    assert!(stdout.contains("13.5 : real"), "{stdout}");
+    // The summary of the run, then the same rows again for `:summary mu`.
+    let summary_rows = stdout
+        .lines()
+        .filter(|line| line.starts_with("mu "))
+        .count();
+    assert_eq!(summary_rows, 2, "{stdout}");
+    assert!(stdout.contains("theta_tilde[1]"), "{stdout}");
+    // No prompts, no colours and no progress bars from a pipe.
+    assert!(!stdout.contains("bdl>"), "{stdout}");
+    assert!(!stderr.contains('\u{1b}'), "{stderr}");
+}
+
+#[test]
+fn a_clean_piped_session_exits_with_zero() {
+    let output = repl_through_a_pipe(&[], "let x = [1.0, 2.0]\nsum(x)\n:quit\nexp(x\n");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert_eq!(stdout, "x = [1, 2] : vector[2]\n3 : real\n");
+}
+
+#[test]
+fn plots_from_the_repl_are_svg_documents() {
+    let directory = scratch("repl-plots");
+    let figure = |name: &str| directory.join(name).display().to_string();
+    let input = format!(
+        ":infer svi --steps 300 --samples 200 --seed 1\n\
+         :plot predictive {}\n:plot loss {}\n:plot sigma {}\n:plot trace {}\n:predict\n",
+        figure("band.svg"),
+        figure("loss.svg"),
+        figure("sigma.svg"),
+        figure("trace.svg"),
+    );
+    let output = repl_through_a_pipe(&["models/sine_bnn.bdl"], &input);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    for name in ["band.svg", "loss.svg", "sigma.svg", "trace.svg"] {
+        let svg = std::fs::read_to_string(directory.join(name)).expect("the figure was written");
+        assert!(svg.starts_with("<svg"), "{name}");
+    }
+    let band = std::fs::read_to_string(directory.join("band.svg")).expect("the band");
+    assert!(band.contains("90% predictive interval"));
+    // The predictive check covers every observation and says how many its interval holds.
+    assert!(
+        stdout.contains("observed values lie inside the 90% predictive interval"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_terminal_session_edits_completes_and_quits() {
+    let directory = scratch("repl-terminal");
+    let history = directory.join("history");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_bdlc"));
+    command
+        .arg("repl")
+        .current_dir(repository())
+        .env("NO_COLOR", "1")
+        .env("TERM", "xterm")
+        .env("BDL_HISTORY", &history);
+    let mut session = rexpect::session::spawn_command(command, Some(60_000)).expect("a terminal");
+    // The line editor discards what is typed before it takes the terminal, as a shell does; so
+    // each input waits for an empty prompt (the prompt, then the cursor moved past it), not for
+    // the redrawn line that echoes what was typed.
+    let empty_prompt = "bdl> \r\u{1b}[5C";
+    let type_line = |session: &mut rexpect::session::PtySession, line: &str| {
+        session.exp_string(empty_prompt).expect("an empty prompt");
+        session.send_line(line).expect("typed");
+    };
+
+    type_line(&mut session, ":load models/eight_schools.bdl");
+    session
+        .exp_string("loaded models/eight_schools.bdl")
+        .expect("the model loads");
+
+    // An error prints its diagnostic and the session goes on.
+    type_line(&mut session, "mean(sigmaa)");
+    session.exp_string("unknown name").expect("the error");
+    type_line(&mut session, "let s = mean(sigma)");
+    session.exp_string("s = 12.5 : real").expect("a binding");
+
+    // A block stays open until its brace closes: the three lines are one input.
+    type_line(&mut session, "plate(\"p\", 2) {");
+    session.send_line("let q = s").expect("typed");
+    session.send_line("}").expect("typed");
+    type_line(&mut session, "s + 1");
+    session
+        .exp_string("13.5 : real")
+        .expect("the session still knows `s`");
+
+    // Ctrl-C at the prompt clears the line instead of running it.
+    session.exp_string(empty_prompt).expect("an empty prompt");
+    session.send("this is not bdl").expect("typed");
+    session.send_control('c').expect("Ctrl-C");
+    type_line(&mut session, "s");
+    let before = session.exp_string("12.5 : real").expect("the value");
+    assert!(!before.contains("Error"), "the cleared line ran: {before}");
+
+    // Tab completes commands; `:infer` runs with the flags of `bdlc infer`.
+    session.exp_string(empty_prompt).expect("an empty prompt");
+    session.send(":inf").expect("typed");
+    session.send("\t").expect("Tab");
+    session
+        .send_line("nuts --chains 2 --warmup 300 --samples 500 --seed 1")
+        .expect("typed");
+    session.exp_string("r_hat").expect("the summary table");
+    type_line(&mut session, ":summary tau");
+    session.exp_regex(r"tau\s+\d").expect("the row of tau");
+
+    // Ctrl-D quits.
+    session.exp_string(empty_prompt).expect("an empty prompt");
+    session.send_control('d').expect("Ctrl-D");
+    session.exp_eof().expect("the REPL ends");
+
+    let saved = std::fs::read_to_string(&history).expect("a history file");
+    assert!(saved.contains(":load models/eight_schools.bdl"), "{saved}");
+}
