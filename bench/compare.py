@@ -41,11 +41,13 @@ def run_bdlc(args, out_dir):
         return wall, json.load(handle)
 
 
-def first_draw_seconds(model, out_dir):
-    """Seconds from starting `bdlc infer` to the first kept draw written to chain-1.csv."""
+def first_draw_seconds(model, out_dir, extra=()):
+    """Seconds from starting `bdlc infer` to the first draw written to chain-1.csv (the first
+    warm-up iteration with `--save-warmup`, else the first kept draw)."""
     chain = os.path.join(out_dir, "chain-1.csv")
     start = time.perf_counter()
-    process = subprocess.Popen([BDLC, "infer", model, "--method", "nuts", "--out", out_dir, "--force", "--quiet"],
+    process = subprocess.Popen([BDLC, "infer", model, "--method", "nuts", "--out", out_dir, "--force", "--quiet",
+                                *extra],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seen = None
     while seen is None and process.poll() is None:
@@ -127,11 +129,13 @@ def bdl_workload(name, tmp):
              "shallow_bnn_nuts": "shallow_bnn.bdl"}
     wall, s = run_bdlc(["infer", model(files[name]), "--method", "nuts"], out)
     first_draw = first_draw_seconds(model(files[name]), out + "-first")
+    first_iteration = first_draw_seconds(model(files[name]), out + "-first-warmup", ["--save-warmup"])
     ess = min_ess(s)
     inference = s["facts"]["wall_seconds"]
     return {"wall_s": wall, "inference_s": inference, "min_ess": ess,
             "ess_per_s": ess / inference, "ess_per_s_end_to_end": ess / wall,
-            "divergences": s["facts"].get("divergences"), "first_draw_s": first_draw}
+            "divergences": s["facts"].get("divergences"), "first_draw_s": first_draw,
+            "first_iteration_s": first_iteration}
 
 
 def peer(python, script, workload):
