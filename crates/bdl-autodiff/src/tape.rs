@@ -282,7 +282,11 @@ impl Tape {
         let mut buffer = self.spare_values.pop().unwrap_or_default();
         buffer.clear();
         buffer.push(value);
-        self.append(Op::Constant, Tensor::from_parts(Shape::new(), buffer), false)
+        self.append(
+            Op::Constant,
+            Tensor::from_parts(Shape::new(), buffer),
+            false,
+        )
     }
 
     /// Overwrites the value of an input or constant; the length must match. Call

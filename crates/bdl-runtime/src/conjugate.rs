@@ -400,13 +400,16 @@ fn verify_scalar(
     Ok(true)
 }
 
+/// A scalar form's two parameters and whether both are positive (a proper distribution).
+type ScalarFit = Option<((f64, f64), bool)>;
+
 /// The scalar form's parameters at the other coordinates of `latent`, with their validity.
 fn fit_scalar(
     probe: &mut Probe,
     latent: &[f64],
     index: usize,
     form: &Conditional,
-) -> Result<Option<((f64, f64), bool)>, RuntimeError> {
+) -> Result<ScalarFit, RuntimeError> {
     let mut point = latent.to_vec();
     let u = [latent[index] - 0.5, latent[index] + 0.5];
     let mut derivative = [0.0; 2];
@@ -564,6 +567,15 @@ pub fn gibbs_plan(model: &Model, blocks: &GibbsBlocks) -> Result<GibbsPlan, Runt
     Ok(GibbsPlan { blocks: plan })
 }
 
+/// A Gaussian conditional at the block's current value u: its mean, its precision P, the log
+/// density at u, and the step m − u.
+struct GaussianConditional {
+    mean: DVector<f64>,
+    precision: DMatrix<f64>,
+    value: f64,
+    step: DVector<f64>,
+}
+
 /// A model as Metropolis-within-Gibbs sees it.
 pub struct GibbsEvaluator<'m> {
     probe: Probe<'m>,
@@ -586,7 +598,7 @@ impl<'m> GibbsEvaluator<'m> {
         &mut self,
         block: usize,
         position: &[f64],
-    ) -> Result<(DVector<f64>, DMatrix<f64>, f64, DVector<f64>), LogDensityError> {
+    ) -> Result<GaussianConditional, LogDensityError> {
         let range = self.plan.blocks[block].range.clone();
         let (value, g0, hessian) = self
             .probe
@@ -602,7 +614,12 @@ impl<'m> GibbsEvaluator<'m> {
                 self.plan.blocks[block].sites.join(", ")
             )))?
             .solve(&g0);
-        Ok((&current + &step, precision, value, step))
+        Ok(GaussianConditional {
+            mean: &current + &step,
+            precision,
+            value,
+            step,
+        })
     }
 }
 
@@ -647,9 +664,10 @@ impl GibbsModel for GibbsEvaluator<'_> {
         let range = self.plan.blocks[block].range.clone();
         match self.plan.blocks[block].conditional.clone() {
             Conditional::Gaussian => {
-                let (mean, precision, _, _) = self.gaussian(block, position)?;
-                let normal = MultivariateNormal::from_precision(mean, precision)
-                    .map_err(|e| LogDensityError::recoverable(e.message))?;
+                let conditional = self.gaussian(block, position)?;
+                let normal =
+                    MultivariateNormal::from_precision(conditional.mean, conditional.precision)
+                        .map_err(|e| LogDensityError::recoverable(e.message))?;
                 normal.sample_into(rng, &mut position[range]);
                 Ok(())
             }
@@ -679,20 +697,24 @@ impl GibbsModel for GibbsEvaluator<'_> {
         if self.plan.blocks.get(marginalised_block)?.conditional != Conditional::Gaussian {
             return None;
         }
-        Some(
-            self.gaussian(marginalised_block, position)
-                .and_then(|(_, precision, value, step)| {
-                    // For a quadratic f: f(m) = f(u) + ½ (m − u)ᵀ P (m − u), and the integral over the
-                    // block is f(m) + (d/2) log 2π − ½ log det P.
-                    let d = step.len() as f64;
-                    let peak = value + 0.5 * step.dot(&(&precision * &step));
-                    let cholesky = precision
-                        .cholesky()
-                        .ok_or_else(|| LogDensityError::recoverable("improper conditional"))?;
-                    let log_det: f64 = cholesky.l().diagonal().iter().map(|v| 2.0 * v.ln()).sum();
-                    Ok(peak + 0.5 * d * (2.0 * std::f64::consts::PI).ln() - 0.5 * log_det)
-                }),
-        )
+        Some(self.gaussian(marginalised_block, position).and_then(
+            |GaussianConditional {
+                 precision,
+                 value,
+                 step,
+                 ..
+             }| {
+                // For a quadratic f: f(m) = f(u) + ½ (m − u)ᵀ P (m − u), and the integral over the
+                // block is f(m) + (d/2) log 2π − ½ log det P.
+                let d = step.len() as f64;
+                let peak = value + 0.5 * step.dot(&(&precision * &step));
+                let cholesky = precision
+                    .cholesky()
+                    .ok_or_else(|| LogDensityError::recoverable("improper conditional"))?;
+                let log_det: f64 = cholesky.l().diagonal().iter().map(|v| 2.0 * v.ln()).sum();
+                Ok(peak + 0.5 * d * (2.0 * std::f64::consts::PI).ln() - 0.5 * log_det)
+            },
+        ))
     }
 }
 
@@ -716,13 +738,24 @@ fn draw_scalar(form: &Conditional, a: f64, b: f64, rng: &mut Rng) -> Result<f64,
     })
 }
 
+/// The joint normal posterior of the real sites.
+#[derive(Clone, Debug)]
+struct JointNormal {
+    /// Their coordinates in the latent vector.
+    indices: Vec<usize>,
+    mean: DVector<f64>,
+    covariance: DMatrix<f64>,
+    /// The coordinates' names, `b` or `w[0]`.
+    names: Vec<String>,
+}
+
 /// A closed-form posterior: a joint normal over the real sites and independent conjugate
 /// families for the others, all in unconstrained coordinates.
 #[derive(Clone, Debug)]
 pub struct ExactPosterior {
     latent_dim: usize,
-    /// The real sites' coordinates, mean and covariance.
-    gaussian: Option<(Vec<usize>, DVector<f64>, DMatrix<f64>, Vec<String>)>,
+    /// The real sites' joint normal.
+    gaussian: Option<JointNormal>,
     /// Scalar sites with their family's parameters.
     scalars: Vec<(String, usize, Conditional, f64, f64)>,
 }
@@ -730,15 +763,15 @@ pub struct ExactPosterior {
 impl ExactPosterior {
     /// Independent draws of the latent vector (unconstrained).
     pub fn sample(&self, rng: &mut Rng, n: usize) -> Vec<Vec<f64>> {
-        let normal = self.gaussian.as_ref().and_then(|(_, mean, covariance, _)| {
-            MultivariateNormal::from_covariance(mean.clone(), covariance.clone()).ok()
+        let normal = self.gaussian.as_ref().and_then(|joint| {
+            MultivariateNormal::from_covariance(joint.mean.clone(), joint.covariance.clone()).ok()
         });
         (0..n)
             .map(|_| {
                 let mut position = vec![0.0; self.latent_dim];
-                if let (Some((indices, _, _, _)), Some(normal)) = (&self.gaussian, &normal) {
+                if let (Some(joint), Some(normal)) = (&self.gaussian, &normal) {
                     let draw = normal.sample(rng);
-                    for (k, &index) in indices.iter().enumerate() {
+                    for (k, &index) in joint.indices.iter().enumerate() {
                         position[index] = draw[k];
                     }
                 }
@@ -753,7 +786,13 @@ impl ExactPosterior {
     /// The posterior in closed form, for `summary.json` and `posterior.json`.
     pub fn to_json(&self) -> Value {
         let mut parts = Vec::new();
-        if let Some((_, mean, covariance, names)) = &self.gaussian {
+        if let Some(JointNormal {
+            mean,
+            covariance,
+            names,
+            ..
+        }) = &self.gaussian
+        {
             let rows: Vec<Vec<f64>> = (0..covariance.nrows())
                 .map(|i| covariance.row(i).iter().copied().collect())
                 .collect();
@@ -779,7 +818,7 @@ impl ExactPosterior {
     pub fn normal(&self) -> Option<(&DVector<f64>, &DMatrix<f64>)> {
         self.gaussian
             .as_ref()
-            .map(|(_, mean, covariance, _)| (mean, covariance))
+            .map(|joint| (&joint.mean, &joint.covariance))
     }
 }
 
@@ -869,7 +908,12 @@ pub fn exact_posterior(model: &Model) -> Result<ExactPosterior, RuntimeError> {
             })?;
         let names = model.layout.coordinate_names();
         let coordinate_names = indices.iter().map(|&i| names[i].clone()).collect();
-        gaussian = Some((indices, mean, covariance, coordinate_names));
+        gaussian = Some(JointNormal {
+            indices,
+            mean,
+            covariance,
+            names: coordinate_names,
+        });
     }
     let mut scalars = Vec::new();
     for entry in others {

@@ -285,10 +285,10 @@ impl Loader<'_> {
         let parsed = std::mem::take(&mut self.parsed);
         let result = match (&parsed[index], origin_values) {
             (Parsed::Csv(table), Located::Csv(columns)) => {
-                self.from_csv(decl, file, table, &columns)
+                self.read_csv_columns(decl, file, table, &columns)
             }
             (Parsed::Json(_), Located::Json(value, span)) => {
-                self.from_json(decl, file, &value, span)
+                self.read_json_value(decl, file, &value, span)
             }
             _ => None,
         };
@@ -417,7 +417,7 @@ impl Loader<'_> {
         self.diagnostics.push(diagnostic);
     }
 
-    fn from_csv<'f>(
+    fn read_csv_columns<'f>(
         &mut self,
         decl: &DataDecl,
         file: &'f DataFile,
@@ -500,7 +500,7 @@ impl Loader<'_> {
         Some((tensor, origin))
     }
 
-    fn from_json<'f>(
+    fn read_json_value<'f>(
         &mut self,
         decl: &DataDecl,
         file: &'f DataFile,

@@ -1079,7 +1079,8 @@ impl<'a> Interpreter<'a> {
             .with_hint("the observed data must have the shape of the distribution: batch shape, then event shape"));
         }
         let volatile = value.volatile || message.dist_volatile;
-        let in_support = message.unconstrained.is_some() || self.observed_in_support(message, value)?;
+        let in_support =
+            message.unconstrained.is_some() || self.observed_in_support(message, value)?;
         let log_prob = if in_support {
             dist.log_prob_in_support(self.tape, value.var)
         } else {
@@ -1113,8 +1114,14 @@ impl Interpreter<'_> {
     /// here: values fixed for the whole run (data) against a support that no changing parameter
     /// moves. A value outside such a support is an error in the data, not a log density of −∞
     /// to be discovered by a stuck sampler. Other values keep the support test on the tape.
-    fn observed_in_support(&self, message: &Message, value: TensorVar) -> Result<bool, RuntimeError> {
-        let Some(dist) = &message.dist else { return Ok(false) };
+    fn observed_in_support(
+        &self,
+        message: &Message,
+        value: TensorVar,
+    ) -> Result<bool, RuntimeError> {
+        let Some(dist) = &message.dist else {
+            return Ok(false);
+        };
         if !message.observed || value.volatile {
             return Ok(false);
         }
@@ -1130,7 +1137,8 @@ impl Interpreter<'_> {
                     | Constraint::NonnegativeInteger
                     | Constraint::Simplex
             )
-            || (dist.family() == Family::Categorical && matches!(support, Constraint::IntegerInterval { .. }));
+            || (dist.family() == Family::Categorical
+                && matches!(support, Constraint::IntegerInterval { .. }));
         if !fixed {
             return Ok(false);
         }

@@ -82,8 +82,8 @@ impl Interpreter<'_> {
                     Elem::Real
                 };
                 match right_literal {
-                    Some(c) if c == 2.0 => Ok((tape.square(left.var), elem)),
-                    Some(c) if c == 1.0 => Ok((left.var, elem)),
+                    Some(2.0) => Ok((tape.square(left.var), elem)),
+                    Some(1.0) => Ok((left.var, elem)),
                     Some(c) => Ok((tape.pow_scalar(left.var, c), elem)),
                     None => tape.pow(left.var, right.var).map(|v| (v, Elem::Real)),
                 }

@@ -93,8 +93,8 @@ fn walk_block(stmts: &[Stmt], observed: &mut Vec<SlotId>, other: &mut Vec<SlotId
 }
 
 /// The slot an observed value reads: `y`, or `y[...]` with indices that use other slots.
-fn observed_slot<'a>(
-    expr: &'a Expr,
+fn observed_slot(
+    expr: &Expr,
     other: &mut Vec<SlotId>,
     observed: &mut Vec<SlotId>,
 ) -> Option<SlotId> {

@@ -43,39 +43,47 @@ pub fn run_method(
     }
 }
 
-/// Turns per-chain unconstrained positions into a [`RunResult`] and writes `draws.csv`.
-fn finish(
-    model: &Model,
-    method: &str,
-    chains: &[Vec<Vec<f64>>],
+/// What a method produced, before it becomes a [`RunResult`].
+struct Outcome {
+    /// The method's name.
+    method: String,
+    /// Unconstrained positions, one list per chain.
+    chains: Vec<Vec<Vec<f64>>>,
+    /// Whether the chains are Markov chains (convergence statistics apply).
     markov: bool,
+    /// The seed, for the constrained values' random streams.
     seed: u64,
-    out: Option<&Path>,
+    /// The comment lines of `draws.csv`.
     comments: Vec<String>,
+    /// Method-specific facts for `summary.json`.
     facts: Map<String, serde_json::Value>,
+    /// Whether the run was interrupted.
     interrupted: bool,
-) -> Result<RunResult, Failure> {
+}
+
+/// Turns an outcome's unconstrained positions into a [`RunResult`] and writes `draws.csv`.
+fn finish(model: &Model, out: Option<&Path>, outcome: Outcome) -> Result<RunResult, Failure> {
     let sites = model.output_sites();
     let columns = columns_of(&sites);
-    let mut draws = Vec::with_capacity(chains.len());
-    for positions in chains {
-        draws.push(constrained_rows(model, &sites, positions, seed)?);
+    let mut draws = Vec::with_capacity(outcome.chains.len());
+    for positions in &outcome.chains {
+        draws.push(constrained_rows(model, &sites, positions, outcome.seed)?);
     }
     if let Some(out) = out {
         let all: Vec<f64> = draws.iter().flatten().copied().collect();
-        write_draws(out, &comments, &columns, &all)?;
+        write_draws(out, &outcome.comments, &columns, &all)?;
     }
     let slices: Vec<&[f64]> = draws.iter().map(Vec::as_slice).collect();
     let summary = Summary::from_draws(&slices, columns.len());
     Ok(RunResult {
-        method: method.into(),
+        method: outcome.method,
         columns,
         draws,
         summary,
-        mcmc: markov,
+        mcmc: outcome.markov,
         losses: Vec::new(),
-        facts,
-        interrupted,
+        facts: outcome.facts,
+        interrupted: outcome.interrupted,
     })
 }
 
@@ -120,7 +128,7 @@ fn run_ensemble(
     let callback = |event: &ensemble::EnsembleEvent| {
         if let Some(bar) = bars.get(event.member) {
             bar.inc(1);
-            if event.step % 50 == 0 {
+            if event.step.is_multiple_of(50) {
                 bar.set_message(format!("loss {:.3}", event.loss));
             }
         }
@@ -158,14 +166,16 @@ fn run_ensemble(
     ];
     finish(
         model,
-        "ensemble",
-        &[positions],
-        false,
-        settings.seed,
         out,
-        comments,
-        facts,
-        result.interrupted,
+        Outcome {
+            method: "ensemble".into(),
+            chains: vec![positions],
+            markov: false,
+            seed: settings.seed,
+            comments,
+            facts,
+            interrupted: result.interrupted,
+        },
     )
 }
 
@@ -243,14 +253,16 @@ fn run_sgmcmc(
     ];
     finish(
         model,
-        method,
-        &chains,
-        true,
-        settings.seed,
         out,
-        comments,
-        facts,
-        result.interrupted,
+        Outcome {
+            method: method.to_string(),
+            chains,
+            markov: true,
+            seed: settings.seed,
+            comments,
+            facts,
+            interrupted: result.interrupted,
+        },
     )
 }
 
@@ -318,14 +330,16 @@ fn run_gibbs(
     ];
     finish(
         model,
-        "gibbs",
-        &chains,
-        true,
-        settings.seed,
         out,
-        comments,
-        facts,
-        result.interrupted,
+        Outcome {
+            method: "gibbs".into(),
+            chains,
+            markov: true,
+            seed: settings.seed,
+            comments,
+            facts,
+            interrupted: result.interrupted,
+        },
     )
 }
 
@@ -351,13 +365,15 @@ fn run_exact(model: &Model, resolved: &Resolved, out: Option<&Path>) -> Result<R
     }
     finish(
         model,
-        "exact",
-        &[positions],
-        false,
-        seed,
         out,
-        comments,
-        facts,
-        false,
+        Outcome {
+            method: "exact".into(),
+            chains: vec![positions],
+            markov: false,
+            seed,
+            comments,
+            facts,
+            interrupted: false,
+        },
     )
 }

@@ -401,8 +401,18 @@ mod tests {
         assert_eq!(format_number(f64::NAN), "nan");
         assert_eq!(format_number(f64::NEG_INFINITY), "-inf");
         assert_eq!(format_number(1e-9), "1e-9");
-        for value in [std::f64::consts::PI, -123.456789, 1.0 / 3.0, 2.5e-7, 6.02e23, -1e-300] {
-            assert_eq!(format_number(value).parse::<f64>().unwrap().to_bits(), value.to_bits());
+        for value in [
+            std::f64::consts::PI,
+            -123.456789,
+            1.0 / 3.0,
+            2.5e-7,
+            6.02e23,
+            -1e-300,
+        ] {
+            assert_eq!(
+                format_number(value).parse::<f64>().unwrap().to_bits(),
+                value.to_bits()
+            );
         }
     }
 }
