@@ -424,7 +424,7 @@ impl<'p> Checker<'p> {
                 }
                 Some(_) => self.error(
                     Diagnostic::error(
-                        "E0401",
+                        "E0210",
                         format!("size `{}` is not an integer", ident.name),
                     )
                     .with_label(ident.span, "used as a size here")
@@ -819,12 +819,17 @@ impl<'p> Checker<'p> {
                     .with_hint("compare scalars, e.g. `if k > 0 { ... }`; use `where(cond, a, b)` for elementwise choice"),
             );
         }
+        // The branches are exclusive: each may reuse a name the other uses (a run takes one of
+        // them), but what follows the `if` must not reuse a name of either.
+        let before = self.site_names.len();
         self.scoped_block(&conditional.then_block);
+        let then_names: Vec<(String, Span)> = self.site_names.drain(before..).collect();
         match &conditional.else_branch {
             Some(Else::Block(block)) => self.scoped_block(block),
             Some(Else::If(nested)) => self.if_(nested),
             None => {}
         }
+        self.site_names.extend(then_names);
     }
 
     fn plate(&mut self, span: Span, plate: &bdl_syntax::Plate) {

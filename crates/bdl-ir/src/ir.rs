@@ -83,9 +83,9 @@ pub struct DataDecl {
     /// The declared sizes, outermost first; empty for scalars.
     pub dims: Vec<DataDim>,
     /// The declared lower bound.
-    pub lower: Option<f64>,
+    pub lower: Option<DataBound>,
     /// The declared upper bound.
-    pub upper: Option<f64>,
+    pub upper: Option<DataBound>,
     /// Where a CSV file holds it.
     pub columns: Columns,
     /// The declaration.
@@ -114,11 +114,11 @@ impl DataDecl {
     pub fn type_text(&self, slots: &[Slot]) -> String {
         let mut text = self.base.as_str().to_string();
         let mut bounds = Vec::new();
-        if let Some(lower) = self.lower {
-            bounds.push(format!("lower={lower}"));
+        if let Some(lower) = &self.lower {
+            bounds.push(format!("lower={}", lower.text(slots)));
         }
-        if let Some(upper) = self.upper {
-            bounds.push(format!("upper={upper}"));
+        if let Some(upper) = &self.upper {
+            bounds.push(format!("upper={}", upper.text(slots)));
         }
         if !bounds.is_empty() {
             let _ = write!(text, "<{}>", bounds.join(", "));
@@ -128,6 +128,24 @@ impl DataDecl {
             let _ = write!(text, "[{}]", dims.join(", "));
         }
         text
+    }
+}
+
+/// A bound of a data declaration: a number, or a declared `int` (`int<upper=K>[N]`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum DataBound {
+    /// A literal number.
+    Value(f64),
+    /// The value of a declared integer or size variable.
+    Slot(SlotId),
+}
+
+impl DataBound {
+    fn text(&self, slots: &[Slot]) -> String {
+        match self {
+            DataBound::Value(value) => value.to_string(),
+            DataBound::Slot(slot) => slot_name(slots, *slot),
+        }
     }
 }
 

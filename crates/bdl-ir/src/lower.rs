@@ -7,8 +7,8 @@
 
 use crate::catalogue::LAYERS;
 use crate::ir::{
-    self, Activation, Arg, Columns, DataDecl, DataDim, Expr, ExprKind, FileRef, Function,
-    IndexItem, Layer, NamePart, Network, Plate, SiteName, Slot, SlotId, Stmt, StmtKind,
+    self, Activation, Arg, Columns, DataBound, DataDecl, DataDim, Expr, ExprKind, FileRef,
+    Function, IndexItem, Layer, NamePart, Network, Plate, SiteName, Slot, SlotId, Stmt, StmtKind,
 };
 use crate::types::{Dim, Ty};
 use crate::{Analysis, BindingId, Reference};
@@ -152,12 +152,20 @@ impl Lowerer<'_> {
             (ast::BaseType::Matrix, true) => vec![DataDim::Any, DataDim::Any],
             _ => dims,
         };
-        let bound = |expr: &Option<ast::Expr>| -> Lowered<Option<f64>> {
-            match expr {
-                None => Ok(None),
-                Some(expr) => constant_number(expr)
-                    .map(Some)
-                    .ok_or_else(|| internal("a bound that is not a number", expr.span)),
+        let bound = |expr: &Option<ast::Expr>| -> Lowered<Option<DataBound>> {
+            let Some(expr) = expr else { return Ok(None) };
+            if let Some(value) = constant_number(expr) {
+                return Ok(Some(DataBound::Value(value)));
+            }
+            match &expr.kind {
+                ast::ExprKind::Name(name) => {
+                    let binding = self.referenced(expr.id, name, expr.span)?;
+                    Ok(Some(DataBound::Slot(SlotId(binding.0))))
+                }
+                _ => Err(internal(
+                    "a bound that is neither a number nor a name",
+                    expr.span,
+                )),
             }
         };
         let columns = match &decl.columns {

@@ -113,3 +113,66 @@ fn calls_are_matched_to_parameter_names() {
         .iter()
         .any(|site| site.name == "y" && site.plates == ["data"]));
 }
+
+/// The diagnostics' codes of a program.
+fn codes(source: &str) -> Vec<String> {
+    let parsed = parse(FileId(0), source);
+    let checked = check(&parsed.program);
+    parsed
+        .diagnostics
+        .iter()
+        .chain(&checked.diagnostics)
+        .map(|d| d.code.clone())
+        .collect()
+}
+
+#[test]
+fn exclusive_branches_may_share_a_site_name_but_what_follows_may_not() {
+    let branches = r#"
+        model {
+            let w = sample("w", Normal(0, 1))
+            if 1 > 0 {
+                let z = sample("z", Normal(w, 1))
+            } else {
+                let z = sample("z", Normal(-w, 1))
+            }
+        }
+    "#;
+    assert!(codes(branches).is_empty(), "{:?}", codes(branches));
+    let reused_after = r#"
+        model {
+            if 1 > 0 {
+                let z = sample("z", Normal(0, 1))
+            }
+            let y = sample("z", Normal(0, 2))
+        }
+    "#;
+    assert_eq!(codes(reused_after), vec!["E0304".to_string()]);
+}
+
+#[test]
+fn data_bounds_may_name_a_declared_integer() {
+    let source = r#"
+        data {
+            K: int<lower=1>
+            y: int<lower=0, upper=K>[N]
+        }
+        model {
+            let p = sample("p", Dirichlet(ones([K + 1])))
+            plate("data", N) {
+                observe("y", Categorical(p), y)
+            }
+        }
+    "#;
+    let parsed = parse(FileId(0), source);
+    let checked = check(&parsed.program);
+    assert!(checked.diagnostics.is_empty(), "{:?}", checked.diagnostics);
+    let program = bdl_ir::lower(&parsed.program, &checked.analysis).expect("lowers");
+    let y = program
+        .data
+        .iter()
+        .find(|decl| decl.name == "y")
+        .expect("y");
+    assert!(matches!(y.upper, Some(bdl_ir::ir::DataBound::Slot(_))));
+    assert_eq!(y.type_text(&program.slots), "int<lower=0, upper=K>[N]");
+}

@@ -9,7 +9,7 @@
 use crate::value::TensorValue;
 use bdl_autodiff::Tensor;
 use bdl_diagnostics::{did_you_mean, Diagnostic, FileId, Span};
-use bdl_ir::ir::{Columns, DataDecl, DataDim, Program, SlotId};
+use bdl_ir::ir::{Columns, DataBound, DataDecl, DataDim, Program, SlotId};
 use std::collections::HashMap;
 
 /// The text of one data file, registered in the driver's source map.
@@ -568,7 +568,22 @@ impl Loader<'_> {
     }
 
     /// Finite values, integers where declared, inside the declared bounds.
+    /// The value of a bound: a number, or a declared integer read earlier (or a size variable
+    /// bound by an earlier declaration); `None` when it is not known yet.
+    fn bound_value(&self, bound: &Option<DataBound>) -> Option<f64> {
+        match bound.as_ref()? {
+            DataBound::Value(value) => Some(*value),
+            DataBound::Slot(slot) => self
+                .data
+                .values
+                .get(slot)
+                .and_then(|value| value.tensor.item().ok())
+                .or_else(|| self.sizes.get(slot).map(|&size| size as f64)),
+        }
+    }
+
     fn check_values(&mut self, decl: &DataDecl, tensor: &Tensor, origin: &Origin) -> bool {
+        let (lower, upper) = (self.bound_value(&decl.lower), self.bound_value(&decl.upper));
         let row_of = |flat: usize| {
             let per_row = if tensor.rank() == 2 {
                 tensor.shape()[1]
@@ -593,8 +608,7 @@ impl Loader<'_> {
                         decl.name
                     ),
                 ))
-            } else if decl.lower.is_some_and(|low| value < low)
-                || decl.upper.is_some_and(|high| value > high)
+            } else if lower.is_some_and(|low| value < low) || upper.is_some_and(|high| value > high)
             {
                 Some((
                     "E0406",

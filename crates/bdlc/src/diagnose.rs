@@ -89,25 +89,29 @@ pub fn run(args: &DiagnoseArgs, session: &mut Session) -> Result<(), Failure> {
         };
         let mut rows = Vec::with_capacity(dim);
         for (k, &model_value) in gradient.iter().enumerate() {
-            // The error is relative to max(1, |gradient|), less what rounding alone explains:
-            // with log densities in the thousands, the stencil's own error at step 1e-6 is of
-            // the order of 1e-7.
-            let (numeric, error) = match finite_difference(&mut density, &position, k, args.epsilon)
-            {
+            // The error is relative to max(1, |gradient|). A coordinate disagrees when the
+            // difference exceeds what the stencil's own rounding explains (with log densities in
+            // the thousands, about 1e-7 at step 1e-6) by more than the tolerance.
+            let estimate = finite_difference(&mut density, &position, k, args.epsilon);
+            let (numeric, error, excess) = match estimate {
                 Some(estimate) => {
-                    let excess = ((model_value - estimate.derivative).abs()
-                        - 10.0 * estimate.rounding_error)
-                        .max(0.0);
-                    (estimate.derivative, excess / model_value.abs().max(1.0))
+                    let difference = (model_value - estimate.derivative).abs();
+                    let scale = model_value.abs().max(1.0);
+                    let beyond_rounding = (difference - 10.0 * estimate.rounding_error).max(0.0);
+                    (
+                        estimate.derivative,
+                        difference / scale,
+                        beyond_rounding / scale,
+                    )
                 }
-                None => (f64::NAN, f64::INFINITY),
+                None => (f64::NAN, f64::INFINITY, f64::INFINITY),
             };
-            rows.push((k, model_value, numeric, error));
+            rows.push((k, model_value, numeric, error, excess));
         }
         rows.sort_by(|a, b| b.3.total_cmp(&a.3));
         let bad = rows
             .iter()
-            .filter(|row| row.3 > args.error || row.3.is_nan())
+            .filter(|row| row.4 > args.error || row.4.is_nan())
             .count();
         failures += bad;
         println!(
@@ -119,7 +123,7 @@ pub fn run(args: &DiagnoseArgs, session: &mut Session) -> Result<(), Failure> {
             "  {:<24} {:>16} {:>16} {:>12} {:>10}",
             "coordinate", "model", "finite diff", "error", "value"
         );
-        for &(k, model_value, numeric, error) in rows.iter().take(args.show) {
+        for &(k, model_value, numeric, error, _) in rows.iter().take(args.show) {
             println!(
                 "  {:<24} {:>16.8e} {:>16.8e} {:>12.3e} {:>10.4}",
                 names[k], model_value, numeric, error, position[k]

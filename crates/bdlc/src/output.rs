@@ -163,6 +163,29 @@ pub fn format_number(value: f64) -> String {
     }
 }
 
+/// Formats a number for people: at most 6 significant digits, as CmdStan's `stansummary` and
+/// NumPy print them.
+pub fn display_number(value: f64) -> String {
+    if !value.is_finite() {
+        return format_number(value);
+    }
+    if value == 0.0 {
+        return "0".to_string();
+    }
+    let magnitude = value.abs().log10().floor();
+    if (-5.0..15.0).contains(&magnitude) {
+        let decimals = (5.0 - magnitude).max(0.0) as usize;
+        let text = format!("{value:.decimals$}");
+        if text.contains('.') {
+            text.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            text
+        }
+    } else {
+        format!("{value:.5e}")
+    }
+}
+
 /// A CSV file of draws, written row by row and flushed after each.
 pub struct DrawsWriter {
     writer: BufWriter<File>,

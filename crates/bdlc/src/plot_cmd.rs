@@ -369,9 +369,21 @@ fn regression_of(model: &Model) -> Result<Regression, String> {
         x_name: x.name.clone(),
         y_name: y.name.clone(),
         sizes,
-        lower: x.lower,
-        upper: x.upper,
+        lower: bound_value(model, &x.lower),
+        upper: bound_value(model, &x.upper),
     })
+}
+
+/// A data bound's value: a number, or the value of the declared integer it names.
+fn bound_value(model: &Model, bound: &Option<bdl_ir::ir::DataBound>) -> Option<f64> {
+    match bound.as_ref()? {
+        bdl_ir::ir::DataBound::Value(value) => Some(*value),
+        bdl_ir::ir::DataBound::Slot(slot) => model
+            .data
+            .values
+            .get(slot)
+            .and_then(|v| v.tensor.item().ok()),
+    }
 }
 
 /// The data of the model with the input replaced by `grid` and the observed vector missing;

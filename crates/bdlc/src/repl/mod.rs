@@ -905,7 +905,7 @@ impl Repl<'_> {
                     inside += 1;
                 }
                 if flat < 10 {
-                    let number = |v: f64| crate::output::format_number(v);
+                    let number = |v: f64| crate::output::display_number(v);
                     let _ = writeln!(
                         text,
                         "{:<14} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",

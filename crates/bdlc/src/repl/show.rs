@@ -2,7 +2,7 @@
 //! the data block (`real`, `vector[3]`, `matrix[2, 2]`, `int[4]`), long axes shortened NumPy's
 //! way (the first and last three entries around `...`).
 
-use crate::output::format_number;
+use crate::output::display_number;
 use bdl_autodiff::{Tape, Tensor};
 use bdl_runtime::value::{Elem, Value};
 
@@ -51,7 +51,7 @@ fn element(value: f64, elem: Elem) -> String {
     match elem {
         Elem::Bool => if value != 0.0 { "true" } else { "false" }.to_string(),
         Elem::Int if value.fract() == 0.0 && value.abs() < 1e15 => format!("{}", value as i64),
-        _ => format_number(value),
+        _ => display_number(value),
     }
 }
 
