@@ -161,7 +161,9 @@ fn kl_weight_tempers_the_likelihood() {
         let settings = SviSettings {
             elbo,
             kl_weight: KlWeightSchedule::Constant { weight: beta },
-            ..settings(GuideKind::MultivariateNormal, 5000, 23)
+            // The full-covariance guide's parameterisation needs more steps than the others to
+            // reach this strongly correlated optimum on the decaying schedule.
+            ..settings(GuideKind::MultivariateNormal, 20_000, 23)
         };
         let model = model.clone();
         let fit = svi::fit(

@@ -42,11 +42,21 @@ fn represents_covariance(guide: &GuideKind, latent_dim: usize, independent: bool
     }
 }
 
+/// Optimisation steps per guide: the full-covariance guide's scaled unit-lower-Cholesky
+/// parameters (NumPyro's) approach a strongly correlated optimum more slowly along the decaying
+/// schedule, so it gets more steps; the tolerances are the same for every guide.
+fn steps(guide: &GuideKind) -> usize {
+    match guide {
+        GuideKind::MultivariateNormal => 20_000,
+        _ => 5000,
+    }
+}
+
 fn run(model: &GaussianLinear, guide: &GuideKind, seed: u64) -> svi::SviFit {
     let model = model.clone();
     svi::fit(
         move |_| model.clone(),
-        &settings(guide.clone(), 5000, seed),
+        &settings(guide.clone(), steps(guide), seed),
         &AtomicBool::new(false),
         |_, _| {},
     )
@@ -59,7 +69,7 @@ fn check_gaussian_model(label: &str, model: &GaussianLinear, independent: bool, 
     for guide in all_guides(d) {
         let fit = run(model, &guide, seed);
         let name = format!("{label} / {guide:?}");
-        assert_eq!(fit.losses.len(), 5000);
+        assert_eq!(fit.losses.len(), steps(&guide));
         assert_mean_matches(&name, &fit.guide, |z| z.to_vec(), &mean, N_DRAWS, seed);
         if represents_covariance(&guide, d, independent) {
             assert_covariance_matches(&name, &fit.guide, &covariance, N_DRAWS, seed);

@@ -810,6 +810,10 @@ pub const INFER_SETTINGS: &[SettingSpec] = &[
         kind: SettingKind::PositiveReal,
     },
     SettingSpec {
+        name: "init",
+        kind: SettingKind::Choice(&["median", "uniform", "zero"]),
+    },
+    SettingSpec {
         name: "metric",
         kind: SettingKind::Choice(&["diag", "dense"]),
     },

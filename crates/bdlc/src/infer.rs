@@ -365,7 +365,23 @@ fn run_svi(
         ));
     }
     let mut settings = svi_settings(resolved, method)?;
-    settings.init.location = vi::InitLocation::Position(model.prior_median_position(settings.seed));
+    settings.init.location = match resolved
+        .choice(
+            "init",
+            &resolved.flags().init,
+            "median",
+            &["median", "uniform", "zero"],
+        )?
+        .as_str()
+    {
+        // Stan's and NumPyro's default: Uniform(-2, 2) in unconstrained space.
+        "uniform" => vi::InitLocation::Uniform { radius: 2.0 },
+        // Zero in unconstrained space (the median of priors symmetric about zero), params at
+        // their initial values.
+        "zero" => vi::InitLocation::Position(model.layout.initial_position()),
+        // Pyro's default: the median of 15 prior draws.
+        _ => vi::InitLocation::Position(model.prior_median_position(settings.seed)),
+    };
     let n_draws = if matches!(settings.guide, GuideKind::Delta) {
         1
     } else {

@@ -316,7 +316,8 @@ impl<M: ElboModel> Elbo<M> {
                 "the ELBO was not finite (expected log joint {total}, entropy {entropy})"
             )));
         }
-        self.family.chain_softplus(&self.slopes, guide_gradient);
+        self.family
+            .chain_softplus(&self.natural, &self.slopes, guide_gradient);
         gradient.iter_mut().for_each(|g| *g = -*g);
         Ok(-elbo)
     }

@@ -10,8 +10,11 @@
 //! Flat layouts (d latent coordinates):
 //! - Delta: `[μ (d)]`; the guide is a point mass (MAP).
 //! - DiagonalNormal: `[μ (d), ρ (d)]`, σ = softplus(ρ); z_i = μ_i + σ_i ε_i.
-//! - MultivariateNormal: `[μ (d), L packed (d(d+1)/2)]`, the lower triangle of L row by row, whose
-//!   diagonal entries are raw (L_ii = softplus(raw)); z = μ + L ε.
+//! - MultivariateNormal: `[μ (d), packed lower triangle (d(d+1)/2)]` row by row, standing for
+//!   L = diag(s) U with s_i = softplus(raw_ii) and U unit lower triangular, U_ij = raw_ij (j < i);
+//!   z = μ + L ε. This is NumPyro's scaled unit-lower-Cholesky form: an optimiser's step on U_ij
+//!   moves L_ij by s_i times as much, so that well-determined coordinates (small s_i) are not
+//!   shaken by steps sized for the poorly determined ones.
 //! - LowRankMultivariateNormal: `[μ (d), W (d × r, row-major), ρ (d)]`, s = softplus(ρ),
 //!   Σ = W Wᵀ + diag(s²); z = μ + W ε₁ + s ⊙ ε₂ with ε₁ of length r and ε₂ of length d.
 
@@ -235,11 +238,40 @@ impl GuideFamily {
             natural[k] = value;
             slopes[k] = slope;
         });
+        if self.structure == Structure::MultivariateNormal {
+            // L_ij = s_i U_ij below the diagonal.
+            let d = self.latent_dim;
+            for i in 0..d {
+                let scale = natural[d + tril_index(i, i)];
+                for j in 0..i {
+                    natural[d + tril_index(i, j)] *= scale;
+                }
+            }
+        }
     }
 
     /// Multiplies the gradient entries of softplus-parameterised values by their slopes:
     /// d/dρ f(softplus(ρ)) = f′(σ) · sigmoid(ρ).
-    pub(crate) fn chain_softplus(&self, slopes: &[f64], gradient: &mut [f64]) {
+    ///
+    /// For the multivariate normal, the gradient with respect to L first becomes the gradient with
+    /// respect to (s, U): ∂f/∂U_ij = s_i ∂f/∂L_ij and ∂f/∂s_i = ∂f/∂L_ii + Σ_{j<i} U_ij ∂f/∂L_ij,
+    /// with U_ij = L_ij / s_i read from `natural`.
+    pub(crate) fn chain_softplus(&self, natural: &[f64], slopes: &[f64], gradient: &mut [f64]) {
+        if self.structure == Structure::MultivariateNormal {
+            let d = self.latent_dim;
+            for i in 0..d {
+                let diagonal = d + tril_index(i, i);
+                let scale = natural[diagonal];
+                let mut scale_gradient = gradient[diagonal];
+                for j in 0..i {
+                    let k = d + tril_index(i, j);
+                    let unit = natural[k] / scale;
+                    scale_gradient += unit * gradient[k];
+                    gradient[k] *= scale;
+                }
+                gradient[diagonal] = scale_gradient;
+            }
+        }
         self.for_each_softplus_index(|k| gradient[k] *= slopes[k]);
     }
 
@@ -500,9 +532,10 @@ impl GuideFamily {
             Structure::MultivariateNormal => {
                 let mut scale_tril = vec![vec![0.0; d]; d];
                 for (i, row) in scale_tril.iter_mut().enumerate() {
+                    let scale = softplus(params[d + tril_index(i, i)]);
                     for (j, entry) in row.iter_mut().enumerate().take(i + 1) {
                         let raw = params[d + tril_index(i, j)];
-                        *entry = if i == j { softplus(raw) } else { raw };
+                        *entry = if i == j { scale } else { scale * raw };
                     }
                 }
                 GuideParams::MultivariateNormal { loc, scale_tril }
@@ -543,11 +576,12 @@ impl GuideFamily {
             }
             GuideParams::MultivariateNormal { scale_tril, .. } => {
                 for (i, row) in scale_tril.iter().enumerate() {
+                    let scale = row[i];
                     for (j, &entry) in row.iter().enumerate().take(i + 1) {
                         params.push(if i == j {
                             softplus_inverse(entry)
                         } else {
-                            entry
+                            entry / scale
                         });
                     }
                 }
@@ -638,7 +672,7 @@ mod tests {
             family.natural_from(&params, &mut natural, &mut slopes);
             let mut gradient = vec![0.0; params.len()];
             family.add_entropy(&natural, 1.0, &mut gradient, &mut family.scratch());
-            family.chain_softplus(&slopes, &mut gradient);
+            family.chain_softplus(&natural, &slopes, &mut gradient);
             for k in 0..params.len() {
                 let numeric = central_difference(&entropy, &params, k);
                 assert!(
@@ -695,7 +729,7 @@ mod tests {
             family.natural_from(&params, &mut natural, &mut slopes);
             let mut gradient = vec![0.0; params.len()];
             family.add_expected_normal_log_prior(&natural, &priors, 1.0, &mut gradient);
-            family.chain_softplus(&slopes, &mut gradient);
+            family.chain_softplus(&natural, &slopes, &mut gradient);
             for k in 0..params.len() {
                 let numeric = central_difference(&value, &params, k);
                 assert!(
@@ -733,7 +767,7 @@ mod tests {
             let grad_z: Vec<f64> = z.iter().zip(weights).map(|(z, c)| 2.0 * c * z).collect();
             let mut gradient = vec![0.0; params.len()];
             family.backpropagate(&noise, &grad_z, &mut gradient);
-            family.chain_softplus(&slopes, &mut gradient);
+            family.chain_softplus(&natural, &slopes, &mut gradient);
             for k in 0..params.len() {
                 let numeric = central_difference(&f_of_params, &params, k);
                 assert!(
