@@ -55,6 +55,7 @@
 
 mod broadcast;
 pub mod check;
+mod exp;
 pub mod gemm;
 mod ops;
 mod special;

@@ -71,7 +71,7 @@ fn reaches(graph: &BTreeMap<String, Vec<String>>, name: &str) -> Vec<String> {
 #[test]
 fn dependencies_point_one_way() {
     let graph = workspace_dependencies();
-    let forbidden: [(&str, &[&str]); 6] = [
+    let forbidden: [(&str, &[&str]); 8] = [
         (
             "bdl-diagnostics",
             &[
@@ -130,6 +130,20 @@ fn dependencies_point_one_way() {
                 "bdlc",
             ],
         ),
+        (
+            "bdl-gpu",
+            &[
+                "bdl-diagnostics",
+                "bdl-syntax",
+                "bdl-ir",
+                "bdl-autodiff",
+                "bdl-dist",
+                "bdl-infer",
+                "bdl-runtime",
+                "bdlc",
+            ],
+        ),
+        ("bdl-runtime", &["bdlc"]),
     ];
     let mut violations = Vec::new();
     for (name, never) in forbidden {

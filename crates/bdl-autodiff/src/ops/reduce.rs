@@ -191,7 +191,7 @@ fn lane_logsumexp(input: &[f64], first: usize, stride: usize, extent: usize) -> 
     }
     let mut total = 0.0;
     for j in 0..extent {
-        total += (input[first + j * stride] - maximum).exp();
+        total += crate::exp::exp(input[first + j * stride] - maximum);
     }
     maximum + total.ln()
 }
@@ -222,7 +222,7 @@ pub(crate) fn logsumexp_backward(
         let g = upstream[position];
         for j in 0..extent {
             let index = first + j * stride;
-            grad[index] += g * (input[index] - total).exp();
+            grad[index] += g * crate::exp::exp(input[index] - total);
         }
     });
 }
@@ -244,7 +244,7 @@ pub(crate) fn softmax_forward(
             out[index] = if logarithm {
                 log_probability
             } else {
-                log_probability.exp()
+                crate::exp::exp(log_probability)
             };
         }
     });
@@ -273,7 +273,7 @@ pub(crate) fn softmax_backward(
         for j in 0..extent {
             let index = first + j * stride;
             grad[index] += if logarithm {
-                upstream[index] - out[index].exp() * weighted
+                upstream[index] - crate::exp::exp(out[index]) * weighted
             } else {
                 out[index] * (upstream[index] - weighted)
             };
