@@ -55,7 +55,6 @@
 
 mod broadcast;
 pub mod check;
-mod exp;
 pub mod gemm;
 mod ops;
 mod special;

@@ -299,17 +299,14 @@ pub(crate) fn compare(kind: Comparison, x: f64, y: f64) -> f64 {
     }
 }
 
-/// The logistic function 1 / (1 + e^−x), evaluated without overflow for either sign of x:
-/// with e = e^−|x|, σ(x) = 1 / (1 + e) for x ≥ 0 and e / (1 + e) otherwise. The choice is a
-/// select, not a branch, so loops over tensors vectorise.
+/// The logistic function 1 / (1 + e^−x), evaluated without overflow for either sign of x.
 #[inline]
 pub(crate) fn sigmoid(x: f64) -> f64 {
-    let e = crate::exp::exp(-x.abs());
-    let positive = 1.0 / (1.0 + e);
     if x >= 0.0 {
-        positive
+        1.0 / (1.0 + (-x).exp())
     } else {
-        e * positive
+        let e = x.exp();
+        e / (1.0 + e)
     }
 }
 
@@ -317,7 +314,7 @@ pub(crate) fn sigmoid(x: f64) -> f64 {
 /// precision for very negative x.
 #[inline]
 pub(crate) fn softplus(x: f64) -> f64 {
-    x.max(0.0) + crate::exp::exp(-x.abs()).ln_1p()
+    x.max(0.0) + (-x.abs()).exp().ln_1p()
 }
 
 impl Tape {

@@ -191,7 +191,7 @@ fn lane_logsumexp(input: &[f64], first: usize, stride: usize, extent: usize) -> 
     }
     let mut total = 0.0;
     for j in 0..extent {
-        total += crate::exp::exp(input[first + j * stride] - maximum);
+        total += (input[first + j * stride] - maximum).exp();
     }
     maximum + total.ln()
 }
@@ -222,7 +222,7 @@ pub(crate) fn logsumexp_backward(
         let g = upstream[position];
         for j in 0..extent {
             let index = first + j * stride;
-            grad[index] += g * crate::exp::exp(input[index] - total);
+            grad[index] += g * (input[index] - total).exp();
         }
     });
 }
@@ -244,7 +244,7 @@ pub(crate) fn softmax_forward(
             out[index] = if logarithm {
                 log_probability
             } else {
-                crate::exp::exp(log_probability)
+                log_probability.exp()
             };
         }
     });
@@ -273,7 +273,7 @@ pub(crate) fn softmax_backward(
         for j in 0..extent {
             let index = first + j * stride;
             grad[index] += if logarithm {
-                upstream[index] - crate::exp::exp(out[index]) * weighted
+                upstream[index] - out[index].exp() * weighted
             } else {
                 out[index] * (upstream[index] - weighted)
             };
