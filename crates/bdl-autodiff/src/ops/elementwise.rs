@@ -299,22 +299,18 @@ pub(crate) fn compare(kind: Comparison, x: f64, y: f64) -> f64 {
     }
 }
 
-/// The logistic function 1 / (1 + e^−x), evaluated without overflow for either sign of x.
+/// The logistic function 1 / (1 + e^−x), without overflow for either sign of x; branch-free, so
+/// that kernel loops vectorise (see `vmath`).
 #[inline]
 pub(crate) fn sigmoid(x: f64) -> f64 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
-    }
+    crate::vmath::sigmoid(x)
 }
 
 /// log(1 + e^x) = max(x, 0) + log1p(e^−|x|), which neither overflows for large x nor loses
-/// precision for very negative x.
+/// precision for very negative x; branch-free (see `vmath`).
 #[inline]
 pub(crate) fn softplus(x: f64) -> f64 {
-    x.max(0.0) + (-x.abs()).exp().ln_1p()
+    crate::vmath::softplus(x)
 }
 
 impl Tape {
