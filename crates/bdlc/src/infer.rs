@@ -81,18 +81,11 @@ impl RunResult {
     pub fn warning_messages(&self) -> Vec<String> {
         // Effective sample sizes and R-hat describe Markov chains; the independent draws of a
         // fitted guide or of the prior need neither.
-        self.summary
-            .warnings
-            .iter()
-            .filter(|_| self.mcmc)
-            .map(|warning| {
-                warning.message(|i| {
-                    self.columns
-                        .get(i)
-                        .map_or_else(|| format!("column {i}"), Column::display_name)
-                })
-            })
-            .collect()
+        if self.mcmc {
+            crate::output::warning_messages(&self.summary.warnings, &self.columns)
+        } else {
+            Vec::new()
+        }
     }
 
     /// `summary.json`'s content.
@@ -207,8 +200,18 @@ pub fn write_draws(
     columns: &[Column],
     rows: &[f64],
 ) -> Result<(), Failure> {
+    write_draws_file(&out.join("draws.csv"), comments, columns, rows)
+}
+
+/// Writes one CSV file of draws (CmdStan layout, no sampler columns) at `path`.
+pub fn write_draws_file(
+    path: &Path,
+    comments: &[String],
+    columns: &[Column],
+    rows: &[f64],
+) -> Result<(), Failure> {
     let header: Vec<String> = columns.iter().map(Column::csv_name).collect();
-    let mut writer = DrawsWriter::create(&out.join("draws.csv"), comments, &header)?;
+    let mut writer = DrawsWriter::create(path, comments, &header)?;
     if !columns.is_empty() {
         for row in rows.chunks(columns.len()) {
             writer.row(row)?;

@@ -5,7 +5,7 @@
 //! Each ends like every other method: constrained draws of the output sites, summarised per
 //! element, written to `draws.csv`, so that `predict`, `summary` and `plot` work on all of them.
 
-use crate::infer::{constrained_rows, svi_settings, write_draws, RunResult};
+use crate::infer::{constrained_rows, svi_settings, write_draws, write_draws_file, RunResult};
 use crate::output::columns_of;
 use crate::progress;
 use crate::session::Failure;
@@ -72,6 +72,16 @@ fn finish(model: &Model, out: Option<&Path>, outcome: Outcome) -> Result<RunResu
     if let Some(out) = out {
         let all: Vec<f64> = draws.iter().flatten().copied().collect();
         write_draws(out, &outcome.comments, &columns, &all)?;
+        // Markov chains also get a file each, as NUTS writes them, so that chain-aware tools
+        // (ArviZ's `from_cmdstan`, R-hat by hand) see where one chain ends and the next begins.
+        if outcome.markov {
+            for (index, chain) in draws.iter().enumerate() {
+                let mut comments = outcome.comments.clone();
+                comments.push(format!("chain = {}", index + 1));
+                let path = out.join(format!("chain-{}.csv", index + 1));
+                write_draws_file(&path, &comments, &columns, chain)?;
+            }
+        }
     }
     let slices: Vec<&[f64]> = draws.iter().map(Vec::as_slice).collect();
     let summary = Summary::from_draws(&slices, columns.len());

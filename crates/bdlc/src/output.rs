@@ -9,7 +9,7 @@
 
 use crate::session::{describe_io_error, Failure};
 use bdl_autodiff::Tensor;
-use bdl_infer::diagnostics::{ColumnSummary, Summary};
+use bdl_infer::diagnostics::{ColumnSummary, Summary, Warning, ESS_LIMIT, R_HAT_LIMIT};
 use bdl_runtime::model::SiteInfo;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
@@ -114,6 +114,112 @@ impl Column {
         let index: Vec<String> = self.index.iter().map(|i| (i + 1).to_string()).collect();
         format!("{}[{}]", self.site, index.join(","))
     }
+}
+
+/// The summary's warnings as sentences, with quantities named by `columns`.
+///
+/// A warning about one element of a site reads as before (`R-hat of theta[3] is 1.02, …`); when
+/// several elements of the same site break the same limit, which is the rule for a network's
+/// weights, they become one sentence with their count and the worst of them, so that a run of a
+/// 300-weight network does not print 900 lines.
+pub fn warning_messages(warnings: &[Warning], columns: &[Column]) -> Vec<String> {
+    let name = |i: usize| {
+        columns
+            .get(i)
+            .map_or_else(|| format!("column {i}"), Column::display_name)
+    };
+    let site_of = |i: usize| columns.get(i).map_or("", |column| column.site.as_str());
+    // Groups of per-element warnings, keyed by (kind, site), in order of first appearance.
+    let mut groups: Vec<(usize, &str, Vec<&Warning>)> = Vec::new();
+    let mut messages: Vec<Option<String>> = Vec::new();
+    for warning in warnings {
+        let Some(column) = warning.column() else {
+            messages.push(Some(warning.message(name)));
+            continue;
+        };
+        let kind = match warning {
+            Warning::HighRHat { .. } => 0,
+            Warning::LowEssBulk { .. } => 1,
+            _ => 2,
+        };
+        let site = site_of(column);
+        match groups.iter_mut().find(|(k, s, _)| *k == kind && *s == site) {
+            Some((_, _, members)) => members.push(warning),
+            None => {
+                groups.push((kind, site, vec![warning]));
+                // A placeholder keeps the group where its first member appeared.
+                messages.push(None);
+            }
+        }
+    }
+    let mut grouped = groups.into_iter().map(|(_, site, members)| {
+        if members.len() == 1 {
+            return members[0].message(name);
+        }
+        let elements = columns.iter().filter(|column| column.site == site).count();
+        let count = members.len();
+        let worst = |key: fn(&Warning) -> f64, highest: bool| {
+            members
+                .iter()
+                .copied()
+                .max_by(|a, b| {
+                    let order = key(a).total_cmp(&key(b));
+                    if highest {
+                        order
+                    } else {
+                        order.reverse()
+                    }
+                })
+                .expect("a group has members")
+        };
+        match members[0] {
+            Warning::HighRHat { .. } => {
+                let Warning::HighRHat { column, r_hat } = worst(
+                    |w| match w {
+                        Warning::HighRHat { r_hat, .. } => *r_hat,
+                        _ => f64::NAN,
+                    },
+                    true,
+                ) else {
+                    unreachable!("the group holds R-hat warnings")
+                };
+                format!(
+                    "R-hat above {R_HAT_LIMIT} for {count} of {elements} elements of {site} \
+                     (worst {r_hat:.3}, {}): the chains disagree; run longer or reparameterise",
+                    name(*column)
+                )
+            }
+            first => {
+                let bulk = matches!(first, Warning::LowEssBulk { .. });
+                let lowest = worst(
+                    |w| match w {
+                        Warning::LowEssBulk { ess, .. } | Warning::LowEssTail { ess, .. } => *ess,
+                        _ => f64::NAN,
+                    },
+                    false,
+                );
+                let (Warning::LowEssBulk { column, ess } | Warning::LowEssTail { column, ess }) =
+                    lowest
+                else {
+                    unreachable!("the group holds ESS warnings")
+                };
+                let (which, consequence) = if bulk {
+                    ("bulk", "the posterior means and medians are unreliable")
+                } else {
+                    ("tail", "the 5% and 95% quantiles are unreliable")
+                };
+                format!(
+                    "{which} ESS below {ESS_LIMIT} for {count} of {elements} elements of {site} \
+                     (lowest {ess:.0}, {}): {consequence}; run more iterations",
+                    name(*column)
+                )
+            }
+        }
+    });
+    messages
+        .into_iter()
+        .map(|message| message.unwrap_or_else(|| grouped.next().expect("one group per slot")))
+        .collect()
 }
 
 /// Every scalar column of the given sites, row-major within each site.
@@ -437,5 +543,48 @@ mod tests {
                 value.to_bits()
             );
         }
+    }
+
+    #[test]
+    fn warnings_about_several_elements_of_a_site_become_one_sentence() {
+        let column = |site: &str, index: Vec<usize>| Column {
+            site: site.to_string(),
+            index,
+        };
+        let columns = vec![
+            column("w", vec![0]),
+            column("w", vec![1]),
+            column("w", vec![2]),
+            column("sigma", vec![]),
+        ];
+        let warnings = vec![
+            Warning::HighRHat {
+                column: 0,
+                r_hat: 1.2,
+            },
+            Warning::LowEssBulk {
+                column: 0,
+                ess: 30.0,
+            },
+            Warning::HighRHat {
+                column: 2,
+                r_hat: 1.5,
+            },
+            Warning::LowEssBulk {
+                column: 3,
+                ess: 12.0,
+            },
+            Warning::Divergences {
+                count: 2,
+                n_draws: 100,
+            },
+        ];
+        let messages = warning_messages(&warnings, &columns);
+        assert_eq!(messages.len(), 4, "{messages:#?}");
+        assert!(messages[0]
+            .starts_with("R-hat above 1.01 for 2 of 3 elements of w (worst 1.500, w[3])"));
+        assert!(messages[1].starts_with("bulk ESS of w[1] is 30, below 400"));
+        assert!(messages[2].starts_with("bulk ESS of sigma is 12, below 400"));
+        assert!(messages[3].starts_with("2 of 100 transitions after warm-up diverged"));
     }
 }

@@ -102,7 +102,7 @@ impl RunDraws {
             }
             chains.push(chain);
         }
-        let mcmc = !dir.join("draws.csv").is_file() && dir.join("chain-1.csv").is_file();
+        let mcmc = dir.join("chain-1.csv").is_file();
         let summary = crate::summary_cmd::read_summary_json(dir)?;
         let method = summary
             .as_ref()

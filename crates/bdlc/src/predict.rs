@@ -55,7 +55,7 @@ pub struct DrawTable {
     pub chain_lengths: Vec<usize>,
 }
 
-/// The draws files of a run: `draws.csv`, or `chain-1.csv`, `chain-2.csv`, ….
+/// The draws files of a run: `chain-1.csv`, `chain-2.csv`, …, or else `draws.csv`.
 pub fn draw_files(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
     if !dir.is_dir() {
         return Err(Failure::usage(
@@ -64,10 +64,8 @@ pub fn draw_files(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
             None,
         ));
     }
-    let single = dir.join("draws.csv");
-    if single.is_file() {
-        return Ok(vec![single]);
-    }
+    // Markov methods write a file per chain (and Gibbs and SGLD also `draws.csv`, all chains
+    // together); the per-chain files keep the chains apart, so they come first.
     let mut chains = Vec::new();
     for index in 1.. {
         let path = dir.join(format!("chain-{index}.csv"));
@@ -75,6 +73,10 @@ pub fn draw_files(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
             break;
         }
         chains.push(path);
+    }
+    let single = dir.join("draws.csv");
+    if chains.is_empty() && single.is_file() {
+        return Ok(vec![single]);
     }
     if chains.is_empty() {
         return Err(Failure::usage(

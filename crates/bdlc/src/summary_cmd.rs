@@ -136,16 +136,7 @@ impl Table {
                 warnings.push(Warning::LowEssTail { column, ess });
             }
         }
-        warnings
-            .iter()
-            .map(|warning| {
-                warning.message(|i| {
-                    self.columns
-                        .get(i)
-                        .map_or_else(|| format!("column {i}"), Column::display_name)
-                })
-            })
-            .collect()
+        crate::output::warning_messages(&warnings, &self.columns)
     }
 
     /// The stansummary-like table.
@@ -241,18 +232,7 @@ fn table_from_draws(draws: &RunDraws) -> Table {
     let slices: Vec<&[f64]> = draws.chains.iter().map(Vec::as_slice).collect();
     let summary = Summary::from_draws(&slices, draws.columns.len());
     let warnings = if draws.mcmc {
-        summary
-            .warnings
-            .iter()
-            .map(|warning| {
-                warning.message(|i| {
-                    draws
-                        .columns
-                        .get(i)
-                        .map_or_else(|| format!("column {i}"), Column::display_name)
-                })
-            })
-            .collect()
+        crate::output::warning_messages(&summary.warnings, &draws.columns)
     } else {
         Vec::new()
     };

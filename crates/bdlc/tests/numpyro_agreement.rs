@@ -1,5 +1,6 @@
 //! bdl's NUTS against NumPyro's on three bundled models: `eight_schools`, `logistic` and
-//! `shallow_bnn` from `models/`, run through the built `bdlc` binary.
+//! `shallow_bnn` from `models/`, run through the built `bdlc` binary; and bdl's
+//! Metropolis-within-Gibbs against NumPyro's NUTS on `shallow_bnn`.
 //!
 //! `tests/infer/numpyro_posteriors.json` holds NumPyro's posterior means and sds of the same
 //! models on the same data, from chains long enough that their Monte Carlo standard errors are
@@ -65,10 +66,10 @@ fn reference(name: &str) -> ModelReference {
         .unwrap_or_else(|| panic!("no NumPyro reference for {name}"))
 }
 
-/// Runs `bdlc infer models/NAME.bdl` with the given flags and returns its chains.
-fn run_bdl(name: &str, label: &str, flags: &[&str]) -> Vec<DrawTable> {
+/// Runs `bdlc infer models/NAME.bdl --method METHOD` with the given flags and returns its chains.
+fn run_bdl(name: &str, label: &str, method: &str, flags: &[&str]) -> Vec<DrawTable> {
     let out = scratch("numpyro-agreement", label);
-    let mut args = vec!["--method".to_string(), "nuts".to_string()];
+    let mut args = vec!["--method".to_string(), method.to_string()];
     args.extend(flags.iter().map(|flag| flag.to_string()));
     infer(
         &repository().join(format!("models/{name}.bdl")),
@@ -78,12 +79,20 @@ fn run_bdl(name: &str, label: &str, flags: &[&str]) -> Vec<DrawTable> {
     read_chains(&out)
 }
 
+/// Whether a comparison asserts the posterior sds as well as the means.
+#[derive(Clone, Copy, PartialEq)]
+enum Compare {
+    MeansAndSds,
+    Means,
+}
+
 /// Compares bdl's estimates of each quantity with NumPyro's and panics listing every
 /// disagreement; prints the whole comparison.
 fn assert_agreement(
     label: &str,
     quantities: &[(String, Vec<Vec<f64>>)],
     reference: &ModelReference,
+    compare: Compare,
 ) {
     let mut table = format!(
         "{:<20} {:>10} {:>10} {:>9} {:>9} {:>7}   {:>9} {:>9} {:>7}  {:>6} {:>7}\n",
@@ -119,7 +128,7 @@ fn assert_agreement(
                 ours.mean, theirs.mean
             ));
         }
-        if z_sd.abs() >= Z_LIMIT {
+        if compare == Compare::MeansAndSds && z_sd.abs() >= Z_LIMIT {
             failures.push(format!(
                 "{name}: sd {} vs NumPyro {} (z = {z_sd:.2})",
                 ours.sd, theirs.sd
@@ -153,11 +162,12 @@ fn reference_columns(
 fn eight_schools_agrees_with_numpyro() {
     let reference = reference("eight_schools");
     // The model's own settings: 4 chains of 1,000 warm-up and 1,000 kept iterations.
-    let chains = run_bdl("eight_schools", "eight_schools", &["--seed", "1"]);
+    let chains = run_bdl("eight_schools", "eight_schools", "nuts", &["--seed", "1"]);
     assert_agreement(
         "eight_schools",
         &reference_columns(&chains, &reference),
         &reference,
+        Compare::MeansAndSds,
     );
 }
 
@@ -165,11 +175,12 @@ fn eight_schools_agrees_with_numpyro() {
 fn logistic_agrees_with_numpyro() {
     let reference = reference("logistic");
     // The model's own settings: 4 chains of 500 warm-up and 500 kept iterations.
-    let chains = run_bdl("logistic", "logistic", &["--seed", "2"]);
+    let chains = run_bdl("logistic", "logistic", "nuts", &["--seed", "2"]);
     assert_agreement(
         "logistic",
         &reference_columns(&chains, &reference),
         &reference,
+        Compare::MeansAndSds,
     );
 }
 
@@ -238,9 +249,14 @@ fn shallow_bnn_agrees_with_numpyro_on_identifiable_quantities() {
         "--samples",
         "200",
     ];
-    let chains = run_bdl("shallow_bnn", "shallow_bnn_short", &flags);
+    let chains = run_bdl("shallow_bnn", "shallow_bnn_short", "nuts", &flags);
     let quantities = shallow_quantities(&chains, &reference);
-    assert_agreement("shallow_bnn (short)", &quantities, &reference);
+    assert_agreement(
+        "shallow_bnn (short)",
+        &quantities,
+        &reference,
+        Compare::MeansAndSds,
+    );
 }
 
 #[test]
@@ -254,7 +270,58 @@ fn slow_shallow_bnn_agrees_with_numpyro_on_identifiable_quantities() {
     }
     let reference = reference("shallow_bnn");
     // The model's own settings: 4 chains of 500 warm-up and 500 kept iterations.
-    let chains = run_bdl("shallow_bnn", "shallow_bnn", &["--seed", "4"]);
+    let chains = run_bdl("shallow_bnn", "shallow_bnn", "nuts", &["--seed", "4"]);
     let quantities = shallow_quantities(&chains, &reference);
-    assert_agreement("shallow_bnn", &quantities, &reference);
+    assert_agreement("shallow_bnn", &quantities, &reference, Compare::MeansAndSds);
+}
+
+/// Metropolis-within-Gibbs, the lecture's sampler, on the same network: the hidden weights
+/// (γ, γ0) move by adaptive random-walk Metropolis and σ by random-walk Metropolis on log σ, both
+/// with the output weights (β, β0) integrated out (their conditional given the rest is
+/// linear-Gaussian), and then (β, β0) are drawn exactly. Its posterior predictive (σ and the
+/// regression function at the reference inputs) must agree with NUTS's within Monte Carlo error,
+/// as NUTS's own must.
+///
+/// Random-walk moves on 30 correlated hidden weights mix slowly (a bulk ESS of some 10 per 1,000
+/// sweeps for the worst f(x)), and until the chains have mixed, an MCSE computed from their ESS
+/// understates the error: at 4 × 2,000 sweeps the chains' means still scatter by several of their
+/// own MCSEs. Only the means are asserted: at the length below they agree (|z| < 2 at seed 5),
+/// but the chains' own sds of f(x) still differ from one another by up to 10% (f.3: 0.058 to
+/// 0.065 against NUTS's 0.059), so the pooled sd, 2–4% above NUTS's, carries an error that the
+/// MCSE of the sd, computed from the ESS as if the chains had mixed, does not see. The table
+/// printed by the test shows the sds. The run that makes the comparison meaningful (4 chains of 5,000 warm-up and 40,000
+/// sweeps kept every fourth, about two minutes on two cores) therefore runs only with
+/// `BDL_SLOW_TESTS=1`.
+#[test]
+fn slow_gibbs_on_shallow_bnn_agrees_with_nuts_on_identifiable_quantities() {
+    if !slow_tests_enabled() {
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("slow_gibbs_on_shallow_bnn_agrees_with_nuts_on_identifiable_quantities: set BDL_SLOW_TESTS=1 to run");
+        }
+        return;
+    }
+    let reference = reference("shallow_bnn");
+    let flags = [
+        "--blocks",
+        "gamma, gamma0; sigma; beta, beta0",
+        "--seed",
+        "5",
+        "--chains",
+        "4",
+        "--warmup",
+        "5000",
+        "--samples",
+        "10000",
+        "--thin",
+        "4",
+    ];
+    let chains = run_bdl("shallow_bnn", "shallow_bnn_gibbs", "gibbs", &flags);
+    let quantities = shallow_quantities(&chains, &reference);
+    assert_agreement(
+        "shallow_bnn (gibbs)",
+        &quantities,
+        &reference,
+        Compare::Means,
+    );
 }
