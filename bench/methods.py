@@ -41,6 +41,7 @@ SINE = [
 ]
 IRIS = [
     ("SVI, diagonal normal", "iris_bnn.bdl", ["--method", "svi", "--guide", "diag"]),
+    ("Bayes-by-backprop", "iris_bayes_by_backprop.bdl", []),
     ("Deep ensemble (5)", "iris_bnn.bdl", ["--method", "ensemble", "--members", "5", "--steps", "3000"]),
     ("SGLD", "iris_bnn.bdl", ["--method", "sgld", "--chains", "2", "--warmup", "2000", "--samples", "1000"]),
     ("NUTS (2 x 300 + 300, depth 8)", "iris_bnn.bdl",

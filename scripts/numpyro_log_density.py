@@ -1,6 +1,7 @@
 """Reference log densities of the bundled models, computed by NumPyro at fixed points.
 
-For every model in models/ this script writes the same model in NumPyro, picks a fixed point in
+For every model in models/ (the models of the inference methods through the full-data model
+of the same network and priors, see MODELS) this script writes the same model in NumPyro, picks a fixed point in
 unconstrained space (each latent site filled with 0.3 * sin(k + 1) + 0.1 * k / n over its
 flattened elements k), and records -potential_energy there: the log joint density in unconstrained
 space, Jacobians included. bdl's runtime must give the same number at the same point.
@@ -146,6 +147,28 @@ def shallow_bnn():
                    ("sigma", ())]
 
 
+def shallow_gibbs():
+    _, d = csv("shallow.csv")
+    X, y = jnp.array(d[:, :2]), jnp.array(d[:, 2])
+
+    def model():
+        g = numpyro.sample("gamma", dist.Normal(0, 1).expand([2, 10]).to_event(2))
+        g0 = numpyro.sample("gamma0", dist.Normal(0, 1).expand([10]).to_event(1))
+        tau_beta = numpyro.sample("tau_beta", dist.Gamma(1.0, 1.0))
+        b = numpyro.sample("beta", dist.Normal(0, 1 / jnp.sqrt(tau_beta)).expand([10]).to_event(1))
+        b0 = numpyro.sample("beta0", dist.Normal(0, 1))
+        tau = numpyro.sample("tau", dist.Gamma(1.0, 0.1))
+        with numpyro.plate("N", X.shape[0]):
+            mu = jax.nn.sigmoid(X @ g + g0) @ b + b0
+            numpyro.sample("y", dist.Normal(mu, 1 / jnp.sqrt(tau)), obs=y)
+
+    return model, [("gamma", (2, 10)), ("gamma0", (10,)), ("tau_beta", ()), ("beta", (10,)),
+                   ("beta0", ()), ("tau", ())]
+
+
+# The models of the inference methods: their log density is that of the full data (a mini-batch
+# plate's density, as bdl's runtime computes it for HMC and for checks, takes every row), so the
+# NumPyro model is the full-data one of the same network and priors.
 MODELS = {
     "eight_schools": eight_schools,
     "bayes_linreg": bayes_linreg,
@@ -154,6 +177,11 @@ MODELS = {
     "iris_bnn": iris_bnn,
     "logistic": logistic,
     "shallow_bnn": shallow_bnn,
+    "shallow_gibbs": shallow_gibbs,
+    "sine_ensemble": sine_bnn,
+    "sine_sgld": sine_bnn,
+    "bayes_by_backprop": sine_bnn,
+    "iris_bayes_by_backprop": iris_bnn,
 }
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ fn log_densities_equal_numpyro() {
     let reference: Value =
         serde_json::from_str(include_str!("data/numpyro_log_density.json")).unwrap();
     let models = reference["models"].as_object().unwrap();
-    assert_eq!(models.len(), 7);
+    assert_eq!(models.len(), 12);
     for (name, expected) in models {
         let model = common::load_model(&format!("{name}.bdl"));
         let mut position = vec![0.0; model.layout.latent_dim()];

@@ -1,5 +1,6 @@
 //! The command line's contract: exit codes, the one-line message for a missing file, the
-//! bundled models checking cleanly, and `--emit ast` printing source that checks again.
+//! bundled models checking cleanly and running with their own settings, and `--emit ast`
+//! printing source that checks again.
 #![allow(clippy::disallowed_methods)] // Tests read and write files.
 
 use std::path::{Path, PathBuf};
@@ -39,6 +40,51 @@ fn bundled_models_check_cleanly() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert!(stderr.is_empty(), "clean models print nothing: {stderr}");
+}
+
+/// The bundled models whose own settings take more than a few seconds on two cores (the shallow
+/// network's 4 NUTS chains, about 25 s; its Gibbs chains, about 15 s): they run in the slow suite.
+const SLOW_MODELS: [&str; 2] = ["models/shallow_bnn.bdl", "models/shallow_gibbs.bdl"];
+
+/// Runs `bdlc infer MODEL` with the model's own `infer` block and checks that it finishes and
+/// writes its summary, with no error on stderr.
+fn runs_with_its_own_settings(model: &str) {
+    let stem = Path::new(model)
+        .file_stem()
+        .expect("a model file name")
+        .to_string_lossy()
+        .into_owned();
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("own-settings")
+        .join(stem);
+    let out_text = out.to_string_lossy().into_owned();
+    let output = bdlc(&["infer", model, "--out", &out_text, "--force", "--quiet"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{model}: {stderr}");
+    assert!(!stderr.contains("error"), "{model}: {stderr}");
+    assert!(
+        out.join("summary.json").is_file(),
+        "{model}: no summary.json"
+    );
+}
+
+#[test]
+fn every_bundled_model_runs_with_its_own_settings() {
+    for model in models() {
+        if !SLOW_MODELS.contains(&model.as_str()) {
+            runs_with_its_own_settings(&model);
+        }
+    }
+}
+
+#[test]
+fn slow_the_shallow_network_models_run_with_their_own_settings() {
+    if std::env::var("BDL_SLOW_TESTS").as_deref() != Ok("1") {
+        return;
+    }
+    for model in SLOW_MODELS {
+        runs_with_its_own_settings(model);
+    }
 }
 
 #[test]
