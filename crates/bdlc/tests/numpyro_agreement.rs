@@ -261,11 +261,7 @@ fn shallow_bnn_agrees_with_numpyro_on_identifiable_quantities() {
 
 #[test]
 fn slow_shallow_bnn_agrees_with_numpyro_on_identifiable_quantities() {
-    if !slow_tests_enabled() {
-        #[allow(clippy::print_stderr)]
-        {
-            eprintln!("slow_shallow_bnn_agrees_with_numpyro_on_identifiable_quantities: set BDL_SLOW_TESTS=1 to run");
-        }
+    if !slow_tests_enabled("slow_shallow_bnn_agrees_with_numpyro_on_identifiable_quantities") {
         return;
     }
     let reference = reference("shallow_bnn");
@@ -294,11 +290,8 @@ fn slow_shallow_bnn_agrees_with_numpyro_on_identifiable_quantities() {
 /// `BDL_SLOW_TESTS=1`.
 #[test]
 fn slow_gibbs_on_shallow_bnn_agrees_with_nuts_on_identifiable_quantities() {
-    if !slow_tests_enabled() {
-        #[allow(clippy::print_stderr)]
-        {
-            eprintln!("slow_gibbs_on_shallow_bnn_agrees_with_nuts_on_identifiable_quantities: set BDL_SLOW_TESTS=1 to run");
-        }
+    if !slow_tests_enabled("slow_gibbs_on_shallow_bnn_agrees_with_nuts_on_identifiable_quantities")
+    {
         return;
     }
     let reference = reference("shallow_bnn");
