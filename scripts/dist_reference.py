@@ -267,15 +267,15 @@ def lkj_cases():
             corr = cov / np.outer(d, d)
             chol = np.linalg.cholesky(corr)
             lp = float(LKJCholesky(dim, eta).log_prob(jnp.array(chol)))
-            case("LKJCholesky", {"dimension": float(dim), "concentration": eta}, chol, lp)
+            case("LKJCholesky", {"dim": float(dim), "concentration": eta}, chol, lp)
     # A factor close to singular: the density of a near-degenerate correlation matrix.
     corr = np.array([[1.0, 0.999], [0.999, 1.0]])
     chol = np.linalg.cholesky(corr)
     lp = float(LKJCholesky(2, 3.0).log_prob(jnp.array(chol)))
-    case("LKJCholesky", {"dimension": 2.0, "concentration": 3.0}, chol, lp)
+    case("LKJCholesky", {"dim": 2.0, "concentration": 3.0}, chol, lp)
     # Outside the support: an upper-triangular entry, and a row that is not of unit length.
-    case("LKJCholesky", {"dimension": 2.0, "concentration": 1.0}, [[1.0, 0.5], [0.0, 1.0]], -math.inf)
-    case("LKJCholesky", {"dimension": 2.0, "concentration": 1.0}, [[1.0, 0.0], [0.5, 0.5]], -math.inf)
+    case("LKJCholesky", {"dim": 2.0, "concentration": 1.0}, [[1.0, 0.5], [0.0, 1.0]], -math.inf)
+    case("LKJCholesky", {"dim": 2.0, "concentration": 1.0}, [[1.0, 0.0], [0.5, 0.5]], -math.inf)
 
 
 lkj_cases()

@@ -422,7 +422,7 @@ fn lkj_cholesky_in_concentration_and_free_coordinates() {
                 let distribution = Distribution::from_call(
                     tape,
                     "LKJCholesky",
-                    &[("dimension", dimension), ("concentration", vars[0])],
+                    &[("dim", dimension), ("concentration", vars[0])],
                 )?;
                 let (value, _) =
                     Bijector::for_constraint(&Constraint::CorrCholesky)?.forward(tape, vars[1])?;

@@ -496,7 +496,7 @@ fn invert3(m: &[f64]) -> Vec<f64> {
 #[test]
 fn lkj_correlations_have_beta_marginals() {
     for (d, eta) in [(2usize, 1.0), (3, 1.5), (4, 0.8)] {
-        let params = [("dimension", s(d as f64)), ("concentration", s(eta))];
+        let params = [("dim", s(d as f64)), ("concentration", s(eta))];
         let (distribution, tape, samples) = draws(Family::LkjCholesky, &params);
         let support = distribution.support(&tape);
         // (r + 1)/2 ~ Beta(η − 1 + d/2, η − 1 + d/2) for every off-diagonal correlation r.

@@ -511,7 +511,7 @@ fn outside_the_support_is_minus_infinity_without_nan() {
         ),
         (
             "LKJCholesky",
-            vec![("dimension", s(2.0)), ("concentration", s(2.0))],
+            vec![("dim", s(2.0)), ("concentration", s(2.0))],
             Tensor::from_shape(&[2, 2], vec![1.0, 0.0, 0.5, 0.5]).unwrap(),
         ),
         (
@@ -534,7 +534,7 @@ fn outside_the_support_is_minus_infinity_without_nan() {
         let named: Vec<(&str, Var)> = params
             .iter()
             .map(|(name, tensor)| {
-                let var = if *name == "total_count" || *name == "dimension" {
+                let var = if *name == "total_count" || *name == "dim" {
                     tape.constant(tensor.clone())
                 } else {
                     tape.input(tensor.clone())

@@ -64,7 +64,7 @@ pub enum Family {
     Dirichlet,
     /// MultivariateNormal(loc, covariance_matrix | precision_matrix | scale_tril).
     MultivariateNormal,
-    /// LKJCholesky(dimension, concentration): Cholesky factors of LKJ correlation matrices.
+    /// LKJCholesky(dim, concentration): Cholesky factors of LKJ correlation matrices.
     LkjCholesky,
     /// Wishart(df, covariance_matrix | precision_matrix | scale_tril).
     Wishart,
@@ -234,7 +234,7 @@ pub static FAMILIES: &[FamilySpec] = &[
     FamilySpec {
         family: Family::LkjCholesky,
         name: "LKJCholesky",
-        params: &[required(&["dimension"]), optional(CONCENTRATION, 1.0)],
+        params: &[required(&["dim"]), optional(CONCENTRATION, 1.0)],
     },
     FamilySpec {
         family: Family::Wishart,
