@@ -11,7 +11,7 @@
 
 use bdl_autodiff::{Tape, Tensor};
 use bdl_dist::{Bound, Constraint, Distribution, Family, FamilySpec, FAMILIES};
-use bdl_ir::catalogue::{Domain, DistributionSpec, EventShape, Support, DISTRIBUTIONS};
+use bdl_ir::catalogue::{DistributionSpec, Domain, EventShape, Support, DISTRIBUTIONS};
 
 /// The runtime's entry for a name of the checker's catalogue.
 fn runtime_family(name: &str) -> Option<&'static FamilySpec> {

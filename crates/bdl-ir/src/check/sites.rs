@@ -1,0 +1,366 @@
+//! Sites: `sample`, `observe`, `param`, `deterministic`, `factor`, `lift` and `module`, their
+//! names (unique, indexed inside loops and plates), and the batch shape a site's plates require.
+
+use super::*;
+
+impl Checker<'_> {
+    pub(super) fn mark_sites(&mut self) {
+        if let Some(index) = self.function_index {
+            if let Some(flag) = self.function_has_sites.get_mut(index) {
+                *flag = true;
+            }
+        }
+    }
+
+    /// Checks a site or plate name: a string literal, a simple name, unique, and varying inside
+    /// loops. Returns the name's pattern.
+    pub(super) fn site_name(&mut self, value: &Expr, what: &str, plate: bool) -> Option<String> {
+        let ExprKind::Str(literal) = &value.kind else {
+            if !matches!(value.kind, ExprKind::Error) {
+                self.error(
+                    Diagnostic::error("E0307", format!("a {what} name must be a string literal"))
+                        .with_label(value.span, "not a string literal")
+                        .with_hint("write the name in quotes, e.g. `\"w\"`, or interpolate a loop variable: `\"w_{k}\"`"),
+                );
+            }
+            return None;
+        };
+        let pattern = literal.pattern();
+        let example: String = literal
+            .parts
+            .iter()
+            .map(|part| match part {
+                StrPart::Text(text) => text.clone(),
+                StrPart::Var(_) => "0".to_string(),
+            })
+            .collect();
+        let is_identifier = example
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && example
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !plate && !is_identifier {
+            self.error(
+                Diagnostic::error("E0306", format!("site name \"{pattern}\" is not a simple name"))
+                    .with_label(value.span, "not a simple name")
+                    .with_hint("site names become column names in draw files: use letters, digits and `_`, starting with a letter"),
+            );
+        }
+        if self.current_function.is_some() {
+            return Some(pattern);
+        }
+        let interpolated: Vec<&str> = literal
+            .parts
+            .iter()
+            .filter_map(|part| match part {
+                StrPart::Var(ident) => Some(ident.name.as_str()),
+                StrPart::Text(_) => None,
+            })
+            .collect();
+        if let Some(loop_var) = self.loop_vars.last() {
+            if !self
+                .loop_vars
+                .iter()
+                .any(|v| interpolated.contains(&v.as_str()))
+            {
+                self.error(
+                    Diagnostic::error(
+                        "E0304",
+                        format!("the {what} \"{pattern}\" would repeat in every loop iteration"),
+                    )
+                    .with_label(value.span, "the same name each time round")
+                    .with_hint(format!(
+                        "put the loop variable in the name, e.g. \"{pattern}_{{{loop_var}}}\""
+                    )),
+                );
+                return Some(pattern);
+            }
+        }
+        self.register_name(&pattern, value.span, what);
+        Some(pattern)
+    }
+
+    pub(super) fn register_name(&mut self, pattern: &str, span: Span, what: &str) {
+        if let Some((_, first)) = self.site_names.iter().find(|(name, _)| name == pattern) {
+            let first = *first;
+            self.error(
+                Diagnostic::error("E0304", format!("duplicate site name \"{pattern}\""))
+                    .with_label(span, format!("this {what} reuses the name"))
+                    .with_secondary(first, "first used here")
+                    .with_hint("every site and plate in a run needs its own name"),
+            );
+            return;
+        }
+        self.site_names.push((pattern.to_string(), span));
+    }
+
+    pub(super) fn site(
+        &mut self,
+        call: &Expr,
+        callee: &Expr,
+        spec: &'static SiteFunctionSpec,
+        args: &[Arg],
+    ) -> ExprInfo {
+        if spec.kind == SiteFunction::Param {
+            let constraint = args
+                .iter()
+                .find(|a| a.name.as_ref().is_some_and(|n| n.name == "constraint"))
+                .or_else(|| args.iter().filter(|a| a.name.is_none()).nth(2));
+            // A misspelt constraint gets its own message and suggestions.
+            self.constraint_arg = constraint.map(|a| a.value.id);
+        }
+        let infos: Vec<ExprInfo> = args.iter().map(|a| self.expr(&a.value)).collect();
+        self.constraint_arg = None;
+        let slots = self.match_args(spec.name, spec.params, args, call.span, "E0103", "E0102");
+        self.record_call(call, Reference::Site(spec), &slots, args);
+        self.record(
+            callee,
+            ExprInfo {
+                ty: Ty::Builtin,
+                latent: false,
+            },
+        );
+        let arg = |slot: usize| {
+            slots
+                .get(slot)
+                .copied()
+                .flatten()
+                .map(|(_, index)| (&args[index].value, &infos[index]))
+        };
+        if matches!(self.context, Context::Data | Context::Network) {
+            self.error(
+                Diagnostic::error(
+                    "E0309",
+                    format!(
+                        "`{}` creates a site, which only the model or a function can do",
+                        spec.name
+                    ),
+                )
+                .with_label(callee.span, "not allowed here")
+                .with_hint(
+                    "data is fixed before inference; move random quantities into `model { ... }`",
+                ),
+            );
+            return ExprInfo::default();
+        }
+        self.mark_sites();
+        let what = match spec.kind {
+            SiteFunction::Lift | SiteFunction::Module => "network",
+            _ => "site",
+        };
+        let name = match arg(0) {
+            Some((value, _)) => {
+                if matches!(spec.kind, SiteFunction::Lift | SiteFunction::Module) {
+                    self.network_site_name(value, arg(1).map(|(v, _)| v))
+                } else {
+                    self.site_name(value, what, false)
+                }
+            }
+            None => None,
+        };
+        if let Some(name) = &name {
+            self.analysis.sites.push(Site {
+                kind: spec.kind,
+                name: name.clone(),
+                call: call.id,
+                span: call.span,
+                plates: self.plates.iter().map(|frame| frame.name.clone()).collect(),
+                function: self.current_function.clone(),
+            });
+        }
+        let expect_distribution = |checker: &mut Self, slot: usize| -> Option<(Shape, Shape)> {
+            let (value, info) = arg(slot)?;
+            match &info.ty {
+                Ty::Distribution { batch, event, .. } => Some((batch.clone(), event.clone())),
+                Ty::Unknown => None,
+                other => {
+                    checker.error(
+                        Diagnostic::error(
+                            "E0310",
+                            format!("`{}` needs a distribution here", spec.name),
+                        )
+                        .with_label(value.span, format!("this is {}", other.describe()))
+                        .with_hint("write a distribution such as `Normal(0, 1)`"),
+                    );
+                    None
+                }
+            }
+        };
+        match spec.kind {
+            SiteFunction::Sample => {
+                let dist = expect_distribution(self, 1);
+                let elem = match arg(1).map(|(_, info)| &info.ty) {
+                    Some(Ty::Distribution { spec, .. }) if spec.support.is_discrete() => Elem::Int,
+                    _ => Elem::Real,
+                };
+                let extra = arg(2).map(|(value, _)| self.shape_literal(value));
+                let plates = self.plate_shape();
+                let shape = match (dist, extra) {
+                    (Some((batch, event)), Some(expanded)) => {
+                        if let Err(conflict) = broadcast(&batch, &expanded) {
+                            if let Some((value, _)) = arg(2) {
+                                self.error(
+                                    Diagnostic::error("E0202", format!("the distribution's batch shape {batch} does not expand to {expanded}"))
+                                        .with_label(value.span, "requested shape")
+                                        .with_note(format!("axis {} from the right: {} against {}", conflict.axis_from_right, conflict.left, conflict.right))
+                                        .with_hint("`shape` must be reachable by broadcasting the parameters"),
+                                );
+                            }
+                        }
+                        concat_shapes(&[&plates, &expanded, &event])
+                    }
+                    (Some((batch, event)), None) => match broadcast(&plates, &batch) {
+                        Ok(joined) => concat_shapes(&[&joined, &event]),
+                        Err(_) => {
+                            if let Some((value, _)) = arg(1) {
+                                self.plate_mismatch(value.span, &batch, &plates);
+                            }
+                            Shape::Unknown
+                        }
+                    },
+                    _ => Shape::Unknown,
+                };
+                ExprInfo {
+                    ty: Ty::Tensor { elem, shape },
+                    latent: true,
+                }
+            }
+            SiteFunction::Observe => {
+                let dist = expect_distribution(self, 1);
+                let Some((value, info)) = arg(2) else {
+                    return ExprInfo::default();
+                };
+                if info.latent {
+                    self.error(
+                        Diagnostic::error("E0305", "`observe` needs data, but this value depends on a sampled quantity")
+                            .with_label(value.span, "depends on a `sample`, `param` or lifted network")
+                            .with_hint("observe a data variable (declared in `data { ... }`) or a value derived from data only"),
+                    );
+                }
+                if let Some((batch, event)) = dist {
+                    let plates = self.plate_shape();
+                    if let Ok(expected) = broadcast(&plates, &batch) {
+                        let expected = concat_shapes(&[&expected, &event]);
+                        let observed = info.ty.shape();
+                        if let Err(conflict) = broadcast(&expected, &observed) {
+                            self.error(
+                                Diagnostic::error("E0202", format!("the observed value has shape {observed}, but the distribution's is {expected}"))
+                                    .with_label(value.span, format!("shape {observed}"))
+                                    .with_note(format!("axis {} from the right: {} against {}", conflict.axis_from_right, conflict.left, conflict.right))
+                                    .with_hint("the distribution's batch shape (with its plates) must match the data"),
+                            );
+                        }
+                    } else if let Some((dist_value, _)) = arg(1) {
+                        self.plate_mismatch(dist_value.span, &batch, &plates);
+                    }
+                }
+                ExprInfo {
+                    ty: info.ty.clone(),
+                    latent: info.latent,
+                }
+            }
+            SiteFunction::Param => {
+                if let Some((value, info)) = arg(2) {
+                    if info.ty != Ty::Constraint && info.ty != Ty::Unknown {
+                        self.error(
+                            Diagnostic::error("E0308", "the third argument of `param` must be a constraint")
+                                .with_label(value.span, format!("this is {}", info.ty.describe()))
+                                .with_hint("constraints are real, positive, unit_interval, interval(a, b), greater_than(a), less_than(b), simplex, ordered, positive_ordered, corr_cholesky, cov_cholesky"),
+                        );
+                    }
+                }
+                let ty = arg(1).map_or(Ty::Unknown, |(_, info)| match &info.ty {
+                    Ty::Tensor { shape, .. } => Ty::real(shape.clone()),
+                    other => other.clone(),
+                });
+                ExprInfo { ty, latent: true }
+            }
+            SiteFunction::Deterministic => {
+                let info = arg(1).map(|(_, info)| info.clone()).unwrap_or_default();
+                ExprInfo {
+                    ty: info.ty,
+                    latent: info.latent,
+                }
+            }
+            SiteFunction::Lift | SiteFunction::Module => {
+                let network = arg(1).map(|(_, info)| info.ty.clone());
+                let (input, output) = match network {
+                    Some(Ty::Network { input, output }) => (input, output),
+                    Some(Ty::Unknown) | None => (None, None),
+                    Some(other) => {
+                        if let Some((value, _)) = arg(1) {
+                            self.error(
+                                Diagnostic::error(
+                                    "E0206",
+                                    format!("`{}` needs a network", spec.name),
+                                )
+                                .with_label(value.span, format!("this is {}", other.describe()))
+                                .with_hint("declare one with `network net = Sequential(...)`"),
+                            );
+                        }
+                        (None, None)
+                    }
+                };
+                if spec.kind == SiteFunction::Lift {
+                    let given: Vec<usize> = (2..5).filter(|slot| arg(*slot).is_some()).collect();
+                    if given.is_empty() {
+                        self.error(
+                            Diagnostic::error("E0302", "`lift` needs a prior for the weights")
+                                .with_label(call.span, "no prior given")
+                                .with_hint("write `lift(\"net\", net, Normal(0, 1))`, or set `weight = ...` and `bias = ...`"),
+                        );
+                    }
+                    for slot in given {
+                        expect_distribution(self, slot);
+                    }
+                }
+                ExprInfo {
+                    ty: Ty::Module { input, output },
+                    latent: true,
+                }
+            }
+        }
+    }
+
+    /// Registers the weight sites of `lift`/`module` and returns the network's site name.
+    pub(super) fn network_site_name(
+        &mut self,
+        value: &Expr,
+        network: Option<&Expr>,
+    ) -> Option<String> {
+        let pattern = self.site_name(value, "network", true)?;
+        let binding = network
+            .and_then(|n| self.analysis.references.get(&n.id).copied())
+            .and_then(|r| match r {
+                Reference::Binding(id) => Some(id),
+                _ => None,
+            });
+        if let Some(info) = binding
+            .and_then(|id| self.analysis.networks.get(&id))
+            .cloned()
+        {
+            let is_identifier = pattern
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '{')
+                && pattern
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_{}".contains(c));
+            if !is_identifier {
+                self.error(
+                    Diagnostic::error("E0306", format!("site name \"{pattern}\" is not a simple name"))
+                        .with_label(value.span, "not a simple name")
+                        .with_hint("site names become column names in draw files: use letters, digits and `_`, starting with a letter"),
+                );
+            }
+            if self.current_function.is_none() {
+                for site in info.weight_sites(&pattern) {
+                    self.register_name(&site, value.span, "network weight");
+                }
+            }
+        }
+        Some(pattern)
+    }
+}
