@@ -1,17 +1,17 @@
 //! The data-error corpus: every model under `tests/data_errors/` names data files that are wrong
 //! in one way (a missing column or key, a wrong length, rank or type, a value that is not finite
 //! or out of bounds, a file that does not parse). Loading must fail with located diagnostics,
-//! never panic, and the rendered text must equal the committed snapshot next to the model
-//! (`NAME.stderr`).
+//! never panic, and the rendered text must equal the committed insta snapshot next to the model
+//! (`NAME.snap`).
 //!
 //! Each model starts with one or more `// expect: "..."` lines: texts that must appear in the
 //! first diagnostic's message (the data file's name, the column or key, the row), so that a
-//! re-blessed snapshot cannot silently lose them. After an intended change of wording, run the
-//! tests with `BDL_BLESS=1` to rewrite the snapshots, and review the difference.
+//! re-accepted snapshot cannot silently lose them. After an intended change of wording, review
+//! and accept the new renderings with `cargo insta review` (or rerun with `INSTA_UPDATE=always`).
 //!
 //! A second test mutates the bundled models' data files at random (seeded) and checks that
 //! loading them never panics and that every error it reports is located.
-#![allow(clippy::disallowed_methods)] // Tests read the corpus and write snapshots when blessing.
+#![allow(clippy::disallowed_methods)] // Tests read the corpus.
 
 use bdl_diagnostics::{render_all, Diagnostic, SourceMap};
 use bdl_infer::rng::stream_rng;
@@ -71,14 +71,15 @@ fn expectations(source: &str) -> Vec<String> {
         .collect()
 }
 
-/// Checks one case; returns what is wrong with it, if anything.
-fn verify(name: &str) -> Option<String> {
+/// Checks one case: its rendered diagnostics, or what is wrong with it apart from its snapshot.
+fn verify(name: &str) -> Result<String, String> {
     let directory = corpus();
-    let source = std::fs::read_to_string(directory.join(format!("{name}.bdl"))).ok()?;
+    let source = std::fs::read_to_string(directory.join(format!("{name}.bdl")))
+        .map_err(|error| format!("{name}: cannot read the model: {error}"))?;
     let loaded = catch_unwind(AssertUnwindSafe(|| load_case(name)));
     let (diagnostics, sources) = match loaded {
-        Err(_) => return Some(format!("{name}: loading the data panicked")),
-        Ok(Err(problem)) => return Some(format!("{name}: {problem}")),
+        Err(_) => return Err(format!("{name}: loading the data panicked")),
+        Ok(Err(problem)) => return Err(format!("{name}: {problem}")),
         Ok(Ok(result)) => result,
     };
     let mut problems = Vec::new();
@@ -97,25 +98,14 @@ fn verify(name: &str) -> Option<String> {
         problems.push("no `// expect:` line".to_string());
     }
     let rendered = render_all(&diagnostics, &sources, false);
-    let snapshot = directory.join(format!("{name}.stderr"));
-    if std::env::var_os("BDL_BLESS").is_some() {
-        if let Err(error) = std::fs::write(&snapshot, &rendered) {
-            problems.push(format!("cannot write {}: {error}", snapshot.display()));
-        }
+    if problems.is_empty() {
+        Ok(rendered)
     } else {
-        match std::fs::read_to_string(&snapshot) {
-            Ok(expected) if expected == rendered => {}
-            Ok(expected) => problems.push(format!(
-                "the rendering differs from {}:\n--- expected\n{expected}\n--- actual\n{rendered}",
-                snapshot.display()
-            )),
-            Err(_) => problems.push(format!(
-                "missing snapshot {} (run with BDL_BLESS=1); the rendering was:\n{rendered}",
-                snapshot.display()
-            )),
-        }
+        Err(format!(
+            "{name}: {}; the rendering was:\n{rendered}",
+            problems.join("; ")
+        ))
     }
-    (!problems.is_empty()).then(|| format!("{name}: {}", problems.join("; ")))
 }
 
 #[test]
@@ -133,8 +123,21 @@ fn every_data_error_is_located_and_matches_its_snapshot() {
         .collect();
     names.sort();
     assert!(names.len() >= 25, "the corpus has {} cases", names.len());
-    let failures: Vec<String> = names.iter().filter_map(|name| verify(name)).collect();
+    let mut failures = Vec::new();
+    let mut renderings = Vec::new();
+    for name in &names {
+        match verify(name) {
+            Ok(rendered) => renderings.push((name, rendered)),
+            Err(problem) => failures.push(problem),
+        }
+    }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path(corpus());
+    settings.set_prepend_module_to_snapshot(false);
+    for (name, rendered) in renderings {
+        settings.bind(|| insta::assert_snapshot!(name.as_str(), rendered));
+    }
 }
 
 /// Pieces inserted by the mutation test: the characters CSV and JSON give meaning to, and values

@@ -2,15 +2,14 @@
 //!
 //! - its sites and shapes: the flat vector's layout and the trace at the origin of the
 //!   unconstrained space (the `--emit trace` table without its log-density column, which is
-//!   floating-point output) equal the committed snapshot `tests/trace/NAME.txt`;
+//!   floating-point output) equal the committed insta snapshot `tests/trace/NAME.snap`;
 //! - its structure is static, so evaluators replay one recording;
 //! - its gradient agrees with six-point finite differences at random unconstrained points, as
 //!   `bdlc diagnose` checks it: for HMC's log density (all plates in full), and for the weighted
 //!   objective SVI uses, with a mini-batch held fixed.
 //!
-//! After an intended change, run with `BDL_BLESS=1` to rewrite the snapshots and review the
-//! difference.
-#![allow(clippy::disallowed_methods)] // Tests read and write snapshot files.
+//! After an intended change, review and accept the new snapshots with `cargo insta review` (or
+//! rerun with `INSTA_UPDATE=always`), as docs/dev/testing.md says.
 
 mod common;
 
@@ -77,29 +76,14 @@ fn describe(model: &Model) -> String {
 fn sites_and_shapes_match_the_snapshots() {
     let names = common::bundled_models();
     assert!(names.len() >= 8, "only {} bundled models", names.len());
-    let mut failures = Vec::new();
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path(snapshot_dir());
+    settings.set_prepend_module_to_snapshot(false);
     for name in &names {
         let model = common::load_model(&format!("{name}.bdl"));
         let described = describe(&model);
-        let path = snapshot_dir().join(format!("{name}.txt"));
-        if std::env::var_os("BDL_BLESS").is_some() {
-            std::fs::create_dir_all(snapshot_dir()).expect("the snapshot folder can be made");
-            std::fs::write(&path, &described).expect("the snapshot is writable");
-            continue;
-        }
-        match std::fs::read_to_string(&path) {
-            Ok(expected) if expected == described => {}
-            Ok(expected) => failures.push(format!(
-                "{name}: differs from {}:\n--- expected\n{expected}\n--- actual\n{described}",
-                path.display()
-            )),
-            Err(_) => failures.push(format!(
-                "{name}: missing snapshot {} (run with BDL_BLESS=1):\n{described}",
-                path.display()
-            )),
-        }
+        settings.bind(|| insta::assert_snapshot!(name.as_str(), described));
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]
