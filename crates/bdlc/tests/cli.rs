@@ -78,10 +78,8 @@ fn every_bundled_model_runs_with_its_own_settings() {
 }
 
 #[test]
+#[ignore = "slow statistical suite: the shallow network models at their full settings; run with --ignored"]
 fn slow_the_shallow_network_models_run_with_their_own_settings() {
-    if std::env::var("BDL_SLOW_TESTS").as_deref() != Ok("1") {
-        return;
-    }
     for model in SLOW_MODELS {
         runs_with_its_own_settings(model);
     }

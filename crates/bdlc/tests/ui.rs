@@ -1,12 +1,12 @@
 //! The diagnostics corpus: every program under `tests/ui/` is invalid, and `bdlc check` must
 //! reject it with exit code 1 and a located error, never a panic. Its rendered diagnostics are
-//! compared with the committed snapshot next to it (`NAME.stderr`). Inputs too large or too
+//! compared with the committed insta snapshot next to it (`NAME.snap`). Inputs too large or too
 //! binary to commit (NUL bytes, invalid UTF-8, 20,000 nested parentheses, a 5 MB file) are
 //! generated here, with their snapshots under `tests/ui/generated/`.
 //!
-//! After an intended change of wording, run the tests with `BDL_BLESS=1` to rewrite the
-//! snapshots, and review the difference before committing it.
-#![allow(clippy::disallowed_methods)] // Tests read and write corpus files.
+//! After an intended change of wording, review and accept the new renderings with
+//! `cargo insta review` (or rerun with `INSTA_UPDATE=always`), as docs/dev/testing.md says.
+#![allow(clippy::disallowed_methods)] // Tests read corpus files and write generated inputs.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -28,8 +28,22 @@ fn check(directory: &Path, name: &str) -> (i32, String) {
     (output.status.code().unwrap_or(-1), stderr)
 }
 
-/// Checks one case and returns a description of what is wrong with it, if anything.
-fn verify(directory: &Path, name: &str, snapshot: &Path) -> Option<String> {
+/// Compares `stderr` with the insta snapshot `NAME.snap` in `snapshots`, where `name` is the
+/// model's file name.
+fn assert_matches_snapshot(snapshots: &Path, name: &str, stderr: &str) {
+    let snapshot = Path::new(name)
+        .file_stem()
+        .and_then(|stem| stem.to_str())
+        .unwrap_or(name);
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path(snapshots);
+    settings.set_prepend_module_to_snapshot(false);
+    settings.bind(|| insta::assert_snapshot!(snapshot, stderr));
+}
+
+/// Checks one case: returns its stderr, and a description of what is wrong with it, if
+/// anything, apart from its snapshot.
+fn verify(directory: &Path, name: &str) -> (String, Option<String>) {
     let (code, stderr) = check(directory, name);
     let mut problems = Vec::new();
     if code != 1 {
@@ -41,22 +55,9 @@ fn verify(directory: &Path, name: &str, snapshot: &Path) -> Option<String> {
     if !stderr.contains(&format!("─[ {name}:")) {
         problems.push("no located diagnostic (file:line:col)".to_string());
     }
-    if std::env::var_os("BDL_BLESS").is_some() {
-        std::fs::write(snapshot, &stderr).expect("snapshot is writable");
-    } else {
-        match std::fs::read_to_string(snapshot) {
-            Ok(expected) if expected == stderr => {}
-            Ok(expected) => problems.push(format!(
-                "stderr differs from {}:\n--- expected\n{expected}\n--- actual\n{stderr}",
-                snapshot.display()
-            )),
-            Err(_) => problems.push(format!(
-                "missing snapshot {} (run with BDL_BLESS=1); stderr was:\n{stderr}",
-                snapshot.display()
-            )),
-        }
-    }
-    (!problems.is_empty()).then(|| format!("{name}: {}", problems.join("; ")))
+    let problems = (!problems.is_empty())
+        .then(|| format!("{name}: {}; stderr was:\n{stderr}", problems.join("; ")));
+    (stderr, problems)
 }
 
 #[test]
@@ -70,15 +71,17 @@ fn every_invalid_program_is_rejected_with_its_snapshot() {
         .collect();
     names.sort();
     assert!(names.len() >= 60, "the corpus has {} programs", names.len());
-    let failures: Vec<String> = names
-        .iter()
-        .filter_map(|name| {
-            let relative = format!("tests/ui/{name}");
-            let snapshot = root.join(relative.replace(".bdl", ".stderr"));
-            verify(&root, &relative, &snapshot)
-        })
-        .collect();
+    let mut failures = Vec::new();
+    let mut renderings = Vec::new();
+    for name in &names {
+        let (stderr, problems) = verify(&root, &format!("tests/ui/{name}"));
+        failures.extend(problems);
+        renderings.push((name, stderr));
+    }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    for (name, stderr) in renderings {
+        assert_matches_snapshot(&root.join("tests/ui"), name, &stderr);
+    }
 }
 
 /// The generated inputs, by file name.
@@ -114,15 +117,18 @@ fn generated_inputs_are_rejected_with_their_snapshots() {
     let directory = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-generated");
     std::fs::create_dir_all(&directory).expect("temporary folder");
     let snapshots = repository().join("tests/ui/generated");
-    let failures: Vec<String> = generated_cases()
-        .into_iter()
-        .filter_map(|(name, bytes)| {
-            std::fs::write(directory.join(name), bytes).expect("writable temporary file");
-            let snapshot = snapshots.join(name.replace(".bdl", ".stderr"));
-            verify(&directory, name, &snapshot)
-        })
-        .collect();
+    let mut failures = Vec::new();
+    let mut renderings = Vec::new();
+    for (name, bytes) in generated_cases() {
+        std::fs::write(directory.join(name), bytes).expect("writable temporary file");
+        let (stderr, problems) = verify(&directory, name);
+        failures.extend(problems);
+        renderings.push((name, stderr));
+    }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    for (name, stderr) in renderings {
+        assert_matches_snapshot(&snapshots, name, &stderr);
+    }
 }
 
 #[test]

@@ -24,19 +24,6 @@ pub fn scratch(group: &str, label: &str) -> PathBuf {
     directory
 }
 
-/// Whether the slow statistical suites were asked for; when they were not, says on stderr that
-/// `test` was skipped and how to run it.
-pub fn slow_tests_enabled(test: &str) -> bool {
-    let enabled = std::env::var("BDL_SLOW_TESTS").as_deref() == Ok("1");
-    if !enabled {
-        #[allow(clippy::print_stderr)]
-        {
-            eprintln!("{test}: set BDL_SLOW_TESTS=1 to run");
-        }
-    }
-    enabled
-}
-
 /// Runs `bdlc infer MODEL ARGS... --out OUT --quiet` and panics with its stderr if it fails.
 pub fn infer(model: &Path, args: &[String], out: &Path) {
     let output = Command::new(env!("CARGO_BIN_EXE_bdlc"))
