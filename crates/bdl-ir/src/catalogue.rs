@@ -4,7 +4,9 @@
 //! Parameter names follow Pyro (`loc`, `scale`, `concentration`, `rate`, `probs`, `logits`, …).
 //! A parameter may have alternatives (`probs | logits`): exactly one of them is given, and a
 //! positional argument fills the first. Checking (name resolution, arity, parameter names) and
-//! lowering both read this table, so adding a built-in starts here.
+//! lowering both read this table, so adding a built-in starts here. The runtime describes the
+//! same distributions in `bdl_dist::FAMILIES`; this crate may not depend on that one, so
+//! `crates/bdl-runtime/tests/catalogue_agreement.rs` proves that the two tables agree.
 
 /// What values a parameter accepts, as far as a literal argument can be checked statically.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
