@@ -1,5 +1,5 @@
-//! Sites: `sample`, `observe`, `param`, `deterministic`, `factor`, `lift` and `module`, their
-//! names (unique, indexed inside loops and plates), and the batch shape a site's plates require.
+//! Sites: `sample`, `observe`, `param`, `deterministic`, `lift` and `module`, their names
+//! (unique, indexed inside loops and plates), and the batch shape a site's plates require.
 
 use super::*;
 
