@@ -78,6 +78,9 @@ pub struct Interpreter<'a> {
     pub dynamic: Option<Dynamic>,
     /// The mini-batches drawn, in order.
     pub subsamples: Vec<Subsample>,
+    /// What calls of lifted networks on data-only inputs do: computed here (the default),
+    /// recorded for another device, or substituted by outputs computed there.
+    pub network_calls: crate::network::NetworkCalls,
 }
 
 impl<'a> Interpreter<'a> {
@@ -107,6 +110,7 @@ impl<'a> Interpreter<'a> {
             options,
             dynamic: None,
             subsamples: Vec::new(),
+            network_calls: crate::network::NetworkCalls::Compute,
         }
     }
 
@@ -551,8 +555,7 @@ impl<'a> Interpreter<'a> {
                         span,
                     ));
                 };
-                let input = self.tensor(input)?;
-                Value::Tensor(self.forward(&module, input, span)?)
+                Value::Tensor(self.call_module(&module, input, span)?)
             }
             ExprKind::Index { base, items } => {
                 let base = self.tensor(base)?;

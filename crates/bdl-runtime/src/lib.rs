@@ -22,3 +22,4 @@ pub mod trace;
 pub mod value;
 
 pub use error::{ErrorKind, RuntimeError};
+pub use network::{NetworkCall, NetworkCalls};

@@ -12,6 +12,7 @@ use crate::error::RuntimeError;
 use crate::handlers::{SeedRef, SiteKind, TraceMessages, Uncondition, Unconstrain};
 use crate::interpret::{Dynamic, Interpreter, RunOptions, Subsample};
 use crate::layout::Layout;
+use crate::network::{NetworkCall, NetworkCalls};
 use crate::trace::{SiteRecord, Trace};
 use bdl_autodiff::{Tape, Tensor, Var};
 use bdl_diagnostics::Span;
@@ -286,7 +287,8 @@ impl Model {
     /// Draws from the prior and the prior predictive: every latent site from its prior and
     /// every observed site from its likelihood, with all plates in full.
     pub fn prior_draw(&self, rng: &mut Rng) -> Result<Vec<(String, Tensor)>, RuntimeError> {
-        self.run_with(rng, None, true)
+        self.run_with(rng, None, true, NetworkCalls::Compute)
+            .map(|(draw, _)| draw)
     }
 
     /// Posterior-predictive draws of the observed sites (and deterministic ones) with the latent
@@ -296,7 +298,59 @@ impl Model {
         values: &HashMap<String, Tensor>,
         rng: &mut Rng,
     ) -> Result<Vec<(String, Tensor)>, RuntimeError> {
-        self.run_with(rng, Some(values), false)
+        self.run_with(rng, Some(values), false, NetworkCalls::Compute)
+            .map(|(draw, _)| draw)
+    }
+
+    /// The calls of lifted networks on inputs that depend on no latent value which a
+    /// posterior-predictive run with these values meets, in order, with their inputs: what a
+    /// batched device needs to compute them for many draws at once.
+    pub fn network_calls(
+        &self,
+        values: &HashMap<String, Tensor>,
+        rng: &mut Rng,
+    ) -> Result<Vec<NetworkCall>, RuntimeError> {
+        match self.run_with(rng, Some(values), false, NetworkCalls::Record(Vec::new()))? {
+            (_, NetworkCalls::Record(calls)) => Ok(calls),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// `predictive_draw` with the values of the `calls` that `network_calls` listed taken from
+    /// `outputs` (computed elsewhere for these values, one per call) instead of computed on the
+    /// tape. The random stream is used exactly as `predictive_draw` uses it. A run that meets
+    /// the calls otherwise than recorded is an error.
+    pub fn predictive_draw_with_outputs(
+        &self,
+        values: &HashMap<String, Tensor>,
+        rng: &mut Rng,
+        calls: &[NetworkCall],
+        outputs: Vec<Tensor>,
+    ) -> Result<Vec<(String, Tensor)>, RuntimeError> {
+        let expected = outputs.len();
+        let outputs = calls
+            .iter()
+            .zip(outputs)
+            .map(|(call, output)| (call.span, call.occurrence, output))
+            .collect();
+        let calls = NetworkCalls::Substitute {
+            outputs,
+            next: 0,
+            seen: HashMap::new(),
+        };
+        let (draw, calls) = self.run_with(rng, Some(values), false, calls)?;
+        match calls {
+            NetworkCalls::Substitute { next, .. } if next != expected => {
+                Err(RuntimeError::model(
+                    "E0554",
+                    format!(
+                        "the model called its networks on data {next} times, not {expected} as recorded"
+                    ),
+                    Span::default(),
+                ))
+            }
+            _ => Ok(draw),
+        }
     }
 
     fn run_with(
@@ -304,16 +358,18 @@ impl Model {
         rng: &mut Rng,
         values: Option<&HashMap<String, Tensor>>,
         include_latents: bool,
-    ) -> Result<Vec<(String, Tensor)>, RuntimeError> {
+        network_calls: NetworkCalls,
+    ) -> Result<(Vec<(String, Tensor)>, NetworkCalls), RuntimeError> {
         let mut tape = Tape::new();
         let trace = Rc::new(RefCell::new(Trace::default()));
-        {
+        let network_calls = {
             let mut interpreter = Interpreter::new(
                 &self.program,
                 &self.data,
                 &mut tape,
                 RunOptions { full_plates: true },
             );
+            interpreter.network_calls = network_calls;
             interpreter.push(SeedRef { rng });
             interpreter.push(TraceMessages {
                 trace: Rc::clone(&trace),
@@ -325,14 +381,15 @@ impl Model {
                 });
             }
             interpreter.run_model()?;
-        }
+            std::mem::take(&mut interpreter.network_calls)
+        };
         let trace = trace.borrow();
         let observed: Vec<&str> = self
             .observed_sites()
             .iter()
             .map(|s| s.name.as_str())
             .collect();
-        Ok(trace
+        let draw = trace
             .sites
             .iter()
             .filter(|site| {
@@ -341,7 +398,8 @@ impl Model {
                     || site.kind == SiteKind::Deterministic
             })
             .map(|site| (site.name.clone(), tape.value(site.value.var).clone()))
-            .collect())
+            .collect();
+        Ok((draw, network_calls))
     }
 
     /// Runs the model at a position and returns its trace, rendered (`--emit trace`).

@@ -16,6 +16,66 @@ use bdl_ir::ir::{arg, Activation, Arg, Layer};
 use rand::Rng as _;
 use std::rc::Rc;
 
+/// A call of a lifted network on an input that depends on no latent value, as one run met it:
+/// what another device needs to compute the same call for many weight draws at once.
+#[derive(Clone, Debug)]
+pub struct NetworkCall {
+    /// The name the network was lifted as; its weights are the sites `{network}_{k}_weight`
+    /// and `{network}_{k}_bias` of its `Linear` layers.
+    pub network: String,
+    /// The layers, in order.
+    pub layers: Vec<Layer>,
+    /// The input as the first layer sees it: rows of the first `Linear` layer's input width.
+    pub input: Tensor,
+    /// The shape of the value the call returns.
+    pub output_shape: Vec<usize>,
+    /// The call expression.
+    pub span: Span,
+    /// How many times the run had evaluated this call expression before (a call inside a loop
+    /// is met once per iteration).
+    pub occurrence: usize,
+}
+
+/// What a run does where a lifted network is called on an input that depends on no latent
+/// value (the only calls whose input another device can hold for a whole batch of draws).
+#[derive(Clone, Debug, Default)]
+pub enum NetworkCalls {
+    /// Compute the forward pass on the tape (every run but a batched prediction).
+    #[default]
+    Compute,
+    /// Compute it, and record each such call in the order the run meets them.
+    Record(Vec<NetworkCall>),
+    /// Take each such call's value from `outputs`, in order, instead of computing it: the
+    /// forward passes were computed elsewhere for this run's weights. The input expression of
+    /// a substituted call is not evaluated either (it depends on data alone, draws nothing and
+    /// may be large: a whole data matrix gathered by a plate's indices).
+    Substitute {
+        /// Each call's expression and occurrence, as recorded, with its value (of the call's
+        /// `output_shape`).
+        outputs: Vec<(Span, usize, Tensor)>,
+        /// How many have been used.
+        next: usize,
+        /// How many times each call expression has been evaluated so far.
+        seen: std::collections::HashMap<Span, usize>,
+    },
+}
+
+impl NetworkCalls {
+    /// Counts an evaluation of the call expression at `span` and returns how many came before.
+    fn occurrence(&mut self, span: Span) -> usize {
+        let seen = match self {
+            NetworkCalls::Compute => return 0,
+            NetworkCalls::Record(calls) => {
+                return calls.iter().filter(|call| call.span == span).count();
+            }
+            NetworkCalls::Substitute { seen, .. } => seen,
+        };
+        let count = seen.entry(span).or_insert(0);
+        *count += 1;
+        *count - 1
+    }
+}
+
 impl Interpreter<'_> {
     fn network_arg(&mut self, args: &[Arg], span: Span) -> Result<usize, RuntimeError> {
         let expr = arg(args, "network")
@@ -208,6 +268,38 @@ impl Interpreter<'_> {
         self.run_site_message(message)
     }
 
+    /// A call `module(input)`. When the run substitutes network calls and this evaluation of
+    /// the call is the next one recorded, its value is taken as given and `input` is not
+    /// evaluated; otherwise the forward pass runs on the tape.
+    pub(crate) fn call_module(
+        &mut self,
+        module: &ModuleValue,
+        input: &bdl_ir::ir::Expr,
+        span: Span,
+    ) -> Result<TensorVar, RuntimeError> {
+        let occurrence = self.network_calls.occurrence(span);
+        if let NetworkCalls::Substitute { outputs, next, .. } = &mut self.network_calls {
+            if let Some((_, _, output)) = outputs
+                .get(*next)
+                .filter(|(at, count, _)| *at == span && *count == occurrence)
+            {
+                let var = self.tape.constant(output.clone());
+                *next += 1;
+                let volatile = module
+                    .weights
+                    .iter()
+                    .any(|(w, b)| w.volatile || b.is_some_and(|b| b.volatile));
+                return Ok(TensorVar {
+                    var,
+                    elem: Elem::Real,
+                    volatile,
+                });
+            }
+        }
+        let input = self.tensor(input)?;
+        self.forward(module, input, span)
+    }
+
     /// The forward pass. A vector input to a network whose first layer takes one feature is a
     /// batch of scalars, and a one-wide output of such a call is returned as a vector.
     pub(crate) fn forward(
@@ -252,6 +344,11 @@ impl Interpreter<'_> {
                 .with_hint("the input's last axis must match the first `Linear` layer's input width"));
             }
         }
+        let weights_volatile = module
+            .weights
+            .iter()
+            .any(|(w, b)| w.volatile || b.is_some_and(|b| b.volatile));
+        let first_input = x;
         let mut weights = module.weights.iter();
         let mut output_width = None;
         for layer in &module.layers {
@@ -309,11 +406,20 @@ impl Interpreter<'_> {
             }
             _ => {}
         }
-        let volatile = input.volatile
-            || module
-                .weights
-                .iter()
-                .any(|(w, b)| w.volatile || b.is_some_and(|b| b.volatile));
+        if !input.volatile {
+            if let NetworkCalls::Record(calls) = &mut self.network_calls {
+                let occurrence = calls.iter().filter(|call| call.span == span).count();
+                calls.push(NetworkCall {
+                    network: module.name.clone(),
+                    layers: module.layers.clone(),
+                    input: self.tape.value(first_input).clone(),
+                    output_shape: self.tape.shape(x).to_vec(),
+                    span,
+                    occurrence,
+                });
+            }
+        }
+        let volatile = input.volatile || weights_volatile;
         Ok(TensorVar {
             var: x,
             elem: Elem::Real,

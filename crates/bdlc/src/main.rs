@@ -8,6 +8,7 @@
 #![allow(clippy::disallowed_methods)] // The binary is the one crate that reads files.
 
 mod check;
+mod device;
 mod diagnose;
 mod infer;
 mod methods;

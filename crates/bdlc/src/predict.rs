@@ -6,6 +6,7 @@
 //! likelihood. FILE gets one row per observed element: mean, sd, 5%, 50% and 95% of the
 //! predictive draws, and for discrete sites the probability of each value.
 
+use crate::device::{self, DeviceChoice};
 use crate::output::{format_number, write_file};
 use crate::session::{describe_io_error, Failure, Session};
 use bdl_autodiff::Tensor;
@@ -43,6 +44,10 @@ pub struct PredictArgs {
     /// The seed of the predictive draws.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Where the networks' forward passes run: `cpu` (f64), `gpu` (wgpu, f32; batched over
+    /// the draws) or `auto` (a hardware GPU when there is one).
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
+    pub device: DeviceChoice,
 }
 
 /// A table of draws read back from a run's CSV files.
@@ -110,32 +115,38 @@ pub fn read_draws(dir: &Path) -> Result<DrawTable, Failure> {
                 None,
             )
         })?;
-        let mut header: Option<Vec<String>> = None;
-        let mut count = 0;
-        for (line_number, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let fields: Vec<&str> = line.split(',').collect();
-            match &header {
-                None => header = Some(fields.iter().map(|f| f.to_string()).collect()),
-                Some(names) => {
-                    if fields.len() != names.len() {
+        // The header is the first line that is neither blank nor a comment; the rows after it
+        // are parsed in parallel (a large network's draws file holds millions of numbers).
+        let mut lines = text
+            .lines()
+            .enumerate()
+            .map(|(number, line)| (number, line.trim()))
+            .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'));
+        let header: Option<Vec<String>> = lines
+            .next()
+            .map(|(_, line)| line.split(',').map(str::to_string).collect());
+        let body: Vec<(usize, &str)> = lines.collect();
+        let count = body.len();
+        if let Some(names) = &header {
+            let parsed: Result<Vec<Vec<f64>>, Failure> = body
+                .par_iter()
+                .map(|&(line_number, line)| {
+                    let fields = line.split(',').count();
+                    if fields != names.len() {
                         return Err(Failure::run(
                             "E0912",
                             format!(
                                 "`{}` line {}: {} values for {} columns",
                                 path.display(),
                                 line_number + 1,
-                                fields.len(),
+                                fields,
                                 names.len()
                             ),
                         ));
                     }
                     let row: Result<Vec<f64>, _> =
-                        fields.iter().map(|f| f.parse::<f64>()).collect();
-                    let row = row.map_err(|_| {
+                        line.split(',').map(|f| f.parse::<f64>()).collect();
+                    row.map_err(|_| {
                         Failure::run(
                             "E0912",
                             format!(
@@ -144,11 +155,12 @@ pub fn read_draws(dir: &Path) -> Result<DrawTable, Failure> {
                                 line_number + 1
                             ),
                         )
-                    })?;
-                    table.rows.push(row);
-                    count += 1;
-                }
-            }
+                    })
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .collect();
+            table.rows.extend(parsed?);
         }
         let header = header
             .ok_or_else(|| Failure::run("E0912", format!("`{}` has no header", path.display())))?;
@@ -238,17 +250,40 @@ pub fn run(args: &PredictArgs, session: &mut Session) -> Result<(), Failure> {
     let n_used = args.draws.clamp(1, n_rows);
     let picked: Vec<usize> = (0..n_used).map(|k| k * n_rows / n_used).collect();
     let observed: Vec<&SiteInfo> = model.observed_sites();
-    let draws: Vec<Result<Vec<(String, Tensor)>, Failure>> = picked
-        .par_iter()
-        .map(|&row| {
-            let values = substitution(&located, &table.rows[row])?;
-            let mut rng = stream_rng(args.seed, row as u64);
-            model
-                .predictive_draw(&values, &mut rng)
-                .map_err(|e| Failure::model(vec![e.to_diagnostic()]))
-        })
-        .collect();
-    let draws = draws.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let started = std::time::Instant::now();
+    let mut where_networks_ran = String::new();
+    let draws = match device::open(args.device)? {
+        Some(backend) => {
+            let (draws, calls) = device::predict_batched(
+                &model,
+                &backend,
+                &located,
+                &table.rows,
+                &picked,
+                args.seed,
+                &|row: &[f64]| substitution(&located, row),
+            )?;
+            where_networks_ran = format!(
+                "; {calls} network call{} per draw batched on {}",
+                if calls == 1 { "" } else { "s" },
+                backend.backend_name()
+            );
+            draws
+        }
+        None => {
+            let draws: Vec<Result<Vec<(String, Tensor)>, Failure>> = picked
+                .par_iter()
+                .map(|&row| {
+                    let values = substitution(&located, &table.rows[row])?;
+                    let mut rng = stream_rng(args.seed, row as u64);
+                    model
+                        .predictive_draw(&values, &mut rng)
+                        .map_err(|e| Failure::model(vec![e.to_diagnostic()]))
+                })
+                .collect();
+            draws.into_iter().collect::<Result<Vec<_>, _>>()?
+        }
+    };
     // A site in a mini-batched plate was seen at the batch's size when the model was compiled;
     // prediction runs every plate in full, so the draws give the shapes.
     let observed: Vec<SiteInfo> = observed
@@ -272,7 +307,12 @@ pub fn run(args: &PredictArgs, session: &mut Session) -> Result<(), Failure> {
     }
     #[allow(clippy::print_stderr)]
     {
-        eprintln!("wrote {} ({} posterior draws)", args.out.display(), n_used);
+        eprintln!(
+            "wrote {} ({} posterior draws in {:.2} s{where_networks_ran})",
+            args.out.display(),
+            n_used,
+            started.elapsed().as_secs_f64()
+        );
     }
     Ok(())
 }
