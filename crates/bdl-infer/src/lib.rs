@@ -9,6 +9,7 @@
 
 pub mod density;
 pub mod diagnostics;
+pub mod driver;
 pub mod ensemble;
 pub mod gibbs;
 pub mod mcmc;

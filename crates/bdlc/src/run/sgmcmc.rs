@@ -5,7 +5,7 @@ use crate::progress;
 use crate::run::outcome::{finish, positions, Outcome, RunResult};
 use crate::session::Failure;
 use bdl_diagnostics::Diagnostic;
-use bdl_infer::sgmcmc::{self, SgmcmcInit, SgmcmcSettings};
+use bdl_infer::sgmcmc::{self, Init, SgmcmcSettings};
 use bdl_runtime::model::Model;
 use serde_json::{json, Map};
 use std::path::Path;
@@ -21,7 +21,7 @@ pub fn run(
 ) -> Result<RunResult, Failure> {
     let method = sgmcmc.name.as_str();
     let settings = SgmcmcSettings {
-        init: SgmcmcInit::Positions(vec![model.prior_median_position(sgmcmc.settings.seed)]),
+        init: Init::Positions(vec![model.prior_median_position(sgmcmc.settings.seed)]),
         ..sgmcmc.settings.clone()
     };
     let total = settings.burn_in + settings.samples * settings.thin;
