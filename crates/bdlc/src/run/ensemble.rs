@@ -2,9 +2,8 @@
 //! around each member) with `--swag`. The draws are the members' positions, or SWAG's draws.
 
 use crate::progress;
-use crate::run::outcome::{finish, Outcome, RunResult};
+use crate::run::outcome::{finish, infer_failure, Outcome, RunResult};
 use crate::session::Failure;
-use bdl_diagnostics::Diagnostic;
 use bdl_infer::ensemble::{self, EnsembleSettings};
 use bdl_runtime::model::Model;
 use serde_json::{json, Map};
@@ -31,8 +30,8 @@ pub fn run(
             }
         }
     };
-    let result = ensemble::fit(settings, |_| model.evaluator(), &callback, stop)
-        .map_err(|error| Failure::model(vec![Diagnostic::error("E0576", error.to_string())]))?;
+    let result =
+        ensemble::fit(settings, |_| model.evaluator(), &callback, stop).map_err(infer_failure)?;
     for bar in &bars {
         bar.finish_and_clear();
     }

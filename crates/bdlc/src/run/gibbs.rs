@@ -2,9 +2,8 @@
 //! model allows them, one file per chain.
 
 use crate::progress;
-use crate::run::outcome::{finish, positions, Outcome, RunResult};
+use crate::run::outcome::{finish, infer_failure, positions, Outcome, RunResult};
 use crate::session::Failure;
-use bdl_diagnostics::Diagnostic;
 use bdl_infer::gibbs::{self, GibbsSettings};
 use bdl_runtime::conjugate::{self, GibbsBlocks};
 use bdl_runtime::model::Model;
@@ -37,7 +36,7 @@ pub fn run(
         &callback,
         stop,
     )
-    .map_err(|error| Failure::model(vec![Diagnostic::error("E0578", error.to_string())]))?;
+    .map_err(infer_failure)?;
     for bar in &bars {
         bar.finish_and_clear();
     }

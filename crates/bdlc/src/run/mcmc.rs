@@ -4,28 +4,16 @@
 use crate::method::{McmcMethod, MethodName};
 use crate::output::{flatten_row, Column, DrawsWriter};
 use crate::progress;
-use crate::run::outcome::{output_columns, RunResult};
+use crate::run::outcome::{infer_failure, output_columns, RunResult};
 use crate::session::Failure;
-use bdl_diagnostics::Diagnostic;
 use bdl_infer::diagnostics::Summary;
-use bdl_infer::mcmc::{self, ChainEvent, McmcError, MetricKind};
+use bdl_infer::mcmc::{self, ChainEvent, MetricKind};
 use bdl_infer::rng::stream_rng;
 use bdl_runtime::model::Model;
 use serde_json::{json, Map};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
-
-fn mcmc_failure(error: &McmcError) -> Failure {
-    let diagnostic = Diagnostic::error("E0572", error.to_string());
-    let diagnostic = match error {
-        McmcError::Initialization { .. } => diagnostic.with_hint(
-            "check that every site's distribution is valid near the prior's typical values",
-        ),
-        _ => diagnostic,
-    };
-    Failure::model(vec![diagnostic])
-}
 
 /// One chain's output: its CSV file and a forward-only evaluator for constrained values.
 struct ChainOutput<'m> {
@@ -212,7 +200,7 @@ pub fn run(
     for bar in &bars {
         bar.finish_and_clear();
     }
-    let result = result.map_err(|error| mcmc_failure(&error))?;
+    let result = result.map_err(infer_failure)?;
     let mut chains_rows = Vec::new();
     for output in outputs {
         let output = output

@@ -8,8 +8,12 @@
 
 use crate::output::{columns_of, flatten_row, Column, DrawsWriter, SummaryView};
 use crate::session::Failure;
+use bdl_diagnostics::Diagnostic;
 use bdl_infer::diagnostics::Summary;
+use bdl_infer::mcmc::McmcError;
 use bdl_infer::rng::stream_rng;
+use bdl_infer::vi::SviError;
+use bdl_infer::InferError;
 use bdl_runtime::model::{Model, SiteInfo};
 use rayon::prelude::*;
 use serde_json::{json, Map, Value};
@@ -74,6 +78,35 @@ impl RunResult {
         }
         .table()
     }
+}
+
+/// An inference error as a diagnostic: the one place where `bdl-infer`'s errors become
+/// diagnostics. The code says which kind of method failed; the hint says what to try.
+pub fn infer_failure(error: impl Into<InferError>) -> Failure {
+    let error = error.into();
+    let (code, hint) = match &error {
+        InferError::Svi(SviError::NonFiniteLoss { .. }) => (
+            "E0570",
+            Some("lower `--lr`, check the priors' scales, or pass a smaller `--steps` to see where it diverges"),
+        ),
+        InferError::Svi(_) | InferError::Laplace(_) => ("E0570", None),
+        InferError::Mcmc(McmcError::Initialization { .. }) => (
+            "E0572",
+            Some("check that every site's distribution is valid near the prior's typical values"),
+        ),
+        InferError::Mcmc(_) => ("E0572", None),
+        InferError::Ensemble(_) => ("E0576", None),
+        InferError::Sgmcmc(_) => (
+            "E0577",
+            Some("lower `--step-size`; stochastic-gradient steps must be small for the noise to dominate"),
+        ),
+        InferError::Gibbs(_) | InferError::ReversibleJump(_) => ("E0578", None),
+    };
+    let mut diagnostic = Diagnostic::error(code, error.to_string());
+    if let Some(hint) = hint {
+        diagnostic = diagnostic.with_hint(hint);
+    }
+    Failure::model(vec![diagnostic])
 }
 
 /// The output sites and their columns.

@@ -2,9 +2,8 @@
 
 use crate::method::SgmcmcMethod;
 use crate::progress;
-use crate::run::outcome::{finish, positions, Outcome, RunResult};
+use crate::run::outcome::{finish, infer_failure, positions, Outcome, RunResult};
 use crate::session::Failure;
-use bdl_diagnostics::Diagnostic;
 use bdl_infer::sgmcmc::{self, Init, SgmcmcSettings};
 use bdl_runtime::model::Model;
 use serde_json::{json, Map};
@@ -31,10 +30,8 @@ pub fn run(
             bar.set_position(event.iteration as u64 + 1);
         }
     };
-    let result = sgmcmc::sample(&settings, |_| model.evaluator(), &callback, stop).map_err(|error| {
-        Failure::model(vec![Diagnostic::error("E0577", error.to_string())
-            .with_hint("lower `--step-size`; stochastic-gradient steps must be small for the noise to dominate")])
-    })?;
+    let result =
+        sgmcmc::sample(&settings, |_| model.evaluator(), &callback, stop).map_err(infer_failure)?;
     for bar in &bars {
         bar.finish_and_clear();
     }

@@ -6,26 +6,17 @@
 use crate::method::{InitChoice, SviMethod};
 use crate::output::write_file;
 use crate::progress;
-use crate::run::outcome::{constrained_rows, output_columns, write_draws, RunResult};
+use crate::run::outcome::{
+    constrained_rows, infer_failure, output_columns, write_draws, RunResult,
+};
 use crate::session::Failure;
-use bdl_diagnostics::Diagnostic;
 use bdl_infer::diagnostics::Summary;
 use bdl_infer::rng::stream_rng;
-use bdl_infer::vi::{self, SviError, SviFit};
+use bdl_infer::vi::{self, SviFit};
 use bdl_runtime::model::Model;
 use serde_json::{json, Map, Value};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
-
-fn svi_failure(error: &SviError) -> Failure {
-    let mut diagnostic = Diagnostic::error("E0570", error.to_string());
-    if matches!(error, SviError::NonFiniteLoss { .. }) {
-        diagnostic = diagnostic.with_hint(
-            "lower `--lr`, check the priors' scales, or pass a smaller `--steps` to see where it diverges",
-        );
-    }
-    Failure::model(vec![diagnostic])
-}
 
 /// Fits the guide and draws from it.
 pub fn run(
@@ -77,8 +68,8 @@ pub fn run(
     let (fit, failure): (SviFit, Option<Failure>) = match fit_result {
         Ok(fit) => (fit, None),
         Err(error) => match error.partial() {
-            Some(partial) => (partial.clone(), Some(svi_failure(&error))),
-            None => return Err(svi_failure(&error)),
+            Some(partial) => (partial.clone(), Some(infer_failure(error.clone()))),
+            None => return Err(infer_failure(error)),
         },
     };
     let (sites, columns) = output_columns(model);
