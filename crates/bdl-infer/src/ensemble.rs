@@ -23,6 +23,7 @@
 //! than two deviations the low-rank part is dropped and the diagonal Gaussian N(θ̄, Σ_diag) is used.
 
 use crate::density::{ElboModel, JointOptions, LogDensityError};
+use crate::driver;
 use crate::rng::{stream_rng, Rng};
 use crate::vi::{
     map, Adam, InitLocation, LearningRateSchedule, Optimizer, OptimizerKind, OptimizerSettings,
@@ -31,7 +32,6 @@ use crate::vi::{
 use nalgebra::DMatrix;
 use rand::Rng as _;
 use rand_distr::StandardNormal;
-use rayon::prelude::*;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -402,7 +402,7 @@ impl std::error::Error for EnsembleError {}
 
 /// The seed of member `member`, from the run's seed.
 fn member_seed(seed: u64, member: usize) -> u64 {
-    stream_rng(seed, member as u64).random()
+    driver::unit_rng(seed, member).random()
 }
 
 /// Fits `settings.members` members of the model made by `make_model(member)` (called once per
@@ -427,32 +427,23 @@ where
         return Err(EnsembleError::NoParameters);
     }
     settings.validate(dim)?;
-    let abort = AtomicBool::new(false);
-    let run = |member: usize| -> Option<Result<EnsembleMember, EnsembleError>> {
-        if stop.load(Ordering::Relaxed) || abort.load(Ordering::Relaxed) {
-            return None;
-        }
-        let result = fit_member(member, dim, settings, &make_model, callback, stop);
-        if result.is_err() {
-            abort.store(true, Ordering::Relaxed);
-        }
-        Some(result)
-    };
-    let outcomes: Vec<Option<Result<EnsembleMember, EnsembleError>>> = if settings.parallel {
-        (0..settings.members).into_par_iter().map(run).collect()
-    } else {
-        (0..settings.members).map(run).collect()
-    };
-    let mut members = Vec::with_capacity(settings.members);
-    let mut skipped = false;
+    // A member not yet started when the run is stopped (or another member failed) is skipped.
+    let outcomes = driver::run_units(
+        settings.members,
+        settings.parallel,
+        stop,
+        |member, control| {
+            if control.should_stop() {
+                return Ok(None);
+            }
+            fit_member(member, dim, settings, &make_model, callback, stop).map(Some)
+        },
+    );
     // The first error in member order is reported, so the error does not depend on timing
     // unless an abort skipped a member that would have failed first.
-    for outcome in outcomes {
-        match outcome {
-            Some(result) => members.push(result?),
-            None => skipped = true,
-        }
-    }
+    let outcomes = driver::collect(outcomes)?;
+    let skipped = outcomes.iter().any(Option::is_none);
+    let members: Vec<EnsembleMember> = outcomes.into_iter().flatten().collect();
     let interrupted = skipped || members.iter().any(|m| m.interrupted);
     Ok(EnsembleResult {
         dim,

@@ -9,9 +9,13 @@
 
 pub mod density;
 pub mod diagnostics;
+pub mod driver;
 pub mod ensemble;
+pub mod error;
 pub mod gibbs;
 pub mod mcmc;
 pub mod rng;
 pub mod sgmcmc;
 pub mod vi;
+
+pub use error::InferError;

@@ -26,13 +26,13 @@
 //! steps; a fatal model error always stops it.
 
 use crate::density::{ElboModel, JointOptions, LogDensityError};
-use crate::rng::{stream_rng, Rng};
+pub use crate::driver::Init;
+use crate::driver::{self, drive, initialise, unit_rng, Control, Iteration, Schedule, Units};
+use crate::rng::Rng;
 use rand::Rng as _;
 use rand_distr::StandardNormal;
-use rayon::prelude::*;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 /// The step size ε_t at iteration t (counted from 0 through burn-in and sampling).
@@ -153,26 +153,6 @@ impl SgmcmcAlgorithm {
     }
 }
 
-/// Where chains start.
-#[derive(Clone, Debug, PartialEq)]
-pub enum SgmcmcInit {
-    /// Uniform(−radius, radius) in every unconstrained coordinate, redrawn until the log joint and
-    /// its gradient are finite.
-    Random {
-        /// The half-width of the interval; 0 starts every chain at the origin.
-        radius: f64,
-    },
-    /// Given unconstrained positions `[latents, params]`: one shared by all chains, or one per
-    /// chain.
-    Positions(Vec<Vec<f64>>),
-}
-
-impl Default for SgmcmcInit {
-    fn default() -> Self {
-        SgmcmcInit::Random { radius: 2.0 }
-    }
-}
-
 /// Everything that configures an SG-MCMC run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SgmcmcSettings {
@@ -192,7 +172,7 @@ pub struct SgmcmcSettings {
     /// The step size per iteration.
     pub step_size: StepSizeSchedule,
     /// Where chains start.
-    pub init: SgmcmcInit,
+    pub init: Init,
     /// How many random starting points to try before giving up.
     pub max_init_attempts: usize,
     /// Skip steps whose log joint or gradient is not finite (the position stays where it was)
@@ -214,7 +194,7 @@ impl Default for SgmcmcSettings {
             thin: 1,
             seed: 0,
             step_size: StepSizeSchedule::default(),
-            init: SgmcmcInit::default(),
+            init: Init::default(),
             max_init_attempts: 100,
             skip_nonfinite: false,
             max_consecutive_skips: 10,
@@ -274,38 +254,9 @@ impl SgmcmcSettings {
                 ));
             }
         }
-        match &self.init {
-            SgmcmcInit::Random { radius } => {
-                if !(radius.is_finite() && *radius >= 0.0) {
-                    return invalid(format!(
-                        "the initialisation radius must be finite and non-negative, not {radius}"
-                    ));
-                }
-            }
-            SgmcmcInit::Positions(positions) => {
-                if positions.len() != 1 && positions.len() != self.chains {
-                    return invalid(format!(
-                        "{} initial positions were given for {} chains: give one for all or one \
-                         per chain",
-                        positions.len(),
-                        self.chains
-                    ));
-                }
-                for (i, position) in positions.iter().enumerate() {
-                    if position.len() != dim {
-                        return invalid(format!(
-                            "initial position {i} has {} coordinates, but the model has {dim}",
-                            position.len()
-                        ));
-                    }
-                    if let Some(k) = position.iter().position(|v| !v.is_finite()) {
-                        return invalid(format!(
-                            "coordinate {k} of initial position {i} is not finite"
-                        ));
-                    }
-                }
-            }
-        }
+        self.init
+            .validate(self.chains, dim)
+            .map_err(|message| SgmcmcError::InvalidSettings { message })?;
         Ok(())
     }
 }
@@ -541,47 +492,31 @@ where
     C: Fn(&SgmcmcEvent<'_>) + Sync,
 {
     // Chain 0's model is made first to learn the dimension, and kept for chain 0.
-    let first_model = make_model(0);
-    let dim = first_model.latent_dim() + first_model.param_dim();
+    let units = Units::new(make_model);
+    let dim = units
+        .first(|model| model.latent_dim() + model.param_dim())
+        .unwrap_or(0);
     if dim == 0 {
         return Err(SgmcmcError::NoParameters);
     }
     settings.validate(dim)?;
-    let first_model = Mutex::new(Some(first_model));
-
-    // A failure in one chain stops the others early.
-    let abort = AtomicBool::new(false);
-    let run = |chain: usize| -> Result<SgmcmcChain, SgmcmcError> {
-        let kept = if chain == 0 {
-            first_model.lock().ok().and_then(|mut m| m.take())
-        } else {
-            None
-        };
-        let model = kept.unwrap_or_else(|| make_model(chain));
-        let found = model.latent_dim() + model.param_dim();
-        let result = if found != dim {
-            Err(SgmcmcError::DimensionMismatch {
-                chain,
-                expected: dim,
-                found,
-            })
-        } else {
-            run_chain(chain, settings, model, callback, stop, &abort)
-        };
-        if result.is_err() {
-            abort.store(true, Ordering::Relaxed);
-        }
-        result
-    };
-    let outcomes: Vec<Result<SgmcmcChain, SgmcmcError>> = if settings.parallel {
-        (0..settings.chains).into_par_iter().map(run).collect()
-    } else {
-        (0..settings.chains).map(run).collect()
-    };
-    let mut chains = Vec::with_capacity(outcomes.len());
-    for outcome in outcomes {
-        chains.push(outcome?);
-    }
+    let outcomes = units.run(
+        settings.chains,
+        settings.parallel,
+        stop,
+        |chain, model, control| {
+            let found = model.latent_dim() + model.param_dim();
+            if found != dim {
+                return Err(SgmcmcError::DimensionMismatch {
+                    chain,
+                    expected: dim,
+                    found,
+                });
+            }
+            run_chain(chain, settings, model, callback, control)
+        },
+    );
+    let chains = driver::collect(outcomes)?;
     let interrupted = chains.iter().any(|c| c.interrupted);
     Ok(SgmcmcResult {
         dim,
@@ -624,45 +559,30 @@ impl<M: ElboModel> Evaluator<M> {
     }
 }
 
-/// Finds the starting point of chain `chain`.
-fn initialise<M: ElboModel>(
+/// Finds chain `chain`'s start: the given position, or uniform draws until the log joint and its
+/// gradient are finite.
+fn initialise_chain<M: ElboModel>(
     evaluator: &mut Evaluator<M>,
     settings: &SgmcmcSettings,
     chain: usize,
     rng: &mut Rng,
     position: &mut [f64],
 ) -> Result<(), SgmcmcError> {
-    let failed = |attempts, error: LogDensityError| SgmcmcError::Initialisation {
+    let mut state = (evaluator, position);
+    initialise(
+        &settings.init,
         chain,
-        attempts,
-        message: error.message,
-    };
-    match &settings.init {
-        SgmcmcInit::Positions(positions) => {
-            // `validate` checked that there is one position for all chains or one per chain.
-            if let Some(given) = positions.get(chain).or_else(|| positions.first()) {
-                position.copy_from_slice(given);
-            }
-            evaluator
-                .evaluate(position, rng)
-                .map(|_| ())
-                .map_err(|error| failed(1, error))
-        }
-        SgmcmcInit::Random { radius } => {
-            let mut last_error = LogDensityError::recoverable("no initial point was tried");
-            for attempt in 1..=settings.max_init_attempts {
-                for q in position.iter_mut() {
-                    *q = radius * (2.0 * rng.random::<f64>() - 1.0);
-                }
-                match evaluator.evaluate(position, rng) {
-                    Ok(_) => return Ok(()),
-                    Err(error) if !error.recoverable => return Err(failed(attempt, error)),
-                    Err(error) => last_error = error,
-                }
-            }
-            Err(failed(settings.max_init_attempts, last_error))
-        }
-    }
+        settings.max_init_attempts,
+        rng,
+        &mut state,
+        |(_, position)| &mut **position,
+        |(evaluator, position), rng| evaluator.evaluate(position, rng).map(|_| ()),
+    )
+    .map_err(|failure| SgmcmcError::Initialisation {
+        chain,
+        attempts: failure.attempts,
+        message: failure.error.message,
+    })
 }
 
 /// Fills `values` with independent standard normal draws.
@@ -754,21 +674,19 @@ impl Dynamics {
     }
 }
 
-/// Runs chain `chain` to the end, or until `stop` or `abort` is set.
+/// Runs chain `chain` to the end, or until `control` says to stop.
 fn run_chain<M, C>(
     chain: usize,
     settings: &SgmcmcSettings,
     model: M,
     callback: &C,
-    stop: &AtomicBool,
-    abort: &AtomicBool,
+    control: Control<'_>,
 ) -> Result<SgmcmcChain, SgmcmcError>
 where
     M: ElboModel,
     C: Fn(&SgmcmcEvent<'_>) + Sync,
 {
     let start = Instant::now();
-    let should_stop = || stop.load(Ordering::Relaxed) || abort.load(Ordering::Relaxed);
     let dim = model.latent_dim() + model.param_dim();
     let mut evaluator = Evaluator {
         model,
@@ -776,28 +694,27 @@ where
         gradient: vec![0.0; dim],
         evaluations: 0,
     };
-    let mut rng = stream_rng(settings.seed, chain as u64);
+    let mut rng = unit_rng(settings.seed, chain);
     let mut position = vec![0.0; dim];
-    initialise(&mut evaluator, settings, chain, &mut rng, &mut position)?;
+    initialise_chain(&mut evaluator, settings, chain, &mut rng, &mut position)?;
 
     let mut dynamics = Dynamics::new(&settings.algorithm, dim, &mut rng);
-    let n_iterations = settings.n_iterations();
+    let schedule = Schedule {
+        warmup: settings.burn_in,
+        samples: settings.samples,
+        thin: settings.thin,
+    };
     let mut draws = Vec::with_capacity(settings.samples * dim);
     let mut step_sizes = Vec::with_capacity(settings.samples);
     let mut skipped_steps = Vec::new();
     let mut consecutive_skips = 0;
-    let mut interrupted = false;
-    let mut burn_in_time = None;
 
-    for iteration in 0..n_iterations {
-        if should_stop() {
-            interrupted = true;
-            break;
-        }
-        let burn_in = iteration < settings.burn_in;
-        if !burn_in && burn_in_time.is_none() {
-            burn_in_time = Some(start.elapsed());
-        }
+    let driven = drive(&schedule, control, start, |step| {
+        let Iteration {
+            index: iteration,
+            warmup: burn_in,
+            kept,
+        } = step;
         let step_size = settings.step_size.step_size(iteration);
         dynamics.save(&position);
         let outcome = evaluator
@@ -855,8 +772,6 @@ where
             }
         };
 
-        let kept =
-            !burn_in && (iteration - settings.burn_in + 1).checked_rem(settings.thin) == Some(0);
         if kept {
             draws.extend_from_slice(&position);
             step_sizes.push(step_size);
@@ -871,9 +786,9 @@ where
             step_size,
             log_joint_estimate,
         });
-    }
+        Ok(())
+    })?;
 
-    let burn_in_time = burn_in_time.unwrap_or_else(|| start.elapsed());
     Ok(SgmcmcChain {
         chain,
         dim,
@@ -881,8 +796,8 @@ where
         step_sizes,
         skipped_steps,
         n_gradient_evaluations: evaluator.evaluations,
-        burn_in_time,
-        sampling_time: start.elapsed().saturating_sub(burn_in_time),
-        interrupted,
+        burn_in_time: driven.warmup_time,
+        sampling_time: driven.sampling_time,
+        interrupted: driven.interrupted,
     })
 }

@@ -6,7 +6,7 @@ mod gibbs_support;
 
 use bdl_infer::density::LogDensityError;
 use bdl_infer::gibbs::{
-    sample, GibbsBlock, GibbsError, GibbsInit, GibbsModel, GibbsResult, GibbsSettings, RwmSettings,
+    sample, GibbsBlock, GibbsError, GibbsModel, GibbsResult, GibbsSettings, Init, RwmSettings,
 };
 use bdl_infer::rng::Rng;
 use gibbs_support::{assert_moments, derived, NormalGamma, NormalGammaBlocks};
@@ -447,7 +447,7 @@ fn invalid_settings_are_reported() {
     );
     check(
         GibbsSettings {
-            init: GibbsInit::Positions(vec![vec![0.0]]),
+            init: Init::Positions(vec![vec![0.0]]),
             ..GibbsSettings::default()
         },
         "coordinates",

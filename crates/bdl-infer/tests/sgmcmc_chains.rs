@@ -7,8 +7,7 @@ mod sgmcmc_support;
 use bdl_infer::density::{ElboModel, JointOptions, LogDensityError, LogJoint};
 use bdl_infer::rng::Rng;
 use bdl_infer::sgmcmc::{
-    sample, SgmcmcAlgorithm, SgmcmcError, SgmcmcInit, SgmcmcResult, SgmcmcSettings,
-    StepSizeSchedule,
+    sample, Init, SgmcmcAlgorithm, SgmcmcError, SgmcmcResult, SgmcmcSettings, StepSizeSchedule,
 };
 use sgmcmc_support::MiniBatchRegression;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -192,7 +191,7 @@ fn given_initial_positions_are_used() {
         burn_in: 0,
         samples: 1,
         step_size: StepSizeSchedule::Constant { step_size: 1e-12 },
-        init: SgmcmcInit::Positions(start.clone()),
+        init: Init::Positions(start.clone()),
         ..settings(SgmcmcAlgorithm::Sgld)
     };
     let result = run(&settings);
@@ -202,7 +201,7 @@ fn given_initial_positions_are_used() {
         }
     }
     let wrong = SgmcmcSettings {
-        init: SgmcmcInit::Positions(vec![vec![0.0]]),
+        init: Init::Positions(vec![vec![0.0]]),
         ..settings
     };
     let model = MiniBatchRegression::example();
@@ -436,7 +435,7 @@ fn invalid_settings_are_reported() {
     );
     check(
         SgmcmcSettings {
-            init: SgmcmcInit::Random { radius: f64::NAN },
+            init: Init::Random { radius: f64::NAN },
             ..base
         },
         "radius",

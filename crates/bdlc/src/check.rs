@@ -110,7 +110,7 @@ pub fn run(args: &CheckArgs, session: &mut Session) -> ExitCode {
         let document = serde_json::json!({
             "errors": count(Severity::Error),
             "warnings": count(Severity::Warning),
-            "diagnostics": crate::diagnostics_json(&all_diagnostics, &session.sources),
+            "diagnostics": crate::session::diagnostics_json(&all_diagnostics, &session.sources),
         });
         println!("{document:#}");
     }

@@ -8,9 +8,9 @@
 //! missing, and each posterior draw fixes the latent sites while the observations are drawn from
 //! the likelihood at every grid point.
 
-use crate::infer::RunResult;
 use crate::output::{write_file, Column};
 use crate::plot::{self, Panel, PredictiveBand};
+use crate::run::RunResult;
 use crate::session::{Failure, Session};
 use bdl_autodiff::Tensor;
 use bdl_infer::diagnostics::quantile;
@@ -91,7 +91,7 @@ impl RunDraws {
             .collect();
         let columns = kept
             .iter()
-            .map(|&i| crate::summary_cmd::column_from_csv_name(&table.header[i]))
+            .map(|&i| crate::run_files::column_from_csv_name(&table.header[i]))
             .collect();
         let mut chains = Vec::new();
         let mut rows = table.rows.iter();
@@ -103,7 +103,7 @@ impl RunDraws {
             chains.push(chain);
         }
         let mcmc = dir.join("chain-1.csv").is_file();
-        let summary = crate::summary_cmd::read_summary_json(dir)?;
+        let summary = crate::run_files::read_summary_json(dir)?;
         let method = summary
             .as_ref()
             .and_then(|s| s.get("method"))
@@ -288,7 +288,7 @@ pub fn run(args: &PlotArgs, session: &mut Session) -> Result<(), Failure> {
 /// The model named in the run's `summary.json`, if it still loads; otherwise the figures that
 /// need no model are drawn and a note says why the band is missing.
 fn model_of_run(args: &PlotArgs, session: &mut Session) -> Option<Model> {
-    let summary = crate::summary_cmd::read_summary_json(&args.dir).ok()??;
+    let summary = crate::run_files::read_summary_json(&args.dir).ok()??;
     let path = PathBuf::from(summary.get("model")?.as_str()?);
     match session.load(&path, &args.data, Completeness::All, args.seed) {
         Ok(model) => Some(model),

@@ -1,11 +1,12 @@
 //! Reading a model and its data from disk into a compiled [`Model`], with every problem turned
-//! into a rendered diagnostic; and the error type every command returns.
+//! into a rendered diagnostic; the error type every command returns, and diagnostics as JSON.
 
-use bdl_diagnostics::{render, Diagnostic, SourceMap};
+use bdl_diagnostics::{render, Diagnostic, SourceMap, Span};
 use bdl_ir::ir::Program;
 use bdl_runtime::data::{self, Completeness, DataFile};
 use bdl_runtime::model::Model;
 use bdl_runtime::pipeline;
+use serde_json::{json, Value};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
@@ -195,4 +196,60 @@ impl Session {
             }
         }
     }
+}
+
+/// Diagnostics as JSON objects: severity, code, message, the primary location (file, 1-based
+/// line and column, and where the span ends), labels, notes and the hint. Unlocated diagnostics
+/// (a missing file, a bad flag) have `null` locations.
+pub fn diagnostics_json(diagnostics: &[Diagnostic], sources: &SourceMap) -> Value {
+    Value::Array(
+        diagnostics
+            .iter()
+            .map(|diagnostic| {
+                let mut object = json!({
+                    "severity": diagnostic.severity.to_string(),
+                    "code": diagnostic.code,
+                    "message": diagnostic.message,
+                    "hint": diagnostic.hint,
+                    "notes": diagnostic.notes,
+                    "labels": diagnostic.labels.iter().map(|label| {
+                        let mut object = span_json(label.span, sources);
+                        if let Value::Object(map) = &mut object {
+                            map.insert("message".into(), json!(label.message));
+                            map.insert("primary".into(), json!(label.primary));
+                        }
+                        object
+                    }).collect::<Vec<_>>(),
+                });
+                let location = match diagnostic.primary_span() {
+                    Some(span) => span_json(span, sources),
+                    None => span_json_null(),
+                };
+                if let (Value::Object(map), Value::Object(location)) = (&mut object, location) {
+                    map.extend(location);
+                }
+                object
+            })
+            .collect(),
+    )
+}
+
+/// A span as `file`, `line`, `column`, `end_line`, `end_column` (1-based, columns in characters).
+fn span_json(span: Span, sources: &SourceMap) -> Value {
+    let Some(file) = sources.get(span.file) else {
+        return span_json_null();
+    };
+    let (line, column) = file.line_col(span.start as usize);
+    let (end_line, end_column) = file.line_col(span.end as usize);
+    json!({
+        "file": file.name,
+        "line": line,
+        "column": column,
+        "end_line": end_line,
+        "end_column": end_column,
+    })
+}
+
+fn span_json_null() -> Value {
+    json!({ "file": null, "line": null, "column": null, "end_line": null, "end_column": null })
 }

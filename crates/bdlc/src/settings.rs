@@ -234,17 +234,4 @@ impl<'a> Resolved<'a> {
     pub fn flags(&self) -> &InferFlags {
         self.flags
     }
-
-    /// The method.
-    pub fn method(&self) -> Result<String, Failure> {
-        self.choice(
-            "method",
-            &self.flags.method,
-            "nuts",
-            &[
-                "svi", "map", "laplace", "nuts", "hmc", "prior", "exact", "ensemble", "sgld",
-                "sghmc", "gibbs",
-            ],
-        )
-    }
 }

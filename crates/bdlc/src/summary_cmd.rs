@@ -6,10 +6,11 @@
 
 use crate::output::{Column, SummaryView};
 use crate::plot_cmd::RunDraws;
-use crate::session::{describe_io_error, Failure};
+use crate::run_files::read_summary_json;
+use crate::session::Failure;
 use bdl_infer::diagnostics::{ColumnSummary, Summary, Warning, ESS_LIMIT, R_HAT_LIMIT};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// `bdlc summary DIR [--site NAME]... [--json]`.
 #[derive(clap::Args, Debug)]
@@ -23,53 +24,6 @@ pub struct SummaryArgs {
     /// Print the summary as JSON (the run's summary.json, filtered by `--site`).
     #[arg(long)]
     pub json: bool,
-}
-
-/// A column from its CmdStan CSV name: `theta.3` is element 3 (1-based) of `theta`.
-pub fn column_from_csv_name(name: &str) -> Column {
-    let mut parts = name.split('.');
-    let site = parts.next().unwrap_or_default().to_string();
-    let index: Option<Vec<usize>> = parts
-        .map(|part| {
-            part.parse::<usize>()
-                .ok()
-                .filter(|&i| i >= 1)
-                .map(|i| i - 1)
-        })
-        .collect();
-    match index {
-        Some(index) => Column { site, index },
-        // A name that is not `site.i.j` is kept whole as a scalar.
-        None => Column {
-            site: name.to_string(),
-            index: Vec::new(),
-        },
-    }
-}
-
-/// The run's `summary.json`, or `None` when the run has none.
-pub fn read_summary_json(dir: &Path) -> Result<Option<Value>, Failure> {
-    let path = dir.join("summary.json");
-    if !path.is_file() {
-        return Ok(None);
-    }
-    let text = std::fs::read_to_string(&path).map_err(|error| {
-        Failure::usage(
-            "E0901",
-            format!(
-                "cannot read `{}`: {}",
-                path.display(),
-                describe_io_error(&error)
-            ),
-            None,
-        )
-    })?;
-    serde_json::from_str(&text).map(Some).map_err(|error| {
-        Failure::run(
-            "E0916",
-            format!("`{}` is not valid JSON: {error}", path.display()),
-        )
-    })
 }
 
 /// What a summary shows: columns, their statistics, and whether they are Markov chains.
@@ -338,26 +292,6 @@ pub fn run(args: &SummaryArgs) -> Result<(), Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn csv_names_become_columns() {
-        assert_eq!(
-            column_from_csv_name("theta.3"),
-            Column {
-                site: "theta".into(),
-                index: vec![2]
-            }
-        );
-        assert_eq!(
-            column_from_csv_name("w.1.2"),
-            Column {
-                site: "w".into(),
-                index: vec![0, 1]
-            }
-        );
-        assert_eq!(column_from_csv_name("mu").index, Vec::<usize>::new());
-        assert_eq!(column_from_csv_name("odd.name").site, "odd.name");
-    }
 
     #[test]
     fn the_table_of_summary_json_keeps_its_numbers() {

@@ -1,6 +1,7 @@
 //! The command line's contract: exit codes, the one-line message for a missing file, the
-//! bundled models checking cleanly and running with their own settings, and `--emit ast`
-//! printing source that checks again.
+//! bundled models checking cleanly and running with their own settings, a flag that does not
+//! apply to the method rejected with both named, and `--emit ast` printing source that checks
+//! again.
 #![allow(clippy::disallowed_methods)] // Tests read and write files.
 
 use std::path::{Path, PathBuf};
@@ -102,6 +103,54 @@ fn usage_errors_exit_with_two() {
     assert_eq!(bdlc(&["frobnicate"]).status.code(), Some(2));
     let unknown_stage = bdlc(&["check", "--emit", "bytecode", "models/logistic.bdl"]);
     assert_eq!(unknown_stage.status.code(), Some(2));
+}
+
+#[test]
+fn a_flag_that_does_not_apply_to_the_method_is_an_error_naming_both() {
+    // `--lr` is an optimiser's flag; NUTS (the model's own method) does not read it.
+    let output = bdlc(&[
+        "infer",
+        "models/eight_schools.bdl",
+        "--lr",
+        "0.1",
+        "--quiet",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("error[E0909]"), "{stderr}");
+    assert!(
+        stderr.contains("`--lr` does not apply to method `nuts`"),
+        "{stderr}"
+    );
+    // The same holds when the method comes from the flag, and for a switch.
+    let output = bdlc(&[
+        "infer",
+        "models/eight_schools.bdl",
+        "--method",
+        "svi",
+        "--save-warmup",
+        "--quiet",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("`--save-warmup` does not apply to method `svi`"),
+        "{stderr}"
+    );
+    // A flag the method reads is accepted.
+    let output = bdlc(&[
+        "infer",
+        "models/eight_schools.bdl",
+        "--method",
+        "svi",
+        "--steps",
+        "20",
+        "--samples",
+        "10",
+        "--quiet",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
 }
 
 #[test]

@@ -40,13 +40,14 @@ pub use reversible_jump::{
 pub use rwm::RwmSettings;
 
 use crate::density::LogDensityError;
-use crate::rng::{stream_rng, Rng};
+pub use crate::driver::Init;
+use crate::driver::{self, drive, initialise, unit_rng, Control, Iteration, Schedule, Units};
+use crate::rng::Rng;
 use rand::Rng as _;
-use rayon::prelude::*;
 use rwm::AdaptiveProposal;
 use std::fmt;
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 /// How a block is updated.
@@ -155,25 +156,6 @@ pub trait GibbsModel: Send {
     }
 }
 
-/// Where chains start.
-#[derive(Clone, Debug, PartialEq)]
-pub enum GibbsInit {
-    /// Uniform(−radius, radius) in every unconstrained coordinate, redrawn until the log density
-    /// is finite.
-    Random {
-        /// The half-width; 0 starts at the origin.
-        radius: f64,
-    },
-    /// Given unconstrained positions: one shared by all chains, or one per chain.
-    Positions(Vec<Vec<f64>>),
-}
-
-impl Default for GibbsInit {
-    fn default() -> Self {
-        GibbsInit::Random { radius: 2.0 }
-    }
-}
-
 /// Everything that configures a Gibbs run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GibbsSettings {
@@ -189,7 +171,7 @@ pub struct GibbsSettings {
     /// The seed of every chain's random stream.
     pub seed: u64,
     /// Where chains start.
-    pub init: GibbsInit,
+    pub init: Init,
     /// How many random starting points to try before giving up.
     pub max_init_attempts: usize,
     /// Use the collapsed updates that blocks declare; when off, every Metropolis block uses the
@@ -209,7 +191,7 @@ impl Default for GibbsSettings {
             samples: 1000,
             thin: 1,
             seed: 0,
-            init: GibbsInit::default(),
+            init: Init::default(),
             max_init_attempts: 100,
             collapse: true,
             rwm: RwmSettings::default(),
@@ -240,38 +222,9 @@ impl GibbsSettings {
         self.rwm
             .validate()
             .map_err(|message| GibbsError::InvalidSettings { message })?;
-        match &self.init {
-            GibbsInit::Random { radius } => {
-                if !(radius.is_finite() && *radius >= 0.0) {
-                    return invalid(format!(
-                        "the initialisation radius must be finite and non-negative, not {radius}"
-                    ));
-                }
-            }
-            GibbsInit::Positions(positions) => {
-                if positions.len() != 1 && positions.len() != self.chains {
-                    return invalid(format!(
-                        "{} initial positions were given for {} chains: give one for all or one \
-                         per chain",
-                        positions.len(),
-                        self.chains
-                    ));
-                }
-                for (i, position) in positions.iter().enumerate() {
-                    if position.len() != dim {
-                        return invalid(format!(
-                            "initial position {i} has {} coordinates, but the model has {dim}",
-                            position.len()
-                        ));
-                    }
-                    if let Some(k) = position.iter().position(|v| !v.is_finite()) {
-                        return invalid(format!(
-                            "coordinate {k} of initial position {i} is not finite"
-                        ));
-                    }
-                }
-            }
-        }
+        self.init
+            .validate(self.chains, dim)
+            .map_err(|message| GibbsError::InvalidSettings { message })?;
         Ok(())
     }
 }
@@ -570,54 +523,40 @@ where
     F: Fn(usize) -> M + Sync,
     C: Fn(&GibbsEvent<'_>) + Sync,
 {
-    let first_model = make_model(0);
-    let dim = first_model.dim();
+    // Chain 0's model is made first to learn the dimension and the blocks, and kept for chain 0.
+    let units = Units::new(make_model);
+    let Some((dim, blocks)) = units.first(|model| (model.dim(), model.blocks())) else {
+        return Err(GibbsError::NoParameters);
+    };
     if dim == 0 {
         return Err(GibbsError::NoParameters);
     }
-    let blocks = first_model.blocks();
     validate_blocks(&blocks, dim)?;
     settings.validate(dim)?;
-    let first_model = std::sync::Mutex::new(Some(first_model));
-
-    let abort = AtomicBool::new(false);
-    let run = |chain: usize| -> Result<GibbsChain, GibbsError> {
-        let kept = if chain == 0 {
-            first_model.lock().ok().and_then(|mut m| m.take())
-        } else {
-            None
-        };
-        let model = kept.unwrap_or_else(|| make_model(chain));
-        let result = if model.dim() != dim {
-            Err(GibbsError::ModelMismatch {
-                chain,
-                message: format!(
-                    "the model has dimension {}, but chain 1's has {dim}",
-                    model.dim()
-                ),
-            })
-        } else if model.blocks() != blocks {
-            Err(GibbsError::ModelMismatch {
-                chain,
-                message: "the model declares different blocks from chain 1's".into(),
-            })
-        } else {
-            run_chain(chain, settings, &blocks, model, callback, stop, &abort)
-        };
-        if result.is_err() {
-            abort.store(true, Ordering::Relaxed);
-        }
-        result
-    };
-    let outcomes: Vec<Result<GibbsChain, GibbsError>> = if settings.parallel {
-        (0..settings.chains).into_par_iter().map(run).collect()
-    } else {
-        (0..settings.chains).map(run).collect()
-    };
-    let mut chains = Vec::with_capacity(outcomes.len());
-    for outcome in outcomes {
-        chains.push(outcome?);
-    }
+    let outcomes = units.run(
+        settings.chains,
+        settings.parallel,
+        stop,
+        |chain, model, control| {
+            if model.dim() != dim {
+                Err(GibbsError::ModelMismatch {
+                    chain,
+                    message: format!(
+                        "the model has dimension {}, but chain 1's has {dim}",
+                        model.dim()
+                    ),
+                })
+            } else if model.blocks() != blocks {
+                Err(GibbsError::ModelMismatch {
+                    chain,
+                    message: "the model declares different blocks from chain 1's".into(),
+                })
+            } else {
+                run_chain(chain, settings, &blocks, model, callback, control)
+            }
+        },
+    );
+    let chains = driver::collect(outcomes)?;
     let interrupted = chains.iter().any(|c| c.interrupted);
     Ok(GibbsResult {
         dim,
@@ -855,24 +794,22 @@ impl<M: GibbsModel> ChainState<'_, M> {
     }
 }
 
-/// Runs chain `chain` to the end, or until `stop` or `abort` is set.
+/// Runs chain `chain` to the end, or until `control` says to stop.
 fn run_chain<M, C>(
     chain: usize,
     settings: &GibbsSettings,
     blocks: &[GibbsBlock],
     model: M,
     callback: &C,
-    stop: &AtomicBool,
-    abort: &AtomicBool,
+    control: Control<'_>,
 ) -> Result<GibbsChain, GibbsError>
 where
     M: GibbsModel,
     C: Fn(&GibbsEvent<'_>) + Sync,
 {
     let start = Instant::now();
-    let should_stop = || stop.load(Ordering::Relaxed) || abort.load(Ordering::Relaxed);
     let dim = model.dim();
-    let mut rng = stream_rng(settings.seed, chain as u64);
+    let mut rng = unit_rng(settings.seed, chain);
     let mut state = ChainState {
         chain,
         model,
@@ -910,25 +847,22 @@ where
             .collect(),
         evaluations: 0,
     };
-    initialise(&mut state, settings, &mut rng)?;
+    initialise_chain(&mut state, settings, &mut rng)?;
 
-    let n_sweeps = settings.warmup + settings.samples * settings.thin;
+    let schedule = Schedule {
+        warmup: settings.warmup,
+        samples: settings.samples,
+        thin: settings.thin,
+    };
     let mut draws = Vec::with_capacity(settings.samples * dim);
     let mut log_densities = Vec::with_capacity(settings.samples);
-    let mut interrupted = false;
-    let mut warmup_time = None;
-    for iteration in 0..n_sweeps {
-        if should_stop() {
-            interrupted = true;
-            break;
-        }
-        let warmup = iteration < settings.warmup;
-        if !warmup && warmup_time.is_none() {
-            warmup_time = Some(start.elapsed());
-        }
+    let driven = drive(&schedule, control, start, |step| {
+        let Iteration {
+            index: iteration,
+            warmup,
+            kept,
+        } = step;
         state.sweep(settings, iteration, &mut rng)?;
-        let kept =
-            !warmup && (iteration - settings.warmup + 1).checked_rem(settings.thin) == Some(0);
         if kept {
             let log_density = match state.blocks.len() {
                 0 => f64::NEG_INFINITY,
@@ -944,14 +878,14 @@ where
             kept,
             position: &state.position,
         });
-    }
+        Ok(())
+    })?;
     for (stats, proposal) in state.stats.iter_mut().zip(&state.proposals) {
         if let Some(proposal) = proposal {
             stats.proposal_scale = Some(proposal.scale());
             stats.target_acceptance = Some(proposal.target());
         }
     }
-    let warmup_time = warmup_time.unwrap_or_else(|| start.elapsed());
     Ok(GibbsChain {
         chain,
         dim,
@@ -959,78 +893,41 @@ where
         log_densities,
         blocks: state.stats,
         n_density_evaluations: state.evaluations,
-        warmup_time,
-        sampling_time: start.elapsed().saturating_sub(warmup_time),
-        interrupted,
+        warmup_time: driven.warmup_time,
+        sampling_time: driven.sampling_time,
+        interrupted: driven.interrupted,
     })
 }
 
-/// Finds a starting point whose joint log density is finite.
-fn initialise<M: GibbsModel>(
+/// Finds a starting point whose joint log density is finite: the given one, or uniform draws.
+fn initialise_chain<M: GibbsModel>(
     state: &mut ChainState<'_, M>,
     settings: &GibbsSettings,
     rng: &mut Rng,
 ) -> Result<(), GibbsError> {
     let chain = state.chain;
-    let check = |state: &mut ChainState<'_, M>| -> Result<Result<f64, String>, GibbsError> {
-        state.evaluations += 1;
-        match state.model.log_density(&state.position) {
-            Ok(value) if value.is_finite() => Ok(Ok(value)),
-            Ok(value) => Ok(Err(format!(
-                "the log density is {value} at the initial point"
-            ))),
-            Err(error) if error.recoverable => Ok(Err(error.message)),
-            Err(error) => Err(GibbsError::Initialisation {
-                chain,
-                attempts: 1,
-                message: error.message,
-            }),
-        }
-    };
-    match &settings.init {
-        GibbsInit::Positions(positions) => {
-            if let Some(given) = positions.get(chain).or_else(|| positions.first()) {
-                state.position.copy_from_slice(given);
+    initialise(
+        &settings.init,
+        chain,
+        settings.max_init_attempts,
+        rng,
+        state,
+        |state| state.position.as_mut_slice(),
+        |state, _| {
+            state.evaluations += 1;
+            let value = state.model.log_density(&state.position)?;
+            if !value.is_finite() {
+                return Err(LogDensityError::recoverable(format!(
+                    "the log density is {value} at the initial point"
+                )));
             }
-            match check(state)? {
-                Ok(value) => {
-                    state.joint = Some(value);
-                    Ok(())
-                }
-                Err(message) => Err(GibbsError::Initialisation {
-                    chain,
-                    attempts: 1,
-                    message,
-                }),
-            }
-        }
-        GibbsInit::Random { radius } => {
-            let mut last_message = String::from("no initial point was tried");
-            for attempt in 1..=settings.max_init_attempts {
-                for q in state.position.iter_mut() {
-                    *q = radius * (2.0 * rng.random::<f64>() - 1.0);
-                }
-                match check(state) {
-                    Ok(Ok(value)) => {
-                        state.joint = Some(value);
-                        return Ok(());
-                    }
-                    Ok(Err(message)) => last_message = message,
-                    Err(GibbsError::Initialisation { message, .. }) => {
-                        return Err(GibbsError::Initialisation {
-                            chain,
-                            attempts: attempt,
-                            message,
-                        })
-                    }
-                    Err(other) => return Err(other),
-                }
-            }
-            Err(GibbsError::Initialisation {
-                chain,
-                attempts: settings.max_init_attempts,
-                message: last_message,
-            })
-        }
-    }
+            state.joint = Some(value);
+            Ok(())
+        },
+    )
+    .map_err(|failure| GibbsError::Initialisation {
+        chain,
+        attempts: failure.attempts,
+        message: failure.error.message,
+    })
 }

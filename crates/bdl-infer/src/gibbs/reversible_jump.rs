@@ -27,12 +27,12 @@
 
 use super::rwm::{AdaptiveProposal, RwmSettings};
 use crate::density::LogDensityError;
-use crate::rng::{stream_rng, Rng};
+use crate::driver::{self, drive, unit_rng, Control, Iteration, Schedule, Units};
+use crate::rng::Rng;
 use rand::Rng as _;
-use rayon::prelude::*;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
 
 /// What reversible jump over hidden units needs from a model.
 pub trait HiddenUnitModel: Send {
@@ -288,79 +288,68 @@ where
     C: Fn(&ReversibleJumpEvent) + Sync,
 {
     let invalid = |message: String| Err(ReversibleJumpError::InvalidSettings { message });
-    let first_model = make_model(0);
-    if first_model.unit_dim() == 0 {
-        return invalid("a hidden unit must have at least one coordinate".into());
-    }
-    if first_model.max_units() == 0 {
-        return invalid("the model allows no hidden units".into());
-    }
-    if settings.initial_units > first_model.max_units() {
-        return invalid(format!(
-            "the chains start with {} units but the model allows at most {}",
-            settings.initial_units,
-            first_model.max_units()
-        ));
-    }
-    if settings.chains == 0 || settings.thin == 0 || settings.max_init_attempts == 0 {
-        return invalid(
-            "chains, thinning and initialisation attempts must each be at least 1".into(),
-        );
-    }
-    if !(settings.init_radius.is_finite() && settings.init_radius >= 0.0) {
-        return invalid(format!(
-            "the initialisation radius must be finite and non-negative, not {}",
-            settings.init_radius
-        ));
-    }
-    if !first_model
-        .log_prior_units(settings.initial_units)
-        .is_finite()
-    {
-        return invalid(format!(
-            "the prior excludes the initial number of units {}",
-            settings.initial_units
-        ));
-    }
-    settings
-        .rwm
-        .validate()
-        .map_err(|message| ReversibleJumpError::InvalidSettings { message })?;
-    let shape = (
-        first_model.unit_dim(),
-        first_model.shared_dim(),
-        first_model.max_units(),
+    // Chain 0's model is made first to validate the settings against it, and kept for chain 0.
+    let units = Units::new(make_model);
+    let shape = units
+        .first(|first_model| {
+            if first_model.unit_dim() == 0 {
+                return invalid("a hidden unit must have at least one coordinate".into());
+            }
+            if first_model.max_units() == 0 {
+                return invalid("the model allows no hidden units".into());
+            }
+            if settings.initial_units > first_model.max_units() {
+                return invalid(format!(
+                    "the chains start with {} units but the model allows at most {}",
+                    settings.initial_units,
+                    first_model.max_units()
+                ));
+            }
+            if settings.chains == 0 || settings.thin == 0 || settings.max_init_attempts == 0 {
+                return invalid(
+                    "chains, thinning and initialisation attempts must each be at least 1".into(),
+                );
+            }
+            if !(settings.init_radius.is_finite() && settings.init_radius >= 0.0) {
+                return invalid(format!(
+                    "the initialisation radius must be finite and non-negative, not {}",
+                    settings.init_radius
+                ));
+            }
+            if !first_model
+                .log_prior_units(settings.initial_units)
+                .is_finite()
+            {
+                return invalid(format!(
+                    "the prior excludes the initial number of units {}",
+                    settings.initial_units
+                ));
+            }
+            settings
+                .rwm
+                .validate()
+                .map_err(|message| ReversibleJumpError::InvalidSettings { message })?;
+            Ok((
+                first_model.unit_dim(),
+                first_model.shared_dim(),
+                first_model.max_units(),
+            ))
+        })
+        .unwrap_or_else(|| invalid("chain 1's model was not made".into()))?;
+    let outcomes = units.run(
+        settings.chains,
+        settings.parallel,
+        stop,
+        |chain, model, control| {
+            if (model.unit_dim(), model.shared_dim(), model.max_units()) != shape {
+                return Err(ReversibleJumpError::InvalidSettings {
+                    message: format!("chain {}'s model has different dimensions", chain + 1),
+                });
+            }
+            run_chain(chain, settings, model, callback, control)
+        },
     );
-    let first_model = Mutex::new(Some(first_model));
-    let abort = AtomicBool::new(false);
-    let run = |chain: usize| {
-        let kept = if chain == 0 {
-            first_model.lock().ok().and_then(|mut m| m.take())
-        } else {
-            None
-        };
-        let model = kept.unwrap_or_else(|| make_model(chain));
-        let result = if (model.unit_dim(), model.shared_dim(), model.max_units()) != shape {
-            Err(ReversibleJumpError::InvalidSettings {
-                message: format!("chain {}'s model has different dimensions", chain + 1),
-            })
-        } else {
-            run_chain(chain, settings, model, callback, stop, &abort)
-        };
-        if result.is_err() {
-            abort.store(true, Ordering::Relaxed);
-        }
-        result
-    };
-    let outcomes: Vec<Result<ReversibleJumpChain, ReversibleJumpError>> = if settings.parallel {
-        (0..settings.chains).into_par_iter().map(run).collect()
-    } else {
-        (0..settings.chains).map(run).collect()
-    };
-    let mut chains = Vec::with_capacity(outcomes.len());
-    for outcome in outcomes {
-        chains.push(outcome?);
-    }
+    let chains = driver::collect(outcomes)?;
     let interrupted = chains.iter().any(|c| c.interrupted);
     Ok(ReversibleJumpResult {
         chains,
@@ -565,21 +554,20 @@ impl<M: HiddenUnitModel> State<M> {
     }
 }
 
-/// Runs one chain to the end, or until `stop` or `abort` is set.
+/// Runs one chain to the end, or until `control` says to stop.
 fn run_chain<M, C>(
     chain: usize,
     settings: &ReversibleJumpSettings,
     model: M,
     callback: &C,
-    stop: &AtomicBool,
-    abort: &AtomicBool,
+    control: Control<'_>,
 ) -> Result<ReversibleJumpChain, ReversibleJumpError>
 where
     M: HiddenUnitModel,
     C: Fn(&ReversibleJumpEvent) + Sync,
 {
-    let should_stop = || stop.load(Ordering::Relaxed) || abort.load(Ordering::Relaxed);
-    let mut rng = stream_rng(settings.seed, chain as u64);
+    let start = Instant::now();
+    let mut rng = unit_rng(settings.seed, chain);
     let unit_dim = model.unit_dim();
     let shared_dim = model.shared_dim();
     let mut state = State {
@@ -632,15 +620,18 @@ where
     let mut unit_proposal = AdaptiveProposal::new(unit_dim, &rwm);
     let mut shared_proposal = AdaptiveProposal::new(shared_dim, &rwm);
     let mut n_unit_adaptations = 0;
-    let n_sweeps = settings.warmup + settings.samples * settings.thin;
+    let schedule = Schedule {
+        warmup: settings.warmup,
+        samples: settings.samples,
+        thin: settings.thin,
+    };
     let mut draws = Vec::with_capacity(settings.samples);
-    let mut interrupted = false;
-    for iteration in 0..n_sweeps {
-        if should_stop() {
-            interrupted = true;
-            break;
-        }
-        let warmup = iteration < settings.warmup;
+    let driven = drive(&schedule, control, start, |step| {
+        let Iteration {
+            index: iteration,
+            warmup,
+            kept,
+        } = step;
         for j in 0..state.n_units() {
             let probability =
                 state.move_unit(j, &mut unit_proposal, &mut rng, iteration, !warmup)?;
@@ -656,8 +647,6 @@ where
             }
         }
         state.jump(&mut rng, iteration, !warmup)?;
-        let kept =
-            !warmup && (iteration - settings.warmup + 1).checked_rem(settings.thin) == Some(0);
         if kept {
             let output_weights =
                 match state
@@ -689,11 +678,12 @@ where
             kept,
             n_units: state.n_units(),
         });
-    }
+        Ok(())
+    })?;
     Ok(ReversibleJumpChain {
         chain,
         draws,
         moves: state.moves,
-        interrupted,
+        interrupted: driven.interrupted,
     })
 }

@@ -5,13 +5,12 @@ use super::integrator::PhasePoint;
 use super::metric::Metric;
 use super::nuts::NutsWorkspace;
 use super::{
-    hmc, nuts, Adaptation, Algorithm, ChainEvent, ChainResult, DrawEvent, HmcLength, Init,
-    McmcError, McmcSettings, SampleStats, Transition,
+    hmc, nuts, Adaptation, Algorithm, ChainEvent, ChainResult, DrawEvent, HmcLength, McmcError,
+    McmcSettings, SampleStats, Transition,
 };
 use crate::density::{LogDensity, LogDensityError};
-use crate::rng::{stream_rng, Rng};
-use rand::Rng as _;
-use std::sync::atomic::{AtomicBool, Ordering};
+use crate::driver::{initialise, unit_rng, Control};
+use crate::rng::Rng;
 use std::time::Instant;
 
 /// A density that counts its evaluations.
@@ -113,74 +112,58 @@ fn try_initial_point<D: LogDensity + ?Sized>(
 
 /// Finds a starting point as Stan does: the given one, or up to `max_init_attempts` uniform
 /// draws in (−radius, radius) until the density and gradient are finite.
-fn initialise<D: LogDensity + ?Sized>(
+fn initialise_chain<D: LogDensity + ?Sized>(
     density: &mut D,
     settings: &McmcSettings,
     chain: usize,
     rng: &mut Rng,
     point: &mut PhasePoint,
 ) -> Result<(), McmcError> {
-    let failed = |attempts, last_error| McmcError::Initialization {
+    let mut state = (density, point);
+    initialise(
+        &settings.init,
         chain,
-        attempts,
-        last_error,
-    };
-    match &settings.init {
-        Init::Positions(positions) => {
-            let given = positions.get(chain).or_else(|| positions.first());
-            match given {
-                Some(given) if given.len() == point.position.len() => {
-                    point.position.copy_from_slice(given);
-                }
-                _ => {
-                    return Err(McmcError::InvalidSettings {
-                        message: format!("no usable initial position for chain {chain}"),
-                    })
-                }
-            }
-            try_initial_point(density, point).map_err(|error| failed(1, error))
-        }
-        Init::Random { radius } => {
-            let mut last_error = LogDensityError::recoverable("no initial point was tried");
-            for attempt in 1..=settings.max_init_attempts {
-                for q in point.position.iter_mut() {
-                    *q = radius * (2.0 * rng.random::<f64>() - 1.0);
-                }
-                match try_initial_point(density, point) {
-                    Ok(()) => return Ok(()),
-                    Err(error) if !error.recoverable => return Err(failed(attempt, error)),
-                    Err(error) => last_error = error,
-                }
-            }
-            Err(failed(settings.max_init_attempts, last_error))
-        }
-    }
+        settings.max_init_attempts,
+        rng,
+        &mut state,
+        |(_, point)| point.position.as_mut_slice(),
+        |(density, point), _| try_initial_point(&mut **density, point),
+    )
+    .map_err(|failure| match failure.attempts {
+        0 => McmcError::InvalidSettings {
+            message: format!("no usable initial position for chain {chain}"),
+        },
+        attempts => McmcError::Initialization {
+            chain,
+            attempts,
+            last_error: failure.error,
+        },
+    })
 }
 
-/// Runs chain `chain` to the end, or until `stop` or `abort` is set.
+/// Runs chain `chain` to the end, or until `control` says to stop.
 pub(crate) fn run_chain<D, C>(
     chain: usize,
     settings: &McmcSettings,
     density: D,
     callback: &C,
-    stop: &AtomicBool,
-    abort: &AtomicBool,
+    control: Control<'_>,
 ) -> Result<ChainResult, McmcError>
 where
     D: LogDensity,
     C: Fn(&ChainEvent<'_>) + Sync,
 {
     let start = Instant::now();
-    let should_stop = || stop.load(Ordering::Relaxed) || abort.load(Ordering::Relaxed);
+    let should_stop = || control.should_stop();
     let mut density = Counted {
         inner: density,
         evaluations: 0,
     };
     let dim = density.dim();
-    let mut rng = stream_rng(settings.seed, chain as u64);
+    let mut rng = unit_rng(settings.seed, chain);
 
     let mut current = PhasePoint::new(dim);
-    initialise(&mut density, settings, chain, &mut rng, &mut current)?;
+    initialise_chain(&mut density, settings, chain, &mut rng, &mut current)?;
 
     let mut metric = Metric::unit(settings.metric, dim);
     let mut step_size = settings.initial_step_size;

@@ -23,16 +23,16 @@ pub mod integrator;
 pub mod metric;
 pub mod nuts;
 
+pub use crate::driver::Init;
 pub use adaptation::AdaptationSettings;
 pub use hmc::HmcLength;
 pub use integrator::{leapfrog, PhasePoint};
 pub use metric::{InverseMetric, Metric, MetricError, MetricKind};
 
 use crate::density::{LogDensity, LogDensityError};
-use rayon::prelude::*;
+use crate::driver::{self, Units};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 /// Which transition kernel to run.
@@ -43,25 +43,6 @@ pub enum Algorithm {
     Nuts,
     /// Static HMC with a fixed number of steps or integration time.
     Hmc(HmcLength),
-}
-
-/// Where chains start.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Init {
-    /// Uniform(−radius, radius) in every unconstrained coordinate, retried until the density
-    /// and its gradient are finite (Stan's default, radius 2).
-    Random {
-        /// The half-width of the interval; 0 starts every chain at the origin.
-        radius: f64,
-    },
-    /// Given unconstrained positions: one shared by all chains, or one per chain.
-    Positions(Vec<Vec<f64>>),
-}
-
-impl Default for Init {
-    fn default() -> Self {
-        Init::Random { radius: 2.0 }
-    }
 }
 
 /// Everything that configures a run. The defaults are Stan's.
@@ -443,31 +424,9 @@ impl McmcSettings {
                 }
             }
         }
-        match &self.init {
-            Init::Random { radius } => {
-                if !(radius.is_finite() && *radius >= 0.0) {
-                    return invalid(format!(
-                        "the initialisation radius must be finite and non-negative, not {radius}"
-                    ));
-                }
-            }
-            Init::Positions(positions) => {
-                if positions.len() != 1 && positions.len() != self.chains {
-                    return invalid(format!(
-                        "{} initial positions were given for {} chains: give one for all or one \
-                         per chain",
-                        positions.len(),
-                        self.chains
-                    ));
-                }
-                if let Some((i, p)) = positions.iter().enumerate().find(|(_, p)| p.len() != dim) {
-                    return invalid(format!(
-                        "initial position {i} has {} coordinates, but the model has {dim}",
-                        p.len()
-                    ));
-                }
-            }
-        }
+        self.init
+            .validate(self.chains, dim)
+            .map_err(|message| McmcError::InvalidSettings { message })?;
         Ok(())
     }
 }
@@ -492,47 +451,28 @@ where
     C: Fn(&ChainEvent<'_>) + Sync,
 {
     // Chain 0's density is made first to learn the dimension, and kept for chain 0.
-    let first_density = make_density(0);
-    let dim = first_density.dim();
+    let units = Units::new(make_density);
+    let dim = units.first(|density| density.dim()).unwrap_or(0);
     if dim == 0 {
         return Err(McmcError::NoParameters);
     }
     settings.validate(dim)?;
-    let first_density = Mutex::new(Some(first_density));
-
-    // A fatal error in one chain stops the others early.
-    let abort = AtomicBool::new(false);
-    let run = |chain: usize| -> Result<ChainResult, McmcError> {
-        let kept = if chain == 0 {
-            first_density.lock().ok().and_then(|mut d| d.take())
-        } else {
-            None
-        };
-        let density = kept.unwrap_or_else(|| make_density(chain));
-        if density.dim() != dim {
-            abort.store(true, Ordering::Relaxed);
-            return Err(McmcError::DimensionMismatch {
-                chain,
-                expected: dim,
-                found: density.dim(),
-            });
-        }
-        let result = chain::run_chain(chain, settings, density, callback, stop, &abort);
-        if result.is_err() {
-            abort.store(true, Ordering::Relaxed);
-        }
-        result
-    };
-    let outcomes: Vec<Result<ChainResult, McmcError>> = if settings.parallel {
-        (0..settings.chains).into_par_iter().map(run).collect()
-    } else {
-        (0..settings.chains).map(run).collect()
-    };
-
-    let mut chains = Vec::with_capacity(outcomes.len());
-    for outcome in outcomes {
-        chains.push(outcome?);
-    }
+    let outcomes = units.run(
+        settings.chains,
+        settings.parallel,
+        stop,
+        |chain, density, control| {
+            if density.dim() != dim {
+                return Err(McmcError::DimensionMismatch {
+                    chain,
+                    expected: dim,
+                    found: density.dim(),
+                });
+            }
+            chain::run_chain(chain, settings, density, callback, control)
+        },
+    );
+    let chains = driver::collect(outcomes)?;
     let interrupted = chains.iter().any(|c| c.interrupted);
     Ok(McmcResult {
         dim,

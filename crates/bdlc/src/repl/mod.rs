@@ -13,14 +13,15 @@ mod editor;
 mod eval;
 mod show;
 
-use crate::infer::{infer_model, RunResult};
+use crate::interrupt::Interrupt;
+use crate::method::{Method, MethodName};
 use crate::output::{prepare_out_dir, write_file};
 use crate::plot::{self, Panel};
 use crate::plot_cmd::{self, figure, Band, RunDraws};
+use crate::run::{run_method, RunResult};
 use crate::session::{Failure, Session};
 use crate::settings::{InferFlags, Resolved};
 use crate::summary_cmd::Table;
-use crate::Interrupt;
 use bdl_diagnostics::{did_you_mean, Diagnostic};
 use bdl_infer::diagnostics::quantile;
 use bdl_infer::rng::stream_rng;
@@ -675,7 +676,7 @@ impl Repl<'_> {
     fn run_method(
         &mut self,
         flags: &InferFlags,
-        method_override: Option<&str>,
+        method_override: Option<MethodName>,
         out: Option<&Path>,
         quiet: bool,
     ) -> Result<(RunResult, PathBuf), Failure> {
@@ -688,21 +689,11 @@ impl Repl<'_> {
             &fresh
         };
         let resolved = Resolved::new(flags, &loaded.model.program.settings);
-        let method = match method_override {
-            Some(method) => method.to_string(),
-            None => resolved.method()?,
-        };
+        let method = Method::resolve(&resolved, method_override)?;
         let show = self.interactive && crate::progress::enabled(quiet || self.quiet);
         self.interrupt.reset();
         self.interrupt.set_stoppable(true);
-        let result = infer_model(
-            &loaded.model,
-            &resolved,
-            &method,
-            out,
-            show,
-            &self.interrupt.stop,
-        );
+        let result = run_method(&loaded.model, &method, out, show, &self.interrupt.stop);
         self.interrupt.set_stoppable(self.interactive);
         let result = result?;
         if let Some(out) = out {
@@ -753,7 +744,7 @@ impl Repl<'_> {
             seed: Some(self.seed as i64),
             ..InferFlags::default()
         };
-        let (result, _) = self.run_method(&flags, Some("prior"), None, true)?;
+        let (result, _) = self.run_method(&flags, Some(MethodName::Prior), None, true)?;
         self.keep_run(result);
         Ok(())
     }
