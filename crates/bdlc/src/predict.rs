@@ -400,5 +400,5 @@ fn write_predictive_draws(
         crate::output::flatten_row(observed, draw, &mut row);
         writer.row(&row)?;
     }
-    Ok(())
+    writer.flush()
 }

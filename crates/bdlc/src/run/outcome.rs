@@ -140,7 +140,7 @@ pub fn write_draws_file(
             writer.row(row)?;
         }
     }
-    Ok(())
+    writer.flush()
 }
 
 /// Constrained output rows for unconstrained positions, computed in parallel.
