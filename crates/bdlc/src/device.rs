@@ -44,7 +44,8 @@ pub fn open(choice: DeviceChoice) -> Result<Option<Backend>, Failure> {
     let backend = Backend::with_settings(&BackendSettings {
         use_gpu: true,
         allow_software_adapter,
-        ..BackendSettings::default()
+        // Whole chunks of draws in one dispatch per layer: the device's own limits cap this.
+        max_buffer_bytes: DEVICE_BUFFER_BYTES,
     });
     if backend.is_gpu() {
         return Ok(Some(backend));
@@ -148,14 +149,27 @@ fn device_call(
     })
 }
 
+/// The largest buffer a batched prediction asks the device for (further capped by its limits).
+const DEVICE_BUFFER_BYTES: u64 = 1 << 30;
+
+/// What a batched prediction did: the draws, the network calls per draw that ran on the
+/// device, and the time spent in the device's forward passes (uploads and readbacks included).
+pub struct BatchedDraws {
+    /// One predictive draw per posterior draw, in the order asked for.
+    pub draws: Vec<Vec<(String, Tensor)>>,
+    /// Network calls per draw computed on the device.
+    pub calls: usize,
+    /// Seconds spent in the device's forward passes.
+    pub device_seconds: f64,
+}
+
 /// The bytes of network outputs one chunk of draws may hold in memory at once.
 const CHUNK_BYTES: usize = 256 << 20;
 
 /// Posterior-predictive draws with the networks' forward passes on `backend`, batched over the
 /// draws: one draw per entry of `picked` (a row of `rows`), each from the stream
 /// `stream_rng(seed, row)` as on the CPU. `sites` maps the latent and param sites to their
-/// columns in `rows`; `substitute` turns a row into the sites' values. Returns the draws and
-/// how many network calls ran on the device per draw.
+/// columns in `rows`; `substitute` turns a row into the sites' values.
 #[allow(clippy::type_complexity)]
 pub fn predict_batched(
     model: &Model,
@@ -165,9 +179,13 @@ pub fn predict_batched(
     picked: &[usize],
     seed: u64,
     substitute: &(dyn Fn(&[f64]) -> Result<HashMap<String, Tensor>, Failure> + Sync),
-) -> Result<(Vec<Vec<(String, Tensor)>>, usize), Failure> {
+) -> Result<BatchedDraws, Failure> {
     let Some(&first) = picked.first() else {
-        return Ok((Vec::new(), 0));
+        return Ok(BatchedDraws {
+            draws: Vec::new(),
+            calls: 0,
+            device_seconds: 0.0,
+        });
     };
     let to_failure = |error: bdl_runtime::RuntimeError| Failure::model(vec![error.to_diagnostic()]);
     let calls = model
@@ -191,6 +209,7 @@ pub fn predict_batched(
         .max(1);
     let chunk = (CHUNK_BYTES / bytes_per_draw).clamp(1, picked.len());
     let mut draws = Vec::with_capacity(picked.len());
+    let mut device_seconds = 0.0;
     for rows_of_chunk in picked.chunks(chunk) {
         // One batched dispatch per call for the whole chunk: [draws, rows, out].
         let mut outputs: Vec<Vec<f64>> = Vec::with_capacity(calls.len());
@@ -199,6 +218,7 @@ pub fn predict_batched(
             for &row in rows_of_chunk {
                 weights.extend(device.weight_columns.iter().map(|&c| rows[row][c]));
             }
+            let started = std::time::Instant::now();
             let output = backend
                 .forward_batch(&device.mlp, &weights, device.call.input.data())
                 .map_err(|error| {
@@ -211,6 +231,7 @@ pub fn predict_batched(
                         ),
                     )
                 })?;
+            device_seconds += started.elapsed().as_secs_f64();
             outputs.push(output);
         }
         let recorded: Vec<NetworkCall> = calls.iter().map(|c| c.call.clone()).collect();
@@ -237,5 +258,9 @@ pub fn predict_batched(
             draws.push(draw?);
         }
     }
-    Ok((draws, calls.len()))
+    Ok(BatchedDraws {
+        draws,
+        calls: calls.len(),
+        device_seconds,
+    })
 }

@@ -254,7 +254,7 @@ pub fn run(args: &PredictArgs, session: &mut Session) -> Result<(), Failure> {
     let mut where_networks_ran = String::new();
     let draws = match device::open(args.device)? {
         Some(backend) => {
-            let (draws, calls) = device::predict_batched(
+            let batched = device::predict_batched(
                 &model,
                 &backend,
                 &located,
@@ -264,11 +264,13 @@ pub fn run(args: &PredictArgs, session: &mut Session) -> Result<(), Failure> {
                 &|row: &[f64]| substitution(&located, row),
             )?;
             where_networks_ran = format!(
-                "; {calls} network call{} per draw batched on {}",
-                if calls == 1 { "" } else { "s" },
-                backend.backend_name()
+                "; {} network call{} per draw batched on {}, {:.2} s of it on the device",
+                batched.calls,
+                if batched.calls == 1 { "" } else { "s" },
+                backend.backend_name(),
+                batched.device_seconds
             );
-            draws
+            batched.draws
         }
         None => {
             let draws: Vec<Result<Vec<(String, Tensor)>, Failure>> = picked
