@@ -30,7 +30,7 @@ measure() {
         "$(awk -F': ' '/Maximum resident set size/ {printf "%.0f", $2 / 1024}' "$work/load.time")"
 }
 
-echo "$rows rows x 785 columns: CSV $(du -h "$csv" | cut -f1), npz $(du -h "$npz" | cut -f1)"
+echo "$rows rows x 785 columns: CSV $(du -hL "$csv" | cut -f1), npz $(du -hL "$npz" | cut -f1)"
 printf '%-26s %10s %14s\n' "loader" "wall" "peak RSS (MB)"
 measure "bdl CSV" "$bdlc" check "$here/load_csv.bdl" --data "$csv" --emit trace
 measure "pandas read_csv" "$PYTHON" -c "import sys, pandas; pandas.read_csv(sys.argv[1])" "$csv"

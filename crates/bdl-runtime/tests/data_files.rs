@@ -121,18 +121,14 @@ fn zero_rows_load_as_empty_data_alike_from_csv_json_and_npy() {
     assert!(value.is_finite());
     // A scalar declaration still needs its one row.
     let scalar = "data {\n    s: real\n}\nmodel {\n    let w = sample(\"w\", Normal(s, 1))\n}\n";
-    let (_, messages) = load(scalar, &[("empty.csv", b"s\n".to_vec())])
-        .err()
-        .expect("an error");
+    let (_, messages) = load(scalar, &[("empty.csv", b"s\n".to_vec())]).expect_err("an error");
     assert!(messages[0].contains("0 rows"), "{messages:?}");
 }
 
 #[test]
 fn a_byte_that_is_not_utf8_is_located_by_line_and_column() {
     let bytes = b"x,y\n0.5,1.0\n1.5,2\xe9.0\n".to_vec();
-    let (rendered, messages) = load(REGRESSION, &[("latin1.csv", bytes)])
-        .err()
-        .expect("an error");
+    let (rendered, messages) = load(REGRESSION, &[("latin1.csv", bytes)]).expect_err("an error");
     assert_eq!(
         messages,
         vec!["`latin1.csv` is not UTF-8 text: byte 0xE9 at line 3, column 6 is not valid UTF-8"]
@@ -141,9 +137,7 @@ fn a_byte_that_is_not_utf8_is_located_by_line_and_column() {
     assert!(rendered.contains("not UTF-8"), "{rendered}");
     // JSON alike.
     let bytes = b"{\"x\": [1],\n \"y\": [\xff]}".to_vec();
-    let (_, messages) = load(REGRESSION, &[("bad.json", bytes)])
-        .err()
-        .expect("an error");
+    let (_, messages) = load(REGRESSION, &[("bad.json", bytes)]).expect_err("an error");
     assert!(
         messages[0].contains("byte 0xFF at line 2, column 8"),
         "{messages:?}"
@@ -183,8 +177,7 @@ fn carriage_return_line_endings_read_like_newlines() {
         REGRESSION,
         &[("mac.csv", b"x,y\r0.5,1\r1.5,oops\r2.5,3\r".to_vec())],
     )
-    .err()
-    .expect("an error");
+    .expect_err("an error");
     assert_eq!(
         messages[0],
         "`mac.csv` row 2 column `y` holds `oops`, not a number"
@@ -208,9 +201,8 @@ fn a_bad_cell_on_a_very_long_line_is_shown_in_a_short_excerpt() {
     let wide = CLASSIFIER
         .replace("matrix[N, 3]", "matrix[N, 784]")
         .replace("Linear(3, 4)", "Linear(784, 4)");
-    let (rendered, messages) = load(&wide, &[("wide.csv", text.into_bytes())])
-        .err()
-        .expect("an error");
+    let (rendered, messages) =
+        load(&wide, &[("wide.csv", text.into_bytes())]).expect_err("an error");
     assert_eq!(
         messages[0],
         "`wide.csv` row 2 column `x500` holds `bad`, not a number"
@@ -258,6 +250,13 @@ fn npy_raw(descr: &str, shape: &[usize], fortran: bool, body: &[u8]) -> Vec<u8> 
 /// A zip archive storing (not compressing) each `(name, npy bytes)` as `name.npy`, as
 /// `np.savez` writes it.
 fn npz_archive(members: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    zip_archive(members, false)
+}
+
+/// A zip archive of `name.npy` members, deflated (as `np.savez_compressed` writes them) or
+/// stored.
+fn zip_archive(members: &[(&str, Vec<u8>)], deflate: bool) -> Vec<u8> {
+    let method: u16 = if deflate { 8 } else { 0 };
     let mut archive = Vec::new();
     let mut directory = Vec::new();
     for (name, contents) in members {
@@ -265,27 +264,33 @@ fn npz_archive(members: &[(&str, Vec<u8>)]) -> Vec<u8> {
         let offset = archive.len() as u32;
         let crc = crc32(contents);
         let size = contents.len() as u32;
+        let stored = if deflate {
+            miniz_oxide::deflate::compress_to_vec(contents, 6)
+        } else {
+            contents.clone()
+        };
+        let stored_size = stored.len() as u32;
         let mut local = b"PK\x03\x04".to_vec();
         local.extend_from_slice(&20u16.to_le_bytes()); // version needed
         local.extend_from_slice(&0u16.to_le_bytes()); // flags
-        local.extend_from_slice(&0u16.to_le_bytes()); // method: stored
+        local.extend_from_slice(&method.to_le_bytes());
         local.extend_from_slice(&[0; 4]); // time and date
         local.extend_from_slice(&crc.to_le_bytes());
-        local.extend_from_slice(&size.to_le_bytes());
+        local.extend_from_slice(&stored_size.to_le_bytes());
         local.extend_from_slice(&size.to_le_bytes());
         local.extend_from_slice(&(file_name.len() as u16).to_le_bytes());
         local.extend_from_slice(&0u16.to_le_bytes()); // extra length
         local.extend_from_slice(file_name.as_bytes());
         archive.extend_from_slice(&local);
-        archive.extend_from_slice(contents);
+        archive.extend_from_slice(&stored);
         let mut entry = b"PK\x01\x02".to_vec();
         entry.extend_from_slice(&20u16.to_le_bytes()); // version made by
         entry.extend_from_slice(&20u16.to_le_bytes()); // version needed
         entry.extend_from_slice(&0u16.to_le_bytes()); // flags
-        entry.extend_from_slice(&0u16.to_le_bytes()); // method
+        entry.extend_from_slice(&method.to_le_bytes());
         entry.extend_from_slice(&[0; 4]); // time and date
         entry.extend_from_slice(&crc.to_le_bytes());
-        entry.extend_from_slice(&size.to_le_bytes());
+        entry.extend_from_slice(&stored_size.to_le_bytes());
         entry.extend_from_slice(&size.to_le_bytes());
         entry.extend_from_slice(&(file_name.len() as u16).to_le_bytes());
         entry.extend_from_slice(&[0; 8]); // extra, comment, disk, internal attributes
@@ -363,6 +368,19 @@ fn npy_and_npz_load_the_same_values_as_csv() {
     ]);
     let from_npz = load(&whole, &[("rows.npz", archive)]).expect("loads");
     assert_eq!(sorted_values(&from_csv.1), sorted_values(&from_npz.1));
+    // The same arrays deflated, as `np.savez_compressed` writes them.
+    let compressed = zip_archive(
+        &[
+            ("X", npy_f8(&[7, 3], &features)),
+            ("y", npy_raw("<i8", &[7], false, &int_classes)),
+        ],
+        true,
+    );
+    let from_compressed = load(&whole, &[("rows.npz", compressed)]).expect("loads");
+    assert_eq!(
+        sorted_values(&from_csv.1),
+        sorted_values(&from_compressed.1)
+    );
     // 1-D arrays as the matrix's columns, float32 features and int32 classes.
     let column = |k: usize| -> Vec<u8> {
         (0..7)
@@ -428,7 +446,7 @@ fn npy_files_this_reader_does_not_handle_are_clear_errors() {
     ];
     for (name, x, expected) in cases {
         let archive = npz_archive(&[("X", x), ("y", npy_raw("<i8", &[3], false, &y))]);
-        let (rendered, messages) = load(&whole, &[("case.npz", archive)]).err().expect(name);
+        let (rendered, messages) = load(&whole, &[("case.npz", archive)]).expect_err(name);
         assert!(messages[0].contains(expected), "{name}: {messages:?}");
         assert!(messages[0].contains("case.npz"), "{name}: {messages:?}");
         assert!(!rendered.is_empty());
@@ -438,15 +456,11 @@ fn npy_files_this_reader_does_not_handle_are_clear_errors() {
         ("X", npy_f8(&[9], &[0.0; 9])),
         ("y", npy_raw("<i8", &[3], false, &y)),
     ]);
-    let (_, messages) = load(&whole, &[("rank.npz", archive)])
-        .err()
-        .expect("an error");
+    let (_, messages) = load(&whole, &[("rank.npz", archive)]).expect_err("an error");
     assert!(messages[0].contains("a vector of 9"), "{messages:?}");
     // A truncated archive.
     let mut archive = npz_archive(&[("y", npy_raw("<i8", &[3], false, &y))]);
     archive.truncate(archive.len() - 30);
-    let (_, messages) = load(&whole, &[("cut.npz", archive)])
-        .err()
-        .expect("an error");
+    let (_, messages) = load(&whole, &[("cut.npz", archive)]).expect_err("an error");
     assert!(messages[0].contains("cut.npz"), "{messages:?}");
 }
