@@ -382,9 +382,9 @@ pub fn render(diagnostic: &Diagnostic, sources: &SourceMap, color: bool) -> Stri
         builder = builder.with_note(note);
     }
     for (file, excerpt) in &excerpts {
-        for (line, length, shown) in &excerpt.cut {
+        for (line, length, shown, label) in &excerpt.cut {
             builder = builder.with_note(format!(
-                "line {line} of `{}` is {length} characters long; the excerpt shows characters {}–{}",
+                "line {line} of `{}` is {length} characters long; the excerpt shows characters {}–{} (the label starts at character {label}, where columns above count from the excerpt)",
                 name_of(*file),
                 shown.start,
                 shown.end
@@ -419,9 +419,9 @@ struct Excerpt {
     /// For each kept line: its start in the source, the kept window in the source, and where
     /// the window starts in `text`.
     lines: Vec<(usize, Range<usize>, usize)>,
-    /// The cut lines: 1-based line number, length in characters, and the 1-based characters
-    /// shown.
-    cut: Vec<(usize, usize, Range<usize>)>,
+    /// The cut lines: 1-based line number, length in characters, the 1-based characters
+    /// shown, and the character where the first label on it starts.
+    cut: Vec<(usize, usize, Range<usize>, usize)>,
 }
 
 impl Excerpt {
@@ -473,10 +473,12 @@ impl Excerpt {
                 }
                 window = from..to;
                 let chars_before = text[line_start..from].chars().count();
+                let label_start = low.max(from);
                 excerpt.cut.push((
                     line + 1,
                     content.chars().count(),
                     chars_before + 1..chars_before + text[from..to].chars().count(),
+                    chars_before + 1 + text[from..label_start].chars().count(),
                 ));
             }
             if window.start > line_start {
@@ -642,6 +644,11 @@ mod tests {
         let length = line.chars().count();
         assert!(
             rendered.contains(&format!("line 2 of `wide.csv` is {length} characters long")),
+            "{rendered}"
+        );
+        let label_char = line[..bad].chars().count() + 1;
+        assert!(
+            rendered.contains(&format!("the label starts at character {label_char},")),
             "{rendered}"
         );
         // The label still points at the cell: its text sits right above the label's mark.

@@ -2,9 +2,10 @@
 //! validating every declaration.
 //!
 //! The driver reads the files' bytes; this module parses them and checks each declaration
-//! against what it finds. CSV is parsed in one streaming pass straight into numeric columns
-//! (one reused record buffer, no string per cell); only cells that are not numbers keep their
-//! text, for the message. Text files must be UTF-8, with `\n`, `\r\n` or `\r` line endings.
+//! against what it finds. A CSV file's header says which declarations read which of its
+//! columns; then one streaming pass (one reused record buffer, no string per cell) parses each
+//! cell read once and writes it straight into those declarations' row-major values; only cells
+//! that are not numbers keep their text, for the message. Text files must be UTF-8, with `\n`, `\r\n` or `\r` line endings.
 //! The problems reported are a missing column or key, a wrong length or shape, an integer expected,
 //! NaN or infinity, a value outside the declared bounds, or sizes that disagree. Every problem is
 //! a diagnostic naming the file, the column or key and the row, with a label in the data file and
@@ -89,12 +90,13 @@ enum Parsed {
     Npy(Vec<NpyArray>),
 }
 
-/// A CSV file: its header and its numbers by column, with where each row starts.
+/// A CSV file: its header, and after the streaming pass the values of each declaration it
+/// fills (row-major, built as the rows go by), with where each row starts.
 struct CsvTable {
     header: Vec<String>,
-    /// The numbers of the columns some declaration may read (others stay empty); a cell that
-    /// is not a number holds NaN here and its text in `bad`.
-    columns: Vec<Vec<f64>>,
+    /// Each declaration's values by its slot, row-major over its columns; a cell that is not
+    /// a number holds NaN here and its text in `bad`.
+    built: HashMap<SlotId, Vec<f64>>,
     /// The cells that are not numbers, by column: their row and text.
     bad: Vec<Vec<(usize, String)>>,
     /// The byte offset where each data row starts.
@@ -125,7 +127,7 @@ pub fn load(
     let mut diagnostics = Vec::new();
     let parsed: Vec<Option<Parsed>> = files
         .iter()
-        .map(|file| match parse_file(file, program) {
+        .map(|file| match parse_file(file) {
             Ok(parsed) => Some(parsed),
             Err(diagnostic) => {
                 diagnostics.push(*diagnostic);
@@ -144,6 +146,24 @@ pub fn load(
         sizes: HashMap::new(),
         diagnostics,
     };
+    // Which columns of which CSV file each declaration reads, from the headers; then one pass
+    // over each CSV file builds those declarations' values directly.
+    let mut plans: Vec<Vec<(SlotId, Vec<usize>)>> = vec![Vec::new(); files.len()];
+    for decl in &program.data {
+        if let Some((index, Located::Csv(columns))) = loader.find(decl) {
+            plans[index].push((decl.slot, columns));
+        }
+    }
+    for (index, file) in files.iter().enumerate() {
+        if let Parsed::Csv(table) = &mut loader.parsed[index] {
+            if let Err(diagnostic) = fill_csv(file, table, &plans[index]) {
+                loader.diagnostics.push(*diagnostic);
+            }
+        }
+    }
+    if !loader.diagnostics.is_empty() {
+        return Err(loader.diagnostics);
+    }
     // Declared integers come first so that sizes written with their names are known.
     let (scalars, arrays): (Vec<&DataDecl>, Vec<&DataDecl>) =
         program.data.iter().partition(|decl| decl.rank() == 0);
@@ -197,7 +217,7 @@ fn format_of(file: &DataFile) -> Format {
     }
 }
 
-fn parse_file(file: &DataFile, program: &Program) -> Result<Parsed, Box<Diagnostic>> {
+fn parse_file(file: &DataFile) -> Result<Parsed, Box<Diagnostic>> {
     match format_of(file) {
         Format::Json => {
             check_utf8(file)?;
@@ -205,7 +225,7 @@ fn parse_file(file: &DataFile, program: &Program) -> Result<Parsed, Box<Diagnost
         }
         Format::Csv => {
             check_utf8(file)?;
-            parse_csv(file, program).map(Parsed::Csv)
+            parse_csv(file).map(Parsed::Csv)
         }
         Format::Npy => {
             let stem = std::path::Path::new(&file.name)
@@ -329,28 +349,18 @@ fn parse_json(file: &DataFile) -> Result<JsonDocument, Box<Diagnostic>> {
     }
 }
 
-/// Which columns of `header` some declaration of `program` may read.
-fn wanted_columns(header: &[String], program: &Program) -> Vec<bool> {
-    let mut wanted = vec![false; header.len()];
-    for decl in &program.data {
-        for (column, name) in header.iter().enumerate() {
-            let reads = match &decl.columns {
-                Columns::Own => *name == decl.name,
-                Columns::Names(names) => names.contains(name),
-                Columns::Prefix(prefix) => name.starts_with(prefix.as_str()),
-            };
-            wanted[column] |= reads;
-        }
-    }
-    wanted
-}
-
-fn parse_csv(file: &DataFile, program: &Program) -> Result<CsvTable, Box<Diagnostic>> {
-    let mut reader = csv::ReaderBuilder::new()
+fn csv_reader(file: &DataFile) -> csv::Reader<&[u8]> {
+    csv::ReaderBuilder::new()
         .has_headers(true)
         .trim(csv::Trim::All)
         .comment(Some(b'#'))
-        .from_reader(file.bytes.as_slice());
+        .from_reader(file.bytes.as_slice())
+}
+
+/// Reads a CSV file's header; its rows are read by [`fill_csv`] once the declarations that
+/// read them are known.
+fn parse_csv(file: &DataFile) -> Result<CsvTable, Box<Diagnostic>> {
+    let mut reader = csv_reader(file);
     let header: Vec<String> = match reader.byte_headers() {
         Ok(header) => header
             .iter()
@@ -365,23 +375,40 @@ fn parse_csv(file: &DataFile, program: &Program) -> Result<CsvTable, Box<Diagnos
                 .with_hint("the first line of a CSV data file names its columns"),
         ));
     }
-    let wanted = wanted_columns(&header, program);
-    // A first guess at the number of rows from the first line's length keeps the columns from
+    let bad = vec![Vec::new(); header.len()];
+    Ok(CsvTable {
+        header,
+        built: HashMap::new(),
+        bad,
+        rows: Vec::new(),
+    })
+}
+
+/// Streams a CSV file's rows once: each cell some declaration of `plans` reads is parsed once
+/// and copied into those declarations' row-major values; cells that are not numbers keep their
+/// text in `bad`. Every row is checked for its number of fields, read or not.
+fn fill_csv(
+    file: &DataFile,
+    table: &mut CsvTable,
+    plans: &[(SlotId, Vec<usize>)],
+) -> Result<(), Box<Diagnostic>> {
+    let mut needed = vec![false; table.header.len()];
+    for (_, columns) in plans {
+        for &column in columns {
+            needed[column] = true;
+        }
+    }
+    // A first guess at the number of rows from the first line's length keeps the buffers from
     // growing many times over.
     let line_guess = line_end(&file.bytes, 0).max(1);
     let row_guess = (file.bytes.len() / line_guess).min(1 << 24);
-    let mut columns: Vec<Vec<f64>> = wanted
+    let mut built: Vec<Vec<f64>> = plans
         .iter()
-        .map(|&w| {
-            if w {
-                Vec::with_capacity(row_guess)
-            } else {
-                Vec::new()
-            }
-        })
+        .map(|(_, columns)| Vec::with_capacity(row_guess * columns.len()))
         .collect();
-    let mut bad = vec![Vec::new(); header.len()];
-    let mut rows = Vec::with_capacity(row_guess);
+    table.rows = Vec::with_capacity(row_guess);
+    let mut values = vec![0.0; table.header.len()];
+    let mut reader = csv_reader(file);
     let mut record = csv::ByteRecord::new();
     loop {
         match reader.read_byte_record(&mut record) {
@@ -389,28 +416,30 @@ fn parse_csv(file: &DataFile, program: &Program) -> Result<CsvTable, Box<Diagnos
             Ok(false) => break,
             Err(error) => return Err(Box::new(csv_error(file, &error))),
         }
-        let row = rows.len();
-        rows.push(record.position().map_or(0, |p| p.byte() as usize));
+        let row = table.rows.len();
+        table
+            .rows
+            .push(record.position().map_or(0, |p| p.byte() as usize));
         for (column, cell) in record.iter().enumerate() {
-            if !wanted[column] {
+            if !needed[column] {
                 continue;
             }
-            let value = match parse_number(cell) {
+            values[column] = match parse_number(cell) {
                 Some(value) => value,
                 None => {
-                    bad[column].push((row, String::from_utf8_lossy(cell).into_owned()));
+                    table.bad[column].push((row, String::from_utf8_lossy(cell).into_owned()));
                     f64::NAN
                 }
             };
-            columns[column].push(value);
+        }
+        for ((_, columns), target) in plans.iter().zip(&mut built) {
+            target.extend(columns.iter().map(|&column| values[column]));
         }
     }
-    Ok(CsvTable {
-        header,
-        columns,
-        bad,
-        rows,
-    })
+    for ((slot, _), values) in plans.iter().zip(built) {
+        table.built.insert(*slot, values);
+    }
+    Ok(())
 }
 
 fn csv_error(file: &DataFile, error: &csv::Error) -> Diagnostic {
@@ -473,8 +502,8 @@ impl Loader<'_> {
         };
         let files = self.files;
         let file = &files[index];
-        let parsed = std::mem::take(&mut self.parsed);
-        let result = match (&parsed[index], origin_values) {
+        let mut parsed = std::mem::take(&mut self.parsed);
+        let result = match (&mut parsed[index], origin_values) {
             (Parsed::Csv(table), Located::Csv(columns)) => {
                 self.read_csv_columns(decl, file, table, &columns)
             }
@@ -643,7 +672,7 @@ impl Loader<'_> {
         &mut self,
         decl: &DataDecl,
         file: &'f DataFile,
-        table: &CsvTable,
+        table: &mut CsvTable,
         columns: &[usize],
     ) -> Option<(Tensor, Origin<'f>)> {
         let names: Vec<&str> = columns.iter().map(|&c| table.header[c].as_str()).collect();
@@ -719,7 +748,7 @@ impl Loader<'_> {
             }
             (_, k) => vec![n_rows, k],
         };
-        let data = gather_rows(table, columns);
+        let data = table.built.remove(&decl.slot)?;
         let tensor = Tensor::from_shape(&shape, data).ok()?;
         Some((tensor, origin))
     }
@@ -1060,28 +1089,6 @@ enum Located {
     Json(serde_json::Value, Span),
     /// These arrays of a NumPy file; `true` when they are 1-D arrays stacked as columns.
     Npy(Vec<usize>, bool),
-}
-
-/// The chosen columns of a CSV table, row-major. Rows are gathered in blocks so that each
-/// column's block stays in cache while the rows are written.
-fn gather_rows(table: &CsvTable, columns: &[usize]) -> Vec<f64> {
-    const BLOCK: usize = 256;
-    let n_rows = table.n_rows();
-    let width = columns.len();
-    if width == 1 {
-        return table.columns[columns[0]].clone();
-    }
-    let mut data = vec![0.0; n_rows * width];
-    for block_start in (0..n_rows).step_by(BLOCK) {
-        let block_end = (block_start + BLOCK).min(n_rows);
-        for (k, &column) in columns.iter().enumerate() {
-            let source = &table.columns[column][block_start..block_end];
-            for (offset, &value) in source.iter().enumerate() {
-                data[(block_start + offset) * width + k] = value;
-            }
-        }
-    }
-    data
 }
 
 /// Parses a CSV cell as a number; `NA`, `nan`, `null` and empty cells are not numbers, while
