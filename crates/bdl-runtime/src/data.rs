@@ -145,13 +145,20 @@ pub fn load(
         data: DataSet::default(),
         sizes: HashMap::new(),
         diagnostics,
+        npy_readers: HashMap::new(),
     };
     // Which columns of which CSV file each declaration reads, from the headers; then one pass
     // over each CSV file builds those declarations' values directly.
     let mut plans: Vec<Vec<(SlotId, Vec<usize>)>> = vec![Vec::new(); files.len()];
     for decl in &program.data {
-        if let Some((index, Located::Csv(columns))) = loader.find(decl) {
-            plans[index].push((decl.slot, columns));
+        match loader.find(decl) {
+            Some((index, Located::Csv(columns))) => plans[index].push((decl.slot, columns)),
+            Some((index, Located::Npy(chosen, _))) => {
+                for array in chosen {
+                    *loader.npy_readers.entry((index, array)).or_default() += 1;
+                }
+            }
+            _ => {}
         }
     }
     for (index, file) in files.iter().enumerate() {
@@ -480,6 +487,9 @@ struct Loader<'a> {
     /// Size variables bound so far, with the declaration that bound them.
     sizes: HashMap<SlotId, usize>,
     diagnostics: Vec<Diagnostic>,
+    /// How many declarations still read each NumPy array, by file and array: the last one
+    /// takes the array's values instead of copying them.
+    npy_readers: HashMap<(usize, usize), usize>,
 }
 
 impl Loader<'_> {
@@ -511,7 +521,7 @@ impl Loader<'_> {
                 self.read_json_value(decl, file, &value, span)
             }
             (Parsed::Npy(arrays), Located::Npy(chosen, stacked)) => {
-                self.read_npy_arrays(decl, file, arrays, &chosen, stacked)
+                self.read_npy_arrays(decl, (index, file), arrays, &chosen, stacked)
             }
             _ => None,
         };
@@ -758,11 +768,18 @@ impl Loader<'_> {
     fn read_npy_arrays<'f>(
         &mut self,
         decl: &DataDecl,
-        file: &'f DataFile,
-        arrays: &[NpyArray],
+        (file_index, file): (usize, &'f DataFile),
+        arrays: &mut [NpyArray],
         chosen: &[usize],
         stacked: bool,
     ) -> Option<(Tensor, Origin<'f>)> {
+        // Whether this declaration is the last to read each chosen array.
+        let mut last = Vec::with_capacity(chosen.len());
+        for &array in chosen {
+            let remaining = self.npy_readers.entry((file_index, array)).or_default();
+            *remaining = remaining.saturating_sub(1);
+            last.push(*remaining == 0);
+        }
         let names: Vec<String> = chosen
             .iter()
             .map(|&i| format!("`{}`", arrays[i].name))
@@ -793,7 +810,13 @@ impl Loader<'_> {
                 self.shape_error(decl, &origin, &found, wanted);
                 return None;
             }
-            let tensor = Tensor::from_shape(&array.shape, array.data.clone()).ok()?;
+            let shape = array.shape.clone();
+            let data = if last[0] {
+                std::mem::take(&mut arrays[chosen[0]].data)
+            } else {
+                array.data.clone()
+            };
+            let tensor = Tensor::from_shape(&shape, data).ok()?;
             return Some((tensor, origin));
         }
         let n_rows = arrays[chosen[0]].data.len();

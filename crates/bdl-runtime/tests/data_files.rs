@@ -406,6 +406,36 @@ fn npy_and_npz_load_the_same_values_as_csv() {
         .find(|v| v.tensor.shape() == [7, 3])
         .expect("the matrix");
     assert_eq!(matrix.tensor.data(), expected.as_slice());
+    // An array read by two declarations (on its own and as a matrix column) serves both.
+    let shared = r#"
+data {
+    x0: vector[N]
+    X: matrix[N, 3] from "x*"
+    y: int<lower=0, upper=2>[N]
+}
+network mlp = Sequential(Linear(3, 4), ReLU, Linear(4, 3))
+model {
+    let net = lift("mlp", mlp, Normal(0, 1))
+    let shift = sample("shift", Normal(0, 1))
+    plate("data", N) {
+        observe("y", Categorical(logits = net(X) + shift * 0 * x0[0]), y)
+    }
+}
+"#;
+    let archive = npz_archive(&[
+        ("x0", npy_raw("<f4", &[7], false, &column(0))),
+        ("x1", npy_raw("<f4", &[7], false, &column(1))),
+        ("x2", npy_raw("<f4", &[7], false, &column(2))),
+        ("y", npy_raw("<i4", &[7], false, &int32)),
+    ]);
+    let (_, data) = load(shared, &[("shared.npz", archive)]).expect("loads");
+    let values = sorted_values(&data);
+    let first: Vec<f64> = (0..7).map(|row| expected[row * 3]).collect();
+    assert!(values.contains(&(vec![7], first)), "{values:?}");
+    assert!(
+        values.contains(&(vec![7, 3], expected.clone())),
+        "{values:?}"
+    );
     // A single `.npy` file names its array by its stem; booleans read as 0 and 1.
     let flags = npy_raw("|b1", &[4], false, &[0, 1, 1, 0]);
     let bernoulli = "data {\n    flags: int<lower=0, upper=1>[N]\n}\nmodel {\n    let p = sample(\"p\", Beta(1, 1))\n    plate(\"data\", N) {\n        observe(\"flags\", Bernoulli(p), flags)\n    }\n}\n";
