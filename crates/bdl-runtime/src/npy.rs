@@ -333,8 +333,11 @@ fn zip_members(bytes: &[u8]) -> Result<Vec<ZipMember>, NpyError> {
     Ok(members)
 }
 
-/// A member's bytes, inflated when the archive deflated it.
-fn member_contents(bytes: &[u8], member: &ZipMember) -> Result<Vec<u8>, NpyError> {
+/// A member's bytes: borrowed from the archive when stored, inflated when deflated.
+fn member_contents<'b>(
+    bytes: &'b [u8],
+    member: &ZipMember,
+) -> Result<std::borrow::Cow<'b, [u8]>, NpyError> {
     let at = member.local_header;
     let truncated = || NpyError::at(at, format!("member `{}` is cut short", member.name));
     if bytes.get(at..at + 4) != Some(b"PK\x03\x04".as_slice()) {
@@ -350,7 +353,7 @@ fn member_contents(bytes: &[u8], member: &ZipMember) -> Result<Vec<u8>, NpyError
         .get(start..start + member.compressed_size)
         .ok_or_else(truncated)?;
     match member.method {
-        0 => Ok(raw.to_vec()),
+        0 => Ok(std::borrow::Cow::Borrowed(raw)),
         8 => {
             let inflated = miniz_oxide::inflate::decompress_to_vec_with_limit(
                 raw,
@@ -359,7 +362,7 @@ fn member_contents(bytes: &[u8], member: &ZipMember) -> Result<Vec<u8>, NpyError
             .map_err(|_| {
                 NpyError::at(start, format!("member `{}` does not inflate", member.name))
             })?;
-            Ok(inflated)
+            Ok(std::borrow::Cow::Owned(inflated))
         }
         other => Err(NpyError::at(
             at,
