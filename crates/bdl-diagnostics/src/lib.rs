@@ -66,12 +66,10 @@ pub struct SourceFile {
 
 impl SourceFile {
     fn new(name: String, text: String) -> SourceFile {
-        let mut line_starts = vec![0];
-        line_starts.extend(text.match_indices('\n').map(|(offset, _)| offset + 1));
         SourceFile {
+            line_starts: line_starts(&text),
             name,
             text,
-            line_starts,
         }
     }
 
@@ -86,6 +84,19 @@ impl SourceFile {
             .map_or(offset - line_start, |prefix| prefix.chars().count());
         (line + 1, column + 1)
     }
+}
+
+/// The byte offsets where lines start: after each `\n`, `\r\n` or lone `\r` (old Mac files).
+fn line_starts(text: &str) -> Vec<usize> {
+    let bytes = text.as_bytes();
+    let mut starts = vec![0];
+    for (offset, &byte) in bytes.iter().enumerate() {
+        let lone_return = byte == b'\r' && bytes.get(offset + 1) != Some(&b'\n');
+        if byte == b'\n' || lone_return {
+            starts.push(offset + 1);
+        }
+    }
+    starts
 }
 
 /// All source texts of one session, addressed by [`FileId`].
@@ -105,6 +116,16 @@ impl SourceMap {
         let id = FileId(u32::try_from(self.files.len()).unwrap_or(u32::MAX));
         self.files.push(SourceFile::new(name.into(), text.into()));
         id
+    }
+
+    /// Replaces the text of a file already in the map: a large data file is registered without
+    /// its text, which is filled in only when a diagnostic needs an excerpt of it. Does nothing
+    /// for an id that did not come from this map.
+    pub fn set_text(&mut self, file: FileId, text: impl Into<String>) {
+        if let Some(entry) = self.files.get_mut(file.0 as usize) {
+            let name = std::mem::take(&mut entry.name);
+            *entry = SourceFile::new(name, text.into());
+        }
     }
 
     /// The file behind an id, if the id came from this map.
@@ -310,6 +331,31 @@ pub fn render(diagnostic: &Diagnostic, sources: &SourceMap, color: bool) -> Stri
         }
         start..end
     };
+    let mut files: Vec<FileId> = located.iter().map(|label| label.span.file).collect();
+    files.sort();
+    files.dedup();
+    // Each file is shown through an excerpt: only the labelled lines, long ones cut to a window
+    // around their labels; spans are mapped into it.
+    let excerpts: Vec<(FileId, Excerpt)> = files
+        .iter()
+        .filter_map(|&file| {
+            let source = sources.get(file)?;
+            let ranges: Vec<Range<usize>> = located
+                .iter()
+                .filter(|label| label.span.file == file)
+                .map(|label| clamp(label.span))
+                .collect();
+            Some((file, Excerpt::new(source, &ranges)))
+        })
+        .collect();
+    let excerpt_of = |file: FileId| excerpts.iter().find(|(f, _)| *f == file).map(|(_, e)| e);
+    let clamp = |span: Span| {
+        let range = clamp(span);
+        match excerpt_of(span.file) {
+            Some(excerpt) => excerpt.map(range.start)..excerpt.map(range.end),
+            None => range,
+        }
+    };
     let config = ariadne::Config::default()
         .with_color(color)
         .with_index_type(ariadne::IndexType::Byte);
@@ -335,21 +381,132 @@ pub fn render(diagnostic: &Diagnostic, sources: &SourceMap, color: bool) -> Stri
     for note in &diagnostic.notes {
         builder = builder.with_note(note);
     }
+    for (file, excerpt) in &excerpts {
+        for (line, length, shown, label) in &excerpt.cut {
+            builder = builder.with_note(format!(
+                "line {line} of `{}` is {length} characters long; the excerpt shows characters {}–{} (the label starts at character {label}, where columns above count from the excerpt)",
+                name_of(*file),
+                shown.start,
+                shown.end
+            ));
+        }
+    }
     if let Some(hint) = &diagnostic.hint {
         builder = builder.with_help(hint);
     }
-    let mut files: Vec<FileId> = located.iter().map(|label| label.span.file).collect();
-    files.sort();
-    files.dedup();
-    let cache = ariadne::sources(files.into_iter().filter_map(|file| {
-        sources
-            .get(file)
-            .map(|source| (source.name.clone(), source.text.clone()))
-    }));
+    let cache = ariadne::sources(
+        excerpts
+            .into_iter()
+            .map(|(file, excerpt)| (name_of(file), excerpt.text)),
+    );
     let mut buffer = Vec::new();
     match builder.finish().write(cache, &mut buffer) {
         Ok(()) => String::from_utf8_lossy(&buffer).into_owned(),
         Err(_) => render_unlocated(diagnostic),
+    }
+}
+
+/// Lines longer than this (in bytes) are cut to a window around their labels in excerpts.
+const LONG_LINE: usize = 200;
+/// The bytes of context kept on each side of the labels of a cut line.
+const LINE_CONTEXT: usize = 40;
+
+/// What a rendered diagnostic shows of one source: the lines its labels touch (other lines
+/// empty, so that line numbers stay right), a line longer than [`LONG_LINE`] cut to a window
+/// around its labels with `…` on each cut side, and how to map an offset of the source into it.
+struct Excerpt {
+    text: String,
+    /// For each kept line: its start in the source, the kept window in the source, and where
+    /// the window starts in `text`.
+    lines: Vec<(usize, Range<usize>, usize)>,
+    /// The cut lines: 1-based line number, length in characters, the 1-based characters
+    /// shown, and the character where the first label on it starts.
+    cut: Vec<(usize, usize, Range<usize>, usize)>,
+}
+
+impl Excerpt {
+    fn new(source: &SourceFile, ranges: &[Range<usize>]) -> Excerpt {
+        let text = source.text.as_str();
+        let starts = &source.line_starts;
+        let line_of = |offset: usize| starts.partition_point(|&start| start <= offset) - 1;
+        let mut kept: Vec<usize> = ranges
+            .iter()
+            .flat_map(|range| line_of(range.start)..=line_of(range.end.max(range.start)))
+            .collect();
+        kept.sort_unstable();
+        kept.dedup();
+        let mut excerpt = Excerpt {
+            text: String::new(),
+            lines: Vec::new(),
+            cut: Vec::new(),
+        };
+        let mut previous = 0;
+        for line in kept {
+            // Empty lines up to this one keep its number.
+            excerpt
+                .text
+                .extend(std::iter::repeat_n('\n', line - previous));
+            let line_start = starts[line];
+            let mut line_end = starts.get(line + 1).copied().unwrap_or(text.len());
+            while line_end > line_start && matches!(text.as_bytes()[line_end - 1], b'\n' | b'\r') {
+                line_end -= 1;
+            }
+            let content = &text[line_start..line_end];
+            let mut window = line_start..line_end;
+            if content.len() > LONG_LINE {
+                let (low, high) = ranges
+                    .iter()
+                    .filter(|r| r.end >= line_start && r.start <= line_end)
+                    .fold((line_end, line_start), |(low, high), r| {
+                        (
+                            low.min(r.start.max(line_start)),
+                            high.max(r.end.min(line_end)),
+                        )
+                    });
+                let mut from = low.saturating_sub(LINE_CONTEXT).max(line_start);
+                let mut to = (high + LINE_CONTEXT).min(line_end);
+                while !text.is_char_boundary(from) {
+                    from -= 1;
+                }
+                while !text.is_char_boundary(to) {
+                    to += 1;
+                }
+                window = from..to;
+                let chars_before = text[line_start..from].chars().count();
+                let label_start = low.max(from);
+                excerpt.cut.push((
+                    line + 1,
+                    content.chars().count(),
+                    chars_before + 1..chars_before + text[from..to].chars().count(),
+                    chars_before + 1 + text[from..label_start].chars().count(),
+                ));
+            }
+            if window.start > line_start {
+                excerpt.text.push('…');
+            }
+            excerpt
+                .lines
+                .push((line_start, window.clone(), excerpt.text.len()));
+            excerpt.text.push_str(&text[window.clone()]);
+            if window.end < line_end {
+                excerpt.text.push('…');
+            }
+            previous = line;
+        }
+        excerpt.text.push('\n');
+        excerpt
+    }
+
+    /// Where a source offset falls in the excerpt (clamped into its line's window).
+    fn map(&self, offset: usize) -> usize {
+        let index = self
+            .lines
+            .partition_point(|(line_start, _, _)| *line_start <= offset)
+            .saturating_sub(1);
+        match self.lines.get(index) {
+            Some((_, window, at)) => at + offset.clamp(window.start, window.end) - window.start,
+            None => 0,
+        }
     }
 }
 
@@ -450,6 +607,57 @@ mod tests {
         assert_eq!(source.line_col(3), (2, 1));
         assert_eq!(source.line_col(5), (2, 2)); // 'ç' is two bytes, one character
         assert_eq!(source.line_col(100), (3, 1));
+    }
+
+    #[test]
+    fn lone_carriage_returns_end_lines() {
+        let mut sources = SourceMap::new();
+        let file = sources.add("old_mac.csv", "x\r0.5\r\n1.5\rbad\r");
+        let source = sources.get(file).unwrap();
+        assert_eq!(source.line_col(2), (2, 1));
+        assert_eq!(source.line_col(7), (3, 1));
+        assert_eq!(source.line_col(11), (4, 1));
+        let diagnostic =
+            Diagnostic::error("E0405", "not a number").with_label(Span::new(file, 11..14), "here");
+        let text = render(&diagnostic, &sources, false);
+        assert!(text.contains("old_mac.csv:4:1"), "{text}");
+        assert!(text.contains(" 4 │ bad"), "{text}");
+    }
+
+    #[test]
+    fn long_lines_are_cut_around_their_labels() {
+        let mut sources = SourceMap::new();
+        let cells: Vec<String> = (0..500).map(|k| format!("{k}.5")).collect();
+        let line = cells.join(",");
+        let bad = line.find("250.5").unwrap();
+        let text = format!("header\n{line}\n");
+        let file = sources.add("wide.csv", text.clone());
+        let start = "header\n".len() + bad;
+        let diagnostic = Diagnostic::error("E0405", "not a number")
+            .with_label(Span::new(file, start..start + 5), "this cell");
+        let rendered = render(&diagnostic, &sources, false);
+        let longest = rendered.lines().map(|l| l.chars().count()).max().unwrap();
+        assert!(longest < 2 * (LONG_LINE + 2 * LINE_CONTEXT), "{rendered}");
+        assert!(rendered.contains("249.5,250.5,251.5"), "{rendered}");
+        assert!(rendered.contains(" 2 │ …"), "{rendered}");
+        assert!(rendered.contains("wide.csv:2:"), "{rendered}");
+        let length = line.chars().count();
+        assert!(
+            rendered.contains(&format!("line 2 of `wide.csv` is {length} characters long")),
+            "{rendered}"
+        );
+        let label_char = line[..bad].chars().count() + 1;
+        assert!(
+            rendered.contains(&format!("the label starts at character {label_char},")),
+            "{rendered}"
+        );
+        // The label still points at the cell: its text sits right above the label's mark.
+        let shown = rendered.lines().find(|l| l.contains("250.5")).unwrap();
+        let marks = rendered.lines().find(|l| l.contains('┬')).unwrap();
+        let column = |l: &str, pattern: &str| l.find(pattern).map(|b| l[..b].chars().count());
+        let cell = column(shown, "250.5").unwrap();
+        let mark = column(marks, "─").or(column(marks, "┬")).unwrap();
+        assert_eq!(cell, mark, "{rendered}");
     }
 
     #[test]

@@ -32,10 +32,8 @@ fn model(name: &str, source: &str, data_files: &[(&str, &str)]) -> Model {
         .unwrap_or_else(|diagnostics| panic!("{}", render_all(&diagnostics, &sources, false)));
     let files: Vec<DataFile> = data_files
         .iter()
-        .map(|(file_name, text)| DataFile {
-            name: file_name.to_string(),
-            text: text.to_string(),
-            file: sources.add(*file_name, *text),
+        .map(|(file_name, text)| {
+            DataFile::from_text(*file_name, *text, sources.add(*file_name, *text))
         })
         .collect();
     let observed = pipeline::observed_only(&compiled.program);

@@ -1,26 +1,68 @@
-//! Filling the data block from CSV and Stan-style JSON texts, and validating every declaration.
+//! Filling the data block from CSV, Stan-style JSON and NumPy `.npy`/`.npz` files, and
+//! validating every declaration.
 //!
-//! The driver reads the files; this module parses their text and checks each declaration
-//! against what it finds: a missing column or key, a wrong length or shape, an integer expected,
+//! The driver reads the files' bytes; this module parses them and checks each declaration
+//! against what it finds. A CSV file's header says which declarations read which of its
+//! columns; then one streaming pass (one reused record buffer, no string per cell) parses each
+//! cell read once and writes it straight into those declarations' row-major values; only cells
+//! that are not numbers keep their text, for the message. Text files must be UTF-8, with `\n`, `\r\n` or `\r` line endings.
+//! The problems reported are a missing column or key, a wrong length or shape, an integer expected,
 //! NaN or infinity, a value outside the declared bounds, or sizes that disagree. Every problem is
 //! a diagnostic naming the file, the column or key and the row, with a label in the data file and
 //! another at the declaration; all of them are reported, not just the first.
 
+use crate::npy::{self, NpyArray};
 use crate::value::TensorValue;
 use bdl_autodiff::Tensor;
 use bdl_diagnostics::{did_you_mean, Diagnostic, FileId, Span};
 use bdl_ir::ir::{Columns, DataBound, DataDecl, DataDim, Program, SlotId};
 use std::collections::HashMap;
 
-/// The text of one data file, registered in the driver's source map.
+/// The contents of one data file, registered in the driver's source map (text files by their
+/// text, so that labels show an excerpt; binary ones need not be).
 #[derive(Clone, Debug)]
 pub struct DataFile {
     /// The name shown in messages (the path as given).
     pub name: String,
     /// The file's contents.
-    pub text: String,
+    pub bytes: Vec<u8>,
     /// Its id in the source map, for labels.
     pub file: FileId,
+}
+
+impl DataFile {
+    /// A data file from its text.
+    pub fn from_text(name: impl Into<String>, text: impl Into<String>, file: FileId) -> DataFile {
+        DataFile {
+            name: name.into(),
+            bytes: text.into().into_bytes(),
+            file,
+        }
+    }
+
+    /// The contents as text: the longest valid UTF-8 prefix (all of it once
+    /// [`check_utf8`] has passed).
+    fn text(&self) -> &str {
+        match std::str::from_utf8(&self.bytes) {
+            Ok(text) => text,
+            Err(error) => std::str::from_utf8(&self.bytes[..error.valid_up_to()]).unwrap_or(""),
+        }
+    }
+
+    /// The text to show in excerpts: the contents with invalid UTF-8 replaced (offsets before
+    /// the first invalid byte are unchanged), or nothing for a binary file.
+    pub fn display_text(&self) -> String {
+        if self.is_binary() {
+            String::new()
+        } else {
+            String::from_utf8_lossy(&self.bytes).into_owned()
+        }
+    }
+
+    /// Whether the file holds NumPy arrays (by extension or by its first bytes), not text.
+    pub fn is_binary(&self) -> bool {
+        matches!(format_of(self), Format::Npy | Format::Npz)
+    }
 }
 
 /// The validated data: one value per declaration and per size variable, by slot.
@@ -45,14 +87,26 @@ pub enum Completeness {
 enum Parsed {
     Csv(CsvTable),
     Json(JsonDocument),
+    Npy(Vec<NpyArray>),
 }
 
-/// A CSV file: its header and its cells by column, with where each row starts.
+/// A CSV file: its header, and after the streaming pass the values of each declaration it
+/// fills (row-major, built as the rows go by), with where each row starts.
 struct CsvTable {
     header: Vec<String>,
-    columns: Vec<Vec<String>>,
-    /// Byte offset and length of each data row's line.
-    rows: Vec<(usize, usize)>,
+    /// Each declaration's values by its slot, row-major over its columns; a cell that is not
+    /// a number holds NaN here and its text in `bad`.
+    built: HashMap<SlotId, Vec<f64>>,
+    /// The cells that are not numbers, by column: their row and text.
+    bad: Vec<Vec<(usize, String)>>,
+    /// The byte offset where each data row starts.
+    rows: Vec<usize>,
+}
+
+impl CsvTable {
+    fn n_rows(&self) -> usize {
+        self.rows.len()
+    }
 }
 
 /// A JSON object of named values.
@@ -91,7 +145,32 @@ pub fn load(
         data: DataSet::default(),
         sizes: HashMap::new(),
         diagnostics,
+        npy_readers: HashMap::new(),
     };
+    // Which columns of which CSV file each declaration reads, from the headers; then one pass
+    // over each CSV file builds those declarations' values directly.
+    let mut plans: Vec<Vec<(SlotId, Vec<usize>)>> = vec![Vec::new(); files.len()];
+    for decl in &program.data {
+        match loader.find(decl) {
+            Some((index, Located::Csv(columns))) => plans[index].push((decl.slot, columns)),
+            Some((index, Located::Npy(chosen, _))) => {
+                for array in chosen {
+                    *loader.npy_readers.entry((index, array)).or_default() += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    for (index, file) in files.iter().enumerate() {
+        if let Parsed::Csv(table) = &mut loader.parsed[index] {
+            if let Err(diagnostic) = fill_csv(file, table, &plans[index]) {
+                loader.diagnostics.push(*diagnostic);
+            }
+        }
+    }
+    if !loader.diagnostics.is_empty() {
+        return Err(loader.diagnostics);
+    }
     // Declared integers come first so that sizes written with their names are known.
     let (scalars, arrays): (Vec<&DataDecl>, Vec<&DataDecl>) =
         program.data.iter().partition(|decl| decl.rank() == 0);
@@ -112,24 +191,123 @@ pub fn load(
     Ok(loader.data)
 }
 
-/// Whether a file is JSON: by extension, or by its first character.
-fn is_json(file: &DataFile) -> bool {
+/// The kinds of data file.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Format {
+    Csv,
+    Json,
+    Npy,
+    Npz,
+}
+
+/// A file's format: by extension, else by its first bytes (NumPy's or zip's magic, or `{`).
+fn format_of(file: &DataFile) -> Format {
     let lower = file.name.to_ascii_lowercase();
-    if lower.ends_with(".json") {
-        return true;
+    for (extension, format) in [
+        (".json", Format::Json),
+        (".csv", Format::Csv),
+        (".npy", Format::Npy),
+        (".npz", Format::Npz),
+    ] {
+        if lower.ends_with(extension) {
+            return format;
+        }
     }
-    if lower.ends_with(".csv") {
-        return false;
+    if file.bytes.starts_with(npy::NPY_MAGIC) {
+        Format::Npy
+    } else if file.bytes.starts_with(npy::ZIP_MAGIC) {
+        Format::Npz
+    } else if file.bytes.trim_ascii_start().starts_with(b"{") {
+        Format::Json
+    } else {
+        Format::Csv
     }
-    file.text.trim_start().starts_with('{')
 }
 
 fn parse_file(file: &DataFile) -> Result<Parsed, Box<Diagnostic>> {
-    if is_json(file) {
-        parse_json(file).map(Parsed::Json)
-    } else {
-        parse_csv(file).map(Parsed::Csv)
+    match format_of(file) {
+        Format::Json => {
+            check_utf8(file)?;
+            parse_json(file).map(Parsed::Json)
+        }
+        Format::Csv => {
+            check_utf8(file)?;
+            parse_csv(file).map(Parsed::Csv)
+        }
+        Format::Npy => {
+            let stem = std::path::Path::new(&file.name)
+                .file_stem()
+                .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+            npy::read_npy(&stem, &file.bytes)
+                .map(|array| Parsed::Npy(vec![array]))
+                .map_err(|error| npy_error(file, &error))
+        }
+        Format::Npz => npy::read_npz(&file.bytes)
+            .map(Parsed::Npy)
+            .map_err(|error| npy_error(file, &error)),
     }
+}
+
+fn npy_error(file: &DataFile, error: &npy::NpyError) -> Box<Diagnostic> {
+    Box::new(
+        Diagnostic::error(
+            "E0401",
+            format!("cannot read `{}` as NumPy data: it {}", file.name, error.message),
+        )
+        .with_label(Span::new(file.file, 0..0), format!("at byte {}", error.offset))
+        .with_hint("`.npy` files hold one array, `.npz` archives several (`np.savez`); little-endian float64, float32, int64, int32 or bool, in C order"),
+    )
+}
+
+/// Text data must be UTF-8: the first invalid byte is reported with its line and column.
+fn check_utf8(file: &DataFile) -> Result<(), Box<Diagnostic>> {
+    let Err(error) = std::str::from_utf8(&file.bytes) else {
+        return Ok(());
+    };
+    let offset = error.valid_up_to();
+    let before = &file.bytes[..offset];
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n' || b == b'\r')
+        .map_or(0, |at| at + 1);
+    let line = 1 + line_breaks(before);
+    let column = 1 + std::str::from_utf8(&before[line_start..]).map_or(0, |t| t.chars().count());
+    Err(Box::new(
+        Diagnostic::error(
+            "E0401",
+            format!(
+                "`{}` is not UTF-8 text: byte 0x{:02X} at line {line}, column {column} is not valid UTF-8",
+                file.name, file.bytes[offset]
+            ),
+        )
+        .with_label(
+            Span::new(file.file, offset..(offset + 1).min(file.bytes.len())),
+            "not UTF-8",
+        )
+        .with_hint("save the file as UTF-8; data files are CSV or JSON text, or NumPy `.npy`/`.npz` arrays"),
+    ))
+}
+
+/// The number of line breaks in `bytes`, counting `\r\n` once and a lone `\r` as one.
+fn line_breaks(bytes: &[u8]) -> usize {
+    let mut count = 0;
+    let mut previous = 0u8;
+    for &byte in bytes {
+        if byte == b'\n' && previous != b'\r' || byte == b'\r' {
+            count += 1;
+        }
+        previous = byte;
+    }
+    count
+}
+
+/// The end of the line starting at `start`: the first `\n` or `\r`, or the end of the file.
+fn line_end(bytes: &[u8], start: usize) -> usize {
+    let start = start.min(bytes.len());
+    bytes[start..]
+        .iter()
+        .position(|&b| b == b'\n' || b == b'\r')
+        .map_or(bytes.len(), |n| start + n)
 }
 
 /// The byte offset of a 1-based line and column.
@@ -150,10 +328,11 @@ fn offset_of(text: &str, line: usize, column: usize) -> usize {
 }
 
 fn parse_json(file: &DataFile) -> Result<JsonDocument, Box<Diagnostic>> {
-    match serde_json::from_str::<serde_json::Value>(&file.text) {
+    let text = file.text();
+    match serde_json::from_str::<serde_json::Value>(text) {
         Ok(serde_json::Value::Object(object)) => Ok(JsonDocument { object }),
         Ok(_) => {
-            let end = file.text.len().min(1);
+            let end = text.len().min(1);
             Err(Box::new(
                 Diagnostic::error("E0401", format!("`{}` is not a JSON object", file.name))
                     .with_label(Span::new(file.file, 0..end), "expected `{` here")
@@ -163,9 +342,9 @@ fn parse_json(file: &DataFile) -> Result<JsonDocument, Box<Diagnostic>> {
             ))
         }
         Err(error) => {
-            let offset = offset_of(&file.text, error.line(), error.column());
-            let start = offset.min(file.text.len());
-            let end = (start + 1).min(file.text.len());
+            let offset = offset_of(text, error.line(), error.column());
+            let start = offset.min(text.len());
+            let end = (start + 1).min(text.len());
             Err(Box::new(
                 Diagnostic::error("E0401", format!("cannot parse `{}` as JSON", file.name))
                     .with_label(Span::new(file.file, start..end), error.to_string())
@@ -177,14 +356,23 @@ fn parse_json(file: &DataFile) -> Result<JsonDocument, Box<Diagnostic>> {
     }
 }
 
-fn parse_csv(file: &DataFile) -> Result<CsvTable, Box<Diagnostic>> {
-    let mut reader = csv::ReaderBuilder::new()
+fn csv_reader(file: &DataFile) -> csv::Reader<&[u8]> {
+    csv::ReaderBuilder::new()
         .has_headers(true)
         .trim(csv::Trim::All)
         .comment(Some(b'#'))
-        .from_reader(file.text.as_bytes());
-    let header: Vec<String> = match reader.headers() {
-        Ok(header) => header.iter().map(str::to_string).collect(),
+        .from_reader(file.bytes.as_slice())
+}
+
+/// Reads a CSV file's header; its rows are read by [`fill_csv`] once the declarations that
+/// read them are known.
+fn parse_csv(file: &DataFile) -> Result<CsvTable, Box<Diagnostic>> {
+    let mut reader = csv_reader(file);
+    let header: Vec<String> = match reader.byte_headers() {
+        Ok(header) => header
+            .iter()
+            .map(|name| String::from_utf8_lossy(name).into_owned())
+            .collect(),
         Err(error) => return Err(Box::new(csv_error(file, &error))),
     };
     if header.iter().all(String::is_empty) {
@@ -194,30 +382,71 @@ fn parse_csv(file: &DataFile) -> Result<CsvTable, Box<Diagnostic>> {
                 .with_hint("the first line of a CSV data file names its columns"),
         ));
     }
-    let mut columns = vec![Vec::new(); header.len()];
-    let mut rows = Vec::new();
-    for record in reader.records() {
-        let record = match record {
-            Ok(record) => record,
-            Err(error) => return Err(Box::new(csv_error(file, &error))),
-        };
-        let start = record.position().map_or(0, |p| p.byte() as usize);
-        let length = file.text[start.min(file.text.len())..]
-            .find('\n')
-            .unwrap_or(file.text.len() - start.min(file.text.len()));
-        let length = file.text[start..start + length]
-            .trim_end_matches('\r')
-            .len();
-        rows.push((start, length));
-        for (column, cell) in columns.iter_mut().zip(record.iter()) {
-            column.push(cell.to_string());
-        }
-    }
+    let bad = vec![Vec::new(); header.len()];
     Ok(CsvTable {
         header,
-        columns,
-        rows,
+        built: HashMap::new(),
+        bad,
+        rows: Vec::new(),
     })
+}
+
+/// Streams a CSV file's rows once: each cell some declaration of `plans` reads is parsed once
+/// and copied into those declarations' row-major values; cells that are not numbers keep their
+/// text in `bad`. Every row is checked for its number of fields, read or not.
+fn fill_csv(
+    file: &DataFile,
+    table: &mut CsvTable,
+    plans: &[(SlotId, Vec<usize>)],
+) -> Result<(), Box<Diagnostic>> {
+    let mut needed = vec![false; table.header.len()];
+    for (_, columns) in plans {
+        for &column in columns {
+            needed[column] = true;
+        }
+    }
+    // A first guess at the number of rows from the first line's length keeps the buffers from
+    // growing many times over.
+    let line_guess = line_end(&file.bytes, 0).max(1);
+    let row_guess = (file.bytes.len() / line_guess).min(1 << 24);
+    let mut built: Vec<Vec<f64>> = plans
+        .iter()
+        .map(|(_, columns)| Vec::with_capacity(row_guess * columns.len()))
+        .collect();
+    table.rows = Vec::with_capacity(row_guess);
+    let mut values = vec![0.0; table.header.len()];
+    let mut reader = csv_reader(file);
+    let mut record = csv::ByteRecord::new();
+    loop {
+        match reader.read_byte_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(error) => return Err(Box::new(csv_error(file, &error))),
+        }
+        let row = table.rows.len();
+        table
+            .rows
+            .push(record.position().map_or(0, |p| p.byte() as usize));
+        for (column, cell) in record.iter().enumerate() {
+            if !needed[column] {
+                continue;
+            }
+            values[column] = match parse_number(cell) {
+                Some(value) => value,
+                None => {
+                    table.bad[column].push((row, String::from_utf8_lossy(cell).into_owned()));
+                    f64::NAN
+                }
+            };
+        }
+        for ((_, columns), target) in plans.iter().zip(&mut built) {
+            target.extend(columns.iter().map(|&column| values[column]));
+        }
+    }
+    for ((slot, _), values) in plans.iter().zip(built) {
+        table.built.insert(*slot, values);
+    }
+    Ok(())
 }
 
 fn csv_error(file: &DataFile, error: &csv::Error) -> Diagnostic {
@@ -235,10 +464,8 @@ fn csv_error(file: &DataFile, error: &csv::Error) -> Diagnostic {
             error.to_string(),
         ),
     };
-    let start = start.min(file.text.len());
-    let end = file.text[start..]
-        .find('\n')
-        .map_or(file.text.len(), |n| start + n);
+    let start = start.min(file.bytes.len());
+    let end = line_end(&file.bytes, start);
     Diagnostic::error("E0401", format!("cannot read `{}` as CSV", file.name))
         .with_label(Span::new(file.file, start..end), message)
         .with_hint("every row of a CSV data file needs one value per column")
@@ -260,6 +487,9 @@ struct Loader<'a> {
     /// Size variables bound so far, with the declaration that bound them.
     sizes: HashMap<SlotId, usize>,
     diagnostics: Vec<Diagnostic>,
+    /// How many declarations still read each NumPy array, by file and array: the last one
+    /// takes the array's values instead of copying them.
+    npy_readers: HashMap<(usize, usize), usize>,
 }
 
 impl Loader<'_> {
@@ -282,13 +512,16 @@ impl Loader<'_> {
         };
         let files = self.files;
         let file = &files[index];
-        let parsed = std::mem::take(&mut self.parsed);
-        let result = match (&parsed[index], origin_values) {
+        let mut parsed = std::mem::take(&mut self.parsed);
+        let result = match (&mut parsed[index], origin_values) {
             (Parsed::Csv(table), Located::Csv(columns)) => {
                 self.read_csv_columns(decl, file, table, &columns)
             }
             (Parsed::Json(_), Located::Json(value, span)) => {
                 self.read_json_value(decl, file, &value, span)
+            }
+            (Parsed::Npy(arrays), Located::Npy(chosen, stacked)) => {
+                self.read_npy_arrays(decl, (index, file), arrays, &chosen, stacked)
             }
             _ => None,
         };
@@ -351,6 +584,33 @@ impl Loader<'_> {
                         return Some((index, Located::Json(value.clone(), span)));
                     }
                 }
+                Parsed::Npy(arrays) => {
+                    let position = |name: &str| arrays.iter().position(|a| a.name == name);
+                    let vector = |i: &usize| arrays[*i].shape.len() == 1;
+                    match &decl.columns {
+                        Columns::Own => {
+                            if let Some(found) = position(&decl.name) {
+                                return Some((index, Located::Npy(vec![found], false)));
+                            }
+                        }
+                        Columns::Names(names) => {
+                            let found: Vec<usize> =
+                                names.iter().filter_map(|name| position(name)).collect();
+                            if found.len() == names.len() && found.iter().all(vector) {
+                                return Some((index, Located::Npy(found, true)));
+                            }
+                        }
+                        Columns::Prefix(prefix) => {
+                            let found: Vec<usize> = (0..arrays.len())
+                                .filter(|&i| arrays[i].name.starts_with(prefix.as_str()))
+                                .filter(vector)
+                                .collect();
+                            if !found.is_empty() {
+                                return Some((index, Located::Npy(found, true)));
+                            }
+                        }
+                    }
+                }
             }
         }
         None
@@ -362,6 +622,7 @@ impl Loader<'_> {
             match parsed {
                 Parsed::Csv(table) => available.extend(table.header.iter().cloned()),
                 Parsed::Json(document) => available.extend(document.object.keys().cloned()),
+                Parsed::Npy(arrays) => available.extend(arrays.iter().map(|a| a.name.clone())),
             }
         }
         let names: Vec<&str> = self.files.iter().map(|f| f.name.as_str()).collect();
@@ -421,14 +682,11 @@ impl Loader<'_> {
         &mut self,
         decl: &DataDecl,
         file: &'f DataFile,
-        table: &CsvTable,
+        table: &mut CsvTable,
         columns: &[usize],
     ) -> Option<(Tensor, Origin<'f>)> {
         let names: Vec<&str> = columns.iter().map(|&c| table.header[c].as_str()).collect();
-        let header_span = Span::new(
-            file.file,
-            0..file.text.find('\n').unwrap_or(file.text.len()),
-        );
+        let header_span = Span::new(file.file, 0..line_end(&file.bytes, 0));
         let what = if names.len() == 1 {
             format!("column `{}`", names[0])
         } else {
@@ -441,39 +699,43 @@ impl Loader<'_> {
                     .join(", ")
             )
         };
-        let n_rows = table.rows.len();
-        let mut data = Vec::with_capacity(n_rows * columns.len());
+        let n_rows = table.n_rows();
         let mut ok = true;
-        for row in 0..n_rows {
-            for &column in columns {
-                let cell = &table.columns[column][row];
-                match parse_number(cell) {
-                    Some(value) => data.push(value),
-                    None => {
-                        ok = false;
-                        let (start, length) = table.rows[row];
-                        let problem = if cell.is_empty() {
-                            "an empty cell".to_string()
-                        } else {
-                            format!("`{cell}`")
-                        };
-                        self.diagnostics.push(
-                            Diagnostic::error(
-                                "E0405",
-                                format!(
-                                    "`{}` row {} column `{}` holds {problem}, not a number",
-                                    file.name,
-                                    row + 1,
-                                    table.header[column]
-                                ),
-                            )
-                            .with_label(cell_span(file, start, length, column), "not a number")
-                            .with_secondary(decl.span, format!("`{}` is declared here", decl.name))
-                            .with_hint("missing values are not allowed in data: remove the row or fill it in"),
-                        );
-                    }
-                }
-            }
+        let mut problems: Vec<(usize, usize, &str)> = columns
+            .iter()
+            .flat_map(|&column| {
+                table.bad[column]
+                    .iter()
+                    .map(move |(row, cell)| (*row, column, cell.as_str()))
+            })
+            .collect();
+        // In file order, row by row and then by the declaration's order of columns.
+        problems.sort_by_key(|&(row, column, _)| {
+            (row, columns.iter().position(|&c| c == column).unwrap_or(0))
+        });
+        for (row, column, cell) in problems {
+            ok = false;
+            let start = table.rows[row];
+            let length = line_end(&file.bytes, start) - start;
+            let problem = if cell.is_empty() {
+                "an empty cell".to_string()
+            } else {
+                format!("`{cell}`")
+            };
+            self.diagnostics.push(
+                Diagnostic::error(
+                    "E0405",
+                    format!(
+                        "`{}` row {} column `{}` holds {problem}, not a number",
+                        file.name,
+                        row + 1,
+                        table.header[column]
+                    ),
+                )
+                .with_label(cell_span(file, start, length, column), "not a number")
+                .with_secondary(decl.span, format!("`{}` is declared here", decl.name))
+                .with_hint("missing values are not allowed in data: remove the row or fill it in"),
+            );
         }
         if !ok {
             return None;
@@ -496,6 +758,98 @@ impl Loader<'_> {
             }
             (_, k) => vec![n_rows, k],
         };
+        let data = table.built.remove(&decl.slot)?;
+        let tensor = Tensor::from_shape(&shape, data).ok()?;
+        Some((tensor, origin))
+    }
+
+    /// A declaration from NumPy arrays: one array of any rank by its own name, or 1-D arrays
+    /// of equal length `stacked` as the columns of a matrix.
+    fn read_npy_arrays<'f>(
+        &mut self,
+        decl: &DataDecl,
+        (file_index, file): (usize, &'f DataFile),
+        arrays: &mut [NpyArray],
+        chosen: &[usize],
+        stacked: bool,
+    ) -> Option<(Tensor, Origin<'f>)> {
+        // Whether this declaration is the last to read each chosen array.
+        let mut last = Vec::with_capacity(chosen.len());
+        for &array in chosen {
+            let remaining = self.npy_readers.entry((file_index, array)).or_default();
+            *remaining = remaining.saturating_sub(1);
+            last.push(*remaining == 0);
+        }
+        let names: Vec<String> = chosen
+            .iter()
+            .map(|&i| format!("`{}`", arrays[i].name))
+            .collect();
+        let what = if names.len() == 1 {
+            format!("array {}", names[0])
+        } else {
+            format!("arrays {}", names.join(", "))
+        };
+        let origin = Origin {
+            file,
+            what,
+            span: Span::new(file.file, 0..0),
+        };
+        if !stacked {
+            let array = &arrays[chosen[0]];
+            if array.shape.len() != decl.rank() {
+                let found = match array.shape.len() {
+                    0 => "a single number".to_string(),
+                    1 => format!("a vector of {}", array.shape[0]),
+                    _ => format!("an array of shape {:?}", array.shape),
+                };
+                let wanted = match decl.rank() {
+                    0 => "a single number",
+                    1 => "a 1-D array",
+                    _ => "a 2-D array",
+                };
+                self.shape_error(decl, &origin, &found, wanted);
+                return None;
+            }
+            let shape = array.shape.clone();
+            let data = if last[0] {
+                std::mem::take(&mut arrays[chosen[0]].data)
+            } else {
+                array.data.clone()
+            };
+            let tensor = Tensor::from_shape(&shape, data).ok()?;
+            return Some((tensor, origin));
+        }
+        let n_rows = arrays[chosen[0]].data.len();
+        if let Some(&other) = chosen.iter().find(|&&i| arrays[i].data.len() != n_rows) {
+            self.shape_error(
+                decl,
+                &origin,
+                &format!(
+                    "arrays of {} and {} elements",
+                    n_rows,
+                    arrays[other].data.len()
+                ),
+                "columns of equal length",
+            );
+            return None;
+        }
+        let shape = match (decl.rank(), chosen.len()) {
+            (1, 1) => vec![n_rows],
+            (2, k) => vec![n_rows, k],
+            (_, k) => {
+                self.shape_error(
+                    decl,
+                    &origin,
+                    &format!("{k} arrays"),
+                    "one array per column",
+                );
+                return None;
+            }
+        };
+        let mut data = Vec::with_capacity(n_rows * chosen.len());
+        for row in 0..n_rows {
+            data.extend(chosen.iter().map(|&i| arrays[i].data[row]));
+        }
         let tensor = Tensor::from_shape(&shape, data).ok()?;
         Some((tensor, origin))
     }
@@ -679,10 +1033,11 @@ impl Loader<'_> {
                     .unwrap_or_default()
                     .to_string()
             };
-            if let (Some(&(start, length)), Some(column)) = (
+            if let (Some(&start), Some(column)) = (
                 table.rows.get(row),
                 table.header.iter().position(|h| *h == column_name),
             ) {
+                let length = line_end(&origin.file.bytes, start) - start;
                 return cell_span(origin.file, start, length, column);
             }
         }
@@ -755,25 +1110,27 @@ enum Located {
     Csv(Vec<usize>),
     /// This JSON value, with the span of its key.
     Json(serde_json::Value, Span),
+    /// These arrays of a NumPy file; `true` when they are 1-D arrays stacked as columns.
+    Npy(Vec<usize>, bool),
 }
 
-/// Parses a CSV cell as a number; `NA`, `nan` and empty cells are not numbers.
-fn parse_number(cell: &str) -> Option<f64> {
-    let lower = cell.to_ascii_lowercase();
-    if cell.is_empty() || lower == "na" || lower == "nan" || lower == "null" {
-        return None;
+/// Parses a CSV cell as a number; `NA`, `nan`, `null` and empty cells are not numbers, while
+/// infinities parse (and are then reported as not finite, with their location).
+fn parse_number(cell: &[u8]) -> Option<f64> {
+    let text = std::str::from_utf8(cell).ok()?;
+    match text.parse::<f64>() {
+        Ok(value) if !value.is_nan() => Some(value),
+        _ => None,
     }
-    if lower.contains("inf") {
-        // Infinity parses, and is then reported as not finite with its location.
-        return cell.parse::<f64>().ok();
-    }
-    cell.parse::<f64>().ok()
 }
 
 /// The span of cell `column` in the line starting at `start`; the whole line when quoting makes
 /// the columns ambiguous.
 fn cell_span(file: &DataFile, start: usize, length: usize, column: usize) -> Span {
-    let line = &file.text[start..(start + length).min(file.text.len())];
+    let text = file.text();
+    let Some(line) = text.get(start..(start + length).min(text.len())) else {
+        return Span::new(file.file, start..start + length);
+    };
     if !line.contains('"') {
         let mut offset = start;
         for (index, cell) in line.split(',').enumerate() {
@@ -792,10 +1149,11 @@ fn cell_span(file: &DataFile, start: usize, length: usize, column: usize) -> Spa
 /// The span of `"key"` in a JSON text (the first occurrence followed by a colon).
 fn json_key_span(file: &DataFile, key: &str) -> Span {
     let quoted = format!("\"{key}\"");
+    let text = file.text();
     let mut from = 0;
-    while let Some(found) = file.text[from..].find(&quoted) {
+    while let Some(found) = text[from..].find(&quoted) {
         let start = from + found;
-        let after = file.text[start + quoted.len()..].trim_start();
+        let after = text[start + quoted.len()..].trim_start();
         if after.starts_with(':') {
             return Span::new(file.file, start..start + quoted.len());
         }

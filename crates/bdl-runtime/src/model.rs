@@ -16,7 +16,7 @@ use crate::network::{NetworkCall, NetworkCalls};
 use crate::trace::{SiteRecord, Trace};
 use bdl_autodiff::{Tape, Tensor, Var};
 use bdl_diagnostics::Span;
-use bdl_dist::{Constraint, Distribution, Family};
+use bdl_dist::{Bijector, Bound, Constraint, Distribution, Family};
 use bdl_infer::density::{
     ElboModel, JointOptions, LogDensity, LogDensityError, LogJoint, NormalPrior,
 };
@@ -64,6 +64,9 @@ pub struct Model {
     pub dynamic: Option<Dynamic>,
     /// Whether some plate draws mini-batches.
     pub subsampled: bool,
+    /// Why a draw's output values need a run of the model, if they do; `None` when they are
+    /// the latent and param blocks mapped through their bijectors (see [`DrawMap`]).
+    pub draws_need_run: Option<String>,
 }
 
 /// Runs `program`'s data-block `let`s on `data`, adding their values.
@@ -124,6 +127,7 @@ impl Model {
             .map(|site| site_info(site, &tape))
             .collect();
         let normal_priors = find_normal_priors(&trace, &layout, &tape);
+        let draws_need_run = why_draws_need_run(&trace, &layout, dynamic.as_ref());
         Ok(Model {
             program,
             data,
@@ -132,6 +136,7 @@ impl Model {
             normal_priors,
             dynamic,
             subsampled,
+            draws_need_run,
         })
     }
 
@@ -145,6 +150,8 @@ impl Model {
             gradient: vec![0.0; self.layout.dim()],
             options: RunOptions::default(),
             replay: self.dynamic.is_none(),
+            draw_map: None,
+            model_runs: 0,
         }
     }
 
@@ -157,13 +164,18 @@ impl Model {
 
     /// Pyro's `init_to_median`: the elementwise median of 15 prior draws of each latent site,
     /// mapped to unconstrained space; params at their initial values. Sites whose prior cannot
-    /// be drawn (improper priors) stay at zero.
+    /// be drawn (improper priors) stay at zero. Mini-batched plates draw their mini-batch, as
+    /// in a step of SVI, so the start costs no pass over all the data.
     pub fn prior_median_position(&self, seed: u64) -> Vec<f64> {
         const DRAWS: usize = 15;
         let mut position = self.layout.initial_position();
         let mut rng = stream_rng(seed, u64::MAX - 2);
         let draws: Vec<Vec<(String, Tensor)>> = (0..DRAWS)
-            .filter_map(|_| self.prior_draw(&mut rng).ok())
+            .filter_map(|_| {
+                self.run_with(&mut rng, None, true, false, NetworkCalls::Compute)
+                    .ok()
+                    .map(|(draw, _)| draw)
+            })
             .collect();
         if draws.len() < DRAWS {
             return position;
@@ -287,7 +299,7 @@ impl Model {
     /// Draws from the prior and the prior predictive: every latent site from its prior and
     /// every observed site from its likelihood, with all plates in full.
     pub fn prior_draw(&self, rng: &mut Rng) -> Result<Vec<(String, Tensor)>, RuntimeError> {
-        self.run_with(rng, None, true, NetworkCalls::Compute)
+        self.run_with(rng, None, true, true, NetworkCalls::Compute)
             .map(|(draw, _)| draw)
     }
 
@@ -298,7 +310,7 @@ impl Model {
         values: &HashMap<String, Tensor>,
         rng: &mut Rng,
     ) -> Result<Vec<(String, Tensor)>, RuntimeError> {
-        self.run_with(rng, Some(values), false, NetworkCalls::Compute)
+        self.run_with(rng, Some(values), false, true, NetworkCalls::Compute)
             .map(|(draw, _)| draw)
     }
 
@@ -310,7 +322,13 @@ impl Model {
         values: &HashMap<String, Tensor>,
         rng: &mut Rng,
     ) -> Result<Vec<NetworkCall>, RuntimeError> {
-        match self.run_with(rng, Some(values), false, NetworkCalls::Record(Vec::new()))? {
+        match self.run_with(
+            rng,
+            Some(values),
+            false,
+            true,
+            NetworkCalls::Record(Vec::new()),
+        )? {
             (_, NetworkCalls::Record(calls)) => Ok(calls),
             _ => Ok(Vec::new()),
         }
@@ -338,7 +356,7 @@ impl Model {
             next: 0,
             seen: HashMap::new(),
         };
-        let (draw, calls) = self.run_with(rng, Some(values), false, calls)?;
+        let (draw, calls) = self.run_with(rng, Some(values), false, true, calls)?;
         match calls {
             NetworkCalls::Substitute { next, .. } if next != expected => {
                 Err(RuntimeError::model(
@@ -358,6 +376,7 @@ impl Model {
         rng: &mut Rng,
         values: Option<&HashMap<String, Tensor>>,
         include_latents: bool,
+        full_plates: bool,
         network_calls: NetworkCalls,
     ) -> Result<(Vec<(String, Tensor)>, NetworkCalls), RuntimeError> {
         let mut tape = Tape::new();
@@ -367,7 +386,7 @@ impl Model {
                 &self.program,
                 &self.data,
                 &mut tape,
-                RunOptions { full_plates: true },
+                RunOptions { full_plates },
             );
             interpreter.network_calls = network_calls;
             interpreter.push(SeedRef { rng });
@@ -483,6 +502,200 @@ fn broadcast_values(tensor: &Tensor, shape: &[usize]) -> Option<Vec<f64>> {
     bdl_dist::shape::broadcast_data(tensor, shape)
 }
 
+/// Why the output values of a draw cannot be read from its position alone, or `None` when they
+/// can: every output site is a latent or param block of the layout whose bijector is fixed (its
+/// support does not move with other latents), seen whole (outside mini-batched plates), and no
+/// deterministic site needs the model to run.
+fn why_draws_need_run(trace: &Trace, layout: &Layout, dynamic: Option<&Dynamic>) -> Option<String> {
+    if let Some(dynamic) = dynamic {
+        return Some(format!(
+            "the model's structure is dynamic ({})",
+            dynamic.reason
+        ));
+    }
+    for site in &trace.sites {
+        match site.kind {
+            SiteKind::Deterministic => {
+                return Some(format!(
+                    "deterministic site `{}` is computed by the model",
+                    site.name
+                ))
+            }
+            SiteKind::Observe => continue,
+            SiteKind::Sample if site.observed => continue,
+            SiteKind::Sample | SiteKind::Param => {}
+        }
+        let Some(entry) = layout.find(&site.name).map(|i| &layout.entries[i]) else {
+            return Some(format!(
+                "site `{}` is not a block of the flat vector",
+                site.name
+            ));
+        };
+        if site.unconstrained.is_none() || entry.kind != site.kind {
+            return Some(format!(
+                "site `{}` does not take its value from the flat vector",
+                site.name
+            ));
+        }
+        if site.plates.iter().any(|plate| plate.batch != plate.size) {
+            return Some(format!("site `{}` lies in a mini-batched plate", site.name));
+        }
+        let bounded = matches!(
+            entry.constraint,
+            Constraint::Interval { .. } | Constraint::GreaterThan(_) | Constraint::LessThan(_)
+        );
+        let moving_bounds = match site.kind {
+            SiteKind::Sample => site.dist_volatile,
+            _ => !fixed_bounds(&entry.constraint),
+        };
+        if bounded && moving_bounds {
+            return Some(format!(
+                "the support of site `{}` depends on other values",
+                site.name
+            ));
+        }
+    }
+    None
+}
+
+/// Whether a constraint's bounds are constants rather than values computed on a tape.
+fn fixed_bounds(constraint: &Constraint) -> bool {
+    match constraint {
+        Constraint::Interval { low, high } => low.var.is_none() && high.var.is_none(),
+        Constraint::GreaterThan(bound) | Constraint::LessThan(bound) => bound.var.is_none(),
+        _ => true,
+    }
+}
+
+/// The constraint with its bounds detached from the tape they were computed on (their values
+/// kept), so that a bijector built from it can run on another tape.
+fn detached(constraint: &Constraint) -> Constraint {
+    let detach = |bound: &Bound| Bound {
+        value: bound.value.clone(),
+        var: None,
+    };
+    match constraint {
+        Constraint::Interval { low, high } => Constraint::Interval {
+            low: detach(low),
+            high: detach(high),
+        },
+        Constraint::GreaterThan(bound) => Constraint::GreaterThan(detach(bound)),
+        Constraint::LessThan(bound) => Constraint::LessThan(detach(bound)),
+        other => other.clone(),
+    }
+}
+
+/// The output values of draws computed from their unconstrained positions without running the
+/// model: a small tape holding only each latent and param block's bijector, recorded once and
+/// replayed per draw. It runs the bijectors' own kernels, so the values are bit-identical to
+/// those a run of the model gives, at a cost proportional to the number of parameters instead
+/// of the size of the data.
+#[derive(Debug)]
+pub struct DrawMap {
+    tape: Tape,
+    /// Each block's layout entry, its unconstrained leaf and its constrained value.
+    blocks: Vec<(usize, Var, Var)>,
+    /// The output sites' names with their block, in [`Model::output_sites`] order.
+    outputs: Vec<(String, usize)>,
+}
+
+impl DrawMap {
+    /// Records the bijectors of `model`'s blocks; fails when its draws need a run of the model
+    /// (see [`Model::draws_need_run`]).
+    pub fn new(model: &Model) -> Result<DrawMap, RuntimeError> {
+        if let Some(reason) = &model.draws_need_run {
+            return Err(RuntimeError::model(
+                "E0501",
+                format!("draws of this model need a run of the model: {reason}"),
+                Span::default(),
+            ));
+        }
+        let mut tape = Tape::new();
+        let mut blocks = Vec::new();
+        for (index, entry) in model.layout.entries.iter().enumerate() {
+            let fail = |detail: String| {
+                RuntimeError::model(
+                    "E0511",
+                    format!("site `{}`: {detail}", entry.name),
+                    entry.span,
+                )
+            };
+            let bijector = Bijector::for_constraint(&detached(&entry.constraint))
+                .map_err(|e| fail(e.to_string()))?;
+            let initial = Tensor::from_shape(&entry.unconstrained_shape, entry.initial.clone())
+                .map_err(|e| fail(e.to_string()))?;
+            let leaf = tape.input(initial);
+            let (value, _) = bijector
+                .forward(&mut tape, leaf)
+                .map_err(|e| fail(e.to_string()))?;
+            if tape.shape(value) != entry.constrained_shape.as_slice() {
+                return Err(fail(format!(
+                    "the bijector gives shape {:?} for a site of shape {:?}",
+                    tape.shape(value),
+                    entry.constrained_shape
+                )));
+            }
+            blocks.push((index, leaf, value));
+        }
+        let mut outputs = Vec::new();
+        for site in model.output_sites() {
+            let Some(block) = blocks
+                .iter()
+                .position(|&(index, _, _)| model.layout.entries[index].name == site.name)
+            else {
+                return Err(RuntimeError::model(
+                    "E0501",
+                    format!(
+                        "output site `{}` has no block in the flat vector",
+                        site.name
+                    ),
+                    site.span,
+                ));
+            };
+            outputs.push((site.name.clone(), block));
+        }
+        Ok(DrawMap {
+            tape,
+            blocks,
+            outputs,
+        })
+    }
+
+    /// The output values at `position` (`[latents, params]`), by name, in output order.
+    pub fn values(
+        &mut self,
+        layout: &Layout,
+        position: &[f64],
+    ) -> Result<Vec<(String, Tensor)>, RuntimeError> {
+        if position.len() != layout.dim() {
+            return Err(RuntimeError::model(
+                "E0512",
+                format!(
+                    "a position of {} numbers for a model with {}",
+                    position.len(),
+                    layout.dim()
+                ),
+                Span::default(),
+            ));
+        }
+        let internal = |e: bdl_autodiff::TensorError| {
+            RuntimeError::model("E0501", e.to_string(), Span::default())
+        };
+        for &(index, leaf, _) in &self.blocks {
+            let entry = &layout.entries[index];
+            self.tape
+                .set_value(leaf, &position[entry.offset..entry.offset + entry.len()])
+                .map_err(internal)?;
+        }
+        self.tape.replay().map_err(internal)?;
+        Ok(self
+            .outputs
+            .iter()
+            .map(|(name, block)| (name.clone(), self.tape.value(self.blocks[*block].2).clone()))
+            .collect())
+    }
+}
+
 /// What one recorded evaluation keeps for replaying.
 #[derive(Debug)]
 struct Recording {
@@ -516,6 +729,11 @@ pub struct Evaluator<'m> {
     gradient: Vec<f64>,
     options: RunOptions,
     replay: bool,
+    /// The bijector-only map for [`Evaluator::constrained`], built on first use when the
+    /// model's draws need no run.
+    draw_map: Option<DrawMap>,
+    /// How many times this evaluator has run the model (recorded or replayed it).
+    model_runs: usize,
 }
 
 /// The result of one evaluation.
@@ -543,6 +761,12 @@ impl Evaluator<'_> {
     pub fn set_replay(&mut self, replay: bool) {
         self.replay = replay && self.model.dynamic.is_none();
         self.recording = None;
+    }
+
+    /// How many times this evaluator has run the model over its data (recorded or replayed a
+    /// pass), for tests that check that draws do not.
+    pub fn model_runs(&self) -> usize {
+        self.model_runs
     }
 
     /// The gradient of the last evaluation's objective over `[latents, params]`.
@@ -595,13 +819,23 @@ impl Evaluator<'_> {
         }
     }
 
-    /// The values of the output sites (latent, param, deterministic) at `position`, by a
+    /// The values of the output sites (latent, param, deterministic) at `position`. When the
+    /// model's draws need no run ([`Model::draws_need_run`] is `None`), the latent and param
+    /// blocks go through their bijectors alone and the model does not run; otherwise by a
     /// forward pass only (replayed when the structure is static).
     pub fn constrained(
         &mut self,
         position: &[f64],
         rng: &mut Rng,
     ) -> Result<Vec<(String, Tensor)>, RuntimeError> {
+        if self.model.draws_need_run.is_none() {
+            let draw_map = match self.draw_map.take() {
+                Some(draw_map) => draw_map,
+                None => DrawMap::new(self.model)?,
+            };
+            let draw_map = self.draw_map.insert(draw_map);
+            return draw_map.values(&self.model.layout, position);
+        }
         if position.len() != self.model.layout.dim() {
             return Err(RuntimeError::model(
                 "E0512",
@@ -657,6 +891,7 @@ impl Evaluator<'_> {
                 )
                 .map_err(internal)?;
         }
+        self.model_runs += 1;
         self.tape
             .set_value(recording.prior_weight, &[prior_weight])
             .map_err(internal)?;
@@ -684,6 +919,7 @@ impl Evaluator<'_> {
         let model = self.model;
         // A cleared tape keeps its buffers: re-recording the same structure allocates nothing
         // for computed nodes.
+        self.model_runs += 1;
         self.tape.clear();
         let trace = Rc::new(RefCell::new(Trace::default()));
         let mut layout = model.layout.clone();

@@ -39,12 +39,16 @@ fn load_case(name: &str) -> Result<(Vec<Diagnostic>, SourceMap), String> {
         .data_files
         .iter()
         .map(|reference| {
-            let text = std::fs::read_to_string(directory.join(&reference.path))
+            // Bytes, as the driver reads them: some cases are not UTF-8 on purpose.
+            let bytes = std::fs::read(directory.join(&reference.path))
                 .map_err(|e| format!("{}: {e}", reference.path))?;
-            let file = sources.add(reference.path.clone(), text.clone());
+            let file = sources.add(
+                reference.path.clone(),
+                String::from_utf8_lossy(&bytes).into_owned(),
+            );
             Ok(DataFile {
                 name: reference.path.clone(),
-                text,
+                bytes,
                 file,
             })
         })
@@ -212,11 +216,7 @@ fn mutated_data_files_never_panic_and_errors_are_located() {
                 let compiled = pipeline::compile(&mut sources, model_name, &bytes)
                     .expect("the bundled model compiles");
                 let file = sources.add(data_name, text.clone());
-                let files = [DataFile {
-                    name: data_name.to_string(),
-                    text: text.clone(),
-                    file,
-                }];
+                let files = [DataFile::from_text(data_name, text.clone(), file)];
                 let observed = pipeline::observed_only(&compiled.program);
                 match data::load(&compiled.program, &files, Completeness::All, &observed) {
                     Ok(_) => None,

@@ -132,8 +132,8 @@ fn emit_trace(
 ) -> Result<String, Failure> {
     let files = session.data_files(path, &program, data)?;
     let observed = bdl_runtime::pipeline::observed_only(&program);
-    let data = bdl_runtime::data::load(&program, &files, Completeness::All, &observed)
-        .map_err(Failure::model)?;
+    let data = session.load_data(&program, &files, Completeness::All, &observed)?;
+    drop(files);
     let model = Model::new(program, data, 0)
         .map_err(|error| Failure::model(vec![error.to_diagnostic()]))?;
     let position = model.prior_median_position(0);

@@ -51,8 +51,8 @@ pub fn run(args: &InferArgs, session: &mut Session, stop: &AtomicBool) -> Result
     let seed = resolved.seed()?;
     let files = session.data_files(&args.model, &program, &args.flags.data)?;
     let observed = bdl_runtime::pipeline::observed_only(&program);
-    let data = bdl_runtime::data::load(&program, &files, Completeness::All, &observed)
-        .map_err(Failure::model)?;
+    let data = session.load_data(&program, &files, Completeness::All, &observed)?;
+    drop(files);
     let model = Model::new(program, data, seed)
         .map_err(|error| Failure::model(vec![error.to_diagnostic()]))?;
     if let Some(out) = &args.out {

@@ -153,22 +153,34 @@ impl Session {
                 }
             };
             let name = path.display().to_string();
-            let text = match String::from_utf8(bytes) {
-                Ok(text) => text,
-                Err(error) => {
-                    return Err(Failure::model(vec![Diagnostic::error(
-                        "E0401",
-                        format!(
-                            "`{name}` is not UTF-8 text (invalid byte at offset {})",
-                            error.utf8_error().valid_up_to()
-                        ),
-                    )]))
-                }
-            };
-            let file = self.sources.add(name.clone(), text.clone());
-            files.push(DataFile { name, text, file });
+            // The text goes into the source map only if a diagnostic needs an excerpt of it
+            // (`Session::load_data`): a large data file is held once, as bytes, while it loads.
+            let file = self.sources.add(name.clone(), String::new());
+            files.push(DataFile { name, bytes, file });
         }
         Ok(files)
+    }
+
+    /// Fills the program's data block from `files`; when that fails, the files' texts are
+    /// registered in the source map so that the diagnostics show excerpts.
+    pub fn load_data(
+        &mut self,
+        program: &Program,
+        files: &[DataFile],
+        completeness: Completeness,
+        observed: &[bdl_ir::ir::SlotId],
+    ) -> Result<data::DataSet, Failure> {
+        data::load(program, files, completeness, observed).map_err(|diagnostics| {
+            self.register_texts(files);
+            Failure::model(diagnostics)
+        })
+    }
+
+    /// Registers the texts of data files in the source map (binary files stay empty).
+    pub fn register_texts(&mut self, files: &[DataFile]) {
+        for file in files {
+            self.sources.set_text(file.file, file.display_text());
+        }
     }
 
     /// Compiles a model with its data into a [`Model`]; warnings are printed to stderr.
@@ -183,7 +195,8 @@ impl Session {
         self.warn(&warnings);
         let files = self.data_files(model_path, &program, data)?;
         let observed = pipeline::observed_only(&program);
-        let data = data::load(&program, &files, completeness, &observed).map_err(Failure::model)?;
+        let data = self.load_data(&program, &files, completeness, &observed)?;
+        drop(files);
         Model::new(program, data, seed).map_err(|error| Failure::model(vec![error.to_diagnostic()]))
     }
 

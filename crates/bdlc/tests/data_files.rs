@@ -1,5 +1,5 @@
-//! Data-file errors only the driver can meet, because it reads the bytes: a data file that is not
-//! UTF-8 text, and one that does not exist. (Errors in the text of a data file are the runtime's
+//! Data-file errors as the driver meets them, from the bytes it reads: a data file that is not
+//! UTF-8 text (located by the loader), and one that does not exist. (Errors in the text of a data file are the runtime's
 //! corpus, `crates/bdl-runtime/tests/data_errors/`.) Each must be one clear diagnostic naming the
 //! file, with the documented exit code, never a panic.
 #![allow(clippy::disallowed_methods)] // Tests write their inputs to a scratch folder.
@@ -46,10 +46,19 @@ fn a_data_file_that_is_not_utf8_is_one_error_naming_it() {
     std::fs::write(directory.join("latin1.csv"), b"x\n0.5\n\xe9\xfe1.5\n").expect("writable");
     let (code, stderr) = diagnose(&directory, "model.bdl");
     assert_eq!(code, 1, "{stderr}");
-    assert_eq!(
-        stderr,
-        "error[E0401]: `latin1.csv` is not UTF-8 text (invalid byte at offset 6)\n"
-    );
+    // The loader locates the bad byte: line 3, column 1, with an excerpt of the line.
+    let expected = "\
+[E0401] Error: `latin1.csv` is not UTF-8 text: byte 0xE9 at line 3, column 1 is not valid UTF-8
+   ╭─[ latin1.csv:3:1 ]
+   │
+ 3 │ \u{fffd}\u{fffd}1.5
+   │ ┬  
+   │ ╰── not UTF-8
+   │ 
+   │ Help: save the file as UTF-8; data files are CSV or JSON text, or NumPy `.npy`/`.npz` arrays
+───╯
+";
+    assert_eq!(stderr, expected);
 }
 
 #[test]

@@ -289,7 +289,7 @@ fn load_model(path: &Path) -> Model {
                 .unwrap_or_else(|error| panic!("{}: {error}", data_path.display()));
             let name = data_path.display().to_string();
             let file = sources.add(name.clone(), text.clone());
-            DataFile { name, text, file }
+            DataFile::from_text(name, text, file)
         })
         .collect();
     let observed = pipeline::observed_only(&compiled.program);

@@ -43,7 +43,7 @@ pub fn load_source(path: &Path, data_files: Option<&[PathBuf]>) -> Model {
             let text = std::fs::read_to_string(path).expect("data file");
             let name = path.display().to_string();
             let file = sources.add(name.clone(), text.clone());
-            DataFile { name, text, file }
+            DataFile::from_text(name, text, file)
         })
         .collect();
     let observed = pipeline::observed_only(&compiled.program);
@@ -68,11 +68,7 @@ pub fn model_from_text(name: &str, source: &str, data_files: &[(&str, &str)]) ->
         .iter()
         .map(|(name, text)| {
             let file = sources.add(*name, *text);
-            DataFile {
-                name: name.to_string(),
-                text: text.to_string(),
-                file,
-            }
+            DataFile::from_text(*name, *text, file)
         })
         .collect();
     let observed = pipeline::observed_only(&compiled.program);

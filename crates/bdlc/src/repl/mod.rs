@@ -25,7 +25,7 @@ use crate::summary_cmd::Table;
 use bdl_diagnostics::{did_you_mean, Diagnostic};
 use bdl_infer::diagnostics::quantile;
 use bdl_infer::rng::stream_rng;
-use bdl_runtime::data::{self, Completeness};
+use bdl_runtime::data::Completeness;
 use bdl_runtime::handlers::{SeedRef, SiteKind, TraceMessages};
 use bdl_runtime::interpret::{Interpreter, RunOptions};
 use bdl_runtime::model::Model;
@@ -159,9 +159,10 @@ impl Loaded {
             })
             .collect();
         let files = session.data_files(path, &compiled.program, data_paths)?;
+        // The REPL loads the data again at each evaluation: keep the excerpts at hand.
+        session.register_texts(&files);
         let observed = bdl_runtime::pipeline::observed_only(&compiled.program);
-        let dataset = data::load(&compiled.program, &files, Completeness::All, &observed)
-            .map_err(Failure::model)?;
+        let dataset = session.load_data(&compiled.program, &files, Completeness::All, &observed)?;
         let model = Model::new(compiled.program, dataset, seed)
             .map_err(|error| Failure::model(vec![error.to_diagnostic()]))?;
         Ok(Loaded {
