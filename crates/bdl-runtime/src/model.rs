@@ -739,7 +739,8 @@ impl Evaluator<'_> {
             }
             let is_normal =
                 entry.is_some_and(|e| normal_sites.contains(&model.layout.entries[e].offset));
-            let target = if site.kind == SiteKind::Observe {
+            // A factor is a term of the likelihood: a KL weight does not scale it.
+            let target = if matches!(site.kind, SiteKind::Observe | SiteKind::Factor) {
                 &mut likelihood
             } else if is_normal {
                 &mut normal_prior
