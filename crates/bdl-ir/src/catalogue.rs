@@ -530,7 +530,7 @@ pub const FUNCTIONS: &[FunctionSpec] = &[
 /// The functions that create trace sites.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum SiteFunction {
-    /// `sample(name, dist, shape = [..])`: a latent random variable.
+    /// `sample(name, dist, shape = [..], constraint = ..)`: a latent random variable.
     Sample,
     /// `observe(name, dist, value)`: conditioning on data.
     Observe,
@@ -566,6 +566,7 @@ pub const SITE_FUNCTIONS: &[SiteFunctionSpec] = &[
             req(&["name"], SiteName),
             req(&["dist"], Distribution),
             opt(&["shape"], Shape),
+            opt(&["constraint"], Constraint),
         ],
     },
     SiteFunctionSpec {
@@ -941,6 +942,9 @@ mod tests {
         let bernoulli = distribution("Bernoulli").map(|d| signature(d.name, d.params));
         assert_eq!(bernoulli.as_deref(), Some("Bernoulli(probs | logits)"));
         let sample = site_function("sample").map(|s| signature(s.name, s.params));
-        assert_eq!(sample.as_deref(), Some("sample(name, dist, [shape])"));
+        assert_eq!(
+            sample.as_deref(),
+            Some("sample(name, dist, [shape], [constraint])")
+        );
     }
 }

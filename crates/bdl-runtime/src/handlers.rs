@@ -351,7 +351,13 @@ impl Handler for Unconstrain<'_> {
                 let Some(dist) = &message.dist else {
                     return Ok(());
                 };
-                (dist.support(tape), dist.shape())
+                // A `constraint` on the site replaces the support's bijector (Stan's semantics:
+                // the density is taken at the constrained value, plus the log-Jacobian).
+                let constraint = match &message.constraint {
+                    Some(constraint) => constraint.clone(),
+                    None => dist.support(tape),
+                };
+                (constraint, dist.shape())
             }
             _ => {
                 let Some(init) = message.init else {

@@ -794,9 +794,14 @@ impl<'a> Interpreter<'a> {
                     }
                     None => dist,
                 };
+                let constraint = match arg(args, "constraint") {
+                    Some(expr) => Some(self.constraint_arg(expr)?),
+                    None => None,
+                };
                 let mut message = Message::new(name, SiteKind::Sample, span);
                 message.dist = Some(self.expand_to_plates(&message.name, dist.0, span)?);
                 message.dist_volatile = dist.1;
+                message.constraint = constraint;
                 Ok(Value::Tensor(self.run_site(message)?))
             }
             SiteFunction::Observe => {
@@ -843,19 +848,7 @@ impl<'a> Interpreter<'a> {
                     ..init
                 };
                 let constraint = match arg(args, "constraint") {
-                    Some(expr) => match self.eval(expr)? {
-                        Value::Constraint(constraint) => Some(constraint),
-                        other => {
-                            return Err(RuntimeError::model(
-                                "E0532",
-                                format!(
-                                    "expected a constraint, found {}",
-                                    other.describe(self.tape)
-                                ),
-                                expr.span,
-                            ))
-                        }
-                    },
+                    Some(expr) => Some(self.constraint_arg(expr)?),
                     None => None,
                 };
                 let mut message = Message::new(name, SiteKind::Param, span);
@@ -873,6 +866,17 @@ impl<'a> Interpreter<'a> {
             }
             SiteFunction::Lift => self.lift(name, args, span),
             SiteFunction::Module => self.module(name, args, span),
+        }
+    }
+
+    fn constraint_arg(&mut self, expr: &Expr) -> Result<Constraint, RuntimeError> {
+        match self.eval(expr)? {
+            Value::Constraint(constraint) => Ok(constraint),
+            other => Err(RuntimeError::model(
+                "E0532",
+                format!("expected a constraint, found {}", other.describe(self.tape)),
+                expr.span,
+            )),
         }
     }
 
@@ -1105,8 +1109,10 @@ impl<'a> Interpreter<'a> {
             .with_hint("the observed data must have the shape of the distribution: batch shape, then event shape"));
         }
         let volatile = value.volatile || message.dist_volatile;
-        let in_support =
-            message.unconstrained.is_some() || self.observed_in_support(message, value)?;
+        // A value from the distribution's own bijector is in its support; one from a site's
+        // `constraint` may not be, so its density keeps the support test.
+        let in_support = (message.unconstrained.is_some() && message.constraint.is_none())
+            || self.observed_in_support(message, value)?;
         let log_prob = if in_support {
             dist.log_prob_in_support(self.tape, value.var)
         } else {

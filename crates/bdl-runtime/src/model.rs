@@ -460,6 +460,10 @@ fn find_normal_priors(trace: &Trace, layout: &Layout, tape: &Tape) -> Vec<Normal
         let Some(entry) = layout.find(&site.name).map(|i| &layout.entries[i]) else {
             continue;
         };
+        // A `constraint` on the site moves it off the real line.
+        if !matches!(entry.constraint, Constraint::Real | Constraint::RealVector) {
+            continue;
+        }
         let (Some(loc), Some(scale)) = (dist.param("loc"), dist.param("scale")) else {
             continue;
         };

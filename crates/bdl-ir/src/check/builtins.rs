@@ -52,7 +52,10 @@ impl Checker<'_> {
                     .iter()
                     .filter_map(|item| constant(item).map(|number| (number, item.span)))
                     .collect(),
-                _ => constant(value).map(|n| (n, value.span)).into_iter().collect(),
+                _ => constant(value)
+                    .map(|n| (n, value.span))
+                    .into_iter()
+                    .collect(),
             };
             for (number, literal_span) in literals {
                 let problem = match param.domain {
@@ -387,7 +390,10 @@ impl Checker<'_> {
             self.error(
                 Diagnostic::error(
                     "E0302",
-                    format!("the bounds of `{}` are reversed or equal: low = {low}, high = {high}", spec.name),
+                    format!(
+                        "the bounds of `{}` are reversed or equal: low = {low}, high = {high}",
+                        spec.name
+                    ),
                 )
                 .with_label(high_span, format!("high = {high}"))
                 .with_secondary(low_span, format!("low = {low}"))

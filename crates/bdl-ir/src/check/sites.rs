@@ -104,11 +104,16 @@ impl Checker<'_> {
         spec: &'static SiteFunctionSpec,
         args: &[Arg],
     ) -> ExprInfo {
-        if spec.kind == SiteFunction::Param {
+        if matches!(spec.kind, SiteFunction::Param | SiteFunction::Sample) {
+            let position = if spec.kind == SiteFunction::Param {
+                2
+            } else {
+                3
+            };
             let constraint = args
                 .iter()
                 .find(|a| a.name.as_ref().is_some_and(|n| n.name == "constraint"))
-                .or_else(|| args.iter().filter(|a| a.name.is_none()).nth(2));
+                .or_else(|| args.iter().filter(|a| a.name.is_none()).nth(position));
             // A misspelt constraint gets its own message and suggestions.
             self.constraint_arg = constraint.map(|a| a.value.id);
         }
@@ -192,6 +197,9 @@ impl Checker<'_> {
         match spec.kind {
             SiteFunction::Sample => {
                 let dist = expect_distribution(self, 1);
+                if let Some((value, info)) = arg(3) {
+                    self.sample_constraint(value, info, arg(1).map(|(_, info)| &info.ty));
+                }
                 let elem = match arg(1).map(|(_, info)| &info.ty) {
                     Some(Ty::Distribution { spec, .. }) if spec.support.is_discrete() => Elem::Int,
                     _ => Elem::Real,
@@ -447,6 +455,27 @@ impl Checker<'_> {
                         .with_label(mask.span, format!("shape {shape}"))
                         .with_note(format!("axis {} from the right: {} against {}", conflict.axis_from_right, conflict.left, conflict.right))
                         .with_hint("the mask needs one entry per observed element (per row for a multivariate distribution)"),
+                );
+            }
+        }
+    }
+
+    /// Checks the `constraint` of a `sample` site: a constraint, on a continuous distribution.
+    fn sample_constraint(&mut self, value: &Expr, info: &ExprInfo, dist: Option<&Ty>) {
+        if info.ty != Ty::Constraint && info.ty != Ty::Unknown {
+            self.error(
+                Diagnostic::error("E0308", "the `constraint` of `sample` must be a constraint")
+                    .with_label(value.span, format!("this is {}", info.ty.describe()))
+                    .with_hint("constraints are real, positive, unit_interval, interval(a, b), greater_than(a), less_than(b), simplex, ordered, positive_ordered, corr_cholesky, cov_cholesky"),
+            );
+            return;
+        }
+        if let Some(Ty::Distribution { spec, .. }) = dist {
+            if spec.support.is_discrete() {
+                self.error(
+                    Diagnostic::error("E0313", format!("a constraint on a sample site needs a continuous distribution, but `{}` is discrete", spec.name))
+                        .with_label(value.span, "constraint on a discrete site")
+                        .with_hint("a constraint maps an unconstrained real vector onto the site's values; remove it, discrete values are not transformed"),
                 );
             }
         }
