@@ -1,4 +1,4 @@
-//! Special functions for `lgamma` and `digamma` and their derivatives.
+//! Special functions for `lgamma`, `digamma`, `erf` and `erfc` and their derivatives.
 //!
 //! `ln_gamma` and `digamma` come from statrs (Lanczos and asymptotic series, about 15 correct
 //! digits for positive arguments); `trigamma`, the derivative of digamma, is computed here with
@@ -14,6 +14,17 @@ pub(crate) fn ln_gamma(x: f64) -> f64 {
     } else {
         statrs::function::gamma::ln_gamma(x)
     }
+}
+
+/// The error function, from the `libm` crate (musl's implementation, within an ulp).
+pub(crate) fn erf(x: f64) -> f64 {
+    libm::erf(x)
+}
+
+/// The complementary error function 1 − erf x, computed directly so that it keeps its relative
+/// accuracy in the upper tail.
+pub(crate) fn erfc(x: f64) -> f64 {
+    libm::erfc(x)
 }
 
 /// ψ(x) = d/dx log Γ(x).

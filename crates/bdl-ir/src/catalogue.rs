@@ -367,7 +367,7 @@ pub enum ShapeRule {
     Len,
     /// An integer vector `range(n)` or `range(a, b)`.
     Range,
-    /// The broadcast of the three arguments.
+    /// The broadcast of all the arguments (`where`, and elementwise functions of two arguments).
     Where,
     /// The shape given by the argument (`zeros`, `ones`).
     Filled,
@@ -397,6 +397,18 @@ const fn elementwise(name: &'static str) -> FunctionSpec {
     }
 }
 
+/// An elementwise function of two arguments, broadcast together.
+const fn binary(name: &'static str, params: &'static [Param]) -> FunctionSpec {
+    FunctionSpec {
+        name,
+        params,
+        shape: ShapeRule::Where,
+    }
+}
+
+const XY: &[Param] = &[req(&["x"], Any), req(&["y"], Any)];
+const YX: &[Param] = &[req(&["y"], Any), req(&["x"], Any)];
+
 const fn reduction(name: &'static str) -> FunctionSpec {
     FunctionSpec {
         name,
@@ -421,6 +433,23 @@ pub const FUNCTIONS: &[FunctionSpec] = &[
     elementwise("log_sigmoid"),
     elementwise("lgamma"),
     elementwise("digamma"),
+    elementwise("log10"),
+    elementwise("log2"),
+    elementwise("erf"),
+    elementwise("erfc"),
+    elementwise("logit"),
+    elementwise("inv_logit"),
+    elementwise("log_inv_logit"),
+    elementwise("log1m_inv_logit"),
+    elementwise("cbrt"),
+    elementwise("step"),
+    binary("pow", XY),
+    binary("fmin", XY),
+    binary("fmax", XY),
+    binary("hypot", XY),
+    binary("atan2", YX),
+    binary("lbeta", &[req(&["a"], Any), req(&["b"], Any)]),
+    binary("lchoose", &[req(&["n"], Any), req(&["k"], Any)]),
     reduction("sum"),
     reduction("mean"),
     reduction("max"),
@@ -501,7 +530,7 @@ pub const FUNCTIONS: &[FunctionSpec] = &[
 /// The functions that create trace sites.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum SiteFunction {
-    /// `sample(name, dist, shape = [..])`: a latent random variable.
+    /// `sample(name, dist, shape = [..], constraint = ..)`: a latent random variable.
     Sample,
     /// `observe(name, dist, value)`: conditioning on data.
     Observe,
@@ -513,6 +542,8 @@ pub enum SiteFunction {
     Lift,
     /// `module(name, network)`: every weight of a network as a param site.
     Module,
+    /// `factor(name, log_density)`: a named term added to the log joint density.
+    Factor,
 }
 
 /// A site function with its parameters.
@@ -535,6 +566,7 @@ pub const SITE_FUNCTIONS: &[SiteFunctionSpec] = &[
             req(&["name"], SiteName),
             req(&["dist"], Distribution),
             opt(&["shape"], Shape),
+            opt(&["constraint"], Constraint),
         ],
     },
     SiteFunctionSpec {
@@ -544,6 +576,7 @@ pub const SITE_FUNCTIONS: &[SiteFunctionSpec] = &[
             req(&["name"], SiteName),
             req(&["dist"], Distribution),
             req(&["value"], Any),
+            opt(&["mask"], Any),
         ],
     },
     SiteFunctionSpec {
@@ -575,6 +608,11 @@ pub const SITE_FUNCTIONS: &[SiteFunctionSpec] = &[
         name: "module",
         kind: SiteFunction::Module,
         params: &[req(&["name"], SiteName), req(&["network"], Network)],
+    },
+    SiteFunctionSpec {
+        name: "factor",
+        kind: SiteFunction::Factor,
+        params: &[req(&["name"], SiteName), req(&["log_density"], Any)],
     },
 ];
 
@@ -904,6 +942,9 @@ mod tests {
         let bernoulli = distribution("Bernoulli").map(|d| signature(d.name, d.params));
         assert_eq!(bernoulli.as_deref(), Some("Bernoulli(probs | logits)"));
         let sample = site_function("sample").map(|s| signature(s.name, s.params));
-        assert_eq!(sample.as_deref(), Some("sample(name, dist, [shape])"));
+        assert_eq!(
+            sample.as_deref(),
+            Some("sample(name, dist, [shape], [constraint])")
+        );
     }
 }

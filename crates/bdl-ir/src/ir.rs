@@ -683,6 +683,7 @@ impl Printer<'_> {
                     SiteFunction::Deterministic => "deterministic",
                     SiteFunction::Lift => "lift",
                     SiteFunction::Module => "module",
+                    SiteFunction::Factor => "factor",
                 };
                 let rest = self.args(args);
                 if rest.is_empty() {

@@ -27,6 +27,10 @@ const MODELS: &[(&str, &str)] = &[
         include_str!("../../../models/iris_bayes_by_backprop.bdl"),
     ),
     ("iris_bnn", include_str!("../../../models/iris_bnn.bdl")),
+    (
+        "linreg_missing",
+        include_str!("../../../models/linreg_missing.bdl"),
+    ),
     ("logistic", include_str!("../../../models/logistic.bdl")),
     (
         "poly_regression",

@@ -33,6 +33,8 @@ pub enum SiteKind {
     Param,
     /// A derived value.
     Deterministic,
+    /// A named term added to the log joint density (`factor`).
+    Factor,
 }
 
 impl SiteKind {
@@ -43,6 +45,7 @@ impl SiteKind {
             SiteKind::Observe => "observe",
             SiteKind::Param => "param",
             SiteKind::Deterministic => "deterministic",
+            SiteKind::Factor => "factor",
         }
     }
 }
@@ -86,6 +89,8 @@ pub struct Message {
     pub scale: f64,
     /// A 0/1 mask on the log-density's batch elements.
     pub mask: Option<Var>,
+    /// The log-density term of a `factor` site, before summing and scaling.
+    pub log_factor: Option<Var>,
     /// The enclosing plates, outermost first.
     pub plates: Vec<PlateFrame>,
     /// The constraint of a `param` site.
@@ -114,6 +119,7 @@ impl Message {
             observed: false,
             scale: 1.0,
             mask: None,
+            log_factor: None,
             plates: Vec::new(),
             constraint: None,
             init: None,
@@ -345,7 +351,13 @@ impl Handler for Unconstrain<'_> {
                 let Some(dist) = &message.dist else {
                     return Ok(());
                 };
-                (dist.support(tape), dist.shape())
+                // A `constraint` on the site replaces the support's bijector (Stan's semantics:
+                // the density is taken at the constrained value, plus the log-Jacobian).
+                let constraint = match &message.constraint {
+                    Some(constraint) => constraint.clone(),
+                    None => dist.support(tape),
+                };
+                (constraint, dist.shape())
             }
             _ => {
                 let Some(init) = message.init else {

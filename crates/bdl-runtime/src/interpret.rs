@@ -794,9 +794,14 @@ impl<'a> Interpreter<'a> {
                     }
                     None => dist,
                 };
+                let constraint = match arg(args, "constraint") {
+                    Some(expr) => Some(self.constraint_arg(expr)?),
+                    None => None,
+                };
                 let mut message = Message::new(name, SiteKind::Sample, span);
                 message.dist = Some(self.expand_to_plates(&message.name, dist.0, span)?);
                 message.dist_volatile = dist.1;
+                message.constraint = constraint;
                 Ok(Value::Tensor(self.run_site(message)?))
             }
             SiteFunction::Observe => {
@@ -811,6 +816,28 @@ impl<'a> Interpreter<'a> {
                 // from its distribution by the default action.
                 message.observed = value.is_some();
                 message.value = value;
+                if let Some(mask_expr) = arg(args, "mask") {
+                    message.mask = Some(self.mask_arg(mask_expr)?);
+                }
+                Ok(Value::Tensor(self.run_site(message)?))
+            }
+            SiteFunction::Factor => {
+                let term_expr = arg(args, "log_density")
+                    .ok_or_else(|| missing_argument("log_density", span))?;
+                let term = self.tensor(term_expr)?;
+                if term.elem == Elem::Bool {
+                    return Err(RuntimeError::model(
+                        "E0548",
+                        format!("factor `{name}`: the log-density term is boolean, not a number"),
+                        term_expr.span,
+                    ));
+                }
+                let mut message = Message::new(name, SiteKind::Factor, span);
+                message.log_factor = Some(term.var);
+                message.value = Some(TensorVar {
+                    elem: Elem::Real,
+                    ..term
+                });
                 Ok(Value::Tensor(self.run_site(message)?))
             }
             SiteFunction::Param => {
@@ -821,19 +848,7 @@ impl<'a> Interpreter<'a> {
                     ..init
                 };
                 let constraint = match arg(args, "constraint") {
-                    Some(expr) => match self.eval(expr)? {
-                        Value::Constraint(constraint) => Some(constraint),
-                        other => {
-                            return Err(RuntimeError::model(
-                                "E0532",
-                                format!(
-                                    "expected a constraint, found {}",
-                                    other.describe(self.tape)
-                                ),
-                                expr.span,
-                            ))
-                        }
-                    },
+                    Some(expr) => Some(self.constraint_arg(expr)?),
                     None => None,
                 };
                 let mut message = Message::new(name, SiteKind::Param, span);
@@ -851,6 +866,17 @@ impl<'a> Interpreter<'a> {
             }
             SiteFunction::Lift => self.lift(name, args, span),
             SiteFunction::Module => self.module(name, args, span),
+        }
+    }
+
+    fn constraint_arg(&mut self, expr: &Expr) -> Result<Constraint, RuntimeError> {
+        match self.eval(expr)? {
+            Value::Constraint(constraint) => Ok(constraint),
+            other => Err(RuntimeError::model(
+                "E0532",
+                format!("expected a constraint, found {}", other.describe(self.tape)),
+                expr.span,
+            )),
         }
     }
 
@@ -980,6 +1006,7 @@ impl<'a> Interpreter<'a> {
         }
         let log_prob = match message.kind {
             SiteKind::Sample | SiteKind::Observe => Some(self.site_log_prob(&message)?),
+            SiteKind::Factor => Some(self.factor_log_prob(&message)?),
             _ => None,
         };
         for handler in &mut self.handlers[processed..] {
@@ -1041,9 +1068,9 @@ impl<'a> Interpreter<'a> {
                         message.span,
                     )
                 }),
-            SiteKind::Deterministic => Err(RuntimeError::model(
+            SiteKind::Deterministic | SiteKind::Factor => Err(RuntimeError::model(
                 "E0537",
-                "a deterministic site without a value",
+                "a deterministic or factor site without a value",
                 message.span,
             )),
         }
@@ -1082,8 +1109,10 @@ impl<'a> Interpreter<'a> {
             .with_hint("the observed data must have the shape of the distribution: batch shape, then event shape"));
         }
         let volatile = value.volatile || message.dist_volatile;
-        let in_support =
-            message.unconstrained.is_some() || self.observed_in_support(message, value)?;
+        // A value from the distribution's own bijector is in its support; one from a site's
+        // `constraint` may not be, so its density keeps the support test.
+        let in_support = (message.unconstrained.is_some() && message.constraint.is_none())
+            || self.observed_in_support(message, value)?;
         let log_prob = if in_support {
             dist.log_prob_in_support(self.tape, value.var)
         } else {
@@ -1093,10 +1122,27 @@ impl<'a> Interpreter<'a> {
         let span = message.span;
         let mut log_prob = log_prob;
         if let Some(mask) = message.mask {
+            // A choice rather than a product, so that a masked-out element contributes exactly
+            // nothing even where its log-density is infinite.
+            let unmasked_shape = self.tape.shape(log_prob).to_vec();
+            let zero = self.tape.constant(Tensor::scalar(0.0));
             log_prob = self
                 .tape
-                .mul(log_prob, mask)
+                .select(mask, log_prob, zero)
                 .map_err(|e| self.tensor_error(e, span))?;
+            let masked_shape = self.tape.shape(log_prob).to_vec();
+            if masked_shape != unmasked_shape {
+                return Err(RuntimeError::model(
+                    "E0548",
+                    format!(
+                        "site `{}`: the mask (shape {:?}) does not fit the log-density's batch shape {unmasked_shape:?}",
+                        message.name,
+                        self.tape.shape(mask)
+                    ),
+                    span,
+                )
+                .with_hint("the mask needs one 0/1 entry per observed element (per row for a multivariate distribution)"));
+            }
         }
         let mut total = self.tape.sum(log_prob);
         if let Some(log_det) = message.log_det_jacobian {
@@ -1113,6 +1159,34 @@ impl<'a> Interpreter<'a> {
 }
 
 impl Interpreter<'_> {
+    /// A factor's term summed over its elements and scaled by its plates' mini-batch factors.
+    fn factor_log_prob(&mut self, message: &Message) -> Result<Var, RuntimeError> {
+        let term = message
+            .log_factor
+            .ok_or_else(|| RuntimeError::model("E0537", "a factor without a term", message.span))?;
+        let mut total = self.tape.sum(term);
+        if message.scale != 1.0 {
+            total = self.tape.mul_scalar(total, message.scale);
+        }
+        Ok(total)
+    }
+
+    /// The `mask` of an `observe`: its values as 0/1 constants (non-zero keeps an element).
+    fn mask_arg(&mut self, expr: &Expr) -> Result<Var, RuntimeError> {
+        let mask = self.tensor(expr)?;
+        let value = self.tape.value(mask.var);
+        if let Some(bad) = value.data().iter().find(|v| **v != 0.0 && **v != 1.0) {
+            return Err(RuntimeError::model(
+                "E0548",
+                format!("a mask holds 0 or 1 (or booleans), but this one holds {bad}"),
+                expr.span,
+            )
+            .with_hint("1 (or true) keeps an element's log-density, 0 (or false) drops it"));
+        }
+        let constant = value.clone();
+        Ok(self.tape.constant(constant))
+    }
+
     /// Whether an observed value is known to lie in its distribution's support, checked once
     /// here: values fixed for the whole run (data) against a support that no changing parameter
     /// moves. A value outside such a support is an error in the data, not a log density of −∞

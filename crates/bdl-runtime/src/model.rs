@@ -479,6 +479,10 @@ fn find_normal_priors(trace: &Trace, layout: &Layout, tape: &Tape) -> Vec<Normal
         let Some(entry) = layout.find(&site.name).map(|i| &layout.entries[i]) else {
             continue;
         };
+        // A `constraint` on the site moves it off the real line.
+        if !matches!(entry.constraint, Constraint::Real | Constraint::RealVector) {
+            continue;
+        }
         let (Some(loc), Some(scale)) = (dist.param("loc"), dist.param("scale")) else {
             continue;
         };
@@ -975,7 +979,8 @@ impl Evaluator<'_> {
             }
             let is_normal =
                 entry.is_some_and(|e| normal_sites.contains(&model.layout.entries[e].offset));
-            let target = if site.kind == SiteKind::Observe {
+            // A factor is a term of the likelihood: a KL weight does not scale it.
+            let target = if matches!(site.kind, SiteKind::Observe | SiteKind::Factor) {
                 &mut likelihood
             } else if is_normal {
                 &mut normal_prior

@@ -296,6 +296,73 @@ impl Interpreter<'_> {
         }
     }
 
+    /// An elementwise built-in of two arguments, broadcast together.
+    fn binary_builtin(
+        &mut self,
+        name: &str,
+        args: &[Arg],
+        span: Span,
+    ) -> Result<Value, RuntimeError> {
+        let names: [&str; 2] = match name {
+            "atan2" => ["y", "x"],
+            "lbeta" => ["a", "b"],
+            "lchoose" => ["n", "k"],
+            _ => ["x", "y"],
+        };
+        let mut operands = Vec::with_capacity(2);
+        for wanted in names {
+            let expr = arg(args, wanted).ok_or_else(|| {
+                RuntimeError::model("E0540", format!("missing argument `{wanted}`"), span)
+            })?;
+            operands.push(self.tensor(expr)?);
+        }
+        let (first, second) = (operands[0], operands[1]);
+        let (a, b) = (first.var, second.var);
+        let tape = &mut *self.tape;
+        let var = match name {
+            "pow" => tape.pow(a, b),
+            "fmin" => tape.le(a, b).and_then(|c| tape.select(c, a, b)),
+            "fmax" => tape.ge(a, b).and_then(|c| tape.select(c, a, b)),
+            "hypot" => {
+                let (a2, b2) = (tape.square(a), tape.square(b));
+                tape.add(a2, b2).map(|sum| tape.sqrt(sum))
+            }
+            "atan2" => tape.atan2(a, b),
+            // log B(a, b) = log Γ(a) + log Γ(b) − log Γ(a + b).
+            "lbeta" => {
+                let (la, lb) = (tape.lgamma(a), tape.lgamma(b));
+                tape.add(a, b).and_then(|sum| {
+                    let lsum = tape.lgamma(sum);
+                    let partial = tape.add(la, lb)?;
+                    tape.sub(partial, lsum)
+                })
+            }
+            // log C(n, k) = log Γ(n + 1) − log Γ(k + 1) − log Γ(n − k + 1).
+            _ => {
+                let n1 = tape.add_scalar(a, 1.0);
+                let k1 = tape.add_scalar(b, 1.0);
+                let (ln, lk) = (tape.lgamma(n1), tape.lgamma(k1));
+                tape.sub(n1, b).and_then(|rest| {
+                    let lrest = tape.lgamma(rest);
+                    let partial = tape.sub(ln, lk)?;
+                    tape.sub(partial, lrest)
+                })
+            }
+        }
+        .map_err(|e| self.tensor_error(e, span))?;
+        // fmin and fmax of integers are integers; the others are real.
+        let elem = if matches!(name, "fmin" | "fmax") {
+            join_elems(&operands)
+        } else {
+            Elem::Real
+        };
+        Ok(Value::Tensor(TensorVar {
+            var,
+            elem,
+            volatile: first.volatile || second.volatile,
+        }))
+    }
+
     /// Calls a built-in function.
     pub(crate) fn builtin(
         &mut self,
@@ -340,6 +407,83 @@ impl Interpreter<'_> {
             "log_sigmoid" => return unary(self, |t, v| t.log_sigmoid(v)),
             "lgamma" => return unary(self, |t, v| t.lgamma(v)),
             "digamma" => return unary(self, |t, v| t.digamma(v)),
+            "erf" => return unary(self, |t, v| t.erf(v)),
+            "erfc" => return unary(self, |t, v| t.erfc(v)),
+            "log10" => {
+                return unary(self, |t, v| {
+                    let log = t.log(v);
+                    t.mul_scalar(log, std::f64::consts::LOG10_E)
+                })
+            }
+            "log2" => {
+                return unary(self, |t, v| {
+                    let log = t.log(v);
+                    t.mul_scalar(log, std::f64::consts::LOG2_E)
+                })
+            }
+            // logit p = log p − log(1 − p).
+            "logit" => {
+                let value = x(self)?;
+                let log = self.tape.log(value.var);
+                let negated = self.tape.neg(value.var);
+                let log_complement = self.tape.log1p(negated);
+                let var = self
+                    .tape
+                    .sub(log, log_complement)
+                    .map_err(|e| self.tensor_error(e, span))?;
+                TensorVar {
+                    var,
+                    elem: Elem::Real,
+                    volatile: value.volatile,
+                }
+            }
+            "inv_logit" => return unary(self, |t, v| t.sigmoid(v)),
+            "log_inv_logit" => return unary(self, |t, v| t.log_sigmoid(v)),
+            // log(1 − σ(x)) = log σ(−x).
+            "log1m_inv_logit" => {
+                return unary(self, |t, v| {
+                    let negated = t.neg(v);
+                    t.log_sigmoid(negated)
+                })
+            }
+            // The real cube root: sign(x) · |x|^(1/3).
+            "cbrt" => {
+                let value = x(self)?;
+                let magnitude = self.tape.abs(value.var);
+                let root = self.tape.pow_scalar(magnitude, 1.0 / 3.0);
+                let negative_root = self.tape.neg(root);
+                let zero = self.tape.constant(Tensor::scalar(0.0));
+                let negative = self
+                    .tape
+                    .lt(value.var, zero)
+                    .map_err(|e| self.tensor_error(e, span))?;
+                let var = self
+                    .tape
+                    .select(negative, negative_root, root)
+                    .map_err(|e| self.tensor_error(e, span))?;
+                TensorVar {
+                    var,
+                    elem: Elem::Real,
+                    volatile: value.volatile,
+                }
+            }
+            // Stan's step: 0 where x < 0, 1 elsewhere (no gradient).
+            "step" => {
+                let value = x(self)?;
+                let zero = self.tape.constant(Tensor::scalar(0.0));
+                let var = self
+                    .tape
+                    .ge(value.var, zero)
+                    .map_err(|e| self.tensor_error(e, span))?;
+                TensorVar {
+                    var,
+                    elem: Elem::Real,
+                    volatile: value.volatile,
+                }
+            }
+            "pow" | "fmin" | "fmax" | "hypot" | "atan2" | "lbeta" | "lchoose" => {
+                return self.binary_builtin(name, args, span)
+            }
             "sum" | "mean" | "max" | "min" | "logsumexp" => {
                 let value = x(self)?;
                 let axis = self.axis_arg(args)?;

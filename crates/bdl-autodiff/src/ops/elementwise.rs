@@ -356,6 +356,11 @@ impl Tape {
         self.record_binary("pow", base, exponent, Op::Pow(base, exponent))
     }
 
+    /// `atan2(y, x)` elementwise with broadcasting: the angle in (−π, π] of the point (x, y).
+    pub fn atan2(&mut self, y: Var, x: Var) -> Result<Var, TensorError> {
+        self.record_binary("atan2", y, x, Op::Atan2(y, x))
+    }
+
     /// `input + constant`.
     pub fn add_scalar(&mut self, input: Var, constant: f64) -> Var {
         self.record_unary(input, Op::AddScalar(input, constant))
@@ -464,6 +469,16 @@ impl Tape {
     /// The digamma function, the derivative of `lgamma`.
     pub fn digamma(&mut self, input: Var) -> Var {
         self.record_unary(input, Op::Digamma(input))
+    }
+
+    /// The error function erf x = 2/√π ∫₀ˣ exp(−t²) dt.
+    pub fn erf(&mut self, input: Var) -> Var {
+        self.record_unary(input, Op::Erf(input))
+    }
+
+    /// The complementary error function erfc x = 1 − erf x, accurate where erf x is near 1.
+    pub fn erfc(&mut self, input: Var) -> Var {
+        self.record_unary(input, Op::Erfc(input))
     }
 
     /// Limits every element to `[low, high]`; the gradient is one inside the interval (bounds

@@ -68,6 +68,10 @@ pub(crate) enum Op {
     LogSigmoid(Var),
     Lgamma(Var),
     Digamma(Var),
+    Erf(Var),
+    Erfc(Var),
+    /// `Atan2(y, x)`: the angle of the point (x, y).
+    Atan2(Var, Var),
     /// `Clamp(input, low, high)`.
     Clamp(Var, f64, f64),
     Not(Var),
@@ -132,7 +136,12 @@ impl Op {
     pub(crate) fn for_each_differentiable_operand(&self, mut visit: impl FnMut(Var)) {
         match *self {
             Op::Input | Op::Constant | Op::Compare(..) | Op::Not(_) => {}
-            Op::Add(a, b) | Op::Sub(a, b) | Op::Mul(a, b) | Op::Div(a, b) | Op::Pow(a, b) => {
+            Op::Add(a, b)
+            | Op::Sub(a, b)
+            | Op::Mul(a, b)
+            | Op::Div(a, b)
+            | Op::Pow(a, b)
+            | Op::Atan2(a, b) => {
                 visit(a);
                 visit(b);
             }
@@ -171,6 +180,8 @@ impl Op {
             | Op::LogSigmoid(a)
             | Op::Lgamma(a)
             | Op::Digamma(a)
+            | Op::Erf(a)
+            | Op::Erfc(a)
             | Op::Clamp(a, _, _)
             | Op::Sum(a, _)
             | Op::Mean(a, _)
@@ -246,6 +257,9 @@ pub(crate) fn forward(op: &Op, values: &[Tensor], out: &mut Tensor, scratch: &mu
         Op::LogSigmoid(a) => unary_forward(value(a), out, |x| -softplus(-x)),
         Op::Lgamma(a) => unary_forward(value(a), out, crate::special::ln_gamma),
         Op::Digamma(a) => unary_forward(value(a), out, crate::special::digamma),
+        Op::Erf(a) => unary_forward(value(a), out, crate::special::erf),
+        Op::Erfc(a) => unary_forward(value(a), out, crate::special::erfc),
+        Op::Atan2(a, b) => binary_forward(value(a), value(b), out, f64::atan2),
         Op::Clamp(a, low, high) => unary_forward(value(a), out, |x| x.clamp(low, high)),
         Op::Not(a) => unary_forward(value(a), out, |x| if x == 0.0 { 1.0 } else { 0.0 }),
         Op::Sum(a, reduction) => {
@@ -514,6 +528,22 @@ pub(crate) fn backward(
         Op::Lgamma(a) => unary_chain(sink, a, out, g, |x, _| crate::special::digamma(x)),
         // d ψ(x)/dx = ψ₁(x).
         Op::Digamma(a) => unary_chain(sink, a, out, g, |x, _| crate::special::trigamma(x)),
+        // d/dx erf x = 2/√π · exp(−x²), and erfc = 1 − erf.
+        Op::Erf(a) => unary_chain(sink, a, out, g, |x, _| {
+            std::f64::consts::FRAC_2_SQRT_PI * (-x * x).exp()
+        }),
+        Op::Erfc(a) => unary_chain(sink, a, out, g, |x, _| {
+            -std::f64::consts::FRAC_2_SQRT_PI * (-x * x).exp()
+        }),
+        // ∂atan2(y, x)/∂y = x / (x² + y²), ∂atan2(y, x)/∂x = −y / (x² + y²).
+        Op::Atan2(a, b) => binary_chain(
+            sink,
+            (a, b),
+            out,
+            g,
+            |y, x, _| x / (x * x + y * y),
+            |y, x, _| -y / (x * x + y * y),
+        ),
         // d clamp(x, l, h)/dx = 1 for l ≤ x ≤ h, else 0.
         Op::Clamp(a, low, high) => unary_chain(sink, a, out, g, |x, _| {
             if (low..=high).contains(&x) {

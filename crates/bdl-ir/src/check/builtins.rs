@@ -46,7 +46,18 @@ impl Checker<'_> {
                 );
                 continue;
             }
-            if let Some(number) = constant(value) {
+            // A literal, or every literal element of a list literal (`Dirichlet([1, -1])`).
+            let literals: Vec<(f64, Span)> = match &value.kind {
+                ExprKind::List(items) => items
+                    .iter()
+                    .filter_map(|item| constant(item).map(|number| (number, item.span)))
+                    .collect(),
+                _ => constant(value)
+                    .map(|n| (n, value.span))
+                    .into_iter()
+                    .collect(),
+            };
+            for (number, literal_span) in literals {
                 let problem = match param.domain {
                     Domain::Positive if number <= 0.0 => Some("must be positive"),
                     Domain::Probability if *used == "probs" && !(0.0..=1.0).contains(&number) => {
@@ -66,13 +77,14 @@ impl Checker<'_> {
                             "E0302",
                             format!("parameter `{used}` of `{}` {problem}", spec.name),
                         )
-                        .with_label(value.span, format!("{used} = {number}"))
+                        .with_label(literal_span, format!("{used} = {number}"))
                         .with_hint(format!("`{used}` {problem}")),
                     );
                 }
             }
             shapes.push((info.ty.shape(), value, used));
         }
+        self.literal_bounds(spec, &slots, args);
         let (batch, event) = match spec.event {
             EventShape::Scalar => {
                 let mut batch = Shape::scalar();
@@ -349,6 +361,44 @@ impl Checker<'_> {
                     }
                 }
             }
+        }
+    }
+
+    /// `low < high` when both bounds of a distribution (`Uniform`, `TruncatedNormal`) are
+    /// literals.
+    fn literal_bounds(
+        &mut self,
+        spec: &'static catalogue::DistributionSpec,
+        slots: &[Option<(&'static str, usize)>],
+        args: &[Arg],
+    ) {
+        let bound = |wanted: &str| {
+            spec.params
+                .iter()
+                .zip(slots)
+                .find(|(param, _)| param.names.contains(&wanted))
+                .and_then(|(_, slot)| *slot)
+                .and_then(|(_, index)| {
+                    let value = &args[index].value;
+                    constant(value).map(|number| (number, value.span))
+                })
+        };
+        let (Some((low, low_span)), Some((high, high_span))) = (bound("low"), bound("high")) else {
+            return;
+        };
+        if low >= high {
+            self.error(
+                Diagnostic::error(
+                    "E0302",
+                    format!(
+                        "the bounds of `{}` are reversed or equal: low = {low}, high = {high}",
+                        spec.name
+                    ),
+                )
+                .with_label(high_span, format!("high = {high}"))
+                .with_secondary(low_span, format!("low = {low}"))
+                .with_hint("`low` must be less than `high`"),
+            );
         }
     }
 }

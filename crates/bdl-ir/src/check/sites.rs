@@ -1,5 +1,6 @@
-//! Sites: `sample`, `observe`, `param`, `deterministic`, `lift` and `module`, their names
-//! (unique, indexed inside loops and plates), and the batch shape a site's plates require.
+//! Sites: `sample`, `observe`, `param`, `deterministic`, `lift`, `module` and `factor`, their
+//! names (unique, indexed inside loops and plates), the batch shape a site's plates require, an
+//! observation's `mask` and a factor's log-density term.
 
 use super::*;
 
@@ -103,11 +104,16 @@ impl Checker<'_> {
         spec: &'static SiteFunctionSpec,
         args: &[Arg],
     ) -> ExprInfo {
-        if spec.kind == SiteFunction::Param {
+        if matches!(spec.kind, SiteFunction::Param | SiteFunction::Sample) {
+            let position = if spec.kind == SiteFunction::Param {
+                2
+            } else {
+                3
+            };
             let constraint = args
                 .iter()
                 .find(|a| a.name.as_ref().is_some_and(|n| n.name == "constraint"))
-                .or_else(|| args.iter().filter(|a| a.name.is_none()).nth(2));
+                .or_else(|| args.iter().filter(|a| a.name.is_none()).nth(position));
             // A misspelt constraint gets its own message and suggestions.
             self.constraint_arg = constraint.map(|a| a.value.id);
         }
@@ -191,6 +197,9 @@ impl Checker<'_> {
         match spec.kind {
             SiteFunction::Sample => {
                 let dist = expect_distribution(self, 1);
+                if let Some((value, info)) = arg(3) {
+                    self.sample_constraint(value, info, arg(1).map(|(_, info)| &info.ty));
+                }
                 let elem = match arg(1).map(|(_, info)| &info.ty) {
                     Some(Ty::Distribution { spec, .. }) if spec.support.is_discrete() => Elem::Int,
                     _ => Elem::Real,
@@ -239,7 +248,7 @@ impl Checker<'_> {
                             .with_hint("observe a data variable (declared in `data { ... }`) or a value derived from data only"),
                     );
                 }
-                if let Some((batch, event)) = dist {
+                if let Some((batch, event)) = dist.clone() {
                     let plates = self.plate_shape();
                     if let Ok(expected) = broadcast(&plates, &batch) {
                         let expected = concat_shapes(&[&expected, &event]);
@@ -256,10 +265,33 @@ impl Checker<'_> {
                         self.plate_mismatch(dist_value.span, &batch, &plates);
                     }
                 }
+                if let Some((mask, mask_info)) = arg(3) {
+                    self.observe_mask(mask, mask_info, &info.ty.shape(), dist.as_ref());
+                }
                 ExprInfo {
                     ty: info.ty.clone(),
                     latent: info.latent,
                 }
+            }
+            SiteFunction::Factor => {
+                if let Some((value, info)) = arg(1) {
+                    let real = match &info.ty {
+                        Ty::Tensor { elem, .. } => *elem == Elem::Real || *elem == Elem::Int,
+                        Ty::Unknown => true,
+                        _ => false,
+                    };
+                    if !real {
+                        self.error(
+                            Diagnostic::error("E0311", "`factor` needs a real number or tensor as its log-density term")
+                                .with_label(value.span, format!("this is {}", info.ty.describe()))
+                                .with_hint("write a real-valued log-density such as `-0.5 * sum((y - mu) ** 2)`; it is summed over its elements"),
+                        );
+                    }
+                }
+                arg(1).map_or_else(ExprInfo::default, |(_, info)| ExprInfo {
+                    ty: Ty::real(info.ty.shape()),
+                    latent: info.latent,
+                })
             }
             SiteFunction::Param => {
                 if let Some((value, info)) = arg(2) {
@@ -362,5 +394,90 @@ impl Checker<'_> {
             }
         }
         Some(pattern)
+    }
+
+    /// Checks the `mask` of an `observe`: data only (not latent), 0/1 or boolean, and
+    /// broadcastable to the observed value's shape without the distribution's event dimensions.
+    fn observe_mask(
+        &mut self,
+        mask: &Expr,
+        info: &ExprInfo,
+        observed: &Shape,
+        dist: Option<&(Shape, Shape)>,
+    ) {
+        if info.latent {
+            self.error(
+                Diagnostic::error("E0312", "a `mask` must be data, but this value depends on a sampled quantity")
+                    .with_label(mask.span, "depends on a `sample`, `param` or lifted network")
+                    .with_hint("use a 0/1 (or boolean) vector declared in `data { ... }`, or a comparison of data"),
+            );
+            return;
+        }
+        let shape = match &info.ty {
+            Ty::Tensor { shape, .. } => shape.clone(),
+            Ty::Unknown => return,
+            other => {
+                self.error(
+                    Diagnostic::error("E0312", "a `mask` must be a boolean or 0/1 tensor")
+                        .with_label(mask.span, format!("this is {}", other.describe()))
+                        .with_hint("use a 0/1 (or boolean) vector declared in `data { ... }`, or a comparison of data"),
+                );
+                return;
+            }
+        };
+        if let Some(number) = constant(mask) {
+            if number != 0.0 && number != 1.0 {
+                self.error(
+                    Diagnostic::error("E0312", "a `mask` holds 0 or 1 (or booleans)")
+                        .with_label(mask.span, format!("mask = {number}"))
+                        .with_hint(
+                            "1 (or true) keeps an element's log-density, 0 (or false) drops it",
+                        ),
+                );
+            }
+        }
+        // The mask applies to the log-density, whose shape is the observed shape without the
+        // event dimensions.
+        let event_rank = match dist {
+            Some((_, Shape::Known(event))) => event.len(),
+            _ => 0,
+        };
+        let batch = match observed {
+            Shape::Known(dims) if dims.len() >= event_rank => {
+                Shape::Known(dims[..dims.len() - event_rank].to_vec())
+            }
+            _ => return,
+        };
+        if let Err(conflict) = broadcast(&batch, &shape) {
+            {
+                self.error(
+                    Diagnostic::error("E0202", format!("the mask has shape {shape}, but the observation's batch shape is {batch}"))
+                        .with_label(mask.span, format!("shape {shape}"))
+                        .with_note(format!("axis {} from the right: {} against {}", conflict.axis_from_right, conflict.left, conflict.right))
+                        .with_hint("the mask needs one entry per observed element (per row for a multivariate distribution)"),
+                );
+            }
+        }
+    }
+
+    /// Checks the `constraint` of a `sample` site: a constraint, on a continuous distribution.
+    fn sample_constraint(&mut self, value: &Expr, info: &ExprInfo, dist: Option<&Ty>) {
+        if info.ty != Ty::Constraint && info.ty != Ty::Unknown {
+            self.error(
+                Diagnostic::error("E0308", "the `constraint` of `sample` must be a constraint")
+                    .with_label(value.span, format!("this is {}", info.ty.describe()))
+                    .with_hint("constraints are real, positive, unit_interval, interval(a, b), greater_than(a), less_than(b), simplex, ordered, positive_ordered, corr_cholesky, cov_cholesky"),
+            );
+            return;
+        }
+        if let Some(Ty::Distribution { spec, .. }) = dist {
+            if spec.support.is_discrete() {
+                self.error(
+                    Diagnostic::error("E0313", format!("a constraint on a sample site needs a continuous distribution, but `{}` is discrete", spec.name))
+                        .with_label(value.span, "constraint on a discrete site")
+                        .with_hint("a constraint maps an unconstrained real vector onto the site's values; remove it, discrete values are not transformed"),
+                );
+            }
+        }
     }
 }
