@@ -525,7 +525,7 @@ fn why_draws_need_run(trace: &Trace, layout: &Layout, dynamic: Option<&Dynamic>)
                     site.name
                 ))
             }
-            SiteKind::Observe => continue,
+            SiteKind::Observe | SiteKind::Factor => continue,
             SiteKind::Sample if site.observed => continue,
             SiteKind::Sample | SiteKind::Param => {}
         }
