@@ -172,7 +172,7 @@ impl DrawSink for ChainFiles<'_> {
         let mut file = self.lock(unit);
         let file = &mut *file;
         // A new chunk of the batch path: a fresh evaluator and the chunk's stream.
-        if row % self.chunk == 0 || file.evaluator.is_none() {
+        if row.is_multiple_of(self.chunk) || file.evaluator.is_none() {
             file.evaluator = Some(self.model.output_evaluator());
             file.rng = stream_rng(self.seed, (row / self.chunk) as u64);
         }
