@@ -22,9 +22,12 @@
 //! - **results**: [`collect`] returns the units' results in unit order, or the first error in
 //!   unit order, so the error reported does not depend on timing.
 //!
-//! Progress and output are the algorithms' callbacks, called on the unit's thread after every
-//! iteration; the binary implements them (progress bars, CmdStan CSV lines written as draws
-//! arrive).
+//! - **output**: a [`DrawSink`] receives each unit's kept draws on the unit's thread as they are
+//!   made (the binary writes them to CmdStan CSV files), so that an interrupted or long run has
+//!   its draws on disk without waiting for the end; [`NoSink`] discards them.
+//!
+//! Progress is the algorithms' callback, called on the unit's thread after every iteration; the
+//! binary implements it with progress bars.
 
 use crate::density::LogDensityError;
 use crate::rng::{stream_rng, Rng};
@@ -356,6 +359,73 @@ pub fn drive<E>(
         warmup_time,
         sampling_time: start.elapsed().saturating_sub(warmup_time),
     })
+}
+
+/// A sink refused a draw; the sink keeps the reason (it owns the output) and the algorithm stops
+/// the unit, reporting which unit's output failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SinkFailed;
+
+/// What a kept draw came with besides its position.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DrawStats {
+    /// The iteration that produced the draw, counted from 0 through warm-up and sampling.
+    pub iteration: usize,
+    /// The step size of that iteration, where the method has one.
+    pub step_size: Option<f64>,
+}
+
+/// Where the driver streams kept draws as they are made.
+///
+/// Every method is called on the unit's own thread, units possibly in parallel, so a sink keeps
+/// per-unit state behind its own locks. For one unit the calls come in order: [`DrawSink::header`]
+/// once before the first draw, [`DrawSink::draw`] for each kept draw with rows numbered from 0,
+/// [`DrawSink::comment`] whenever the algorithm has something to note, and [`DrawSink::finish`]
+/// once when the unit ends normally or is interrupted (not when it fails). Positions are
+/// unconstrained; turning them into output values is the sink's business.
+pub trait DrawSink: Sync {
+    /// Unit `unit` is about to produce draws of `dim` coordinates.
+    fn header(&self, unit: usize, dim: usize) -> Result<(), SinkFailed>;
+    /// Unit `unit`'s kept draw number `row`.
+    fn draw(
+        &self,
+        unit: usize,
+        row: usize,
+        position: &[f64],
+        stats: &DrawStats,
+    ) -> Result<(), SinkFailed>;
+    /// A note about unit `unit` (adaptation results, for instance).
+    fn comment(&self, unit: usize, line: &str) -> Result<(), SinkFailed>;
+    /// Unit `unit` has ended; `interrupted` says whether it was stopped early.
+    fn finish(&self, unit: usize, interrupted: bool) -> Result<(), SinkFailed>;
+}
+
+/// A sink that keeps nothing, for callers that only want the in-memory result.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoSink;
+
+impl DrawSink for NoSink {
+    fn header(&self, _unit: usize, _dim: usize) -> Result<(), SinkFailed> {
+        Ok(())
+    }
+
+    fn draw(
+        &self,
+        _unit: usize,
+        _row: usize,
+        _position: &[f64],
+        _stats: &DrawStats,
+    ) -> Result<(), SinkFailed> {
+        Ok(())
+    }
+
+    fn comment(&self, _unit: usize, _line: &str) -> Result<(), SinkFailed> {
+        Ok(())
+    }
+
+    fn finish(&self, _unit: usize, _interrupted: bool) -> Result<(), SinkFailed> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

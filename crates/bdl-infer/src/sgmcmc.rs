@@ -20,14 +20,18 @@
 //! [`sample`] runs several chains, in parallel with rayon or one after the other with identical
 //! results: chain `c` draws every random number (its start, its mini-batches, its noise) from
 //! `stream_rng(seed, c)` and evaluates its own model made by the caller's factory. A callback sees
-//! every iteration on the chain's thread and a stop flag ends all chains early while keeping their
-//! finished draws. A non-finite log joint or gradient (or a recoverable model error) stops the
+//! every iteration on the chain's thread, [`sample_into`] streams every kept draw to a
+//! [`DrawSink`] as it is made, and a stop flag ends all chains early while keeping their finished
+//! draws. A non-finite log joint or gradient (or a recoverable model error) stops the
 //! chain with an error that carries the model's message, unless `skip_nonfinite` asks to skip such
 //! steps; a fatal model error always stops it.
 
 use crate::density::{ElboModel, JointOptions, LogDensityError};
 pub use crate::driver::Init;
-use crate::driver::{self, drive, initialise, unit_rng, Control, Iteration, Schedule, Units};
+use crate::driver::{
+    self, drive, initialise, unit_rng, Control, DrawSink, DrawStats, Iteration, NoSink, Schedule,
+    Units,
+};
 use crate::rng::Rng;
 use rand::Rng as _;
 use rand_distr::StandardNormal;
@@ -419,6 +423,11 @@ pub enum SgmcmcError {
         /// The model's message.
         message: String,
     },
+    /// The draw sink could not take a draw (it keeps the reason) and the chain stopped.
+    Output {
+        /// The chain.
+        chain: usize,
+    },
 }
 
 impl fmt::Display for SgmcmcError {
@@ -468,6 +477,13 @@ impl fmt::Display for SgmcmcError {
                 chain + 1,
                 iteration + 1
             ),
+            SgmcmcError::Output { chain } => {
+                write!(
+                    f,
+                    "chain {} stopped: its draws could not be written",
+                    chain + 1
+                )
+            }
         }
     }
 }
@@ -484,6 +500,24 @@ pub fn sample<M, F, C>(
     settings: &SgmcmcSettings,
     make_model: F,
     callback: &C,
+    stop: &AtomicBool,
+) -> Result<SgmcmcResult, SgmcmcError>
+where
+    M: ElboModel,
+    F: Fn(usize) -> M + Sync,
+    C: Fn(&SgmcmcEvent<'_>) + Sync,
+{
+    sample_into(settings, make_model, callback, &NoSink, stop)
+}
+
+/// [`sample`], streaming each chain's kept draws to `sink` as they are made (after the callback
+/// has seen the iteration). The sink changes no random number: the draws, and the result, are
+/// those of [`sample`]. A sink that refuses a draw stops the run with [`SgmcmcError::Output`].
+pub fn sample_into<M, F, C>(
+    settings: &SgmcmcSettings,
+    make_model: F,
+    callback: &C,
+    sink: &dyn DrawSink,
     stop: &AtomicBool,
 ) -> Result<SgmcmcResult, SgmcmcError>
 where
@@ -513,7 +547,7 @@ where
                     found,
                 });
             }
-            run_chain(chain, settings, model, callback, control)
+            run_chain(chain, settings, model, callback, sink, control)
         },
     );
     let chains = driver::collect(outcomes)?;
@@ -680,6 +714,7 @@ fn run_chain<M, C>(
     settings: &SgmcmcSettings,
     model: M,
     callback: &C,
+    sink: &dyn DrawSink,
     control: Control<'_>,
 ) -> Result<SgmcmcChain, SgmcmcError>
 where
@@ -708,6 +743,8 @@ where
     let mut step_sizes = Vec::with_capacity(settings.samples);
     let mut skipped_steps = Vec::new();
     let mut consecutive_skips = 0;
+    let output_failed = |_| SgmcmcError::Output { chain };
+    sink.header(chain, dim).map_err(output_failed)?;
 
     let driven = drive(&schedule, control, start, |step| {
         let Iteration {
@@ -786,8 +823,18 @@ where
             step_size,
             log_joint_estimate,
         });
+        if kept {
+            let stats = DrawStats {
+                iteration,
+                step_size: Some(step_size),
+            };
+            sink.draw(chain, step_sizes.len() - 1, &position, &stats)
+                .map_err(output_failed)?;
+        }
         Ok(())
     })?;
+    sink.finish(chain, driven.interrupted)
+        .map_err(output_failed)?;
 
     Ok(SgmcmcChain {
         chain,

@@ -19,7 +19,8 @@
 //!
 //! Proposals adapt during warm-up only. Chains run in parallel with rayon, or one after the
 //! other with identical results: chain `c` draws every random number from `stream_rng(seed, c)`.
-//! A callback sees every sweep and a stop flag ends all chains early, keeping finished draws.
+//! A callback sees every sweep, [`sample_into`] streams every kept draw to a [`DrawSink`] as it
+//! is made, and a stop flag ends all chains early, keeping finished draws.
 //! A proposal whose log density is not finite, or fails recoverably, is rejected and counted; a
 //! conjugate draw that fails recoverably or writes non-finite values leaves the block unchanged
 //! and is counted; a fatal model error stops the run.
@@ -41,7 +42,10 @@ pub use rwm::RwmSettings;
 
 use crate::density::LogDensityError;
 pub use crate::driver::Init;
-use crate::driver::{self, drive, initialise, unit_rng, Control, Iteration, Schedule, Units};
+use crate::driver::{
+    self, drive, initialise, unit_rng, Control, DrawSink, DrawStats, Iteration, NoSink, Schedule,
+    Units,
+};
 use crate::rng::Rng;
 use rand::Rng as _;
 use rwm::AdaptiveProposal;
@@ -457,6 +461,11 @@ pub enum GibbsError {
         /// The model's message.
         message: String,
     },
+    /// The draw sink could not take a draw (it keeps the reason) and the chain stopped.
+    Output {
+        /// The chain.
+        chain: usize,
+    },
 }
 
 impl fmt::Display for GibbsError {
@@ -500,6 +509,13 @@ impl fmt::Display for GibbsError {
                 chain + 1,
                 iteration + 1
             ),
+            GibbsError::Output { chain } => {
+                write!(
+                    f,
+                    "chain {} stopped: its draws could not be written",
+                    chain + 1
+                )
+            }
         }
     }
 }
@@ -516,6 +532,24 @@ pub fn sample<M, F, C>(
     settings: &GibbsSettings,
     make_model: F,
     callback: &C,
+    stop: &AtomicBool,
+) -> Result<GibbsResult, GibbsError>
+where
+    M: GibbsModel,
+    F: Fn(usize) -> M + Sync,
+    C: Fn(&GibbsEvent<'_>) + Sync,
+{
+    sample_into(settings, make_model, callback, &NoSink, stop)
+}
+
+/// [`sample`], streaming each chain's kept draws to `sink` as they are made (after the callback
+/// has seen the sweep). The sink changes no random number: the draws, and the result, are those
+/// of [`sample`]. A sink that refuses a draw stops the run with [`GibbsError::Output`].
+pub fn sample_into<M, F, C>(
+    settings: &GibbsSettings,
+    make_model: F,
+    callback: &C,
+    sink: &dyn DrawSink,
     stop: &AtomicBool,
 ) -> Result<GibbsResult, GibbsError>
 where
@@ -552,7 +586,7 @@ where
                     message: "the model declares different blocks from chain 1's".into(),
                 })
             } else {
-                run_chain(chain, settings, &blocks, model, callback, control)
+                run_chain(chain, settings, &blocks, model, callback, sink, control)
             }
         },
     );
@@ -801,6 +835,7 @@ fn run_chain<M, C>(
     blocks: &[GibbsBlock],
     model: M,
     callback: &C,
+    sink: &dyn DrawSink,
     control: Control<'_>,
 ) -> Result<GibbsChain, GibbsError>
 where
@@ -856,6 +891,8 @@ where
     };
     let mut draws = Vec::with_capacity(settings.samples * dim);
     let mut log_densities = Vec::with_capacity(settings.samples);
+    let output_failed = |_| GibbsError::Output { chain };
+    sink.header(chain, dim).map_err(output_failed)?;
     let driven = drive(&schedule, control, start, |step| {
         let Iteration {
             index: iteration,
@@ -878,8 +915,18 @@ where
             kept,
             position: &state.position,
         });
+        if kept {
+            let stats = DrawStats {
+                iteration,
+                step_size: None,
+            };
+            sink.draw(chain, log_densities.len() - 1, &state.position, &stats)
+                .map_err(output_failed)?;
+        }
         Ok(())
     })?;
+    sink.finish(chain, driven.interrupted)
+        .map_err(output_failed)?;
     for (stats, proposal) in state.stats.iter_mut().zip(&state.proposals) {
         if let Some(proposal) = proposal {
             stats.proposal_scale = Some(proposal.scale());

@@ -2,7 +2,8 @@
 //! model allows them, one file per chain.
 
 use crate::progress;
-use crate::run::outcome::{finish, infer_failure, positions, Outcome, RunResult};
+use crate::run::outcome::{finish_rows, infer_failure, output_columns, Outcome, RunResult};
+use crate::run::sink::ChainFiles;
 use crate::session::Failure;
 use bdl_infer::gibbs::{self, GibbsSettings};
 use bdl_runtime::conjugate::{self, GibbsBlocks};
@@ -22,6 +23,11 @@ pub fn run(
 ) -> Result<RunResult, Failure> {
     let plan = conjugate::gibbs_plan(model, blocks)
         .map_err(|error| Failure::model(vec![error.to_diagnostic()]))?;
+    let comments = vec![
+        "method = gibbs".to_string(),
+        format!("blocks = {}", plan.describe().join("; ")),
+        format!("seed = {}", settings.seed),
+    ];
     let total = settings.warmup + settings.samples * settings.thin;
     let (_multi, bars) = progress::chain_bars(settings.chains, total, show_progress);
     let callback = |event: &gibbs::GibbsEvent| {
@@ -30,21 +36,32 @@ pub fn run(
         }
     };
     let start = model.prior_median_position(settings.seed);
-    let result = gibbs::sample(
+    // Each chain's draws go to its `chain-N.csv` as they are made.
+    let sink = ChainFiles::new(
+        model,
+        out,
+        comments.clone(),
+        settings.chains,
+        settings.samples,
+        settings.seed,
+    );
+    let sampled = gibbs::sample_into(
         settings,
         |_| conjugate::GibbsEvaluator::new(model, &plan, &start),
         &callback,
+        &sink,
         stop,
-    )
-    .map_err(infer_failure)?;
+    );
     for bar in &bars {
         bar.finish_and_clear();
     }
-    let chains: Vec<Vec<Vec<f64>>> = result
-        .chains
-        .iter()
-        .map(|c| positions(&c.draws, c.dim))
-        .collect();
+    let result = match sampled {
+        Ok(result) => result,
+        // A failure of the sink is reported as itself (an IO error names its file).
+        Err(error) => return Err(sink.take_failure().unwrap_or_else(|| infer_failure(error))),
+    };
+    let draws = sink.into_rows(&result.draw_slices(), result.dim)?;
+    let (_, columns) = output_columns(model);
     let mut facts = Map::new();
     facts.insert("blocks".into(), json!(plan.describe()));
     facts.insert(
@@ -53,22 +70,18 @@ pub fn run(
             .map(|b| result.acceptance_rate(b))
             .collect::<Vec<_>>()),
     );
-    let comments = vec![
-        "method = gibbs".to_string(),
-        format!("blocks = {}", plan.describe().join("; ")),
-        format!("seed = {}", settings.seed),
-    ];
-    finish(
-        model,
+    finish_rows(
         out,
         Outcome {
             method: "gibbs".into(),
-            chains,
+            chains: Vec::new(),
             markov: true,
             seed: settings.seed,
             comments,
             facts,
             interrupted: result.interrupted,
         },
+        columns,
+        draws,
     )
 }

@@ -3,8 +3,9 @@
 //!
 //! The modules are `prior`, `svi` (SVI, MAP and Laplace), `mcmc` (NUTS and static HMC, which
 //! stream one CmdStan CSV per chain as they sample), `exact`, `ensemble` (deep ensembles and
-//! MultiSWAG), `sgmcmc` (SGLD and SGHMC) and `gibbs`; `outcome` holds what they share. A method
-//! module imports `outcome` and never this module, so the module graph stays acyclic.
+//! MultiSWAG), `sgmcmc` (SGLD and SGHMC) and `gibbs`; `outcome` holds what they share and `sink`
+//! the CmdStan CSV draw sink that the driver streams kept draws to. A method module imports
+//! `outcome` and `sink` and never this module, so the module graph stays acyclic.
 
 mod ensemble;
 mod exact;
@@ -13,6 +14,7 @@ mod mcmc;
 pub mod outcome;
 mod prior;
 mod sgmcmc;
+mod sink;
 mod svi;
 
 pub use outcome::RunResult;

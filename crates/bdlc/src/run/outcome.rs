@@ -198,7 +198,8 @@ pub struct Outcome {
     pub interrupted: bool,
 }
 
-/// Turns an outcome's unconstrained positions into a [`RunResult`] and writes `draws.csv`.
+/// Turns an outcome's unconstrained positions into a [`RunResult`] and writes `draws.csv` (and,
+/// for Markov chains, `chain-N.csv`).
 pub fn finish(model: &Model, out: Option<&Path>, outcome: Outcome) -> Result<RunResult, Failure> {
     let sites = model.output_sites();
     let columns = columns_of(&sites);
@@ -207,8 +208,6 @@ pub fn finish(model: &Model, out: Option<&Path>, outcome: Outcome) -> Result<Run
         draws.push(constrained_rows(model, &sites, positions, outcome.seed)?);
     }
     if let Some(out) = out {
-        let all: Vec<f64> = draws.iter().flatten().copied().collect();
-        write_draws(out, &outcome.comments, &columns, &all)?;
         // Markov chains also get a file each, as NUTS writes them, so that chain-aware tools
         // (ArviZ's `from_cmdstan`, R-hat by hand) see where one chain ends and the next begins.
         if outcome.markov {
@@ -219,6 +218,22 @@ pub fn finish(model: &Model, out: Option<&Path>, outcome: Outcome) -> Result<Run
                 write_draws_file(&path, &comments, &columns, chain)?;
             }
         }
+    }
+    finish_rows(out, outcome, columns, draws)
+}
+
+/// Turns constrained rows already made (and already written per chain, by a
+/// [`crate::run::sink::ChainFiles`] sink) into a [`RunResult`] and writes `draws.csv`; the
+/// outcome's positions are not used.
+pub fn finish_rows(
+    out: Option<&Path>,
+    outcome: Outcome,
+    columns: Vec<Column>,
+    draws: Vec<Vec<f64>>,
+) -> Result<RunResult, Failure> {
+    if let Some(out) = out {
+        let all: Vec<f64> = draws.iter().flatten().copied().collect();
+        write_draws(out, &outcome.comments, &columns, &all)?;
     }
     let slices: Vec<&[f64]> = draws.iter().map(Vec::as_slice).collect();
     let summary = Summary::from_draws(&slices, columns.len());

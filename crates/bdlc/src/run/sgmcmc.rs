@@ -2,7 +2,8 @@
 
 use crate::method::SgmcmcMethod;
 use crate::progress;
-use crate::run::outcome::{finish, infer_failure, positions, Outcome, RunResult};
+use crate::run::outcome::{finish_rows, infer_failure, output_columns, Outcome, RunResult};
+use crate::run::sink::ChainFiles;
 use crate::session::Failure;
 use bdl_infer::sgmcmc::{self, Init, SgmcmcSettings};
 use bdl_runtime::model::Model;
@@ -23,6 +24,13 @@ pub fn run(
         init: Init::Positions(vec![model.prior_median_position(sgmcmc.settings.seed)]),
         ..sgmcmc.settings.clone()
     };
+    let comments = vec![
+        format!("method = {method}"),
+        format!("chains = {}", settings.chains),
+        format!("burn_in = {}", settings.burn_in),
+        format!("thin = {}", settings.thin),
+        format!("seed = {}", settings.seed),
+    ];
     let total = settings.burn_in + settings.samples * settings.thin;
     let (_multi, bars) = progress::chain_bars(settings.chains, total, show_progress);
     let callback = |event: &sgmcmc::SgmcmcEvent| {
@@ -30,16 +38,26 @@ pub fn run(
             bar.set_position(event.iteration as u64 + 1);
         }
     };
-    let result =
-        sgmcmc::sample(&settings, |_| model.evaluator(), &callback, stop).map_err(infer_failure)?;
+    // Each chain's draws go to its `chain-N.csv` as they are made.
+    let sink = ChainFiles::new(
+        model,
+        out,
+        comments.clone(),
+        settings.chains,
+        settings.samples,
+        settings.seed,
+    );
+    let sampled = sgmcmc::sample_into(&settings, |_| model.evaluator(), &callback, &sink, stop);
     for bar in &bars {
         bar.finish_and_clear();
     }
-    let chains: Vec<Vec<Vec<f64>>> = result
-        .chains
-        .iter()
-        .map(|c| positions(&c.draws, c.dim))
-        .collect();
+    let result = match sampled {
+        Ok(result) => result,
+        // A failure of the sink is reported as itself (an IO error names its file).
+        Err(error) => return Err(sink.take_failure().unwrap_or_else(|| infer_failure(error))),
+    };
+    let draws = sink.into_rows(&result.draw_slices(), result.dim)?;
+    let (_, columns) = output_columns(model);
     let mut facts = Map::new();
     facts.insert("chains".into(), json!(settings.chains));
     facts.insert("burn_in".into(), json!(settings.burn_in));
@@ -53,24 +71,18 @@ pub fn run(
             .map(|c| c.skipped_steps.len())
             .sum::<usize>()),
     );
-    let comments = vec![
-        format!("method = {method}"),
-        format!("chains = {}", settings.chains),
-        format!("burn_in = {}", settings.burn_in),
-        format!("thin = {}", settings.thin),
-        format!("seed = {}", settings.seed),
-    ];
-    finish(
-        model,
+    finish_rows(
         out,
         Outcome {
             method: method.to_string(),
-            chains,
+            chains: Vec::new(),
             markov: true,
             seed: settings.seed,
             comments,
             facts,
             interrupted: result.interrupted,
         },
+        columns,
+        draws,
     )
 }

@@ -1,0 +1,276 @@
+//! The CmdStan CSV draw sink: the binary's [`DrawSink`], which turns each kept unconstrained draw
+//! into the output sites' constrained values as the chain makes it, appends them to the chain's
+//! `chain-N.csv`, and keeps them for the summary and `draws.csv`.
+//!
+//! Constrained values may use random numbers (a site drawn inside the model's body), and the
+//! batch path ([`constrained_rows`]) draws them from per-chunk streams: the chain's draws are
+//! split into as many chunks as rayon has threads, chunk `k` uses `stream_rng(seed, k)` with a
+//! fresh evaluator. The sink repeats that split for the planned number of draws, so a finished
+//! chain's values are bit-identical to the batch path's. A chain stopped early has fewer draws
+//! than planned, which changes the split; its values are then recomputed by the batch path at the
+//! end ([`ChainFiles::into_rows`]), and its file rewritten, so that the result stays that of the
+//! batch path in every case.
+
+use crate::output::{flatten_row, Column, DrawsWriter};
+use crate::run::outcome::{constrained_rows, positions, write_draws_file};
+use crate::session::Failure;
+use bdl_infer::driver::{DrawSink, DrawStats, SinkFailed};
+use bdl_infer::rng::{stream_rng, Rng};
+use bdl_runtime::model::{Evaluator, Model, SiteInfo};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+/// One chain's open file, evaluator and constrained rows.
+struct ChainFile<'m> {
+    writer: Option<DrawsWriter>,
+    evaluator: Option<Evaluator<'m>>,
+    rng: Rng,
+    rows: Vec<f64>,
+    row: Vec<f64>,
+}
+
+/// Streams each chain's draws to `chain-N.csv` under an output folder (or only keeps them in
+/// memory without one).
+pub struct ChainFiles<'m> {
+    model: &'m Model,
+    sites: Vec<&'m SiteInfo>,
+    header: Vec<String>,
+    comments: Vec<String>,
+    out: Option<PathBuf>,
+    seed: u64,
+    planned: usize,
+    chunk: usize,
+    chains: Vec<Mutex<ChainFile<'m>>>,
+    failure: Mutex<Option<Failure>>,
+}
+
+impl<'m> ChainFiles<'m> {
+    /// A sink for `n_chains` chains of `planned` kept draws each, whose files start with
+    /// `comments` (then `chain = N`) and the output columns; `seed` seeds the constrained
+    /// values' streams as the batch path does.
+    pub fn new(
+        model: &'m Model,
+        out: Option<&Path>,
+        comments: Vec<String>,
+        n_chains: usize,
+        planned: usize,
+        seed: u64,
+    ) -> ChainFiles<'m> {
+        let sites = model.output_sites();
+        let header = crate::output::columns_of(&sites)
+            .iter()
+            .map(Column::csv_name)
+            .collect();
+        let chains = (0..n_chains)
+            .map(|_| {
+                Mutex::new(ChainFile {
+                    writer: None,
+                    evaluator: None,
+                    rng: stream_rng(seed, 0),
+                    rows: Vec::new(),
+                    row: Vec::new(),
+                })
+            })
+            .collect();
+        ChainFiles {
+            model,
+            sites,
+            header,
+            comments,
+            out: out.map(Path::to_path_buf),
+            seed,
+            planned,
+            // The batch path's chunk length for a chain of `planned` draws.
+            chunk: planned.div_ceil(rayon::current_num_threads().max(1)).max(1),
+            chains,
+            failure: Mutex::new(None),
+        }
+    }
+
+    /// The path and comment lines of chain `chain`'s file.
+    fn chain_file(&self, out: &Path, chain: usize) -> (PathBuf, Vec<String>) {
+        let mut comments = self.comments.clone();
+        comments.push(format!("chain = {}", chain + 1));
+        (out.join(format!("chain-{}.csv", chain + 1)), comments)
+    }
+
+    /// Chain `chain`'s state (a chain that panicked left nothing half-written that matters here:
+    /// its run fails anyway).
+    fn lock(&self, chain: usize) -> MutexGuard<'_, ChainFile<'m>> {
+        self.chains[chain]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Keeps the first failure and tells the driver.
+    fn fail(&self, failure: Failure) -> SinkFailed {
+        self.failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert(failure);
+        SinkFailed
+    }
+
+    /// The failure behind a [`SinkFailed`], once.
+    pub fn take_failure(&self) -> Option<Failure> {
+        self.failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
+    /// The constrained rows of every chain, row-major. `draws[c]` are chain `c`'s unconstrained
+    /// draws (`dim` numbers each); a chain with fewer draws than planned is recomputed by the
+    /// batch path and its file rewritten (see the module's documentation).
+    pub fn into_rows(mut self, draws: &[&[f64]], dim: usize) -> Result<Vec<Vec<f64>>, Failure> {
+        if let Some(failure) = self.take_failure() {
+            return Err(failure);
+        }
+        let mut all = Vec::with_capacity(self.chains.len());
+        let chains = std::mem::take(&mut self.chains);
+        for (chain, file) in chains.into_iter().enumerate() {
+            let file = file.into_inner().unwrap_or_else(PoisonError::into_inner);
+            let n_draws = draws.get(chain).map_or(0, |d| d.len() / dim.max(1));
+            if n_draws == self.planned && file.rows.len() == n_draws * self.header.len() {
+                all.push(file.rows);
+                continue;
+            }
+            drop(file.writer);
+            let positions = positions(draws.get(chain).copied().unwrap_or(&[]), dim);
+            let rows = constrained_rows(self.model, &self.sites, &positions, self.seed)?;
+            if let Some(out) = &self.out {
+                let (path, comments) = self.chain_file(out, chain);
+                let columns = crate::output::columns_of(&self.sites);
+                write_draws_file(&path, &comments, &columns, &rows)?;
+            }
+            all.push(rows);
+        }
+        Ok(all)
+    }
+}
+
+impl DrawSink for ChainFiles<'_> {
+    fn header(&self, unit: usize, _dim: usize) -> Result<(), SinkFailed> {
+        let Some(out) = &self.out else {
+            return Ok(());
+        };
+        let (path, comments) = self.chain_file(out, unit);
+        let writer =
+            DrawsWriter::create(&path, &comments, &self.header).map_err(|f| self.fail(f))?;
+        let mut file = self.lock(unit);
+        file.writer = Some(writer);
+        Ok(())
+    }
+
+    fn draw(
+        &self,
+        unit: usize,
+        row: usize,
+        position: &[f64],
+        _stats: &DrawStats,
+    ) -> Result<(), SinkFailed> {
+        let mut file = self.lock(unit);
+        let file = &mut *file;
+        // A new chunk of the batch path: a fresh evaluator and the chunk's stream.
+        if row.is_multiple_of(self.chunk) || file.evaluator.is_none() {
+            file.evaluator = Some(self.model.output_evaluator());
+            file.rng = stream_rng(self.seed, (row / self.chunk) as u64);
+        }
+        let Some(evaluator) = file.evaluator.as_mut() else {
+            return Err(SinkFailed);
+        };
+        let values = evaluator
+            .constrained(position, &mut file.rng)
+            .map_err(|e| self.fail(Failure::model(vec![e.to_diagnostic()])))?;
+        flatten_row(&self.sites, &values, &mut file.row);
+        file.rows.extend_from_slice(&file.row);
+        if let Some(writer) = &mut file.writer {
+            writer.row(&file.row).map_err(|f| self.fail(f))?;
+        }
+        Ok(())
+    }
+
+    fn comment(&self, unit: usize, line: &str) -> Result<(), SinkFailed> {
+        let mut file = self.lock(unit);
+        if let Some(writer) = &mut file.writer {
+            writer
+                .comments(&[line.to_string()])
+                .map_err(|f| self.fail(f))?;
+        }
+        Ok(())
+    }
+
+    fn finish(&self, unit: usize, _interrupted: bool) -> Result<(), SinkFailed> {
+        let mut file = self.lock(unit);
+        if let Some(writer) = &mut file.writer {
+            writer.flush().map_err(|f| self.fail(f))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::Session;
+    use bdl_runtime::data::Completeness;
+
+    fn bits(values: &[f64]) -> Vec<u64> {
+        values.iter().map(|v| v.to_bits()).collect()
+    }
+
+    /// A chain streamed through the sink, finished or stopped early, gives the batch path's rows
+    /// and file, bit for bit, whatever the number of threads.
+    #[test]
+    fn streamed_rows_and_files_equal_the_batch_paths() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/sine_sgld.bdl");
+        let model = Session::new()
+            .load(&path, &[], Completeness::All, 7)
+            .expect("the model compiles");
+        let dim = model.layout.dim();
+        let planned = 10;
+        let positions: Vec<Vec<f64>> = (0..planned)
+            .map(|i| (0..dim).map(|k| 0.1 * i as f64 - 0.03 * k as f64).collect())
+            .collect();
+        let dir = std::env::temp_dir().join(format!("bdl-sink-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temporary folder");
+        for threads in [1, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("a thread pool");
+            pool.install(|| {
+                let sites = model.output_sites();
+                let columns = crate::output::columns_of(&sites);
+                for n in [planned, 4] {
+                    let comments = vec!["method = test".to_string()];
+                    let sink = ChainFiles::new(&model, Some(&dir), comments.clone(), 1, planned, 7);
+                    sink.header(0, dim).expect("the file is created");
+                    for (row, position) in positions[..n].iter().enumerate() {
+                        let stats = DrawStats {
+                            iteration: row,
+                            step_size: None,
+                        };
+                        sink.draw(0, row, position, &stats)
+                            .expect("the draw is written");
+                    }
+                    sink.finish(0, n < planned).expect("the file is flushed");
+                    let flat: Vec<f64> = positions[..n].concat();
+                    let rows = sink.into_rows(&[&flat], dim).expect("the rows");
+                    let batch = constrained_rows(&model, &sites, &positions[..n], 7)
+                        .expect("the batch rows");
+                    assert_eq!(bits(&rows[0]), bits(&batch), "{threads} threads, {n} draws");
+                    let streamed = std::fs::read(dir.join("chain-1.csv")).expect("the file");
+                    let expected_path = dir.join("expected.csv");
+                    let mut expected_comments = comments;
+                    expected_comments.push("chain = 1".to_string());
+                    write_draws_file(&expected_path, &expected_comments, &columns, &batch)
+                        .expect("the batch file");
+                    let expected = std::fs::read(&expected_path).expect("the batch file");
+                    assert_eq!(streamed, expected, "{threads} threads, {n} draws");
+                }
+            });
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
