@@ -11,6 +11,7 @@ use crate::output::{
 use crate::progress;
 use crate::session::{Failure, Session};
 use crate::settings::{InferFlags, Resolved};
+use crate::vi_checks;
 use bdl_diagnostics::Diagnostic;
 use bdl_infer::diagnostics::Summary;
 use bdl_infer::mcmc::{
@@ -84,7 +85,17 @@ impl RunResult {
         if self.mcmc {
             crate::output::warning_messages(&self.summary.warnings, &self.columns)
         } else {
-            Vec::new()
+            // Variational and point estimates carry their own warnings (convergence, k̂).
+            self.facts
+                .get("warnings")
+                .and_then(Value::as_array)
+                .map(|warnings| {
+                    warnings
+                        .iter()
+                        .filter_map(|w| w.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
         }
     }
 
@@ -264,7 +275,13 @@ fn run_prior(model: &Model, resolved: &Resolved, out: Option<&Path>) -> Result<R
 }
 
 /// The SVI settings from the flags.
-pub fn svi_settings(resolved: &Resolved, method: &str) -> Result<SviSettings, Failure> {
+/// The SVI settings from the flags; `auto_steps` lets `--steps auto` (the default of SVI, MAP
+/// and Laplace) set a step cap and stop at convergence.
+pub fn svi_settings(
+    resolved: &Resolved,
+    method: &str,
+    auto_steps: bool,
+) -> Result<SviSettings, Failure> {
     let flags = resolved.flags();
     let guide_name = match method {
         "map" => "delta".to_string(),
@@ -282,14 +299,26 @@ pub fn svi_settings(resolved: &Resolved, method: &str) -> Result<SviSettings, Fa
             *rank = Some(resolved.count("rank", flags.rank, 1, 1)?);
         }
     }
-    let steps = resolved.count("steps", flags.steps, 1000, 1)?;
+    let auto = auto_steps && resolved.steps_auto();
+    let steps = if auto {
+        crate::vi_checks::AUTO_STEP_CAP
+    } else {
+        resolved.count("steps", flags.steps_count(), 1000, 1)?
+    };
     let learning_rate = resolved.positive("lr", flags.lr, 0.01)?;
     let optimizer_name = resolved.choice(
         "optimizer",
         &flags.optimizer,
         "adam",
-        &["adam", "clipped_adam", "sgd"],
+        &["adam", "clipped_adam", "sgd", "lbfgs"],
     )?;
+    if optimizer_name == "lbfgs" && (method == "svi" || !auto_steps) {
+        return Err(Failure::usage(
+            "E0906",
+            "`--optimizer lbfgs` applies to `--method map` and `--method laplace` only",
+            Some("SVI's loss is a noisy estimate; use adam, clipped_adam or sgd".to_string()),
+        ));
+    }
     let mut kind = match optimizer_name.as_str() {
         "clipped_adam" => OptimizerKind::ClippedAdam(Default::default()),
         "sgd" => OptimizerKind::Sgd(Default::default()),
@@ -340,6 +369,7 @@ pub fn svi_settings(resolved: &Resolved, method: &str) -> Result<SviSettings, Fa
     settings.optimizer.kind = kind;
     settings.optimizer.schedule = optimizer_schedule;
     settings.optimizer.max_gradient_norm = max_gradient_norm;
+    settings.convergence.stop_when_converged = auto;
     Ok(settings)
 }
 
@@ -367,65 +397,185 @@ fn run_svi(
             "the model has no latent or param sites to fit",
         ));
     }
-    let mut settings = svi_settings(resolved, method)?;
-    settings.init.location = match resolved
-        .choice(
-            "init",
-            &resolved.flags().init,
-            "median",
-            &["median", "uniform", "zero"],
-        )?
-        .as_str()
-    {
+    let mut settings = svi_settings(resolved, method, true)?;
+    let mut facts = Map::new();
+    let mut warnings = Vec::new();
+    let init_choice = resolved.choice(
+        "init",
+        &resolved.flags().init,
+        "map",
+        &["map", "median", "uniform", "zero"],
+    )?;
+    settings.init.location = match init_choice.as_str() {
         // Stan's and NumPyro's default: Uniform(-2, 2) in unconstrained space.
         "uniform" => vi::InitLocation::Uniform { radius: 2.0 },
         // Zero in unconstrained space (the median of priors symmetric about zero), params at
         // their initial values.
         "zero" => vi::InitLocation::Position(model.layout.initial_position()),
-        // Pyro's default: the median of 15 prior draws.
+        // Pyro's default: the median of 15 prior draws (also where `map` starts L-BFGS).
         _ => vi::InitLocation::Position(model.prior_median_position(settings.seed)),
     };
+    let lbfgs_map = method != "svi" && lbfgs_requested(resolved, method)?;
+    // The warm start: SVI from the L-BFGS MAP point with curvature scales, for models small
+    // enough for it and without mini-batches (whose log joint L-BFGS would see one batch of).
+    if method == "svi"
+        && init_choice == "map"
+        && !matches!(settings.guide, GuideKind::Delta | GuideKind::Laplace)
+        && model.layout.latent_dim() <= vi::map::WARM_START_MAX_DIM
+        && !model.subsampled
+    {
+        let lbfgs_settings = vi::LbfgsSettings {
+            max_iterations: vi_checks::WARM_START_ITERATIONS,
+            ..vi::LbfgsSettings::default()
+        };
+        let mut evaluator = model.evaluator();
+        match vi::map::warm_start(&mut evaluator, &settings, &lbfgs_settings, settings.init.scale)
+        {
+            Ok(Some(start)) => {
+                settings.init.location = vi::InitLocation::Position(start.position);
+                settings.init_scales = start.scales;
+                facts.insert("init".into(), json!("map"));
+            }
+            Ok(None) | Err(_) => {
+                facts.insert("init".into(), json!("median (L-BFGS found no mode)"));
+            }
+        }
+    }
     let n_draws = if matches!(settings.guide, GuideKind::Delta) {
         1
     } else {
         resolved.count("samples", resolved.flags().samples, 1000, 1)?
     };
-    let bar = progress::optimisation_bar(settings.steps, show_progress);
-    let mut running = 0.0;
-    let fit_result = vi::svi::fit(
-        |_| model.evaluator(),
-        &settings,
-        stop,
-        |step, loss| {
-            running = if step == 0 {
-                loss
-            } else {
-                0.98 * running + 0.02 * loss
-            };
-            bar.set_position(step as u64 + 1);
-            if step % 25 == 0 {
-                bar.set_message(format!("loss {running:.4}"));
+    let (fit, failure): (SviFit, Option<Failure>) = if lbfgs_map {
+        let lbfgs_settings = vi::LbfgsSettings {
+            max_iterations: resolved.count(
+                "steps",
+                resolved.flags().steps_count(),
+                vi::LbfgsSettings::default().max_iterations,
+                1,
+            )?,
+            ..vi::LbfgsSettings::default()
+        };
+        let mut evaluator = model.evaluator();
+        let map = vi::map::fit_lbfgs(&mut evaluator, &settings, &lbfgs_settings)
+            .map_err(|error| svi_failure(&error))?;
+        vi_checks::lbfgs(&map.report, &mut facts, &mut warnings);
+        if method == "laplace" {
+            let position = map.fit.median_position();
+            match vi::laplace::approximate(&mut evaluator, &position, settings.seed) {
+                Ok(guide) => (SviFit { guide, ..map.fit }, None),
+                Err(error) => {
+                    let error = SviError::Laplace {
+                        message: error.message,
+                        partial: Box::new(map.fit.clone()),
+                    };
+                    (map.fit, Some(svi_failure(&error)))
+                }
             }
-        },
-    );
-    bar.finish_and_clear();
-    let (fit, failure): (SviFit, Option<Failure>) = match fit_result {
-        Ok(fit) => (fit, None),
-        Err(error) => match error.partial() {
-            Some(partial) => (partial.clone(), Some(svi_failure(&error))),
-            None => return Err(svi_failure(&error)),
-        },
+        } else {
+            (map.fit, None)
+        }
+    } else {
+        let bar = progress::optimisation_bar(settings.steps, show_progress);
+        let mut running = 0.0;
+        let fit_result = vi::svi::fit(
+            |_| model.evaluator(),
+            &settings,
+            stop,
+            |step, loss| {
+                running = if step == 0 {
+                    loss
+                } else {
+                    0.98 * running + 0.02 * loss
+                };
+                bar.set_position(step as u64 + 1);
+                if step % 25 == 0 {
+                    bar.set_message(format!("loss {running:.4}"));
+                }
+            },
+        );
+        bar.finish_and_clear();
+        let (fit, failure) = match fit_result {
+            Ok(fit) => (fit, None),
+            Err(error) => match error.partial() {
+                Some(partial) => (partial.clone(), Some(svi_failure(&error))),
+                None => return Err(svi_failure(&error)),
+            },
+        };
+        facts.insert("optimizer".into(), json!(settings.optimizer.kind.name()));
+        facts.insert("steps_taken".into(), json!(fit.losses.len()));
+        facts.insert(
+            "steps_auto".into(),
+            json!(settings.convergence.stop_when_converged),
+        );
+        if !fit.interrupted && failure.is_none() {
+            vi_checks::convergence(
+                fit.convergence,
+                fit.losses.len(),
+                settings.steps,
+                &mut facts,
+                &mut warnings,
+            );
+        }
+        (fit, failure)
     };
     let (sites, columns) = output_columns(model);
-    let mut rng = stream_rng(settings.seed, u64::MAX - 1);
-    let positions = fit.sample_positions(&mut rng, n_draws);
+    let mut positions = None;
+    let psis_draws = resolved.count(
+        "psis_draws",
+        resolved.flags().psis_draws,
+        vi_checks::DEFAULT_PSIS_DRAWS,
+        0,
+    )?;
+    let resample = resolved.flag("resample", resolved.flags().resample);
+    if resample && (psis_draws == 0 || matches!(settings.guide, GuideKind::Delta)) {
+        return Err(Failure::usage(
+            "E0906",
+            "`--resample` needs a guide with a density and `--psis-draws` above 0",
+            None,
+        ));
+    }
+    if failure.is_none() && psis_draws > 0 && !matches!(fit.guide.params(), vi::GuideParams::Delta { .. }) {
+        let draws = if resample {
+            psis_draws.max(n_draws)
+        } else {
+            psis_draws
+        };
+        let mut evaluator = model.evaluator();
+        match vi::importance::diagnose(&mut evaluator, &fit, draws, settings.seed) {
+            Ok(diagnostic) => {
+                vi_checks::pareto(&diagnostic, &mut facts, &mut warnings);
+                if resample {
+                    facts.insert("resampled".into(), json!(true));
+                    positions = Some(diagnostic.resample(n_draws, settings.seed));
+                }
+            }
+            Err(error) => {
+                facts.insert("pareto_k".into(), Value::Null);
+                warnings.push(format!("the Pareto-k̂ diagnostic could not be computed: {error}"));
+                if resample {
+                    return Err(Failure::run(
+                        "E0573",
+                        format!("the guide's draws cannot be resampled: {error}"),
+                    ));
+                }
+            }
+        }
+    }
+    let positions = match positions {
+        Some(positions) => positions,
+        None => {
+            let mut rng = stream_rng(settings.seed, u64::MAX - 1);
+            fit.sample_positions(&mut rng, n_draws)
+        }
+    };
     let draws = constrained_rows(model, &sites, &positions, settings.seed)?;
     let losses: Vec<f64> = fit.losses.iter().map(|l| l.loss).collect();
     if let Some(out) = out {
         let comments = vec![
             format!("method = {method}"),
             format!("guide = {}", settings.guide.name()),
-            format!("steps = {}", settings.steps),
+            format!("steps = {}", fit.losses.len()),
             format!("num_samples = {n_draws}"),
             format!("seed = {}", settings.seed),
         ];
@@ -442,11 +592,11 @@ fn run_svi(
         return Err(failure);
     }
     let summary = Summary::from_draws(&[&draws], columns.len());
-    let mut facts = Map::new();
     facts.insert("guide".into(), json!(settings.guide.name()));
-    facts.insert("steps".into(), json!(settings.steps));
+    facts.insert("steps".into(), json!(fit.losses.len()));
     facts.insert("particles".into(), json!(settings.particles));
     facts.insert("final_loss".into(), json!(fit.final_loss(100)));
+    facts.insert("warnings".into(), json!(warnings));
     Ok(RunResult {
         method: method.into(),
         columns,
@@ -457,6 +607,24 @@ fn run_svi(
         facts,
         interrupted: fit.interrupted,
     })
+}
+
+/// Whether MAP or Laplace runs L-BFGS: the default, unless a first-order optimiser or one of
+/// its settings is named.
+fn lbfgs_requested(resolved: &Resolved, method: &str) -> Result<bool, Failure> {
+    let flags = resolved.flags();
+    let first_order_hint = flags.lr.is_some()
+        || resolved.has("lr")
+        || flags.lr_final.is_some()
+        || flags.clip_norm.is_some();
+    let default = if first_order_hint { "adam" } else { "lbfgs" };
+    let name = resolved.choice(
+        "optimizer",
+        &flags.optimizer,
+        default,
+        &["lbfgs", "adam", "clipped_adam", "sgd"],
+    )?;
+    Ok(name == "lbfgs" && method != "svi")
 }
 
 /// `params.json`: the guide (which `predict` and the REPL can rebuild), the model's params
@@ -536,7 +704,7 @@ pub fn mcmc_settings(resolved: &Resolved, method: &str) -> Result<McmcSettings, 
     let algorithm = if method == "hmc" {
         Algorithm::Hmc(HmcLength::Steps(resolved.count(
             "steps",
-            flags.steps,
+            flags.steps_count(),
             16,
             1,
         )?))

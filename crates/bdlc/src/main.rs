@@ -20,6 +20,7 @@ mod repl;
 mod session;
 mod settings;
 mod summary_cmd;
+mod vi_checks;
 
 use bdl_diagnostics::{Diagnostic, SourceMap, Span};
 use clap::{Parser, Subcommand};

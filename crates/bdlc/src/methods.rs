@@ -111,7 +111,7 @@ fn run_ensemble(
 ) -> Result<RunResult, Failure> {
     let flags = resolved.flags();
     let members = resolved.count("members", flags.members, 5, 1)?;
-    let mut map = svi_settings(resolved, "map")?;
+    let mut map = svi_settings(resolved, "map", false)?;
     map.particles = 1;
     let swag = if resolved.flag("swag", flags.swag) {
         // SWA moments are collected along the same optimiser the members were fitted with, at
