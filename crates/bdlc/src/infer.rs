@@ -562,6 +562,39 @@ fn run_svi(
             }
         }
     }
+    // A MAP point says nothing of how far it is from the posterior mean: check it by
+    // importance sampling with the Laplace approximation there as the proposal.
+    if failure.is_none()
+        && method == "map"
+        && psis_draws > 0
+        && model.layout.latent_dim() <= vi::map::WARM_START_MAX_DIM
+        && model.layout.latent_dim() > 0
+    {
+        let mut evaluator = model.evaluator();
+        let position = fit.median_position();
+        match vi::laplace::approximate(&mut evaluator, &position, settings.seed) {
+            Ok(guide) => {
+                let laplace_fit = SviFit {
+                    guide,
+                    ..fit.clone()
+                };
+                match vi::importance::diagnose(&mut evaluator, &laplace_fit, psis_draws, settings.seed) {
+                    Ok(diagnostic) => {
+                        let rows = constrained_rows(model, &sites, &diagnostic.positions, settings.seed)?;
+                        let map_row = constrained_rows(model, &sites, &[position], settings.seed)?;
+                        let names: Vec<String> = columns.iter().map(Column::csv_name).collect();
+                        vi_checks::mode_against_mean(&map_row, &rows, &names, &diagnostic, &mut facts, &mut warnings);
+                    }
+                    Err(error) => warnings.push(format!(
+                        "the MAP point could not be compared with the posterior mean: {error}"
+                    )),
+                }
+            }
+            Err(error) => warnings.push(format!(
+                "the MAP point could not be compared with the posterior mean: {error}"
+            )),
+        }
+    }
     let positions = match positions {
         Some(positions) => positions,
         None => {

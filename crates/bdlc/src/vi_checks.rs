@@ -123,3 +123,66 @@ fn finite_or_null(value: f64) -> Value {
         Value::Null
     }
 }
+
+/// The largest distance, in posterior sds, that a MAP point may sit from the posterior mean
+/// before a warning says so.
+pub const MODE_MEAN_LIMIT: f64 = 0.5;
+
+/// Compares a MAP point with the posterior mean and sd estimated by importance sampling with
+/// the Laplace approximation at that point as the proposal: `map_row` is the point's
+/// constrained output row, `rows` the proposal draws' rows (row-major, `names.len()` columns)
+/// and `diagnostic` their smoothed weights. Warns when the proposal is unreliable (k̂ above
+/// 0.7) or when a column of the point is more than half a posterior sd from its mean.
+pub fn mode_against_mean(
+    map_row: &[f64],
+    rows: &[f64],
+    names: &[String],
+    diagnostic: &GuideDiagnostic,
+    facts: &mut Map<String, Value>,
+    warnings: &mut Vec<String>,
+) {
+    let k = diagnostic.pareto_k();
+    facts.insert("laplace_pareto_k".into(), finite_or_null(k));
+    if !(k <= PARETO_K_LIMIT) {
+        warnings.push(format!(
+            "the posterior is far from normal around the MAP point (Pareto k̂ = {k:.2} for the \
+             Laplace approximation there as an importance proposal): the mode may be far from \
+             the posterior mean, and a point estimate cannot say how far (try NUTS or SVI)"
+        ));
+        return;
+    }
+    let n_columns = names.len();
+    let weights: Vec<f64> = diagnostic.psis.log_weights.iter().map(|lw| lw.exp()).collect();
+    let mut worst: Vec<(f64, usize)> = Vec::new();
+    let mut largest: f64 = 0.0;
+    for c in 0..n_columns {
+        let column = rows.iter().skip(c).step_by(n_columns);
+        let mean: f64 = column.clone().zip(&weights).map(|(x, w)| w * x).sum();
+        let variance: f64 = column.zip(&weights).map(|(x, w)| w * (x - mean).powi(2)).sum();
+        let sd = variance.sqrt();
+        if !(sd > 0.0 && sd.is_finite()) {
+            continue;
+        }
+        let z = (map_row[c] - mean).abs() / sd;
+        largest = largest.max(z);
+        if z > MODE_MEAN_LIMIT {
+            worst.push((z, c));
+        }
+    }
+    facts.insert("mode_to_mean_sds".into(), json!(largest));
+    if !worst.is_empty() {
+        worst.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let listed: Vec<String> = worst
+            .iter()
+            .take(3)
+            .map(|(z, c)| format!("`{}` by {z:.1}", names[*c]))
+            .collect();
+        warnings.push(format!(
+            "the MAP point is a mode, not the posterior mean: it is more than {MODE_MEAN_LIMIT} \
+             posterior sds from the mean estimated by importance sampling around it ({}{}); use \
+             SVI or NUTS for posterior means",
+            listed.join(", "),
+            if worst.len() > 3 { ", …" } else { "" }
+        ));
+    }
+}

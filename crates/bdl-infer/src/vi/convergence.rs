@@ -12,13 +12,18 @@
 //! windows grow with t, a slow steady descent that hides in the noise of short windows is seen
 //! by longer ones: the decrease grows like W and the standard error shrinks like 1 / √W.
 //!
+//! With `stop_when_converged` (`--steps auto`) the fit returns the average of the parameters
+//! over the later window (Polyak–Ruppert averaging) rather than the last iterate, which with a
+//! constant learning rate wanders about the optimum by a fair fraction of the guide's scales.
+//!
 //! A deterministic loss (MAP, a model without random draws) has σ̂ near zero, and the absolute
 //! tolerance (in nats) then decides.
 
 /// How convergence is judged and whether it ends the run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ConvergenceSettings {
-    /// Stop as soon as the loss is stationary (`--steps auto`); otherwise run every step and
+    /// Stop as soon as the loss is stationary (`--steps auto`) and return the parameters
+    /// averaged over the last window; otherwise run every step, return the last iterate and
     /// only report.
     pub stop_when_converged: bool,
     /// No check before this many steps have been taken.
@@ -79,10 +84,12 @@ impl ConvergenceSettings {
         Ok(())
     }
 
-    /// The window length after `taken` steps.
+    /// The window length after `taken` steps: the fraction of the steps taken, rounded down to
+    /// a multiple of `check_every`, and at least `min_window`.
     pub fn window(&self, taken: usize) -> usize {
-        self.min_window
-            .max((taken as f64 * self.window_fraction).floor() as usize)
+        let fraction = (taken as f64 * self.window_fraction).floor() as usize;
+        let every = self.check_every.max(1);
+        self.min_window.max(fraction / every * every)
     }
 }
 

@@ -10,7 +10,14 @@
 //! outside its support) counts as f = +∞, so the search backs off from it.
 //!
 //! The run is converged when the gradient's largest element is at most
-//! `gradient_tolerance` · max(1, |f|); it also ends, unconverged, when the iterations run out,
+//! `gradient_tolerance` · max(1, |f|). On a badly scaled problem (a regression on a calendar
+//! year) f becomes flat to round-off before the gradient is that small; when f then stops
+//! changing, or the line search finds no better point, the run still counts as converged if
+//! the quasi-Newton decrement gᵀ H g (H the current inverse-Hessian approximation) is at most
+//! `decrement_tolerance` · max(1, |f|). The decrement is twice the predicted fall of f to the
+//! optimum and, for a log density, the squared distance to the mode in posterior standard
+//! deviations, whatever the coordinates' scales. (It is not a stopping rule on its own: early
+//! on, H knows too few directions and underestimates it.) Otherwise the run ends, unconverged, when the iterations run out,
 //! when the line search finds no acceptable step, or when f stops changing (a relative change
 //! below 10⁻¹⁵ over an iteration); [`LbfgsReport`] says which.
 
@@ -25,6 +32,8 @@ pub struct LbfgsSettings {
     pub max_iterations: usize,
     /// Converged when max |∂f/∂xᵢ| ≤ this · max(1, |f|).
     pub gradient_tolerance: f64,
+    /// Converged when gᵀ H g ≤ this · max(1, |f|).
+    pub decrement_tolerance: f64,
     /// The sufficient-decrease constant c₁.
     pub c1: f64,
     /// The curvature constant c₂.
@@ -39,6 +48,7 @@ impl Default for LbfgsSettings {
             history: 10,
             max_iterations: 10_000,
             gradient_tolerance: 1e-8,
+            decrement_tolerance: 1e-10,
             c1: 1e-4,
             c2: 0.9,
             max_line_search: 40,
@@ -84,7 +94,8 @@ pub struct LbfgsReport {
     pub value: f64,
     /// The largest |gradient element| there.
     pub gradient_norm: f64,
-    /// The tolerance that gradient norm was held to, gradient_tolerance · max(1, |f|).
+    /// The gradient tolerance, gradient_tolerance · max(1, |f|) (convergence may also come from
+    /// the decrement).
     pub gradient_limit: f64,
 }
 
@@ -204,6 +215,7 @@ where
         gradient_limit: settings.gradient_tolerance * value.abs().max(1.0),
     };
 
+    let mut stalled = false;
     for iteration in 0..settings.max_iterations {
         if max_abs(&gradient) <= settings.gradient_tolerance * value.abs().max(1.0) {
             return Ok(report(
@@ -243,6 +255,22 @@ where
             }
         }
         let mut slope = dot(&gradient, &direction);
+        let decrement_small =
+            m > 0 && slope < 0.0 && -slope <= settings.decrement_tolerance * value.abs().max(1.0);
+        if stalled {
+            let status = if decrement_small {
+                LbfgsStatus::Converged
+            } else {
+                LbfgsStatus::Stalled
+            };
+            return Ok(report(
+                status,
+                iteration,
+                objective.evaluations,
+                value,
+                &gradient,
+            ));
+        }
         if slope >= 0.0 || !slope.is_finite() {
             // The approximation lost positive definiteness: restart from steepest descent.
             s_history.clear();
@@ -269,8 +297,13 @@ where
             &mut trial_gradient,
         )?;
         let Some(point) = accepted else {
+            let status = if decrement_small {
+                LbfgsStatus::Converged
+            } else {
+                LbfgsStatus::LineSearchFailed
+            };
             return Ok(report(
-                LbfgsStatus::LineSearchFailed,
+                status,
                 iteration,
                 objective.evaluations,
                 value,
@@ -302,13 +335,8 @@ where
         let converged_now =
             max_abs(&gradient) <= settings.gradient_tolerance * value.abs().max(1.0);
         if !converged_now && (previous_value - value).abs() <= 1e-15 * value.abs().max(1.0) {
-            return Ok(report(
-                LbfgsStatus::Stalled,
-                iteration + 1,
-                objective.evaluations,
-                value,
-                &gradient,
-            ));
+            // Judged at the top of the next iteration, with the new direction's decrement.
+            stalled = true;
         }
     }
     let status = if max_abs(&gradient) <= settings.gradient_tolerance * value.abs().max(1.0) {

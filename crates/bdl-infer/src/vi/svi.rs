@@ -279,6 +279,10 @@ where
         convergence: None,
     };
     let mut loss_values: Vec<f64> = Vec::with_capacity(settings.steps.min(1 << 20));
+    let mut averages = settings
+        .convergence
+        .stop_when_converged
+        .then(|| BlockAverages::new(n_params, settings.convergence.check_every));
     let mut consecutive_skips = 0;
     let mut interrupted = false;
 
@@ -312,6 +316,9 @@ where
                 consecutive_skips = 0;
                 run.losses.push(StepLoss { step, loss });
                 loss_values.push(loss);
+                if let Some(averages) = averages.as_mut() {
+                    averages.add(&params, settings.convergence.window(loss_values.len()));
+                }
                 on_step(step, loss);
                 if convergence::check_due(loss_values.len(), &settings.convergence) {
                     run.convergence =
@@ -345,6 +352,11 @@ where
     if run.convergence.is_none_or(|r| r.steps != loss_values.len()) {
         run.convergence = convergence::test_stationarity(&loss_values, &settings.convergence);
     }
+    if let (Some(averages), Some(report)) = (&averages, run.convergence) {
+        if let Some(mean) = averages.mean_of_last(report.window) {
+            params = mean;
+        }
+    }
     let fit = run.fit_at(&params, interrupted)?;
     if settings.guide != GuideKind::Laplace {
         return Ok(fit);
@@ -357,6 +369,62 @@ where
             message: error.message,
             partial: Box::new(fit),
         }),
+    }
+}
+
+/// Sums of the parameters over consecutive blocks of `block` steps, the most recent kept, so
+/// that the mean over the last window (a whole number of blocks) can be returned.
+struct BlockAverages {
+    block: usize,
+    current: Vec<f64>,
+    in_current: usize,
+    sums: std::collections::VecDeque<Vec<f64>>,
+}
+
+impl BlockAverages {
+    fn new(n_params: usize, block: usize) -> Self {
+        BlockAverages {
+            block: block.max(1),
+            current: vec![0.0; n_params],
+            in_current: 0,
+            sums: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Adds one step's parameters; keeps enough blocks for a window of `window` steps.
+    fn add(&mut self, params: &[f64], window: usize) {
+        for (s, p) in self.current.iter_mut().zip(params) {
+            *s += p;
+        }
+        self.in_current += 1;
+        if self.in_current == self.block {
+            let full = std::mem::replace(&mut self.current, vec![0.0; params.len()]);
+            self.sums.push_back(full);
+            self.in_current = 0;
+            // The window may grow by a block before the next check: keep one spare.
+            let keep = window.div_ceil(self.block) + 1;
+            while self.sums.len() > keep {
+                self.sums.pop_front();
+            }
+        }
+    }
+
+    /// The mean over the last `window` steps, when they are whole blocks just completed.
+    fn mean_of_last(&self, window: usize) -> Option<Vec<f64>> {
+        let blocks = window / self.block;
+        if self.in_current != 0 || blocks == 0 || window % self.block != 0 || blocks > self.sums.len() {
+            return None;
+        }
+        let mut mean = vec![0.0; self.current.len()];
+        for sum in self.sums.iter().skip(self.sums.len() - blocks) {
+            for (m, s) in mean.iter_mut().zip(sum) {
+                *m += s;
+            }
+        }
+        for m in mean.iter_mut() {
+            *m /= window as f64;
+        }
+        Some(mean)
     }
 }
 
