@@ -416,6 +416,7 @@ fn run_svi(
         _ => vi::InitLocation::Position(model.prior_median_position(settings.seed)),
     };
     let lbfgs_map = method != "svi" && lbfgs_requested(resolved, method)?;
+    let mut standardize: Option<(Vec<f64>, Vec<f64>)> = None;
     // The warm start: SVI from the L-BFGS MAP point with curvature scales, for models small
     // enough for it and without mini-batches (whose log joint L-BFGS would see one batch of).
     if method == "svi"
@@ -432,8 +433,19 @@ fn run_svi(
         match vi::map::warm_start(&mut evaluator, &settings, &lbfgs_settings, settings.init.scale)
         {
             Ok(Some(start)) => {
-                settings.init.location = vi::InitLocation::Position(start.position);
-                settings.init_scales = start.scales;
+                let latent_dim = model.layout.latent_dim();
+                match start.scales {
+                    // Optimise in standardised coordinates u, z = MAP + scales ⊙ u, from u = 0
+                    // with unit guide scales.
+                    Some(scales) => {
+                        let mut position = start.position.clone();
+                        position[..latent_dim].fill(0.0);
+                        settings.init.location = vi::InitLocation::Position(position);
+                        settings.init.scale = 1.0;
+                        standardize = Some((start.position[..latent_dim].to_vec(), scales));
+                    }
+                    None => settings.init.location = vi::InitLocation::Position(start.position),
+                }
                 facts.insert("init".into(), json!("map"));
             }
             Ok(None) | Err(_) => {
@@ -478,30 +490,46 @@ fn run_svi(
     } else {
         let bar = progress::optimisation_bar(settings.steps, show_progress);
         let mut running = 0.0;
-        let fit_result = vi::svi::fit(
-            |_| model.evaluator(),
-            &settings,
-            stop,
-            |step, loss| {
-                running = if step == 0 {
-                    loss
-                } else {
-                    0.98 * running + 0.02 * loss
+        let on_step = |step: usize, loss: f64| {
+            running = if step == 0 {
+                loss
+            } else {
+                0.98 * running + 0.02 * loss
+            };
+            bar.set_position(step as u64 + 1);
+            if step % 25 == 0 {
+                bar.set_message(format!("loss {running:.4}"));
+            }
+        };
+        let fit_result = match &standardize {
+            Some((center, scales)) => {
+                let make = |_| vi::Standardized::new(model.evaluator(), center.clone(), scales.clone());
+                let back = make(0);
+                let to_original = |fit: &SviFit| -> Result<SviFit, Failure> {
+                    let guide = back.to_original(&fit.guide).map_err(|error| {
+                        Failure::run("E0570", format!("the fitted guide is not valid: {error}"))
+                    })?;
+                    Ok(SviFit { guide, ..fit.clone() })
                 };
-                bar.set_position(step as u64 + 1);
-                if step % 25 == 0 {
-                    bar.set_message(format!("loss {running:.4}"));
+                match vi::svi::fit(make, &settings, stop, on_step) {
+                    Ok(fit) => Ok(to_original(&fit)?),
+                    Err(error) => Err((error.partial().map(&to_original).transpose()?, error)),
                 }
-            },
-        );
+            }
+            None => vi::svi::fit(|_| model.evaluator(), &settings, stop, on_step)
+                .map_err(|error| (error.partial().cloned(), error)),
+        };
         bar.finish_and_clear();
         let (fit, failure) = match fit_result {
             Ok(fit) => (fit, None),
-            Err(error) => match error.partial() {
-                Some(partial) => (partial.clone(), Some(svi_failure(&error))),
+            Err((partial, error)) => match partial {
+                Some(partial) => (partial, Some(svi_failure(&error))),
                 None => return Err(svi_failure(&error)),
             },
         };
+        if standardize.is_some() {
+            facts.insert("standardized".into(), json!(true));
+        }
         facts.insert("optimizer".into(), json!(settings.optimizer.kind.name()));
         facts.insert("steps_taken".into(), json!(fit.losses.len()));
         facts.insert(

@@ -28,6 +28,7 @@ mod numeric;
 pub mod optim;
 pub mod posterior;
 pub mod schedule;
+pub mod standardize;
 pub mod svi;
 
 pub use convergence::{ConvergenceReport, ConvergenceSettings};
@@ -41,4 +42,5 @@ pub use map::{LbfgsMap, WarmStart};
 pub use optim::{Adam, ClippedAdam, Optimizer, OptimizerKind, OptimizerSettings, Sgd};
 pub use posterior::{FittedGuide, GuideError, GuideParams, DEFAULT_QUANTILES};
 pub use schedule::{KlWeightSchedule, LearningRateSchedule};
+pub use standardize::Standardized;
 pub use svi::{InitLocation, InitSettings, StepLoss, SviFit, SviSettings};
