@@ -13,7 +13,11 @@ For every model `models/corpus/NAME.bdl`:
 It prints a Markdown table (the one in docs/vi.md) and exits with status 1 on any silent
 failure. The Rust test `crates/bdlc/tests/vi_corpus.rs` makes the same check.
 
-usage: cargo build -p bdlc --release && python3 scripts/vi_corpus.py [--references]
+With `--before`, the runs use the defaults bdlc had before convergence monitoring
+(`--steps 1000 --init median` for SVI, `--optimizer adam --steps 1000` for MAP); the warnings in
+that table come from today's checks, which the old defaults never printed.
+
+usage: cargo build -p bdlc --release && python3 scripts/vi_corpus.py [--references] [--before]
 """
 import json
 import os
@@ -71,6 +75,11 @@ def reference(name, refresh):
 
 def main():
     refresh = "--references" in sys.argv
+    before = "--before" in sys.argv
+    extra = {
+        "svi": ["--steps", "1000", "--init", "median"] if before else [],
+        "map": ["--optimizer", "adam", "--steps", "1000"] if before else [],
+    }
     names = sorted(f[:-4] for f in os.listdir(CORPUS) if f.endswith(".bdl"))
     rows = []
     silent = 0
@@ -78,7 +87,7 @@ def main():
         ref = reference(name, refresh)
         for method in ["svi", "map"]:
             with tempfile.TemporaryDirectory() as out:
-                summary, stderr = run(f"{name}.bdl", ["--method", method], out)
+                summary, stderr = run(f"{name}.bdl", ["--method", method, *extra[method]], out)
             if summary is None:
                 rows.append((name, method, "-", "-", "error", stderr.splitlines()[0] if stderr else ""))
                 continue
@@ -105,10 +114,10 @@ def main():
             for w in warnings:
                 if "did not converge" in w or "not checked" in w:
                     warn_kinds.append("not converged")
-                elif "Pareto" in w:
+                elif "guide is unreliable" in w:
                     warn_kinds.append("k̂ > 0.7")
-                elif "mode" in w:
-                    warn_kinds.append("mode ≠ mean")
+                elif "MAP point" in w or "around the MAP" in w:
+                    warn_kinds.append("Laplace check")
                 else:
                     warn_kinds.append(w[:40])
             rows.append((name, method, f"{worst:.2f} ({worst_col})", ", ".join(detail),

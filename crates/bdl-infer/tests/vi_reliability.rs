@@ -14,8 +14,7 @@
 use bdl_infer::density::{ElboModel, JointOptions, LogDensityError, LogJoint};
 use bdl_infer::rng::Rng;
 use bdl_infer::vi::{
-    importance, map, svi, FittedGuide, GuideKind, GuideParams, LbfgsSettings, SviFit,
-    SviSettings,
+    importance, map, svi, FittedGuide, GuideKind, GuideParams, LbfgsSettings, SviFit, SviSettings,
 };
 use std::sync::atomic::AtomicBool;
 
@@ -112,7 +111,13 @@ fn svi_stops_when_converged_at_the_mean_field_optimum() {
         .expect("a mode");
     settings.init.location = bdl_infer::vi::InitLocation::Position(start.position);
     settings.init_scales = start.scales;
-    let fit = svi::fit(|_| CorrelatedGaussian, &settings, &AtomicBool::new(false), |_, _| {}).unwrap();
+    let fit = svi::fit(
+        |_| CorrelatedGaussian,
+        &settings,
+        &AtomicBool::new(false),
+        |_, _| {},
+    )
+    .unwrap();
     let report = fit.convergence.expect("a stationarity test");
     assert!(report.converged, "{report:?}");
     assert!(fit.losses.len() < 100_000);
@@ -121,7 +126,11 @@ fn svi_stops_when_converged_at_the_mean_field_optimum() {
     // Adam's steps of about 0.01 wander, and the average over W ≥ 200 of them shrinks that.
     let sd = conditional_sd();
     for (i, loc) in fit.guide.mean().iter().enumerate() {
-        assert!((loc - MEAN[i]).abs() < 0.1 * sd, "{loc} against {}", MEAN[i]);
+        assert!(
+            (loc - MEAN[i]).abs() < 0.1 * sd,
+            "{loc} against {}",
+            MEAN[i]
+        );
     }
     for scale in fit.guide.standard_deviations() {
         assert!((scale - sd).abs() < 0.1 * sd, "{scale} against {sd}");
@@ -157,8 +166,8 @@ fn resampling_a_wide_guide_recovers_the_posterior() {
     for i in 0..2 {
         let values: Vec<f64> = draws.iter().map(|d| d[i]).collect();
         let mean = values.iter().sum::<f64>() / values.len() as f64;
-        let sd = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / values.len() as f64)
-            .sqrt();
+        let sd =
+            (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / values.len() as f64).sqrt();
         // Standard errors from the weights' ESS: sd / √ESS for the mean, sd / √(2 ESS) for
         // the sd (normal theory).
         assert!((mean - MEAN[i]).abs() < 4.0 / ess.sqrt(), "mean {mean}");

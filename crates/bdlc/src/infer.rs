@@ -430,8 +430,12 @@ fn run_svi(
             ..vi::LbfgsSettings::default()
         };
         let mut evaluator = model.evaluator();
-        match vi::map::warm_start(&mut evaluator, &settings, &lbfgs_settings, settings.init.scale)
-        {
+        match vi::map::warm_start(
+            &mut evaluator,
+            &settings,
+            &lbfgs_settings,
+            settings.init.scale,
+        ) {
             Ok(Some(start)) => {
                 let latent_dim = model.layout.latent_dim();
                 match start.scales {
@@ -503,13 +507,17 @@ fn run_svi(
         };
         let fit_result = match &standardize {
             Some((center, scales)) => {
-                let make = |_| vi::Standardized::new(model.evaluator(), center.clone(), scales.clone());
+                let make =
+                    |_| vi::Standardized::new(model.evaluator(), center.clone(), scales.clone());
                 let back = make(0);
                 let to_original = |fit: &SviFit| -> Result<SviFit, Failure> {
                     let guide = back.to_original(&fit.guide).map_err(|error| {
                         Failure::run("E0570", format!("the fitted guide is not valid: {error}"))
                     })?;
-                    Ok(SviFit { guide, ..fit.clone() })
+                    Ok(SviFit {
+                        guide,
+                        ..fit.clone()
+                    })
                 };
                 match vi::svi::fit(make, &settings, stop, on_step) {
                     Ok(fit) => Ok(to_original(&fit)?),
@@ -563,7 +571,10 @@ fn run_svi(
             None,
         ));
     }
-    if failure.is_none() && psis_draws > 0 && !matches!(fit.guide.params(), vi::GuideParams::Delta { .. }) {
+    if failure.is_none()
+        && psis_draws > 0
+        && !matches!(fit.guide.params(), vi::GuideParams::Delta { .. })
+    {
         let draws = if resample {
             psis_draws.max(n_draws)
         } else {
@@ -580,7 +591,9 @@ fn run_svi(
             }
             Err(error) => {
                 facts.insert("pareto_k".into(), Value::Null);
-                warnings.push(format!("the Pareto-k̂ diagnostic could not be computed: {error}"));
+                warnings.push(format!(
+                    "the Pareto-k̂ diagnostic could not be computed: {error}"
+                ));
                 if resample {
                     return Err(Failure::run(
                         "E0573",
@@ -606,12 +619,25 @@ fn run_svi(
                     guide,
                     ..fit.clone()
                 };
-                match vi::importance::diagnose(&mut evaluator, &laplace_fit, psis_draws, settings.seed) {
+                match vi::importance::diagnose(
+                    &mut evaluator,
+                    &laplace_fit,
+                    psis_draws,
+                    settings.seed,
+                ) {
                     Ok(diagnostic) => {
-                        let rows = constrained_rows(model, &sites, &diagnostic.positions, settings.seed)?;
+                        let rows =
+                            constrained_rows(model, &sites, &diagnostic.positions, settings.seed)?;
                         let map_row = constrained_rows(model, &sites, &[position], settings.seed)?;
                         let names: Vec<String> = columns.iter().map(Column::csv_name).collect();
-                        vi_checks::mode_against_mean(&map_row, &rows, &names, &diagnostic, &mut facts, &mut warnings);
+                        vi_checks::mode_against_mean(
+                            &map_row,
+                            &rows,
+                            &names,
+                            &diagnostic,
+                            &mut facts,
+                            &mut warnings,
+                        );
                     }
                     Err(error) => warnings.push(format!(
                         "the MAP point could not be compared with the posterior mean: {error}"

@@ -61,11 +61,7 @@ pub fn convergence(
 }
 
 /// Records how L-BFGS ended, with a warning unless it met its gradient tolerance.
-pub fn lbfgs(
-    report: &LbfgsReport,
-    facts: &mut Map<String, Value>,
-    warnings: &mut Vec<String>,
-) {
+pub fn lbfgs(report: &LbfgsReport, facts: &mut Map<String, Value>, warnings: &mut Vec<String>) {
     facts.insert("optimizer".into(), json!("lbfgs"));
     facts.insert("converged".into(), json!(report.converged()));
     facts.insert(
@@ -152,13 +148,21 @@ pub fn mode_against_mean(
         return;
     }
     let n_columns = names.len();
-    let weights: Vec<f64> = diagnostic.psis.log_weights.iter().map(|lw| lw.exp()).collect();
+    let weights: Vec<f64> = diagnostic
+        .psis
+        .log_weights
+        .iter()
+        .map(|lw| lw.exp())
+        .collect();
     let mut worst: Vec<(f64, usize)> = Vec::new();
     let mut largest: f64 = 0.0;
     for c in 0..n_columns {
         let column = rows.iter().skip(c).step_by(n_columns);
         let mean: f64 = column.clone().zip(&weights).map(|(x, w)| w * x).sum();
-        let variance: f64 = column.zip(&weights).map(|(x, w)| w * (x - mean).powi(2)).sum();
+        let variance: f64 = column
+            .zip(&weights)
+            .map(|(x, w)| w * (x - mean).powi(2))
+            .sum();
         let sd = variance.sqrt();
         if !(sd > 0.0 && sd.is_finite()) {
             continue;

@@ -59,10 +59,7 @@ pub fn psis(log_ratios: &[f64]) -> Option<Psis> {
     {
         return None;
     }
-    let max = log_ratios
-        .iter()
-        .copied()
-        .fold(f64::NEG_INFINITY, f64::max);
+    let max = log_ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let mut x: Vec<f64> = log_ratios.iter().map(|v| v - max).collect();
     let tail_size = (0.2 * n as f64).min(3.0 * (n as f64).sqrt()).ceil() as usize;
     let mut order: Vec<usize> = (0..n).collect();
@@ -174,7 +171,8 @@ pub fn systematic_resample(log_weights: &[f64], n: usize, u: f64) -> Vec<usize> 
     let mut i = 0;
     for j in 0..n {
         let target = (j as f64 + u) / n as f64;
-        while i < log_weights.len() - 1 && cumulative + (log_weights[i] - normaliser).exp() <= target
+        while i < log_weights.len() - 1
+            && cumulative + (log_weights[i] - normaliser).exp() <= target
         {
             cumulative += (log_weights[i] - normaliser).exp();
             i += 1;

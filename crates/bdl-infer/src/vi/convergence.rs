@@ -141,7 +141,10 @@ impl ConvergenceReport {
 
 /// The stationarity test on the losses `losses` (oldest first); `None` when there are fewer
 /// than two windows of losses.
-pub fn test_stationarity(losses: &[f64], settings: &ConvergenceSettings) -> Option<ConvergenceReport> {
+pub fn test_stationarity(
+    losses: &[f64],
+    settings: &ConvergenceSettings,
+) -> Option<ConvergenceReport> {
     let taken = losses.len();
     let window = settings.window(taken);
     if taken < 2 * window || window < 2 {

@@ -12,8 +12,8 @@
 use crate::density::{ElboModel, JointOptions};
 use crate::diagnostics::psis::{self, Psis};
 use crate::rng::stream_rng;
-use crate::vi::numeric::{cholesky_in_place, HALF_LOG_TWO_PI};
 use crate::vi::numeric::derive_seed;
+use crate::vi::numeric::{cholesky_in_place, HALF_LOG_TWO_PI};
 use crate::vi::posterior::{FittedGuide, GuideParams};
 use crate::vi::svi::SviFit;
 use rand::Rng as _;
@@ -183,8 +183,7 @@ pub fn diagnose<M: ElboModel>(
         log_ratios.push(log_p - log_q);
     }
     let psis = psis::psis(&log_ratios).ok_or_else(|| ImportanceError {
-        message: "the model's density is zero or not finite at every draw of the guide"
-            .to_string(),
+        message: "the model's density is zero or not finite at every draw of the guide".to_string(),
     })?;
     Ok(GuideDiagnostic {
         positions,

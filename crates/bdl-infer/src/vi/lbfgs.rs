@@ -125,7 +125,10 @@ impl std::fmt::Display for LbfgsError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             LbfgsError::BadStart { message } => {
-                write!(f, "the starting point of L-BFGS cannot be evaluated: {message}")
+                write!(
+                    f,
+                    "the starting point of L-BFGS cannot be evaluated: {message}"
+                )
             }
             LbfgsError::Fatal { message } => f.write_str(message),
         }
@@ -473,7 +476,10 @@ mod tests {
         let mut x = vec![-1.2, 1.0];
         let report = minimize(rosenbrock, &mut x, &LbfgsSettings::default()).unwrap();
         assert!(report.converged(), "{report:?}");
-        assert!((x[0] - 1.0).abs() < 1e-6 && (x[1] - 1.0).abs() < 1e-6, "{x:?}");
+        assert!(
+            (x[0] - 1.0).abs() < 1e-6 && (x[1] - 1.0).abs() < 1e-6,
+            "{x:?}"
+        );
         assert!(report.iterations < 100, "{report:?}");
     }
 

@@ -61,7 +61,9 @@ fn start_position(location: &InitLocation, dim: usize, seed: u64) -> Result<Vec<
         InitLocation::Position(position) => position.clone(),
         InitLocation::Uniform { radius } => {
             let mut rng = stream_rng(derive_seed(seed, PURPOSE_LBFGS_START), 0);
-            (0..dim).map(|_| rng.random_range(-radius..*radius)).collect()
+            (0..dim)
+                .map(|_| rng.random_range(-radius..*radius))
+                .collect()
         }
     };
     if position.len() != dim {

@@ -412,7 +412,11 @@ impl BlockAverages {
     /// The mean over the last `window` steps, when they are whole blocks just completed.
     fn mean_of_last(&self, window: usize) -> Option<Vec<f64>> {
         let blocks = window / self.block;
-        if self.in_current != 0 || blocks == 0 || window % self.block != 0 || blocks > self.sums.len() {
+        if self.in_current != 0
+            || blocks == 0
+            || window % self.block != 0
+            || blocks > self.sums.len()
+        {
             return None;
         }
         let mut mean = vec![0.0; self.current.len()];
