@@ -400,10 +400,17 @@ fn run_svi(
     let mut settings = svi_settings(resolved, method, true)?;
     let mut facts = Map::new();
     let mut warnings = Vec::new();
+    // The warm start from the MAP point is the default of `--steps auto` runs; a run with an
+    // explicit step count starts where it always did unless `--init map` asks otherwise.
+    let default_init = if settings.convergence.stop_when_converged {
+        "map"
+    } else {
+        "median"
+    };
     let init_choice = resolved.choice(
         "init",
         &resolved.flags().init,
-        "map",
+        default_init,
         &["map", "median", "uniform", "zero"],
     )?;
     settings.init.location = match init_choice.as_str() {

@@ -81,8 +81,10 @@ pub struct InferFlags {
     /// The step size (SG-MCMC).
     #[arg(long = "step-size")]
     pub step_size: Option<f64>,
-    /// Where optimisation starts: median (of prior draws, Pyro's default), uniform (in ±2 on the
-    /// unconstrained scale, NumPyro's and Stan's default) or zero.
+    /// Where optimisation starts: map (SVI from the L-BFGS MAP point in standardised
+    /// coordinates; the default with `--steps auto`), median (of prior draws, Pyro's default, and
+    /// the default otherwise), uniform (in ±2 on the unconstrained scale, NumPyro's and Stan's
+    /// default) or zero.
     #[arg(long)]
     pub init: Option<String>,
     /// Also write the warm-up draws to the chain files (CmdStan's `save_warmup`).

@@ -44,7 +44,10 @@ fn every_default_svi_and_map_run_is_accurate_or_warned() {
         for (column, r) in reference.as_object().expect("columns") {
             let r_hat = r["r_hat"].as_f64().expect("r_hat");
             let ess = r["ess_bulk"].as_f64().expect("ess_bulk");
-            assert!(r_hat < 1.01 && ess > 4000.0, "{name}: NUTS reference of {column} did not mix");
+            assert!(
+                r_hat < 1.01 && ess > 4000.0,
+                "{name}: NUTS reference of {column} did not mix"
+            );
         }
         for method in ["svi", "map"] {
             let out = scratch("vi_corpus", &format!("{name}_{method}"));
@@ -70,7 +73,10 @@ fn every_default_svi_and_map_run_is_accurate_or_warned() {
             } else if !warnings.is_empty() {
                 "warned"
             } else {
-                silent.push(format!("{name} {method}: {} off by {:.2} sd", worst.1, worst.0));
+                silent.push(format!(
+                    "{name} {method}: {} off by {:.2} sd",
+                    worst.1, worst.0
+                ));
                 "SILENT FAILURE"
             };
             table.push_str(&format!(

@@ -129,7 +129,8 @@ impl ConvergenceReport {
     pub fn evidence(&self) -> String {
         format!(
             "the mean loss fell by {:.4} over the last {} steps (from one window of {} steps to \
-             the next), {:.1} standard errors of its noise (loss noise sd {:.4})",
+             the next), {:.1} times the spread such a fall has from noise alone (the loss's \
+             step-to-step noise sd is {:.4})",
             self.decrease,
             self.window,
             self.window,
