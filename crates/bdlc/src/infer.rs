@@ -422,7 +422,20 @@ fn run_svi(
         // Pyro's default: the median of 15 prior draws (also where `map` starts L-BFGS).
         _ => vi::InitLocation::Position(model.prior_median_position(settings.seed)),
     };
-    let lbfgs_map = method != "svi" && lbfgs_requested(resolved, method)?;
+    let mut lbfgs_map = method != "svi" && lbfgs_requested(resolved, method)?;
+    // L-BFGS needs a deterministic objective; a subsampled plate makes every evaluation a new
+    // mini-batch, so such models keep the first-order optimiser unless L-BFGS is named.
+    if lbfgs_map && model.subsampled {
+        if resolved.flags().optimizer.as_deref() == Some("lbfgs") {
+            return Err(Failure::usage(
+                "E0906",
+                "`--optimizer lbfgs` needs the full data at every evaluation, but the model \
+                 subsamples a plate",
+                Some("use `--optimizer adam`, or drop `subsample`".to_string()),
+            ));
+        }
+        lbfgs_map = false;
+    }
     let mut standardize: Option<(Vec<f64>, Vec<f64>)> = None;
     // The warm start: SVI from the L-BFGS MAP point with curvature scales, for models small
     // enough for it and without mini-batches (whose log joint L-BFGS would see one batch of).
@@ -508,7 +521,7 @@ fn run_svi(
                 0.98 * running + 0.02 * loss
             };
             bar.set_position(step as u64 + 1);
-            if step % 25 == 0 {
+            if step.is_multiple_of(25) {
                 bar.set_message(format!("loss {running:.4}"));
             }
         };
@@ -587,7 +600,8 @@ fn run_svi(
         } else {
             psis_draws
         };
-        let mut evaluator = model.evaluator();
+        // Every plate in full, so that a subsampled model's log joint is exact here.
+        let mut evaluator = model.output_evaluator();
         match vi::importance::diagnose(&mut evaluator, &fit, draws, settings.seed) {
             Ok(diagnostic) => {
                 vi_checks::pareto(&diagnostic, &mut facts, &mut warnings);
@@ -618,7 +632,7 @@ fn run_svi(
         && model.layout.latent_dim() <= vi::map::WARM_START_MAX_DIM
         && model.layout.latent_dim() > 0
     {
-        let mut evaluator = model.evaluator();
+        let mut evaluator = model.output_evaluator();
         let position = fit.median_position();
         match vi::laplace::approximate(&mut evaluator, &position, settings.seed) {
             Ok(guide) => {

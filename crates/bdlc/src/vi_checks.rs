@@ -101,7 +101,8 @@ pub fn pareto(
         "importance_ess".into(),
         json!(diagnostic.effective_sample_size()),
     );
-    if !(k <= PARETO_K_LIMIT) {
+    // An infinite or undefined k̂ (too few tail draws) counts as unreliable too.
+    if k.is_nan() || k > PARETO_K_LIMIT {
         warnings.push(format!(
             "the fitted guide is unreliable: Pareto k̂ = {k:.2} (above {PARETO_K_LIMIT}) for the \
              importance ratios of posterior to guide on {} draws, so the guide misses mass the \
@@ -139,7 +140,8 @@ pub fn mode_against_mean(
 ) {
     let k = diagnostic.pareto_k();
     facts.insert("laplace_pareto_k".into(), finite_or_null(k));
-    if !(k <= PARETO_K_LIMIT) {
+    // An infinite or undefined k̂ (too few tail draws) counts as unreliable too.
+    if k.is_nan() || k > PARETO_K_LIMIT {
         warnings.push(format!(
             "the posterior is far from normal around the MAP point (Pareto k̂ = {k:.2} for the \
              Laplace approximation there as an importance proposal): the mode may be far from \
@@ -156,7 +158,7 @@ pub fn mode_against_mean(
         .collect();
     let mut worst: Vec<(f64, usize)> = Vec::new();
     let mut largest: f64 = 0.0;
-    for c in 0..n_columns {
+    for (c, point) in map_row.iter().enumerate().take(n_columns) {
         let column = rows.iter().skip(c).step_by(n_columns);
         let mean: f64 = column.clone().zip(&weights).map(|(x, w)| w * x).sum();
         let variance: f64 = column
@@ -167,7 +169,7 @@ pub fn mode_against_mean(
         if !(sd > 0.0 && sd.is_finite()) {
             continue;
         }
-        let z = (map_row[c] - mean).abs() / sd;
+        let z = (point - mean).abs() / sd;
         largest = largest.max(z);
         if z > MODE_MEAN_LIMIT {
             worst.push((z, c));

@@ -414,7 +414,7 @@ impl BlockAverages {
         let blocks = window / self.block;
         if self.in_current != 0
             || blocks == 0
-            || window % self.block != 0
+            || !window.is_multiple_of(self.block)
             || blocks > self.sums.len()
         {
             return None;
