@@ -24,6 +24,7 @@ mod run_files;
 mod session;
 mod settings;
 mod summary_cmd;
+mod vi_checks;
 
 use clap::{Parser, Subcommand};
 use interrupt::Interrupt;

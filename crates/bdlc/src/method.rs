@@ -88,6 +88,9 @@ impl MethodName {
 /// Where an SVI or MAP fit starts, resolved against the model when the run begins.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InitChoice {
+    /// SVI from the L-BFGS MAP point in standardised coordinates (the default of `--steps
+    /// auto`); MAP and Laplace start L-BFGS from the median of prior draws.
+    Map,
     /// The median of prior draws (Pyro's default).
     Median,
     /// Uniform in (−2, 2) on the unconstrained scale (NumPyro's and Stan's default).
@@ -107,6 +110,16 @@ pub struct SviMethod {
     pub init: InitChoice,
     /// Draws from the fitted guide (1 for a delta guide).
     pub draws: usize,
+    /// MAP and Laplace by L-BFGS (the default unless a first-order optimiser or one of its
+    /// settings is named), with at most this many iterations.
+    pub lbfgs: Option<usize>,
+    /// Draws from the fitted guide for its Pareto-k̂ diagnostic (0: skipped).
+    pub psis_draws: usize,
+    /// Whether the guide's draws are resampled with their PSIS weights.
+    pub resample: bool,
+    /// Whether `--optimizer lbfgs` was given (an error on a subsampled model, rather than a
+    /// fall back to Adam).
+    pub lbfgs_named: bool,
 }
 
 /// NUTS or static HMC.
@@ -181,6 +194,8 @@ const FLAG_METHODS: &[(&str, &[MethodName])] = {
         ("kl-anneal", &[Svi, Map, Laplace, Ensemble]),
         ("particles", &[Svi, Map, Laplace]),
         ("init", &[Svi, Map, Laplace]),
+        ("psis-draws", &[Svi, Map, Laplace]),
+        ("resample", &[Svi]),
         (
             "samples",
             &[
@@ -221,6 +236,8 @@ fn given_flags(flags: &InferFlags) -> Vec<&'static str> {
     note("kl-anneal", flags.kl_anneal.is_some());
     note("particles", flags.particles.is_some());
     note("init", flags.init.is_some());
+    note("psis-draws", flags.psis_draws.is_some());
+    note("resample", flags.resample);
     note("samples", flags.samples.is_some());
     note("chains", flags.chains.is_some());
     note("warmup", flags.warmup.is_some());
@@ -303,16 +320,25 @@ impl Method {
                 seed: resolved.seed()?,
             },
             MethodName::Svi | MethodName::Map | MethodName::Laplace => {
-                let settings = svi_settings(resolved, name)?;
+                let settings = svi_settings(resolved, name, true)?;
+                // The warm start from the MAP point is the default of `--steps auto` runs; a
+                // run with an explicit step count starts where it always did unless `--init
+                // map` asks otherwise.
+                let default_init = if settings.convergence.stop_when_converged {
+                    "map"
+                } else {
+                    "median"
+                };
                 let init = match resolved
                     .choice(
                         "init",
                         &flags.init,
-                        "median",
-                        &["median", "uniform", "zero"],
+                        default_init,
+                        &["map", "median", "uniform", "zero"],
                     )?
                     .as_str()
                 {
+                    "map" => InitChoice::Map,
                     "uniform" => InitChoice::Uniform,
                     "zero" => InitChoice::Zero,
                     _ => InitChoice::Median,
@@ -322,11 +348,39 @@ impl Method {
                 } else {
                     resolved.count("samples", flags.samples, 1000, 1)?
                 };
+                let lbfgs = if name != MethodName::Svi && lbfgs_requested(resolved)? {
+                    Some(resolved.count(
+                        "steps",
+                        flags.steps_count(),
+                        bdl_infer::vi::LbfgsSettings::default().max_iterations,
+                        1,
+                    )?)
+                } else {
+                    None
+                };
+                let psis_draws = resolved.count(
+                    "psis_draws",
+                    flags.psis_draws,
+                    crate::vi_checks::DEFAULT_PSIS_DRAWS,
+                    0,
+                )?;
+                let resample = resolved.flag("resample", flags.resample);
+                if resample && (psis_draws == 0 || matches!(settings.guide, GuideKind::Delta)) {
+                    return Err(Failure::usage(
+                        "E0906",
+                        "`--resample` needs a guide with a density and `--psis-draws` above 0",
+                        None,
+                    ));
+                }
                 Method::Svi(SviMethod {
                     name,
                     settings,
                     init,
                     draws,
+                    lbfgs,
+                    psis_draws,
+                    resample,
+                    lbfgs_named: flags.optimizer.as_deref() == Some("lbfgs"),
                 })
             }
             MethodName::Nuts | MethodName::Hmc => Method::Mcmc(McmcMethod {
@@ -368,8 +422,32 @@ impl Method {
     }
 }
 
-/// The optimisation settings of SVI, MAP and Laplace (and of each ensemble member, as MAP).
-fn svi_settings(resolved: &Resolved, method: MethodName) -> Result<SviSettings, Failure> {
+/// Whether MAP or Laplace runs L-BFGS: the default, unless a first-order optimiser or one of
+/// its settings is named.
+fn lbfgs_requested(resolved: &Resolved) -> Result<bool, Failure> {
+    let flags = resolved.flags();
+    let first_order_hint = flags.lr.is_some()
+        || resolved.has("lr")
+        || flags.lr_final.is_some()
+        || flags.clip_norm.is_some();
+    let default = if first_order_hint { "adam" } else { "lbfgs" };
+    let name = resolved.choice(
+        "optimizer",
+        &flags.optimizer,
+        default,
+        &["lbfgs", "adam", "clipped_adam", "sgd"],
+    )?;
+    Ok(name == "lbfgs")
+}
+
+/// The optimisation settings of SVI, MAP and Laplace (and of each ensemble member, as MAP);
+/// `auto_steps` lets `--steps auto` (the default of SVI, MAP and Laplace) set a step cap and
+/// stop at convergence.
+fn svi_settings(
+    resolved: &Resolved,
+    method: MethodName,
+    auto_steps: bool,
+) -> Result<SviSettings, Failure> {
     let flags = resolved.flags();
     let guide_name = match method {
         MethodName::Map | MethodName::Ensemble => "delta".to_string(),
@@ -387,14 +465,26 @@ fn svi_settings(resolved: &Resolved, method: MethodName) -> Result<SviSettings, 
             *rank = Some(resolved.count("rank", flags.rank, 1, 1)?);
         }
     }
-    let steps = resolved.count("steps", flags.steps, 1000, 1)?;
+    let auto = auto_steps && resolved.steps_auto();
+    let steps = if auto {
+        crate::vi_checks::AUTO_STEP_CAP
+    } else {
+        resolved.count("steps", flags.steps_count(), 1000, 1)?
+    };
     let learning_rate = resolved.positive("lr", flags.lr, 0.01)?;
     let optimizer_name = resolved.choice(
         "optimizer",
         &flags.optimizer,
         "adam",
-        &["adam", "clipped_adam", "sgd"],
+        &["adam", "clipped_adam", "sgd", "lbfgs"],
     )?;
+    if optimizer_name == "lbfgs" && (method == MethodName::Svi || !auto_steps) {
+        return Err(Failure::usage(
+            "E0906",
+            "`--optimizer lbfgs` applies to `--method map` and `--method laplace` only",
+            Some("SVI's loss is a noisy estimate; use adam, clipped_adam or sgd".to_string()),
+        ));
+    }
     let mut kind = match optimizer_name.as_str() {
         "clipped_adam" => OptimizerKind::ClippedAdam(Default::default()),
         "sgd" => OptimizerKind::Sgd(Default::default()),
@@ -445,6 +535,7 @@ fn svi_settings(resolved: &Resolved, method: MethodName) -> Result<SviSettings, 
     settings.optimizer.kind = kind;
     settings.optimizer.schedule = optimizer_schedule;
     settings.optimizer.max_gradient_norm = max_gradient_norm;
+    settings.convergence.stop_when_converged = auto;
     Ok(settings)
 }
 
@@ -461,7 +552,7 @@ fn mcmc_settings(resolved: &Resolved, method: MethodName) -> Result<McmcSettings
     let algorithm = if method == MethodName::Hmc {
         Algorithm::Hmc(HmcLength::Steps(resolved.count(
             "steps",
-            flags.steps,
+            flags.steps_count(),
             16,
             1,
         )?))
@@ -485,7 +576,7 @@ fn mcmc_settings(resolved: &Resolved, method: MethodName) -> Result<McmcSettings
 fn ensemble_settings(resolved: &Resolved) -> Result<EnsembleSettings, Failure> {
     let flags = resolved.flags();
     let members = resolved.count("members", flags.members, 5, 1)?;
-    let mut map = svi_settings(resolved, MethodName::Ensemble)?;
+    let mut map = svi_settings(resolved, MethodName::Ensemble, false)?;
     map.particles = 1;
     let swag = if resolved.flag("swag", flags.swag) {
         // SWA moments are collected along the same optimiser the members were fitted with, at

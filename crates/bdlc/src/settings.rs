@@ -19,9 +19,11 @@ pub struct InferFlags {
     /// The SVI guide: diag, mvn, lowrank, delta or laplace.
     #[arg(long)]
     pub guide: Option<String>,
-    /// Optimisation steps (SVI, MAP), or leapfrog steps per transition (static HMC).
+    /// Optimisation steps (SVI, MAP), or leapfrog steps per transition (static HMC). SVI, MAP
+    /// and Laplace take `auto` (their default): run until the loss is stationary, at most
+    /// 100,000 steps.
     #[arg(long)]
-    pub steps: Option<i64>,
+    pub steps: Option<Steps>,
     /// The learning rate.
     #[arg(long)]
     pub lr: Option<f64>,
@@ -79,8 +81,10 @@ pub struct InferFlags {
     /// The step size (SG-MCMC).
     #[arg(long = "step-size")]
     pub step_size: Option<f64>,
-    /// Where optimisation starts: median (of prior draws, Pyro's default), uniform (in ±2 on the
-    /// unconstrained scale, NumPyro's and Stan's default) or zero.
+    /// Where optimisation starts: map (SVI from the L-BFGS MAP point in standardised
+    /// coordinates; the default with `--steps auto`), median (of prior draws, Pyro's default, and
+    /// the default otherwise), uniform (in ±2 on the unconstrained scale, NumPyro's and Stan's
+    /// default) or zero.
     #[arg(long)]
     pub init: Option<String>,
     /// Also write the warm-up draws to the chain files (CmdStan's `save_warmup`).
@@ -89,10 +93,48 @@ pub struct InferFlags {
     /// MultiSWAG: a SWA-Gaussian around each ensemble member.
     #[arg(long)]
     pub swag: bool,
+    /// Draws from a fitted guide for its Pareto-k̂ diagnostic (0 to skip it).
+    #[arg(long = "psis-draws")]
+    pub psis_draws: Option<i64>,
+    /// Resample the guide's draws with their Pareto-smoothed importance weights (SVI).
+    #[arg(long)]
+    pub resample: bool,
     /// Gibbs blocks: sites joined by commas, blocks separated by semicolons
     /// (`"beta, beta0; gamma, gamma0; sigma"`).
     #[arg(long)]
     pub blocks: Option<String>,
+}
+
+/// The `--steps` flag: a count, or `auto` (stop when converged).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Steps {
+    /// Until the loss is stationary, with a cap.
+    Auto,
+    /// Exactly this many.
+    Count(i64),
+}
+
+impl std::str::FromStr for Steps {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text == "auto" {
+            return Ok(Steps::Auto);
+        }
+        text.parse::<i64>()
+            .map(Steps::Count)
+            .map_err(|_| format!("expected a whole number or `auto`, got `{text}`"))
+    }
+}
+
+impl InferFlags {
+    /// `--steps` when it is a count.
+    pub fn steps_count(&self) -> Option<i64> {
+        match self.steps {
+            Some(Steps::Count(n)) => Some(n),
+            _ => None,
+        }
+    }
 }
 
 /// The settings after merging.
@@ -228,6 +270,16 @@ impl<'a> Resolved<'a> {
     /// Whether the model's `infer` block sets `key`.
     pub fn has(&self, key: &str) -> bool {
         self.block.contains_key(key)
+    }
+
+    /// Whether optimisation runs until converged: `--steps auto`, `steps = auto` in the block,
+    /// or no step count given at all.
+    pub fn steps_auto(&self) -> bool {
+        match self.flags.steps {
+            Some(Steps::Auto) => true,
+            Some(Steps::Count(_)) => false,
+            None => self.block_int("steps").is_none(),
+        }
     }
 
     /// The flags themselves.

@@ -19,6 +19,7 @@
 //! chain (through its two halves), as in Stan.
 
 mod autocovariance;
+pub mod psis;
 mod summary;
 
 pub use summary::{

@@ -218,6 +218,36 @@ impl GuideFamily {
         params
     }
 
+    /// Replaces the initial marginal standard deviations set by [`GuideFamily::initial_params`]
+    /// (all `init_scale`) by `scales`, one per latent coordinate, keeping the structure: the
+    /// diagonal normal's scales, the MVN factor's diagonal, and for the low-rank guide both the
+    /// diagonal part and the rows of W, scaled so each marginal variance is `scales[i]²`.
+    pub(crate) fn set_initial_scales(&self, params: &mut [f64], init_scale: f64, scales: &[f64]) {
+        let d = self.latent_dim;
+        match self.structure {
+            Structure::Delta => {}
+            Structure::Diagonal => {
+                for i in 0..d {
+                    params[d + i] = softplus_inverse(scales[i]);
+                }
+            }
+            Structure::MultivariateNormal => {
+                for i in 0..d {
+                    params[d + tril_index(i, i)] = softplus_inverse(scales[i]);
+                }
+            }
+            Structure::LowRank { rank } => {
+                for i in 0..d {
+                    let ratio = scales[i] / init_scale;
+                    for a in 0..rank {
+                        params[d + i * rank + a] *= ratio;
+                    }
+                    params[d + d * rank + i] = softplus_inverse(scales[i] * 0.5f64.sqrt());
+                }
+            }
+        }
+    }
+
     /// Calls `visit` with the index of every softplus-parameterised entry.
     fn for_each_softplus_index(&self, mut visit: impl FnMut(usize)) {
         let d = self.latent_dim;

@@ -16,22 +16,31 @@
 // Dense linear algebra reads best as the index loops of the formulas it implements.
 #![allow(clippy::needless_range_loop)]
 
+pub mod convergence;
 pub mod elbo;
 pub mod error;
 pub mod guide;
+pub mod importance;
 pub mod laplace;
+pub mod lbfgs;
 pub mod map;
 mod numeric;
 pub mod optim;
 pub mod posterior;
 pub mod schedule;
+pub mod standardize;
 pub mod svi;
 
+pub use convergence::{ConvergenceReport, ConvergenceSettings};
 pub use elbo::{Elbo, ElboKind, ElboSettings};
 pub use error::{SettingsError, SviError};
 pub use guide::{GuideFamily, GuideKind};
+pub use importance::{GuideDiagnostic, ImportanceError};
 pub use laplace::LaplaceError;
+pub use lbfgs::{LbfgsReport, LbfgsSettings, LbfgsStatus};
+pub use map::{LbfgsMap, WarmStart};
 pub use optim::{Adam, ClippedAdam, Optimizer, OptimizerKind, OptimizerSettings, Sgd};
 pub use posterior::{FittedGuide, GuideError, GuideParams, DEFAULT_QUANTILES};
 pub use schedule::{KlWeightSchedule, LearningRateSchedule};
+pub use standardize::Standardized;
 pub use svi::{InitLocation, InitSettings, StepLoss, SviFit, SviSettings};

@@ -117,6 +117,15 @@ impl Default for OptimizerKind {
 }
 
 impl OptimizerKind {
+    /// The short name used on the command line.
+    pub fn name(&self) -> &'static str {
+        match self {
+            OptimizerKind::Adam(_) => "adam",
+            OptimizerKind::ClippedAdam(_) => "clipped_adam",
+            OptimizerKind::Sgd(_) => "sgd",
+        }
+    }
+
     /// The base learning rate.
     pub fn learning_rate(&self) -> f64 {
         match self {

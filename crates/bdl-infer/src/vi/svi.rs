@@ -10,6 +10,7 @@
 
 use crate::density::{ElboModel, LogDensityError};
 use crate::rng::stream_rng;
+use crate::vi::convergence::{self, ConvergenceReport, ConvergenceSettings};
 use crate::vi::elbo::{Elbo, ElboKind, ElboSettings};
 use crate::vi::error::SviError;
 use crate::vi::guide::{GuideFamily, GuideKind};
@@ -71,7 +72,7 @@ impl Default for InitSettings {
 pub struct SviSettings {
     /// The guide.
     pub guide: GuideKind,
-    /// The number of optimisation steps.
+    /// The number of optimisation steps (the cap when `convergence.stop_when_converged`).
     pub steps: usize,
     /// The number of particles per ELBO estimate.
     pub particles: usize,
@@ -89,6 +90,11 @@ pub struct SviSettings {
     pub skip_nonfinite: bool,
     /// With `skip_nonfinite`, stop anyway after this many consecutive skipped steps.
     pub max_consecutive_skips: usize,
+    /// The stationarity test on the loss, and whether it ends the run.
+    pub convergence: ConvergenceSettings,
+    /// Initial marginal standard deviations of a normal guide, one per latent coordinate
+    /// (e.g. from the curvature at a MAP point), replacing `init.scale`.
+    pub init_scales: Option<Vec<f64>>,
 }
 
 impl Default for SviSettings {
@@ -104,6 +110,8 @@ impl Default for SviSettings {
             init: InitSettings::default(),
             skip_nonfinite: false,
             max_consecutive_skips: 10,
+            convergence: ConvergenceSettings::default(),
+            init_scales: None,
         }
     }
 }
@@ -129,6 +137,14 @@ impl SviSettings {
             if !(radius.is_finite() && radius > 0.0) {
                 return Err(invalid(format!(
                     "the initial radius must be positive and finite, got {radius}"
+                )));
+            }
+        }
+        self.convergence.validate().map_err(invalid)?;
+        if let Some(scales) = &self.init_scales {
+            if let Some(s) = scales.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+                return Err(invalid(format!(
+                    "every initial guide scale must be positive and finite, got {s}"
                 )));
             }
         }
@@ -161,6 +177,9 @@ pub struct SviFit {
     pub skipped_steps: Vec<usize>,
     /// Whether the stop flag ended the run early.
     pub interrupted: bool,
+    /// The last stationarity test of the loss (`None` when the run was too short for two
+    /// windows).
+    pub convergence: Option<ConvergenceReport>,
 }
 
 impl SviFit {
@@ -201,6 +220,7 @@ struct Run<'a> {
     family: &'a GuideFamily,
     losses: Vec<StepLoss>,
     skipped_steps: Vec<usize>,
+    convergence: Option<ConvergenceReport>,
 }
 
 impl Run<'_> {
@@ -218,6 +238,7 @@ impl Run<'_> {
             losses: self.losses.clone(),
             skipped_steps: self.skipped_steps.clone(),
             interrupted,
+            convergence: self.convergence,
         })
     }
 }
@@ -253,9 +274,15 @@ where
     })?;
     let mut run = Run {
         family: &family,
-        losses: Vec::with_capacity(settings.steps),
+        losses: Vec::with_capacity(settings.steps.min(1 << 20)),
         skipped_steps: Vec::new(),
+        convergence: None,
     };
+    let mut loss_values: Vec<f64> = Vec::with_capacity(settings.steps.min(1 << 20));
+    let mut averages = settings
+        .convergence
+        .stop_when_converged
+        .then(|| BlockAverages::new(n_params, settings.convergence.check_every));
     let mut consecutive_skips = 0;
     let mut interrupted = false;
 
@@ -288,7 +315,19 @@ where
                 }
                 consecutive_skips = 0;
                 run.losses.push(StepLoss { step, loss });
+                loss_values.push(loss);
+                if let Some(averages) = averages.as_mut() {
+                    averages.add(&params, settings.convergence.window(loss_values.len()));
+                }
                 on_step(step, loss);
+                if convergence::check_due(loss_values.len(), &settings.convergence) {
+                    run.convergence =
+                        convergence::test_stationarity(&loss_values, &settings.convergence);
+                    let stationary = run.convergence.is_some_and(|r| r.converged);
+                    if stationary && settings.convergence.stop_when_converged {
+                        break;
+                    }
+                }
             }
             Err(error) => {
                 let skippable = error.recoverable
@@ -310,6 +349,14 @@ where
         }
     }
 
+    if run.convergence.is_none_or(|r| r.steps != loss_values.len()) {
+        run.convergence = convergence::test_stationarity(&loss_values, &settings.convergence);
+    }
+    if let (Some(averages), Some(report)) = (&averages, run.convergence) {
+        if let Some(mean) = averages.mean_of_last(report.window) {
+            params = mean;
+        }
+    }
     let fit = run.fit_at(&params, interrupted)?;
     if settings.guide != GuideKind::Laplace {
         return Ok(fit);
@@ -322,6 +369,66 @@ where
             message: error.message,
             partial: Box::new(fit),
         }),
+    }
+}
+
+/// Sums of the parameters over consecutive blocks of `block` steps, the most recent kept, so
+/// that the mean over the last window (a whole number of blocks) can be returned.
+struct BlockAverages {
+    block: usize,
+    current: Vec<f64>,
+    in_current: usize,
+    sums: std::collections::VecDeque<Vec<f64>>,
+}
+
+impl BlockAverages {
+    fn new(n_params: usize, block: usize) -> Self {
+        BlockAverages {
+            block: block.max(1),
+            current: vec![0.0; n_params],
+            in_current: 0,
+            sums: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Adds one step's parameters; keeps enough blocks for a window of `window` steps.
+    fn add(&mut self, params: &[f64], window: usize) {
+        for (s, p) in self.current.iter_mut().zip(params) {
+            *s += p;
+        }
+        self.in_current += 1;
+        if self.in_current == self.block {
+            let full = std::mem::replace(&mut self.current, vec![0.0; params.len()]);
+            self.sums.push_back(full);
+            self.in_current = 0;
+            // The window may grow by a block before the next check: keep one spare.
+            let keep = window.div_ceil(self.block) + 1;
+            while self.sums.len() > keep {
+                self.sums.pop_front();
+            }
+        }
+    }
+
+    /// The mean over the last `window` steps, when they are whole blocks just completed.
+    fn mean_of_last(&self, window: usize) -> Option<Vec<f64>> {
+        let blocks = window / self.block;
+        if self.in_current != 0
+            || blocks == 0
+            || !window.is_multiple_of(self.block)
+            || blocks > self.sums.len()
+        {
+            return None;
+        }
+        let mut mean = vec![0.0; self.current.len()];
+        for sum in self.sums.iter().skip(self.sums.len() - blocks) {
+            for (m, s) in mean.iter_mut().zip(sum) {
+                *m += s;
+            }
+        }
+        for m in mean.iter_mut() {
+            *m /= window as f64;
+        }
+        Some(mean)
     }
 }
 
@@ -383,6 +490,17 @@ fn initial_params<M: ElboModel>(
             });
         }
     }
+    if let Some(scales) = &settings.init_scales {
+        if scales.len() != latent_dim {
+            return Err(SviError::InvalidSettings {
+                message: format!(
+                    "{} initial guide scales were given but the model has {latent_dim} latent \
+                     coordinates",
+                    scales.len()
+                ),
+            });
+        }
+    }
     let elbo_seed = derive_seed(settings.seed, PURPOSE_INITIAL_ELBO);
     let mut last_error = String::new();
     for attempt in 0..settings.init.max_attempts {
@@ -406,6 +524,10 @@ fn initial_params<M: ElboModel>(
         let mut params =
             elbo.family()
                 .initial_params(&position, settings.init.scale, &mut guide_rng);
+        if let Some(scales) = &settings.init_scales {
+            elbo.family()
+                .set_initial_scales(&mut params, settings.init.scale, scales);
+        }
         params.extend_from_slice(&position[latent_dim..]);
         let kl_weight = settings.kl_weight.weight(0);
         match elbo.evaluate(&params, elbo_seed, attempt as u64, kl_weight, gradient) {

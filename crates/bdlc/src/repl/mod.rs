@@ -1089,7 +1089,7 @@ mod tests {
             InferCommand::try_parse_from([":infer", "svi", "--steps", "20", "--lr", "0.1"])
                 .unwrap();
         assert_eq!(command.method.as_deref(), Some("svi"));
-        assert_eq!(command.flags.steps, Some(20));
+        assert_eq!(command.flags.steps_count(), Some(20));
         assert!(InferCommand::try_parse_from([":infer", "--step", "20"]).is_err());
     }
 }

@@ -47,7 +47,17 @@ impl RunResult {
         if self.mcmc {
             crate::output::warning_messages(&self.summary.warnings, &self.columns)
         } else {
-            Vec::new()
+            // Variational and point estimates carry their own warnings (convergence, k̂).
+            self.facts
+                .get("warnings")
+                .and_then(Value::as_array)
+                .map(|warnings| {
+                    warnings
+                        .iter()
+                        .filter_map(|w| w.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
         }
     }
 

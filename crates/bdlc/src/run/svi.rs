@@ -3,22 +3,24 @@
 //! Writes `draws.csv`, `loss.csv` (the loss per step) and `params.json` (the fitted guide, the
 //! params and the layout of the unconstrained vector, which `predict` and the REPL rebuild).
 
-use crate::method::{InitChoice, SviMethod};
-use crate::output::write_file;
+use crate::method::{InitChoice, MethodName, SviMethod};
+use crate::output::{write_file, Column};
 use crate::progress;
 use crate::run::outcome::{
     constrained_rows, infer_failure, output_columns, write_draws, RunResult,
 };
 use crate::session::Failure;
+use crate::vi_checks;
 use bdl_infer::diagnostics::Summary;
 use bdl_infer::rng::stream_rng;
-use bdl_infer::vi::{self, SviFit};
+use bdl_infer::vi::{self, GuideKind, SviError, SviFit};
 use bdl_runtime::model::Model;
 use serde_json::{json, Map, Value};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
-/// Fits the guide and draws from it.
+/// Fits the guide, checks it (convergence, Pareto k̂, for MAP the distance to the posterior
+/// mean) and draws from it.
 pub fn run(
     model: &Model,
     method: &SviMethod,
@@ -34,54 +36,260 @@ pub fn run(
     }
     let name = method.name.as_str();
     let mut settings = method.settings.clone();
+    let mut facts = Map::new();
+    let mut warnings = Vec::new();
     settings.init.location = match method.init {
         // Stan's and NumPyro's default: Uniform(-2, 2) in unconstrained space.
         InitChoice::Uniform => vi::InitLocation::Uniform { radius: 2.0 },
         // Zero in unconstrained space (the median of priors symmetric about zero), params at
         // their initial values.
         InitChoice::Zero => vi::InitLocation::Position(model.layout.initial_position()),
-        // Pyro's default: the median of 15 prior draws.
-        InitChoice::Median => {
+        // Pyro's default: the median of 15 prior draws (also where `map` starts L-BFGS).
+        InitChoice::Median | InitChoice::Map => {
             vi::InitLocation::Position(model.prior_median_position(settings.seed))
         }
     };
+    // L-BFGS needs a deterministic objective; a subsampled plate makes every evaluation a new
+    // mini-batch, so such models keep the first-order optimiser unless L-BFGS is named.
+    let mut lbfgs_iterations = method.lbfgs;
+    if lbfgs_iterations.is_some() && model.subsampled {
+        if method.lbfgs_named {
+            return Err(Failure::usage(
+                "E0906",
+                "`--optimizer lbfgs` needs the full data at every evaluation, but the model \
+                 subsamples a plate",
+                Some("use `--optimizer adam`, or drop `subsample`".to_string()),
+            ));
+        }
+        lbfgs_iterations = None;
+    }
+    let mut standardize: Option<(Vec<f64>, Vec<f64>)> = None;
+    // The warm start: SVI from the L-BFGS MAP point with curvature scales, for models small
+    // enough for it and without mini-batches (whose log joint L-BFGS would see one batch of).
+    if method.name == MethodName::Svi
+        && method.init == InitChoice::Map
+        && !matches!(settings.guide, GuideKind::Delta | GuideKind::Laplace)
+        && model.layout.latent_dim() <= vi::map::WARM_START_MAX_DIM
+        && !model.subsampled
+    {
+        let lbfgs_settings = vi::LbfgsSettings {
+            max_iterations: vi_checks::WARM_START_ITERATIONS,
+            ..vi::LbfgsSettings::default()
+        };
+        let mut evaluator = model.evaluator();
+        match vi::map::warm_start(
+            &mut evaluator,
+            &settings,
+            &lbfgs_settings,
+            settings.init.scale,
+        ) {
+            Ok(Some(start)) => {
+                let latent_dim = model.layout.latent_dim();
+                match start.scales {
+                    // Optimise in standardised coordinates u, z = MAP + scales ⊙ u, from u = 0
+                    // with unit guide scales.
+                    Some(scales) => {
+                        let mut position = start.position.clone();
+                        position[..latent_dim].fill(0.0);
+                        settings.init.location = vi::InitLocation::Position(position);
+                        settings.init.scale = 1.0;
+                        standardize = Some((start.position[..latent_dim].to_vec(), scales));
+                    }
+                    None => settings.init.location = vi::InitLocation::Position(start.position),
+                }
+                facts.insert("init".into(), json!("map"));
+            }
+            Ok(None) | Err(_) => {
+                facts.insert("init".into(), json!("median (L-BFGS found no mode)"));
+            }
+        }
+    }
     let n_draws = method.draws;
-    let bar = progress::optimisation_bar(settings.steps, show_progress);
-    let mut running = 0.0;
-    let fit_result = vi::svi::fit(
-        |_| model.evaluator(),
-        &settings,
-        stop,
-        |step, loss| {
+    let (fit, failure): (SviFit, Option<Failure>) = if let Some(max_iterations) = lbfgs_iterations
+    {
+        let lbfgs_settings = vi::LbfgsSettings {
+            max_iterations,
+            ..vi::LbfgsSettings::default()
+        };
+        let mut evaluator = model.evaluator();
+        let map = vi::map::fit_lbfgs(&mut evaluator, &settings, &lbfgs_settings)
+            .map_err(infer_failure)?;
+        vi_checks::lbfgs(&map.report, &mut facts, &mut warnings);
+        if method.name == MethodName::Laplace {
+            let position = map.fit.median_position();
+            match vi::laplace::approximate(&mut evaluator, &position, settings.seed) {
+                Ok(guide) => (SviFit { guide, ..map.fit }, None),
+                Err(error) => {
+                    let error = SviError::Laplace {
+                        message: error.message,
+                        partial: Box::new(map.fit.clone()),
+                    };
+                    (map.fit, Some(infer_failure(error)))
+                }
+            }
+        } else {
+            (map.fit, None)
+        }
+    } else {
+        let bar = progress::optimisation_bar(settings.steps, show_progress);
+        let mut running = 0.0;
+        let on_step = |step: usize, loss: f64| {
             running = if step == 0 {
                 loss
             } else {
                 0.98 * running + 0.02 * loss
             };
             bar.set_position(step as u64 + 1);
-            if step % 25 == 0 {
+            if step.is_multiple_of(25) {
                 bar.set_message(format!("loss {running:.4}"));
             }
-        },
-    );
-    bar.finish_and_clear();
-    let (fit, failure): (SviFit, Option<Failure>) = match fit_result {
-        Ok(fit) => (fit, None),
-        Err(error) => match error.partial() {
-            Some(partial) => (partial.clone(), Some(infer_failure(error.clone()))),
-            None => return Err(infer_failure(error)),
-        },
+        };
+        let fit_result = match &standardize {
+            Some((center, scales)) => {
+                let make =
+                    |_| vi::Standardized::new(model.evaluator(), center.clone(), scales.clone());
+                let back = make(0);
+                let to_original = |fit: &SviFit| -> Result<SviFit, Failure> {
+                    let guide = back.to_original(&fit.guide).map_err(|error| {
+                        Failure::run("E0570", format!("the fitted guide is not valid: {error}"))
+                    })?;
+                    Ok(SviFit {
+                        guide,
+                        ..fit.clone()
+                    })
+                };
+                match vi::svi::fit(make, &settings, stop, on_step) {
+                    Ok(fit) => Ok(to_original(&fit)?),
+                    Err(error) => Err((error.partial().map(&to_original).transpose()?, error)),
+                }
+            }
+            None => vi::svi::fit(|_| model.evaluator(), &settings, stop, on_step)
+                .map_err(|error| (error.partial().cloned(), error)),
+        };
+        bar.finish_and_clear();
+        let (fit, failure) = match fit_result {
+            Ok(fit) => (fit, None),
+            Err((partial, error)) => match partial {
+                Some(partial) => (partial, Some(infer_failure(error))),
+                None => return Err(infer_failure(error)),
+            },
+        };
+        if standardize.is_some() {
+            facts.insert("standardized".into(), json!(true));
+        }
+        facts.insert("optimizer".into(), json!(settings.optimizer.kind.name()));
+        facts.insert("steps_taken".into(), json!(fit.losses.len()));
+        facts.insert(
+            "steps_auto".into(),
+            json!(settings.convergence.stop_when_converged),
+        );
+        if !fit.interrupted && failure.is_none() {
+            vi_checks::convergence(
+                fit.convergence,
+                fit.losses.len(),
+                settings.steps,
+                &mut facts,
+                &mut warnings,
+            );
+        }
+        (fit, failure)
     };
     let (sites, columns) = output_columns(model);
-    let mut rng = stream_rng(settings.seed, u64::MAX - 1);
-    let positions = fit.sample_positions(&mut rng, n_draws);
+    let mut positions = None;
+    let psis_draws = method.psis_draws;
+    if failure.is_none()
+        && psis_draws > 0
+        && !matches!(fit.guide.params(), vi::GuideParams::Delta { .. })
+    {
+        let draws = if method.resample {
+            psis_draws.max(n_draws)
+        } else {
+            psis_draws
+        };
+        // Every plate in full, so that a subsampled model's log joint is exact here.
+        let mut evaluator = model.output_evaluator();
+        match vi::importance::diagnose(&mut evaluator, &fit, draws, settings.seed) {
+            Ok(diagnostic) => {
+                vi_checks::pareto(&diagnostic, &mut facts, &mut warnings);
+                if method.resample {
+                    facts.insert("resampled".into(), json!(true));
+                    positions = Some(diagnostic.resample(n_draws, settings.seed));
+                }
+            }
+            Err(error) => {
+                facts.insert("pareto_k".into(), Value::Null);
+                warnings.push(format!(
+                    "the Pareto-k̂ diagnostic could not be computed: {error}"
+                ));
+                if method.resample {
+                    return Err(Failure::run(
+                        "E0573",
+                        format!("the guide's draws cannot be resampled: {error}"),
+                    ));
+                }
+            }
+        }
+    }
+    // A MAP point says nothing of how far it is from the posterior mean: check it by
+    // importance sampling with the Laplace approximation there as the proposal.
+    if failure.is_none()
+        && method.name == MethodName::Map
+        && psis_draws > 0
+        && model.layout.latent_dim() <= vi::map::WARM_START_MAX_DIM
+        && model.layout.latent_dim() > 0
+    {
+        let mut evaluator = model.output_evaluator();
+        let position = fit.median_position();
+        match vi::laplace::approximate(&mut evaluator, &position, settings.seed) {
+            Ok(guide) => {
+                let laplace_fit = SviFit {
+                    guide,
+                    ..fit.clone()
+                };
+                match vi::importance::diagnose(
+                    &mut evaluator,
+                    &laplace_fit,
+                    psis_draws,
+                    settings.seed,
+                ) {
+                    Ok(diagnostic) => {
+                        let rows =
+                            constrained_rows(model, &sites, &diagnostic.positions, settings.seed)?;
+                        let map_row = constrained_rows(model, &sites, &[position], settings.seed)?;
+                        let names: Vec<String> = columns.iter().map(Column::csv_name).collect();
+                        vi_checks::mode_against_mean(
+                            &map_row,
+                            &rows,
+                            &names,
+                            &diagnostic,
+                            &mut facts,
+                            &mut warnings,
+                        );
+                    }
+                    Err(error) => warnings.push(format!(
+                        "the MAP point could not be compared with the posterior mean: {error}"
+                    )),
+                }
+            }
+            Err(error) => warnings.push(format!(
+                "the MAP point could not be compared with the posterior mean: {error}"
+            )),
+        }
+    }
+    let positions = match positions {
+        Some(positions) => positions,
+        None => {
+            let mut rng = stream_rng(settings.seed, u64::MAX - 1);
+            fit.sample_positions(&mut rng, n_draws)
+        }
+    };
     let draws = constrained_rows(model, &sites, &positions, settings.seed)?;
     let losses: Vec<f64> = fit.losses.iter().map(|l| l.loss).collect();
     if let Some(out) = out {
         let comments = vec![
             format!("method = {name}"),
             format!("guide = {}", settings.guide.name()),
-            format!("steps = {}", settings.steps),
+            format!("steps = {}", fit.losses.len()),
             format!("num_samples = {n_draws}"),
             format!("seed = {}", settings.seed),
         ];
@@ -98,11 +306,11 @@ pub fn run(
         return Err(failure);
     }
     let summary = Summary::from_draws(&[&draws], columns.len());
-    let mut facts = Map::new();
     facts.insert("guide".into(), json!(settings.guide.name()));
-    facts.insert("steps".into(), json!(settings.steps));
+    facts.insert("steps".into(), json!(fit.losses.len()));
     facts.insert("particles".into(), json!(settings.particles));
     facts.insert("final_loss".into(), json!(fit.final_loss(100)));
+    facts.insert("warnings".into(), json!(warnings));
     Ok(RunResult {
         method: name.into(),
         columns,

@@ -1,0 +1,194 @@
+//! What `bdlc infer` adds around SVI, MAP and Laplace so that no answer is silently wrong: the
+//! step budget of `--steps auto`, the warm start from an L-BFGS MAP point, and the facts and
+//! warnings of the convergence test, of L-BFGS and of the guide's Pareto-k̂ diagnostic.
+
+use bdl_infer::diagnostics::psis::PARETO_K_LIMIT;
+use bdl_infer::vi::{ConvergenceReport, GuideDiagnostic, LbfgsReport};
+use serde_json::{json, Map, Value};
+
+/// The most optimisation steps `--steps auto` takes before giving up on convergence.
+pub const AUTO_STEP_CAP: usize = 100_000;
+
+/// The most L-BFGS iterations of the warm start before SVI.
+pub const WARM_START_ITERATIONS: usize = 5_000;
+
+/// The guide draws of the Pareto-k̂ diagnostic unless `--psis-draws` says otherwise.
+pub const DEFAULT_PSIS_DRAWS: usize = 1_000;
+
+/// Records the loss's stationarity test: `converged` and the evidence in the facts, and a
+/// warning when the loss was still falling. `taken` is the number of steps run and `cap` the
+/// budget.
+pub fn convergence(
+    report: Option<ConvergenceReport>,
+    taken: usize,
+    cap: usize,
+    facts: &mut Map<String, Value>,
+    warnings: &mut Vec<String>,
+) {
+    match report {
+        Some(report) => {
+            facts.insert("converged".into(), json!(report.converged));
+            facts.insert(
+                "convergence".into(),
+                json!({
+                    "test": "windowed stationarity of the loss",
+                    "steps": report.steps,
+                    "window": report.window,
+                    "final_loss": report.final_loss,
+                    "decrease": report.decrease,
+                    "noise_sd": report.noise_sd,
+                    "standard_error": report.standard_error,
+                    "decrease_z": finite_or_null(report.decrease_z()),
+                }),
+            );
+            if !report.converged {
+                warnings.push(format!(
+                    "the optimisation did not converge in {taken} of {cap} steps: {}; the \
+                     answer may sit near its starting point (raise `--steps`, use `--steps \
+                     auto`, or raise `--lr`)",
+                    report.evidence()
+                ));
+            }
+        }
+        None => {
+            facts.insert("converged".into(), Value::Null);
+            warnings.push(format!(
+                "convergence was not checked: {taken} steps are too few for two windows of the \
+                 stationarity test (use `--steps auto` or at least 400 steps)"
+            ));
+        }
+    }
+}
+
+/// Records how L-BFGS ended, with a warning unless it met its gradient tolerance.
+pub fn lbfgs(report: &LbfgsReport, facts: &mut Map<String, Value>, warnings: &mut Vec<String>) {
+    facts.insert("optimizer".into(), json!("lbfgs"));
+    facts.insert("converged".into(), json!(report.converged()));
+    facts.insert(
+        "lbfgs".into(),
+        json!({
+            "status": report.status.name(),
+            "iterations": report.iterations,
+            "evaluations": report.evaluations,
+            "objective": report.value,
+            "gradient_norm": report.gradient_norm,
+            "gradient_limit": report.gradient_limit,
+        }),
+    );
+    if !report.converged() {
+        warnings.push(format!(
+            "L-BFGS did not converge ({} after {} iterations): the largest gradient element is \
+             {:.3e}, above the tolerance {:.3e}; the posterior may have no mode (a funnel, an \
+             improper direction) or need more iterations (`--steps`)",
+            report.status.name().replace('_', " "),
+            report.iterations,
+            report.gradient_norm,
+            report.gradient_limit
+        ));
+    }
+}
+
+/// Records the guide's Pareto k̂ and the importance weights' ESS, with a warning above 0.7.
+pub fn pareto(
+    diagnostic: &GuideDiagnostic,
+    facts: &mut Map<String, Value>,
+    warnings: &mut Vec<String>,
+) {
+    let k = diagnostic.pareto_k();
+    facts.insert("pareto_k".into(), finite_or_null(k));
+    facts.insert("psis_draws".into(), json!(diagnostic.positions.len()));
+    facts.insert(
+        "importance_ess".into(),
+        json!(diagnostic.effective_sample_size()),
+    );
+    // An infinite or undefined k̂ (too few tail draws) counts as unreliable too.
+    if k.is_nan() || k > PARETO_K_LIMIT {
+        warnings.push(format!(
+            "the fitted guide is unreliable: Pareto k̂ = {k:.2} (above {PARETO_K_LIMIT}) for the \
+             importance ratios of posterior to guide on {} draws, so the guide misses mass the \
+             posterior has; its means and especially its spreads may be wrong (try `--guide \
+             mvn`, `--resample`, or NUTS)",
+            diagnostic.positions.len()
+        ));
+    }
+}
+
+fn finite_or_null(value: f64) -> Value {
+    if value.is_finite() {
+        json!(value)
+    } else {
+        Value::Null
+    }
+}
+
+/// The largest distance, in posterior sds, that a MAP point may sit from the posterior mean
+/// before a warning says so.
+pub const MODE_MEAN_LIMIT: f64 = 0.5;
+
+/// Compares a MAP point with the posterior mean and sd estimated by importance sampling with
+/// the Laplace approximation at that point as the proposal: `map_row` is the point's
+/// constrained output row, `rows` the proposal draws' rows (row-major, `names.len()` columns)
+/// and `diagnostic` their smoothed weights. Warns when the proposal is unreliable (k̂ above
+/// 0.7) or when a column of the point is more than half a posterior sd from its mean.
+pub fn mode_against_mean(
+    map_row: &[f64],
+    rows: &[f64],
+    names: &[String],
+    diagnostic: &GuideDiagnostic,
+    facts: &mut Map<String, Value>,
+    warnings: &mut Vec<String>,
+) {
+    let k = diagnostic.pareto_k();
+    facts.insert("laplace_pareto_k".into(), finite_or_null(k));
+    // An infinite or undefined k̂ (too few tail draws) counts as unreliable too.
+    if k.is_nan() || k > PARETO_K_LIMIT {
+        warnings.push(format!(
+            "the posterior is far from normal around the MAP point (Pareto k̂ = {k:.2} for the \
+             Laplace approximation there as an importance proposal): the mode may be far from \
+             the posterior mean, and a point estimate cannot say how far (try NUTS or SVI)"
+        ));
+        return;
+    }
+    let n_columns = names.len();
+    let weights: Vec<f64> = diagnostic
+        .psis
+        .log_weights
+        .iter()
+        .map(|lw| lw.exp())
+        .collect();
+    let mut worst: Vec<(f64, usize)> = Vec::new();
+    let mut largest: f64 = 0.0;
+    for (c, point) in map_row.iter().enumerate().take(n_columns) {
+        let column = rows.iter().skip(c).step_by(n_columns);
+        let mean: f64 = column.clone().zip(&weights).map(|(x, w)| w * x).sum();
+        let variance: f64 = column
+            .zip(&weights)
+            .map(|(x, w)| w * (x - mean).powi(2))
+            .sum();
+        let sd = variance.sqrt();
+        if !(sd > 0.0 && sd.is_finite()) {
+            continue;
+        }
+        let z = (point - mean).abs() / sd;
+        largest = largest.max(z);
+        if z > MODE_MEAN_LIMIT {
+            worst.push((z, c));
+        }
+    }
+    facts.insert("mode_to_mean_sds".into(), json!(largest));
+    if !worst.is_empty() {
+        worst.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let listed: Vec<String> = worst
+            .iter()
+            .take(3)
+            .map(|(z, c)| format!("`{}` by {z:.1}", names[*c]))
+            .collect();
+        warnings.push(format!(
+            "the MAP point is a mode, not the posterior mean: it is more than {MODE_MEAN_LIMIT} \
+             posterior sds from the mean estimated by importance sampling around it ({}{}); use \
+             SVI or NUTS for posterior means",
+            listed.join(", "),
+            if worst.len() > 3 { ", …" } else { "" }
+        ));
+    }
+}
