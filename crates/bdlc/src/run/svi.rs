@@ -105,8 +105,7 @@ pub fn run(
         }
     }
     let n_draws = method.draws;
-    let (fit, failure): (SviFit, Option<Failure>) = if let Some(max_iterations) = lbfgs_iterations
-    {
+    let (fit, failure): (SviFit, Option<Failure>) = if let Some(max_iterations) = lbfgs_iterations {
         let lbfgs_settings = vi::LbfgsSettings {
             max_iterations,
             ..vi::LbfgsSettings::default()
