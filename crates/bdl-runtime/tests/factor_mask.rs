@@ -211,11 +211,7 @@ fn a_mask_that_is_not_zero_or_one_is_a_located_error() {
     let mut sources = SourceMap::new();
     let compiled = pipeline::compile(&mut sources, "masked.bdl", source.as_bytes()).unwrap();
     let file = sources.add("rows.csv", all);
-    let files = [DataFile {
-        name: "rows.csv".to_string(),
-        text: all.to_string(),
-        file,
-    }];
+    let files = [DataFile::from_text("rows.csv", all, file)];
     let observed = pipeline::observed_only(&compiled.program);
     let data = data::load(&compiled.program, &files, Completeness::All, &observed).unwrap();
     let Err(error) = Model::new(compiled.program, data, 1) else {
