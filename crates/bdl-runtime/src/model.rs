@@ -342,7 +342,7 @@ impl Model {
         &self,
         values: &HashMap<String, Tensor>,
         rng: &mut Rng,
-        calls: &[NetworkCall],
+        calls: &[&NetworkCall],
         outputs: Vec<Tensor>,
     ) -> Result<Vec<(String, Tensor)>, RuntimeError> {
         let expected = outputs.len();

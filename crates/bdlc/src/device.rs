@@ -208,6 +208,7 @@ pub fn predict_batched(
         .sum::<usize>()
         .max(1);
     let chunk = (CHUNK_BYTES / bytes_per_draw).clamp(1, picked.len());
+    let recorded: Vec<&NetworkCall> = calls.iter().map(|c| &c.call).collect();
     let mut draws = Vec::with_capacity(picked.len());
     let mut device_seconds = 0.0;
     for rows_of_chunk in picked.chunks(chunk) {
@@ -234,7 +235,6 @@ pub fn predict_batched(
             device_seconds += started.elapsed().as_secs_f64();
             outputs.push(output);
         }
-        let recorded: Vec<NetworkCall> = calls.iter().map(|c| c.call.clone()).collect();
         let chunk_draws: Vec<Result<Vec<(String, Tensor)>, Failure>> = rows_of_chunk
             .par_iter()
             .enumerate()
