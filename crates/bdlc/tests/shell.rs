@@ -1,5 +1,6 @@
 //! `bdlc completions` and `bdlc man`: the scripts and pages name every subcommand and flag, the
 //! man page is roff, and the bash script can be sourced.
+#![allow(clippy::disallowed_methods)] // The tests read the pages `bdlc man --out` writes.
 
 use std::process::{Command, Output};
 
@@ -69,8 +70,8 @@ fn an_unknown_shell_is_a_usage_error() {
 #[test]
 fn bash_can_source_the_completion_script() {
     let script = stdout_of(&["completions", "bash"]);
+    // Without bash there is nothing to source the script in.
     let Ok(probe) = Command::new("bash").arg("--version").output() else {
-        eprintln!("bash is not installed; skipping");
         return;
     };
     assert!(probe.status.success());
