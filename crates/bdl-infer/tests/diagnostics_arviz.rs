@@ -1,15 +1,17 @@
 //! R-hat, ESS, MCSE, quantiles and E-BFMI against ArviZ on the same stored chains.
 //!
 //! `tests/data/arviz_reference.json` is written by `scripts/arviz_reference.py`; every value
-//! must agree to a relative 1e-6.
+//! must agree to a relative 1e-6. `tests/data/mcse_quantile_reference.json` holds ArviZ's MCSE of
+//! quantiles of the same chains, written by `scripts/mcse_quantile_reference.py`.
 
 use bdl_infer::diagnostics::{
-    e_bfmi, ess_bulk, ess_mean, ess_quantile, ess_sd, ess_tail, mcse_mean, mcse_sd, quantile, rhat,
-    Summary,
+    e_bfmi, ess_bulk, ess_mean, ess_quantile, ess_sd, ess_tail, mcse_mean, mcse_quantile, mcse_sd,
+    quantile, rhat, Summary,
 };
 use serde_json::Value;
 
 const REFERENCE: &str = include_str!("data/arviz_reference.json");
+const MCSE_QUANTILE_REFERENCE: &str = include_str!("data/mcse_quantile_reference.json");
 
 fn close(name: &str, ours: Option<f64>, reference: f64) {
     let ours = ours.unwrap_or_else(|| panic!("{name}: undefined, ArviZ has {reference}"));
@@ -146,4 +148,54 @@ fn summary_warns_by_column() {
         .expect("an R-hat warning");
     let message = high_r_hat.message(|i| ["mu", "tau"][i].to_string());
     assert!(message.contains("tau"), "{message}");
+}
+
+#[test]
+fn mcse_of_quantiles_matches_arviz() {
+    let reference: Value = serde_json::from_str(REFERENCE).expect("valid JSON");
+    let mcse: Value = serde_json::from_str(MCSE_QUANTILE_REFERENCE).expect("valid JSON");
+    let probs: Vec<f64> = mcse["probs"]
+        .as_array()
+        .expect("probs")
+        .iter()
+        .map(number)
+        .collect();
+    let cases = reference["cases"].as_array().expect("cases");
+    let expected = mcse["cases"].as_array().expect("cases");
+    assert_eq!(cases.len(), expected.len());
+    for (case, values) in cases.iter().zip(expected) {
+        let name = case["name"].as_str().expect("a name");
+        assert_eq!(values["name"].as_str(), Some(name));
+        let chains: Vec<Vec<f64>> = case["chains"]
+            .as_array()
+            .expect("chains")
+            .iter()
+            .map(|c| c.as_array().expect("a chain").iter().map(number).collect())
+            .collect();
+        let slices: Vec<&[f64]> = chains.iter().map(|c| c.as_slice()).collect();
+        for (i, p) in probs.iter().enumerate() {
+            let arviz = number(&values["mcse_quantile"][i]);
+            let ours = mcse_quantile(&slices, *p).expect("defined");
+            if arviz == 0.0 {
+                assert_eq!(ours, 0.0, "{name} mcse q{p}: {ours} vs ArviZ 0");
+            } else {
+                close(&format!("{name} mcse q{p}"), Some(ours), arviz);
+            }
+        }
+        // The summary's 5%, 50% and 95% columns must give the same numbers.
+        let summary = Summary::from_draws(&slices, 1);
+        for (k, p) in [0.05, 0.5, 0.95].iter().enumerate() {
+            let i = probs
+                .iter()
+                .position(|q| q == p)
+                .expect("probability listed");
+            let ours = summary.columns[0].mcse_quantiles[k];
+            let arviz = number(&values["mcse_quantile"][i]);
+            if arviz == 0.0 {
+                assert_eq!(ours, Some(0.0), "{name} summary mcse q{p}");
+            } else {
+                close(&format!("{name} summary mcse q{p}"), ours, arviz);
+            }
+        }
+    }
 }

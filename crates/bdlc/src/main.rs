@@ -2,8 +2,9 @@
 //!
 //! Subcommands: `check` (diagnostics, `--emit ast|ir|trace`), `infer` (every inference method),
 //! `predict`, `diagnose` (gradients against finite differences), `summary` and `plot` (re-read a
-//! finished run), and `repl`. Exit codes: 0 on success, 1 when the model, its data or a run has
-//! an error, 2 for usage errors and files that cannot be read, 130 when Ctrl-C ends the process.
+//! finished run), `repl`, and `completions` and `man` (shell completion scripts, man pages).
+//! Exit codes: 0 on success, 1 when the model, its data or a run has an error, 2 for usage
+//! errors and files that cannot be read, 130 when Ctrl-C ends the process.
 #![allow(clippy::print_stderr, clippy::print_stdout)] // The binary is where printing happens.
 #![allow(clippy::disallowed_methods)] // The binary is the one crate that reads files.
 
@@ -23,10 +24,11 @@ mod run;
 mod run_files;
 mod session;
 mod settings;
+mod shell;
 mod summary_cmd;
 mod vi_checks;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use interrupt::Interrupt;
 use serde_json::json;
 use session::{diagnostics_json, Failure, Session};
@@ -57,6 +59,10 @@ enum Command {
     Plot(plot_cmd::PlotArgs),
     /// Explore a model interactively: expressions, prior draws, inference, summaries, plots.
     Repl(repl::ReplArgs),
+    /// Print the completion script for a shell (bash, zsh, fish, elvish, powershell).
+    Completions(shell::CompletionsArgs),
+    /// Print the man page, or write one page per subcommand with `--out DIR`.
+    Man(shell::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -74,6 +80,8 @@ fn main() -> ExitCode {
         Command::Summary(args) => (summary_cmd::run(&args), args.json),
         Command::Plot(args) => (plot_cmd::run(&args, &mut session), false),
         Command::Repl(args) => return repl::run(&args, &mut session, &interrupt),
+        Command::Completions(args) => (shell::completions(&args, Cli::command()), false),
+        Command::Man(args) => (shell::man(&args, Cli::command()), false),
     };
     finish(result, &session, json)
 }

@@ -616,6 +616,12 @@ fn element_json(column: &Column, stats: &ColumnSummary, mcmc: bool) -> Value {
         if let Value::Object(map) = &mut object {
             map.insert("mcse_mean".into(), finite(stats.mcse_mean));
             map.insert("mcse_sd".into(), finite(stats.mcse_sd));
+            for (key, value) in ["mcse_q5", "mcse_q50", "mcse_q95"]
+                .into_iter()
+                .zip(stats.mcse_quantiles)
+            {
+                map.insert(key.into(), finite(value));
+            }
             map.insert("ess_bulk".into(), finite(stats.ess_bulk));
             map.insert("ess_tail".into(), finite(stats.ess_tail));
             map.insert("r_hat".into(), finite(stats.r_hat));

@@ -150,6 +150,7 @@ fn table_from_json(summary: &Value) -> Result<Table, String> {
             mcse_mean: number(element, "mcse_mean"),
             sd: number(element, "sd"),
             mcse_sd: number(element, "mcse_sd"),
+            mcse_quantiles: ["mcse_q5", "mcse_q50", "mcse_q95"].map(|key| number(element, key)),
             q5: number(element, "q5").unwrap_or(f64::NAN),
             q50: number(element, "q50").unwrap_or(f64::NAN),
             q95: number(element, "q95").unwrap_or(f64::NAN),

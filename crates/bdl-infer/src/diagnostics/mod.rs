@@ -13,6 +13,10 @@
 //!   positive sequence and made monotone; τ̂ = −1 + 2 Σ ρ̂ₜ is bounded below by 1 / log₁₀(N).
 //! - MCSE of the mean is sd / √ESS_mean; MCSE of the sd follows from the variance of the squared
 //!   deviations by the delta method, as ArviZ does.
+//! - MCSE of the quantile q_p follows ArviZ's `_mcse_quantile`: with E the ESS of the split
+//!   indicator chains x ≤ q_p, the 15.87% and 84.13% quantiles a, b of Beta(E p + 1, E (1 − p) + 1)
+//!   are mapped to the sorted pooled draws x₍ᵢ₎ at i = ⌊max(a N − 1, 0)⌋ and
+//!   j = ⌈min(b N − 1, N − 1)⌉ (from 0), and the MCSE is (x₍ⱼ₎ − x₍ᵢ₎) / 2.
 //!
 //! Functions return `None` when the value is undefined: fewer than 4 draws per chain, non-finite
 //! draws, or (for R-hat) draws that do not vary. Unlike ArviZ, R-hat is defined for a single
@@ -356,6 +360,49 @@ fn mcse_sd_of(matrix: &ChainMatrix) -> Option<f64> {
     finite((variance_of_variance / expected_variance / 4.0).sqrt())
 }
 
+/// The Monte Carlo standard error of the quantile `prob` (in [0, 1]), as ArviZ's
+/// `_mcse_quantile` computes it: half the width of the ±1 sd interval of the quantile's
+/// probability, from the Beta posterior of that probability given the indicator ESS, mapped back
+/// through the sorted draws.
+pub fn mcse_quantile(chains: &[&[f64]], prob: f64) -> Option<f64> {
+    if !(0.0..=1.0).contains(&prob) {
+        return None;
+    }
+    let matrix = ChainMatrix::new(chains)?;
+    mcse_quantile_with_sorted(&matrix, &sorted_values(&matrix), prob)
+}
+
+fn mcse_quantile_with_sorted(matrix: &ChainMatrix, sorted: &[f64], prob: f64) -> Option<f64> {
+    let ess = ess_quantile_with_sorted(matrix, sorted, prob)?;
+    let (a, b) = (ess * prob + 1.0, ess * (1.0 - prob) + 1.0);
+    // Φ(−1) and Φ(1) as ArviZ writes them.
+    let low = beta_quantile(0.1586553, a, b);
+    let high = beta_quantile(0.8413447, a, b);
+    let size = sorted.len();
+    let last = (size - 1) as f64;
+    let i = (low * size as f64 - 1.0).max(0.0).floor();
+    let j = (high * size as f64 - 1.0).min(last).ceil();
+    finite((sorted[j as usize] - sorted[i as usize]) / 2.0)
+}
+
+/// The quantile function of the Beta(a, b) distribution (a, b > 0) at `p` in (0, 1), by
+/// bisection on the regularised incomplete beta function down to adjacent floating-point values.
+fn beta_quantile(p: f64, a: f64, b: f64) -> f64 {
+    let (mut lo, mut hi) = (0.0_f64, 1.0_f64);
+    for _ in 0..200 {
+        let mid = 0.5 * (lo + hi);
+        if mid <= lo || mid >= hi {
+            break;
+        }
+        if statrs::function::beta::beta_reg(a, b, mid) < p {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    0.5 * (lo + hi)
+}
+
 /// Everything the summary table needs for one quantity, sharing the sort and the split.
 pub(crate) struct QuantityDiagnostics {
     pub(crate) mean: f64,
@@ -363,6 +410,8 @@ pub(crate) struct QuantityDiagnostics {
     pub(crate) quantiles: [f64; 3],
     pub(crate) mcse_mean: Option<f64>,
     pub(crate) mcse_sd: Option<f64>,
+    /// MCSE of the 5%, 50% and 95% quantiles.
+    pub(crate) mcse_quantiles: [Option<f64>; 3],
     pub(crate) ess_bulk: Option<f64>,
     pub(crate) ess_tail: Option<f64>,
     pub(crate) r_hat: Option<f64>,
@@ -394,6 +443,7 @@ pub(crate) fn quantity_diagnostics(chains: &[&[f64]]) -> Option<QuantityDiagnost
         quantiles,
         mcse_mean: None,
         mcse_sd: None,
+        mcse_quantiles: [None; 3],
         ess_bulk: None,
         ess_tail: None,
         r_hat: None,
@@ -401,6 +451,8 @@ pub(crate) fn quantity_diagnostics(chains: &[&[f64]]) -> Option<QuantityDiagnost
     if let Some(matrix) = ChainMatrix::new(chains) {
         result.mcse_mean = mcse_mean_of(&matrix);
         result.mcse_sd = mcse_sd_of(&matrix);
+        result.mcse_quantiles =
+            [0.05, 0.5, 0.95].map(|p| mcse_quantile_with_sorted(&matrix, &sorted, p));
         result.ess_bulk = finite(ess_of(&matrix.split().z_scale()));
         result.ess_tail = ess_tail_with_sorted(&matrix, &sorted);
         result.r_hat = rhat_with_median(&matrix, median_sorted(&sorted));
@@ -444,5 +496,17 @@ mod tests {
         let constant = [2.0; 10];
         assert_eq!(rhat(&[&constant, &constant]), None);
         assert_eq!(ess_tail(&[&constant, &constant]), Some(20.0));
+        assert_eq!(mcse_quantile(&[&constant, &constant], 0.5), Some(0.0));
+        assert_eq!(mcse_quantile(&[&[1.0, 2.0, 3.0, 4.0]], 1.5), None);
+        assert_eq!(mcse_quantile(&[&[1.0, 2.0, 3.0]], 0.5), None);
+    }
+
+    #[test]
+    fn beta_quantile_inverts_the_cdf() {
+        // Beta(1, 1) is uniform; Beta(2, 1) has cdf x², so its quantile is √p.
+        assert!((beta_quantile(0.3, 1.0, 1.0) - 0.3).abs() < 1e-14);
+        assert!((beta_quantile(0.5, 2.0, 1.0) - 0.5_f64.sqrt()).abs() < 1e-14);
+        let x = beta_quantile(0.8413447, 40.5, 7.25);
+        assert!((statrs::function::beta::beta_reg(40.5, 7.25, x) - 0.8413447).abs() < 1e-13);
     }
 }

@@ -28,6 +28,9 @@ pub struct ColumnSummary {
     pub sd: Option<f64>,
     /// The Monte Carlo standard error of the sd.
     pub mcse_sd: Option<f64>,
+    /// The Monte Carlo standard errors of the 5%, 50% and 95% quantiles (ArviZ's
+    /// `mcse(method="quantile")`).
+    pub mcse_quantiles: [Option<f64>; 3],
     /// The 5% quantile.
     pub q5: f64,
     /// The median.
@@ -257,6 +260,7 @@ fn summarise_columns(chains: &[&[f64]], n_columns: usize) -> Vec<ColumnSummary> 
                 mcse_mean: d.mcse_mean,
                 sd: d.sd,
                 mcse_sd: d.mcse_sd,
+                mcse_quantiles: d.mcse_quantiles,
                 q5: d.quantiles[0],
                 q50: d.quantiles[1],
                 q95: d.quantiles[2],
