@@ -305,15 +305,24 @@ fn habit_hint(text: &str, start: usize) -> Option<String> {
             "add a term to the log density with `factor(\"name\", expression)`".to_string(),
         );
     }
+    // A number (digits not ending a name such as `w1`) followed by a point and no digit.
     let trailing_dot = |context: &str| {
         let bytes = context.as_bytes();
         bytes.windows(2).enumerate().any(|(i, pair)| {
+            let run_start = bytes[..=i]
+                .iter()
+                .rposition(|b| !b.is_ascii_digit())
+                .map_or(0, |p| p + 1);
+            let starts_number = run_start == 0 || {
+                let before = bytes[run_start - 1];
+                !(before.is_ascii_alphanumeric() || before == b'_' || before == b'.')
+            };
             pair[0].is_ascii_digit()
                 && pair[1] == b'.'
+                && starts_number
                 && !bytes
                     .get(i + 2)
                     .is_some_and(|next| next.is_ascii_digit() || *next == b'.')
-                && !(i > 0 && bytes[i - 1] == b'.')
         })
     };
     if before.ends_with('.') && trailing_dot(before) || at.starts_with('.') && trailing_dot(line) {
