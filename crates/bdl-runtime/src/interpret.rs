@@ -786,6 +786,7 @@ impl<'a> Interpreter<'a> {
                                 shape_expr.span,
                             )
                         })?;
+                        check_site_size(&name, &target, shape_expr.span)?;
                         let expanded = dist.0.expand(&target).and_then(|d| d.to_event(shape.len()));
                         (
                             expanded.map_err(|e| self.dist_error(&e, dist.1, span))?,
@@ -1265,5 +1266,33 @@ pub(crate) fn join_elems(values: &[TensorVar]) -> Elem {
         Elem::Bool
     } else {
         Elem::Real
+    }
+}
+
+/// The most elements one site may hold: 2^31 numbers (16 GiB of `f64`), far above any model
+/// that fits in memory, so that a mistyped shape is a clear error instead of an aborted
+/// allocation or a size that wraps.
+pub const MAX_SITE_ELEMENTS: usize = 1 << 31;
+
+/// Refuses a site whose shape holds more than [`MAX_SITE_ELEMENTS`] elements (the product is
+/// taken with checked arithmetic, so it cannot wrap), naming the site and its size.
+fn check_site_size(name: &str, shape: &[usize], span: Span) -> Result<(), RuntimeError> {
+    let elements = shape
+        .iter()
+        .try_fold(1usize, |count, &extent| count.checked_mul(extent));
+    match elements {
+        Some(count) if count <= MAX_SITE_ELEMENTS => Ok(()),
+        _ => {
+            // The exact product for the message, in floating point so that it cannot overflow.
+            let size: f64 = shape.iter().map(|&extent| extent as f64).product();
+            Err(RuntimeError::model(
+                "E0549",
+                format!(
+                    "site `{name}` has shape {shape:?}, {size:e} elements: more than the limit of {MAX_SITE_ELEMENTS} elements per site"
+                ),
+                span,
+            )
+            .with_hint("check the sizes in `shape = [...]`"))
+        }
     }
 }

@@ -267,7 +267,71 @@ pub(crate) fn syntax_error(
     };
     Diagnostic::error("E0001", format!("syntax error: {message}"))
         .with_label(span, label)
-        .with_hint(hint(&expected, &found))
+        .with_hint(habit_hint(text, start).unwrap_or_else(|| hint(&expected, &found)))
+}
+
+/// Advice for a habit carried over from Pyro or Stan, recognised in the line of the error at
+/// byte `start` of `text`: `~` for sampling, `#` comments, `with plate(...)`, a number ending in
+/// `.` and `target +=`. Each hint names the bdl form.
+fn habit_hint(text: &str, start: usize) -> Option<String> {
+    let start = start.min(text.len());
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+    let line = text.get(line_start..line_end)?;
+    let before = text.get(line_start..start)?;
+    let at = text.get(start..line_end)?;
+    let statement = line.trim_start();
+    if at.starts_with('#') {
+        return Some(
+            "comments start with `//` (or are enclosed in `/* ... */`), not `#`".to_string(),
+        );
+    }
+    if at.starts_with('~') || line.contains(" ~ ") {
+        return Some(
+            "bdl has no `~`: a latent reads `let theta = sample(\"theta\", Normal(0, 1))` and \
+             data is observed with `observe(\"y\", Normal(mu, 1), y)`"
+                .to_string(),
+        );
+    }
+    if statement.starts_with("with ") && statement.contains("plate") {
+        return Some(
+            "a plate is a block: `plate(\"data\", N) { ... }` runs its statements once for each \
+             of N conditionally independent items"
+                .to_string(),
+        );
+    }
+    if statement.starts_with("target") && statement.contains("+=") {
+        return Some(
+            "add a term to the log density with `factor(\"name\", expression)`".to_string(),
+        );
+    }
+    // A number (digits not ending a name such as `w1`) followed by a point and no digit.
+    let trailing_dot = |context: &str| {
+        let bytes = context.as_bytes();
+        bytes.windows(2).enumerate().any(|(i, pair)| {
+            let run_start = bytes[..=i]
+                .iter()
+                .rposition(|b| !b.is_ascii_digit())
+                .map_or(0, |p| p + 1);
+            let starts_number = run_start == 0 || {
+                let before = bytes[run_start - 1];
+                !(before.is_ascii_alphanumeric() || before == b'_' || before == b'.')
+            };
+            pair[0].is_ascii_digit()
+                && pair[1] == b'.'
+                && starts_number
+                && !bytes
+                    .get(i + 2)
+                    .is_some_and(|next| next.is_ascii_digit() || *next == b'.')
+        })
+    };
+    if before.ends_with('.') && trailing_dot(before) || at.starts_with('.') && trailing_dot(line) {
+        return Some(
+            "a real literal needs a digit after the point: write `0.0` (or `0`) instead of `0.`"
+                .to_string(),
+        );
+    }
+    None
 }
 
 /// Advice that fits what was expected and what was found.

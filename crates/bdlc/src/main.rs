@@ -4,7 +4,8 @@
 //! `predict`, `diagnose` (gradients against finite differences), `summary` and `plot` (re-read a
 //! finished run), `repl`, and `completions` and `man` (shell completion scripts, man pages).
 //! Exit codes: 0 on success, 1 when the model, its data or a run has an error, 2 for usage
-//! errors and files that cannot be read, 130 when Ctrl-C ends the process.
+//! errors and files that cannot be read, 130 when Ctrl-C ends the process, 141 (quietly) when
+//! stdout is a pipe whose reader has closed it.
 #![allow(clippy::print_stderr, clippy::print_stdout)] // The binary is where printing happens.
 #![allow(clippy::disallowed_methods)] // The binary is the one crate that reads files.
 
@@ -66,6 +67,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     let interrupt = Interrupt::install();
     let mut session = Session::new();
@@ -84,6 +86,28 @@ fn main() -> ExitCode {
         Command::Man(args) => (shell::man(&args, Cli::command()), false),
     };
     finish(result, &session, json)
+}
+
+/// Ends the process quietly, with status 141 (what a shell reports for a process ended by
+/// SIGPIPE), when stdout is a pipe whose reader has gone, as in `bdlc check --emit ir m.bdl | head`.
+///
+/// Rust ignores SIGPIPE, so printing to a closed pipe fails with `BrokenPipe` and `print!` panics;
+/// this hook turns that one panic into a silent exit and leaves every other panic to the default
+/// hook.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }
 
 /// Renders a failure with the session's sources (as JSON on stdout under `--json`) and turns it

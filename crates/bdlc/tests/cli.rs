@@ -185,3 +185,78 @@ fn emitted_ast_checks_cleanly_again() {
         assert_eq!(again.status.code(), Some(0), "{stderr}");
     }
 }
+
+/// Output to a closed pipe (`bdlc ... | head`) ends the process quietly with the status a shell
+/// gives a process ended by SIGPIPE (141), without a panic message.
+#[test]
+fn closed_stdout_ends_quietly() {
+    use std::io::Read;
+    use std::process::Stdio;
+    for args in [
+        &["check", "--emit", "ir", "models/iris_bnn.bdl"][..],
+        &["check", "--emit", "ast", "models/eight_schools.bdl"][..],
+    ] {
+        // A pipe whose reader has already gone, as `head` leaves it once it has its lines: the
+        // write end of `true`'s stdin, kept after `true` has exited.
+        let mut reader = Command::new("true")
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("true runs");
+        let closed = reader.stdin.take().expect("stdin is piped");
+        reader.wait().expect("true ends");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bdlc"))
+            .args(args)
+            .current_dir(repository())
+            .env("NO_COLOR", "1")
+            .env("RUST_BACKTRACE", "1")
+            .stdout(Stdio::from(closed))
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("bdlc runs");
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .expect("stderr is piped")
+            .read_to_string(&mut stderr)
+            .expect("stderr reads");
+        let status = child.wait().expect("bdlc ends");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+        assert_eq!(status.code(), Some(141), "{args:?}: {stderr}");
+    }
+}
+
+/// A declared shape far too large is a located error naming the site and its size, not an
+/// aborted allocation (exit 134) or a product that wraps.
+#[test]
+fn huge_declared_shape_is_a_clear_error() {
+    let directory = std::env::temp_dir().join(format!("bdlc-huge-shape-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).expect("temporary folder");
+    for (file, shape) in [
+        ("large.bdl", "[100000000, 100000000]"),
+        ("wraps.bdl", "[4294967296, 4294967296, 4294967296]"),
+    ] {
+        let model = directory.join(file);
+        std::fs::write(
+            &model,
+            format!("model {{\n    let w = sample(\"w\", Normal(0, 1), shape = {shape})\n}}\n"),
+        )
+        .expect("model written");
+        let output = bdlc(&[
+            "infer",
+            model.to_str().expect("UTF-8 path"),
+            "--method",
+            "map",
+            "--out",
+            directory.join("run").to_str().expect("UTF-8 path"),
+        ]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{shape}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{shape}: {stderr}");
+        assert!(stderr.contains("E0549"), "{shape}: {stderr}");
+        assert!(stderr.contains("site `w` has shape"), "{shape}: {stderr}");
+        assert!(stderr.contains("elements"), "{shape}: {stderr}");
+    }
+    std::fs::remove_dir_all(&directory).expect("temporary folder removed");
+}
