@@ -2,7 +2,7 @@
 
 use crate::method::SgmcmcMethod;
 use crate::progress;
-use crate::run::outcome::{finish_rows, infer_failure, output_columns, Outcome, RunResult};
+use crate::run::outcome::{finish_rows, output_columns, Outcome, RunResult};
 use crate::run::sink::ChainFiles;
 use crate::session::Failure;
 use bdl_infer::sgmcmc::{self, Init, SgmcmcSettings};
@@ -51,11 +51,7 @@ pub fn run(
     for bar in &bars {
         bar.finish_and_clear();
     }
-    let result = match sampled {
-        Ok(result) => result,
-        // A failure of the sink is reported as itself (an IO error names its file).
-        Err(error) => return Err(sink.take_failure().unwrap_or_else(|| infer_failure(error))),
-    };
+    let result = sink.result(sampled)?;
     let draws = sink.into_rows(&result.draw_slices(), result.dim)?;
     let (_, columns) = output_columns(model);
     let mut facts = Map::new();

@@ -111,6 +111,18 @@ impl<'m> ChainFiles<'m> {
         SinkFailed
     }
 
+    /// A streamed run's result: the algorithm's, or when it failed, the sink's own failure if
+    /// the sink stopped it (an IO error names its file), else the algorithm's error.
+    pub fn result<R, E: Into<bdl_infer::InferError>>(
+        &self,
+        sampled: Result<R, E>,
+    ) -> Result<R, Failure> {
+        sampled.map_err(|error| {
+            self.take_failure()
+                .unwrap_or_else(|| crate::run::outcome::infer_failure(error))
+        })
+    }
+
     /// The failure behind a [`SinkFailed`], once.
     pub fn take_failure(&self) -> Option<Failure> {
         self.failure
