@@ -173,6 +173,9 @@ pub struct SgmcmcSettings {
     pub thin: usize,
     /// The seed of every chain's random stream.
     pub seed: u64,
+    /// The index of this run's first chain in a larger split run: chain `c` draws from the
+    /// random stream of chain `first_chain + c` (see [`crate::mcmc::McmcSettings::first_chain`]).
+    pub first_chain: usize,
     /// The step size per iteration.
     pub step_size: StepSizeSchedule,
     /// Where chains start.
@@ -197,6 +200,7 @@ impl Default for SgmcmcSettings {
             samples: 1000,
             thin: 1,
             seed: 0,
+            first_chain: 0,
             step_size: StepSizeSchedule::default(),
             init: Init::default(),
             max_init_attempts: 100,
@@ -729,7 +733,7 @@ where
         gradient: vec![0.0; dim],
         evaluations: 0,
     };
-    let mut rng = unit_rng(settings.seed, chain);
+    let mut rng = unit_rng(settings.seed, settings.first_chain + chain);
     let mut position = vec![0.0; dim];
     initialise_chain(&mut evaluator, settings, chain, &mut rng, &mut position)?;
 

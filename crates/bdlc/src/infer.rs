@@ -63,6 +63,11 @@ pub fn run(args: &InferArgs, session: &mut Session, stop: &AtomicBool) -> Result
     if let Some(out) = &args.out {
         let summary = result.summary_json(&args.model);
         write_file(&out.join("summary.json"), &format!("{summary:#}\n"))?;
+        let record = crate::merge::run_record(&args.model, &args.flags.data, &method);
+        write_file(
+            &out.join(crate::merge::RUN_RECORD),
+            &format!("{record:#}\n"),
+        )?;
         if args.plot {
             crate::plot_cmd::plot_run(&model, &result, out)?;
         }

@@ -1,8 +1,8 @@
 //! The `bdlc` binary: the command line of bdl, and the only crate that reads files or prints.
 //!
 //! Subcommands: `check` (diagnostics, `--emit ast|ir|trace`), `infer` (every inference method),
-//! `predict`, `diagnose` (gradients against finite differences), `summary` and `plot` (re-read a
-//! finished run), `repl`, and `completions` and `man` (shell completion scripts, man pages).
+//! `predict`, `diagnose` (gradients against finite differences), `merge` (join the parts of a run
+//! split with `--chain-offset`), `summary` and `plot` (re-read a finished run), `repl`, and `completions` and `man` (shell completion scripts, man pages).
 //! Exit codes: 0 on success, 1 when the model, its data or a run has an error, 2 for usage
 //! errors and files that cannot be read, 130 when Ctrl-C ends the process, 141 (quietly) when
 //! stdout is a pipe whose reader has closed it.
@@ -14,6 +14,7 @@ mod device;
 mod diagnose;
 mod infer;
 mod interrupt;
+mod merge;
 mod method;
 mod output;
 mod plot;
@@ -54,6 +55,8 @@ enum Command {
     Predict(predict::PredictArgs),
     /// Check the model's gradient against finite differences at random points.
     Diagnose(diagnose::DiagnoseArgs),
+    /// Join runs split with `--chain-offset` (parts of one NUTS, HMC or ensemble run) into one.
+    Merge(merge::MergeArgs),
     /// Print the summary table of a finished run again, from its files.
     Summary(summary_cmd::SummaryArgs),
     /// Draw the figures of a finished run: densities, traces, loss, predictive band.
@@ -79,6 +82,7 @@ fn main() -> ExitCode {
         }
         Command::Predict(args) => (predict::run(&args, &mut session), false),
         Command::Diagnose(args) => (diagnose::run(&args, &mut session), false),
+        Command::Merge(args) => (merge::run(&args), args.json),
         Command::Summary(args) => (summary_cmd::run(&args), args.json),
         Command::Plot(args) => (plot_cmd::run(&args, &mut session), false),
         Command::Repl(args) => return repl::run(&args, &mut session, &interrupt),

@@ -213,6 +213,7 @@ const FLAG_METHODS: &[(&str, &[MethodName])] = {
         ("thin", &[Sgld, Sghmc, Gibbs]),
         ("step-size", &[Sgld, Sghmc]),
         ("blocks", &[Gibbs]),
+        ("chain-offset", &[Nuts, Hmc, Ensemble]),
     ]
 };
 
@@ -250,6 +251,7 @@ fn given_flags(flags: &InferFlags) -> Vec<&'static str> {
     note("thin", flags.thin.is_some());
     note("step-size", flags.step_size.is_some());
     note("blocks", flags.blocks.is_some());
+    note("chain-offset", flags.chain_offset.is_some());
     given
 }
 
@@ -564,12 +566,19 @@ fn mcmc_settings(resolved: &Resolved, method: MethodName) -> Result<McmcSettings
         warmup: resolved.count("warmup", flags.warmup, 1000, 0)?,
         samples: resolved.count("samples", flags.samples, 1000, 1)?,
         seed: resolved.seed()?,
+        first_chain: chain_offset(resolved)?,
         algorithm,
         max_depth: resolved.count("max_depth", flags.max_depth, 10, 1)?,
         target_accept: resolved.fraction("target_accept", flags.target_accept, 0.8)?,
         metric,
         ..McmcSettings::default()
     })
+}
+
+/// `--chain-offset`: the index of this run's first chain or member in a split run (0 when not
+/// given).
+fn chain_offset(resolved: &Resolved) -> Result<usize, Failure> {
+    resolved.count("chain_offset", resolved.flags().chain_offset, 0, 0)
 }
 
 /// The settings of a deep ensemble: MAP fits, and SWAG around each with `--swag`.
@@ -596,6 +605,7 @@ fn ensemble_settings(resolved: &Resolved) -> Result<EnsembleSettings, Failure> {
         map: map.clone(),
         init: MemberInit::default(),
         swag,
+        first_member: chain_offset(resolved)?,
         ..EnsembleSettings::default()
     })
 }

@@ -59,6 +59,7 @@ pub fn prepare_out_dir(dir: &Path, force: bool) -> Result<(), Failure> {
                 let ours = RUN_FILES.contains(&name.as_str())
                     || (name.starts_with("chain-") && name.ends_with(".csv"))
                     || name == "loss.csv"
+                    || name == crate::merge::RUN_RECORD
                     || name.ends_with(".svg");
                 if ours && path.is_file() {
                     std::fs::remove_file(&path).map_err(|e| io_failure(&path, &e))?;

@@ -102,7 +102,11 @@ impl RunDraws {
             }
             chains.push(chain);
         }
-        let mcmc = dir.join("chain-1.csv").is_file();
+        // A part of a split run starts at a later chain (`chain-5.csv`).
+        let mcmc = crate::predict::draw_files(dir)?
+            .first()
+            .and_then(|path| path.file_name())
+            .is_some_and(|name| name.to_string_lossy().starts_with("chain-"));
         let summary = crate::run_files::read_summary_json(dir)?;
         let method = summary
             .as_ref()

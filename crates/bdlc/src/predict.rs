@@ -71,14 +71,20 @@ pub fn draw_files(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
     }
     // Markov methods write a file per chain (and Gibbs and SGLD also `draws.csv`, all chains
     // together); the per-chain files keep the chains apart, so they come first.
-    let mut chains = Vec::new();
-    for index in 1.. {
-        let path = dir.join(format!("chain-{index}.csv"));
-        if !path.is_file() {
-            break;
-        }
-        chains.push(path);
-    }
+    // A part of a split run (`--chain-offset 4`) starts at `chain-5.csv`: every `chain-N.csv`
+    // is read, in the order of N.
+    let mut numbered: Vec<(usize, PathBuf)> = std::fs::read_dir(dir)
+        .map_err(|e| crate::output::io_failure(dir, &e))?
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().to_string();
+            let index = name.strip_prefix("chain-")?.strip_suffix(".csv")?;
+            let index: usize = index.parse().ok()?;
+            entry.path().is_file().then(|| (index, entry.path()))
+        })
+        .collect();
+    numbered.sort();
+    let chains: Vec<PathBuf> = numbered.into_iter().map(|(_, path)| path).collect();
     let single = dir.join("draws.csv");
     if chains.is_empty() && single.is_file() {
         return Ok(vec![single]);

@@ -99,6 +99,12 @@ pub struct InferFlags {
     /// Resample the guide's draws with their Pareto-smoothed importance weights (SVI).
     #[arg(long)]
     pub resample: bool,
+    /// The index of this run's first chain (NUTS, HMC) or member (ensemble) in a run split over
+    /// processes or machines: chain ids, file names and random streams continue from it, so
+    /// `--chains 4 --chain-offset 4` gives chains 5–8 of an eight-chain run, bit for bit.
+    /// `bdlc merge` joins the parts.
+    #[arg(long = "chain-offset", value_name = "K")]
+    pub chain_offset: Option<i64>,
     /// Gibbs blocks: sites joined by commas, blocks separated by semicolons
     /// (`"beta, beta0; gamma, gamma0; sigma"`).
     #[arg(long)]

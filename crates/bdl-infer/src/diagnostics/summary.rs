@@ -224,6 +224,20 @@ impl Summary {
         summary.sampler = Some(sampler);
         summary
     }
+
+    /// Summarises draws laid out as in [`Summary::from_draws`] with sampler checks gathered
+    /// elsewhere (read back from the files of runs being merged, for instance); the warnings are
+    /// those [`Summary::from_mcmc_columns`] gives for the same draws and sampler statistics.
+    pub fn from_draws_with_sampler(
+        chains: &[&[f64]],
+        n_columns: usize,
+        sampler: SamplerDiagnostics,
+    ) -> Summary {
+        let mut summary = Summary::from_draws(chains, n_columns);
+        summary.warnings.extend(sampler_warnings(&sampler));
+        summary.sampler = Some(sampler);
+        summary
+    }
 }
 
 fn summarise_columns(chains: &[&[f64]], n_columns: usize) -> Vec<ColumnSummary> {

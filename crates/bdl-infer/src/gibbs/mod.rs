@@ -174,6 +174,9 @@ pub struct GibbsSettings {
     pub thin: usize,
     /// The seed of every chain's random stream.
     pub seed: u64,
+    /// The index of this run's first chain in a larger split run: chain `c` draws from the
+    /// random stream of chain `first_chain + c` (see [`crate::mcmc::McmcSettings::first_chain`]).
+    pub first_chain: usize,
     /// Where chains start.
     pub init: Init,
     /// How many random starting points to try before giving up.
@@ -195,6 +198,7 @@ impl Default for GibbsSettings {
             samples: 1000,
             thin: 1,
             seed: 0,
+            first_chain: 0,
             init: Init::default(),
             max_init_attempts: 100,
             collapse: true,
@@ -844,7 +848,7 @@ where
 {
     let start = Instant::now();
     let dim = model.dim();
-    let mut rng = unit_rng(settings.seed, chain);
+    let mut rng = unit_rng(settings.seed, settings.first_chain + chain);
     let mut state = ChainState {
         chain,
         model,

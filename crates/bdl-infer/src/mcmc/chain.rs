@@ -160,7 +160,7 @@ where
         evaluations: 0,
     };
     let dim = density.dim();
-    let mut rng = unit_rng(settings.seed, chain);
+    let mut rng = unit_rng(settings.seed, settings.first_chain + chain);
 
     let mut current = PhasePoint::new(dim);
     initialise_chain(&mut density, settings, chain, &mut rng, &mut current)?;

@@ -56,6 +56,10 @@ pub struct McmcSettings {
     pub samples: usize,
     /// The seed of every chain's random stream.
     pub seed: u64,
+    /// The index of this run's first chain in a larger run split over processes or machines:
+    /// chain `c` draws from the random stream of chain `first_chain + c`, so chains 4–7 run
+    /// alone equal chains 4–7 of an eight-chain run with the same seed, bit for bit.
+    pub first_chain: usize,
     /// NUTS or static HMC.
     pub algorithm: Algorithm,
     /// The maximum NUTS tree depth: at most 2^max_depth − 1 leapfrog steps per transition.
@@ -85,6 +89,7 @@ impl Default for McmcSettings {
             warmup: 1000,
             samples: 1000,
             seed: 0,
+            first_chain: 0,
             algorithm: Algorithm::Nuts,
             max_depth: 10,
             target_accept: 0.8,

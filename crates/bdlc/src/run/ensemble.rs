@@ -46,6 +46,9 @@ pub fn run(
     };
     let mut facts = Map::new();
     facts.insert("members".into(), json!(members));
+    if settings.first_member > 0 {
+        facts.insert("first_member".into(), json!(settings.first_member));
+    }
     facts.insert(
         "member_final_loss".into(),
         json!(result
@@ -55,12 +58,15 @@ pub fn run(
             .collect::<Vec<_>>()),
     );
     facts.insert("multiswag".into(), json!(settings.swag.is_some()));
-    let comments = vec![
+    let mut comments = vec![
         "method = ensemble".to_string(),
         format!("members = {members}"),
         format!("multiswag = {}", settings.swag.is_some()),
         format!("seed = {}", settings.seed),
     ];
+    if settings.first_member > 0 {
+        comments.push(format!("first_member = {}", settings.first_member));
+    }
     finish(
         model,
         out,

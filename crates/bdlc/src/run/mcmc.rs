@@ -92,12 +92,15 @@ pub fn run(
     ];
     let mut outputs = Vec::new();
     for chain in 0..settings.chains {
+        // With `--chain-offset K` chain ids continue from K, as in the larger run this one is
+        // part of, so that `bdlc merge` can collect the files unchanged.
+        let chain_id = settings.first_chain + chain + 1;
         let writer = match out {
             Some(out) => {
                 let mut chain_comments = comments.clone();
-                chain_comments.push(format!("chain id = {}", chain + 1));
+                chain_comments.push(format!("chain id = {chain_id}"));
                 Some(DrawsWriter::create(
-                    &out.join(format!("chain-{}.csv", chain + 1)),
+                    &out.join(format!("chain-{chain_id}.csv")),
                     &chain_comments,
                     &header,
                 )?)
@@ -225,6 +228,9 @@ pub fn run(
         .map(|c| c.warmup_time.as_secs_f64())
         .sum();
     facts.insert("chains".into(), json!(settings.chains));
+    if settings.first_chain > 0 {
+        facts.insert("first_chain".into(), json!(settings.first_chain));
+    }
     facts.insert("warmup".into(), json!(settings.warmup));
     facts.insert("samples".into(), json!(settings.samples));
     facts.insert("sampling_seconds_total".into(), json!(sampling));
