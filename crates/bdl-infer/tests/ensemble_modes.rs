@@ -70,6 +70,7 @@ fn settings(members: usize, seed: u64) -> EnsembleSettings {
     EnsembleSettings {
         members,
         seed,
+        first_member: 0,
         map: SviSettings {
             steps: 3000,
             optimizer: OptimizerSettings {

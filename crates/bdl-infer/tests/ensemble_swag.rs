@@ -90,6 +90,7 @@ fn swag_settings(draws: usize) -> EnsembleSettings {
     EnsembleSettings {
         members: MEMBERS,
         seed: 21,
+        first_member: 0,
         map: SviSettings {
             steps: 3000,
             optimizer: OptimizerSettings {

@@ -20,8 +20,7 @@ use bdl_infer::diagnostics::{e_bfmi, SamplerDiagnostics, Summary};
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
 
-/// The file that records what a run was and which units it holds.
-pub const RUN_RECORD: &str = "run.json";
+pub use crate::output::RUN_RECORD;
 
 /// `bdlc merge RUN... --out DIR`.
 #[derive(clap::Args, Debug, Clone)]

@@ -17,6 +17,9 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+/// The file that records what a run was and which units it holds (see `merge`).
+pub const RUN_RECORD: &str = "run.json";
+
 /// The files that mark a directory as holding a finished (or started) run.
 const RUN_FILES: [&str; 4] = ["summary.json", "draws.csv", "chain-1.csv", "params.json"];
 
@@ -59,7 +62,7 @@ pub fn prepare_out_dir(dir: &Path, force: bool) -> Result<(), Failure> {
                 let ours = RUN_FILES.contains(&name.as_str())
                     || (name.starts_with("chain-") && name.ends_with(".csv"))
                     || name == "loss.csv"
-                    || name == crate::merge::RUN_RECORD
+                    || name == RUN_RECORD
                     || name.ends_with(".svg");
                 if ours && path.is_file() {
                     std::fs::remove_file(&path).map_err(|e| io_failure(&path, &e))?;
