@@ -65,7 +65,7 @@ pub fn run(args: &InferArgs, session: &mut Session, stop: &AtomicBool) -> Result
         write_file(&out.join("summary.json"), &format!("{summary:#}\n"))?;
         let record = crate::merge::run_record(&args.model, &args.flags.data, &method);
         write_file(
-            &out.join(crate::merge::RUN_RECORD),
+            &out.join(crate::merge::SETUP_RECORD),
             &format!("{record:#}\n"),
         )?;
         if args.plot {

@@ -4,7 +4,7 @@
 //! array, Ray tasks): each part runs `bdlc infer --chains 4 --chain-offset K`, which gives its
 //! chains (or members) the ids, file names and random streams they have in the whole run, so
 //! part `K` holds exactly chains `K+1 … K+4` of a single run with the same seed. Every run with
-//! `--out` also writes `run.json`, the record that says what was run (model, data files,
+//! `--out` also writes `setup.json`, the record that says what was run (model, data files,
 //! method, every setting but the number of units and the offset) and which units it holds.
 //! `bdlc merge` checks that the parts' records agree, that no chain or member is held twice,
 //! collects the chain files (renumbering them when the parts do not form one contiguous run),
@@ -20,7 +20,7 @@ use bdl_infer::diagnostics::{e_bfmi, SamplerDiagnostics, Summary};
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
 
-pub use crate::output::RUN_RECORD;
+pub use crate::output::SETUP_RECORD;
 
 /// `bdlc merge RUN... --out DIR`.
 #[derive(clap::Args, Debug, Clone)]
@@ -80,7 +80,7 @@ fn method_name(method: &Method) -> &'static str {
     }
 }
 
-/// `run.json`'s content for a run of `method` on `model` with the data files `data`.
+/// `setup.json`'s content for a run of `method` on `model` with the data files `data`.
 pub fn run_record(model: &Path, data: &[PathBuf], method: &Method) -> Value {
     let (first_unit, units) = match unit_range(method) {
         Some((first, count)) => (json!(first), json!(count)),
@@ -121,7 +121,7 @@ impl Part {
                 Some("give the `--out` directories of finished `bdlc infer` runs".to_string()),
             ));
         }
-        let path = dir.join(RUN_RECORD);
+        let path = dir.join(SETUP_RECORD);
         let not_a_part = |reason: String| {
             Failure::usage(
                 "E0930",
@@ -136,12 +136,13 @@ impl Part {
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                return Err(not_a_part(format!("it has no {RUN_RECORD}")))
+                return Err(not_a_part(format!("it has no {SETUP_RECORD}")))
             }
             Err(error) => return Err(io_failure(&path, &error)),
         };
-        let record: Value = serde_json::from_str(&text)
-            .map_err(|error| not_a_part(format!("its {RUN_RECORD} is not valid JSON: {error}")))?;
+        let record: Value = serde_json::from_str(&text).map_err(|error| {
+            not_a_part(format!("its {SETUP_RECORD} is not valid JSON: {error}"))
+        })?;
         let count = |key: &str| record.get(key).and_then(Value::as_u64).map(|n| n as usize);
         let (Some(first_unit), Some(units)) = (count("first_unit"), count("units")) else {
             let method = record.get("method").and_then(Value::as_str).unwrap_or("?");
@@ -512,7 +513,9 @@ pub fn run(args: &MergeArgs) -> Result<(), Failure> {
     let mut record = parts[0].record.clone();
     record["first_unit"] = json!(0);
     record["units"] = json!(total);
-    write_file(&out.join(RUN_RECORD), &format!("{record:#}\n"))?;
+    write_file(&out.join(SETUP_RECORD), &format!("{record:#}\n"))?;
+    // The completion record comes last, as after `bdlc infer`.
+    crate::output::mark_run_complete(out, false)?;
     #[allow(clippy::print_stdout, clippy::print_stderr)]
     {
         if args.json {

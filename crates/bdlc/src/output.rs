@@ -17,8 +17,9 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-/// The file that records what a run was and which units it holds (see `merge`).
-pub const RUN_RECORD: &str = "run.json";
+/// The file that records what a run was (model, data, method, settings) and which chains or
+/// members it holds, for `bdlc merge`.
+pub const SETUP_RECORD: &str = "setup.json";
 
 /// The files that mark a directory as holding a finished (or started) run.
 const RUN_FILES: [&str; 5] = [
@@ -133,6 +134,7 @@ pub fn prepare_out_dir(dir: &Path, force: bool) -> Result<(), Failure> {
                     || (name.starts_with("chain-") && name.ends_with(".csv"))
                     || name == "loss.csv"
                     || name == RUN_RECORD
+                    || name == SETUP_RECORD
                     || name.ends_with(".svg");
                 if ours && path.is_file() {
                     std::fs::remove_file(&path).map_err(|e| io_failure(&path, &e))?;
