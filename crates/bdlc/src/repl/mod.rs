@@ -800,6 +800,9 @@ impl Repl<'_> {
         if let (Some(out), true) = (&command.out, command.plot) {
             plot_cmd::plot_run(&self.loaded()?.model, &result, out)?;
         }
+        if let Some(out) = &command.out {
+            crate::output::mark_run_complete(out, result.interrupted)?;
+        }
         self.keep_run(result);
         if let Some(out) = &command.out {
             eprintln!("wrote {}", out.display());
