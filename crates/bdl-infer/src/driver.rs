@@ -396,6 +396,8 @@ pub struct Progress {
     pub total: usize,
     /// The phase the iteration belongs to.
     pub phase: Phase,
+    /// Whether the iteration's draw is kept.
+    pub kept: bool,
     /// The loss at that iteration, for the methods that optimise one.
     pub loss: Option<f64>,
 }

@@ -481,6 +481,7 @@ where
                 iteration: step,
                 total: n_steps,
                 phase: Phase::Fitting,
+                kept: false,
                 loss: Some(loss),
             })
         },
@@ -529,6 +530,7 @@ where
                     iteration: settings.map.steps + step,
                     total: n_steps,
                     phase: Phase::Sampling,
+                    kept: false,
                     loss: Some(loss),
                 })
             },

@@ -808,6 +808,7 @@ where
             } else {
                 Phase::Sampling
             },
+            kept,
             loss: (!skipped).then_some(-log_joint_estimate),
         });
         if kept {

@@ -902,6 +902,7 @@ where
             } else {
                 Phase::Sampling
             },
+            kept,
             loss: None,
         });
         if kept {

@@ -665,6 +665,7 @@ where
             } else {
                 Phase::Sampling
             },
+            kept,
             loss: None,
         });
         Ok(())

@@ -297,6 +297,7 @@ where
             } else {
                 Phase::Sampling
             },
+            kept: !iteration.warmup,
             loss: None,
         });
         let sink_stats = DrawStats {
