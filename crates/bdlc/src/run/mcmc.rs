@@ -2,11 +2,12 @@
 //! into its own CmdStan CSV file (`chain-N.csv`, sampler columns first) by the
 //! [`SamplerFiles`] sink as it samples.
 
-use crate::method::{McmcMethod, MethodName};
+use crate::method::{McmcInit, McmcMethod, MethodName};
 use crate::progress;
 use crate::run::outcome::{output_columns, RunResult};
 use crate::run::sink::SamplerFiles;
 use crate::session::Failure;
+use crate::warm_start::WarmStart;
 use bdl_infer::diagnostics::Summary;
 use bdl_infer::driver::Progress;
 use bdl_infer::mcmc::{self, MetricKind};
@@ -42,7 +43,21 @@ pub fn run(
             ),
         ));
     }
-    let settings = &method.settings;
+    // A warm start: each chain starts at a draw from the earlier run's guide, warm-up starts
+    // from the guide's variances as the metric, and the params keep the earlier run's values.
+    let warm = match &method.init {
+        McmcInit::File(path) => Some(WarmStart::load(path, model)?),
+        McmcInit::Uniform => None,
+    };
+    let mut warm_settings = method.settings.clone();
+    let mut initial_position = model.layout.initial_position();
+    if let Some(warm) = &warm {
+        warm_settings.init =
+            mcmc::Init::Positions(warm.chain_positions(warm_settings.chains, warm_settings.seed));
+        warm_settings.initial_metric = warm.inverse_metric();
+        initial_position[model.layout.latent_dim()..].copy_from_slice(&warm.params);
+    }
+    let settings = &warm_settings;
     let save_warmup = method.save_warmup;
     let (_, columns) = output_columns(model);
     let comments = vec![
@@ -83,7 +98,8 @@ pub fn run(
         settings.chains,
         settings.samples,
         save_warmup,
-    );
+    )
+    .with_initial_position(&initial_position);
     let bars = progress::UnitBars::new(
         "chain",
         settings.chains,
@@ -91,7 +107,14 @@ pub fn run(
         show_progress,
     );
     let callback = |progress: &Progress| bars.update(progress);
-    let sampled = mcmc::sample_into(settings, |_| model.log_density(), &callback, &sink, stop);
+    let params = &initial_position[model.layout.latent_dim()..];
+    let sampled = mcmc::sample_into(
+        settings,
+        |_| model.log_density().with_params(params),
+        &callback,
+        &sink,
+        stop,
+    );
     bars.finish();
     let result = sink.result(sampled)?;
     let chains_rows = sink.into_rows()?;
@@ -109,6 +132,18 @@ pub fn run(
         .map(|c| c.warmup_time.as_secs_f64())
         .sum();
     facts.insert("chains".into(), json!(settings.chains));
+    if let Some(warm) = &warm {
+        facts.insert("init".into(), json!(warm.path.display().to_string()));
+        facts.insert("init_method".into(), json!(warm.method));
+        facts.insert(
+            "initial_metric".into(),
+            json!(if settings.initial_metric.is_some() {
+                "the guide's variances"
+            } else {
+                "unit"
+            }),
+        );
+    }
     facts.insert("warmup".into(), json!(settings.warmup));
     facts.insert("samples".into(), json!(settings.samples));
     facts.insert("sampling_seconds_total".into(), json!(sampling));

@@ -263,7 +263,7 @@ struct SamplerChain<'m> {
 ///
 /// A draw's constrained values use a fresh stream `stream_rng(0, 0)`, so they depend on the draw
 /// alone, and its position is completed with the layout's initial values of the coordinates the
-/// sampler does not move.
+/// sampler does not move (or a warm start's, [`SamplerFiles::with_initial_position`]).
 pub struct SamplerFiles<'m> {
     model: &'m Model,
     sites: Vec<&'m SiteInfo>,
@@ -323,6 +323,18 @@ impl<'m> SamplerFiles<'m> {
             chains,
             failure: Mutex::new(None),
         }
+    }
+
+    /// Completes every draw with `position`'s values of the coordinates the sampler does not
+    /// move (the params of a warm start) instead of the layout's initial values.
+    pub fn with_initial_position(self, position: &[f64]) -> SamplerFiles<'m> {
+        for chain in &self.chains {
+            let mut chain = chain.lock().unwrap_or_else(PoisonError::into_inner);
+            if chain.full_position.len() == position.len() {
+                chain.full_position.copy_from_slice(position);
+            }
+        }
+        self
     }
 
     /// Chain `chain`'s state.
