@@ -12,8 +12,9 @@ use crate::session::{Failure, Session};
 use crate::settings::{InferFlags, Resolved};
 use bdl_runtime::data::Completeness;
 use bdl_runtime::model::Model;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
 
 /// `bdlc infer MODEL [options]`.
 #[derive(clap::Args, Debug, Clone)]
@@ -59,6 +60,16 @@ pub fn run(args: &InferArgs, session: &mut Session, stop: &AtomicBool) -> Result
         prepare_out_dir(out, args.force)?;
     }
     let show = progress::enabled(args.quiet);
+    if !args.quiet {
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!(
+                "{}",
+                start_facts(&args.model, &model, &method, seed, args.out.as_deref())
+            );
+        }
+    }
+    let started = Instant::now();
     let result = run_method(&model, &method, args.out.as_deref(), show, stop)?;
     if let Some(out) = &args.out {
         let summary = result.summary_json(&args.model);
@@ -76,13 +87,111 @@ pub fn run(args: &InferArgs, session: &mut Session, stop: &AtomicBool) -> Result
             for warning in result.warning_messages() {
                 eprintln!("warning: {warning}");
             }
-            if let Some(out) = &args.out {
-                eprintln!("wrote {}", out.display());
-            }
         }
         if result.interrupted {
             eprintln!("interrupted: the files hold the draws finished so far");
         }
+        if args.quiet {
+            if let (Some(out), false) = (&args.out, args.json) {
+                eprintln!("wrote {}", out.display());
+            }
+        } else {
+            let n_warnings = warnings.len() + result.warning_messages().len();
+            eprintln!(
+                "{}",
+                end_facts(
+                    started.elapsed(),
+                    args.out.as_deref(),
+                    args.plot,
+                    n_warnings
+                )
+            );
+        }
     }
     Ok(())
+}
+
+/// The line printed before a run: what runs, on what, and where its files go.
+fn start_facts(
+    model_path: &Path,
+    model: &Model,
+    method: &Method,
+    seed: u64,
+    out: Option<&Path>,
+) -> String {
+    let rows = model
+        .observed_sites()
+        .iter()
+        .map(|site| site.shape.first().copied().unwrap_or(1))
+        .max()
+        .unwrap_or(0);
+    let parameters = model.layout.latent_dim();
+    let destination = match out {
+        Some(out) => format!("writing to {}", out.display()),
+        None => "no --out, so nothing will be saved".to_string(),
+    };
+    format!(
+        "{}: {} {}, {} {}; {} with {} on {} {}, seed {seed}; {destination}",
+        model_path.display(),
+        rows,
+        plural(rows, "row", "rows"),
+        parameters,
+        plural(parameters, "parameter", "parameters"),
+        method_name(method),
+        parallel_runs(method),
+        rayon::current_num_threads(),
+        plural(rayon::current_num_threads(), "thread", "threads"),
+    )
+}
+
+/// The line printed after a run: how long it took, where its files are, and how many warnings
+/// it gave; without `--out`, that nothing was saved and how to save it.
+fn end_facts(elapsed: Duration, out: Option<&Path>, plotted: bool, n_warnings: usize) -> String {
+    let files = match out {
+        Some(out) if plotted => format!("draws, summary.json and figures in {}", out.display()),
+        Some(out) => format!("draws and summary.json in {}", out.display()),
+        None => "nothing saved: add `--out DIR` to keep the draws and summary.json (and `--plot` for figures)".to_string(),
+    };
+    format!(
+        "finished in {:.1} s; {files}; {n_warnings} {}",
+        elapsed.as_secs_f64(),
+        plural(n_warnings, "warning", "warnings")
+    )
+}
+
+/// `singular` for one, `plural` otherwise.
+fn plural<'a>(count: usize, singular: &'a str, plural: &'a str) -> &'a str {
+    if count == 1 {
+        singular
+    } else {
+        plural
+    }
+}
+
+/// The method's name as `--method` spells it.
+fn method_name(method: &Method) -> &'static str {
+    match method {
+        Method::Prior { .. } => "prior",
+        Method::Svi(svi) => svi.name.as_str(),
+        Method::Mcmc(mcmc) => mcmc.name.as_str(),
+        Method::Exact { .. } => "exact",
+        Method::Ensemble(_) => "ensemble",
+        Method::Sgmcmc(sgmcmc) => sgmcmc.name.as_str(),
+        Method::Gibbs { .. } => "gibbs",
+    }
+}
+
+/// How many chains (or ensemble members, or optimisations) the method runs, in words.
+fn parallel_runs(method: &Method) -> String {
+    let (count, singular, plural_form) = match method {
+        Method::Mcmc(mcmc) => (mcmc.settings.chains, "chain", "chains"),
+        Method::Sgmcmc(sgmcmc) => (sgmcmc.settings.chains, "chain", "chains"),
+        Method::Gibbs { settings, .. } => (settings.chains, "chain", "chains"),
+        Method::Ensemble(settings) => (settings.members, "member", "members"),
+        Method::Svi(_) => (1, "optimisation", "optimisations"),
+        Method::Prior { samples, .. } | Method::Exact { samples, .. } => {
+            (*samples, "draw", "draws")
+        }
+    };
+    format!("{count} {}", plural(count, singular, plural_form))
 }

@@ -15,7 +15,17 @@ pub const COMMANDS: &[&str] = &[
 ];
 
 /// The words that complete after `:plot`.
-pub const PLOT_KINDS: &[&str] = &["predictive", "loss", "trace", "densities"];
+pub const PLOT_KINDS: &[&str] = &[
+    "trace",
+    "density",
+    "hist",
+    "pair",
+    "rank",
+    "energy",
+    "loss",
+    "band",
+    "reliability",
+];
 
 /// The keywords of the language.
 const KEYWORDS: &[&str] = &[

@@ -113,25 +113,21 @@ pub fn run(
             error: None,
         }));
     }
-    let (_multi, bars) = progress::chain_bars(
+    let bars = progress::SamplerBars::new(
         settings.chains,
-        settings.warmup + settings.samples,
+        settings.warmup,
+        settings.samples,
         show_progress,
     );
     let latent_dim = model.layout.latent_dim();
     let callback = |event: &ChainEvent| match event {
         ChainEvent::Draw(draw) => {
-            if let Some(bar) = bars.get(draw.chain) {
-                let done = if draw.warmup {
-                    draw.iteration + 1
-                } else {
-                    settings.warmup + draw.iteration + 1
-                };
-                bar.set_position(done as u64);
-                if draw.iteration % 50 == 0 {
-                    bar.set_message(if draw.warmup { "warm-up" } else { "sampling" });
-                }
-            }
+            bars.transition(
+                draw.chain,
+                draw.warmup,
+                draw.iteration,
+                draw.stats.divergent,
+            );
             if draw.warmup && !save_warmup {
                 return;
             }
@@ -197,9 +193,7 @@ pub fn run(
         }
     };
     let result = mcmc::sample(settings, |_| model.log_density(), &callback, stop);
-    for bar in &bars {
-        bar.finish_and_clear();
-    }
+    bars.finish();
     let result = result.map_err(infer_failure)?;
     let mut chains_rows = Vec::new();
     for output in outputs {
