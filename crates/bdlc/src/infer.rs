@@ -5,7 +5,7 @@
 //! CSV per chain as they go; the others write `draws.csv` at the end.
 
 use crate::method::Method;
-use crate::output::{prepare_out_dir, write_file};
+use crate::output::{mark_run_complete, prepare_out_dir, write_file};
 use crate::progress;
 use crate::run::run_method;
 use crate::session::{Failure, Session};
@@ -74,6 +74,9 @@ pub fn run(args: &InferArgs, session: &mut Session, stop: &AtomicBool) -> Result
     if let Some(out) = &args.out {
         let summary = result.summary_json(&args.model);
         write_file(&out.join("summary.json"), &format!("{summary:#}\n"))?;
+        mark_run_complete(out, result.interrupted)?;
+        // The figures are drawn from the finished run (the NUTS energy plot reads the sampler's
+        // columns back from the chain files), so the run is marked complete first.
         if args.plot {
             crate::plot_cmd::plot_run(&model, &result, out)?;
         }

@@ -789,6 +789,9 @@ impl Repl<'_> {
             prepare_out_dir(out, command.force)?;
         }
         let (result, _) = self.run_method(&flags, None, command.out.as_deref(), command.quiet)?;
+        if let Some(out) = &command.out {
+            crate::output::mark_run_complete(out, result.interrupted)?;
+        }
         if let (Some(out), true) = (&command.out, command.plot) {
             plot_cmd::plot_run(&self.loaded()?.model, &result, out)?;
         }

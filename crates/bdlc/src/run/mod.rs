@@ -35,6 +35,7 @@ pub fn run_method(
     show_progress: bool,
     stop: &AtomicBool,
 ) -> Result<RunResult, Failure> {
+    check_memory(model, method)?;
     let started = Instant::now();
     let mut result = match method {
         Method::Prior { samples, seed } => prior::run(model, *samples, *seed, out)?,
@@ -52,4 +53,121 @@ pub fn run_method(
         json!(started.elapsed().as_secs_f64()),
     );
     Ok(result)
+}
+
+/// The most memory a run may plan to use, in GiB, unless `BDLC_MAX_MEMORY_GB` says otherwise.
+pub const DEFAULT_MEMORY_LIMIT_GB: u64 = 16;
+
+/// What every chain, member or particle costs besides its draws: a model evaluator with its
+/// tape and buffers (a floor, for small models), and a few vectors of the flat vector's size.
+const UNIT_OVERHEAD_BYTES: u128 = 64 << 10;
+
+/// The memory a run plans to use, estimated from its counts (chains, draws, members, particles)
+/// and the model's size, with a sentence saying where it comes from.
+pub fn estimate_memory(model: &Model, method: &Method) -> (u128, String) {
+    let dim = model.layout.dim() as u128;
+    let columns: u128 = model
+        .sites
+        .iter()
+        .filter(|site| !site.observed)
+        .map(|site| site.shape.iter().map(|&n| n as u128).product::<u128>())
+        .sum::<u128>()
+        + dim;
+    let unit = |vectors: u128| UNIT_OVERHEAD_BYTES + vectors * dim * 8;
+    let draws = |count: u128| count * columns * 8;
+    let (bytes, what) = match method {
+        Method::Prior { samples, .. } | Method::Exact { samples, .. } => (
+            draws(*samples as u128),
+            format!("{samples} draws of {columns} values"),
+        ),
+        Method::Svi(svi) => {
+            let particles = svi.settings.particles as u128;
+            (
+                particles * unit(4) + draws(svi.draws as u128),
+                format!(
+                    "{particles} particles of {dim} coordinates, {} draws of {columns} values",
+                    svi.draws
+                ),
+            )
+        }
+        Method::Mcmc(mcmc) => {
+            let settings = &mcmc.settings;
+            let kept = settings.samples as u128
+                + if mcmc.save_warmup {
+                    settings.warmup as u128
+                } else {
+                    0
+                };
+            let chains = settings.chains as u128;
+            (
+                chains * (unit(8) + draws(kept)),
+                format!("{chains} chains × {kept} draws of {columns} values"),
+            )
+        }
+        Method::Ensemble(settings) => {
+            let members = settings.members as u128;
+            let swag = settings.swag.as_ref().map_or(0, |swag| {
+                draws(swag.draws as u128) + (swag.rank as u128 + 2) * dim * 8
+            });
+            (
+                members * (unit(4) + swag),
+                format!("{members} members of {dim} coordinates"),
+            )
+        }
+        Method::Sgmcmc(sgmcmc) => {
+            let settings = &sgmcmc.settings;
+            let chains = settings.chains as u128;
+            (
+                chains * (unit(4) + draws(settings.samples as u128)),
+                format!(
+                    "{chains} chains × {} draws of {columns} values",
+                    settings.samples
+                ),
+            )
+        }
+        Method::Gibbs { settings, .. } => {
+            let chains = settings.chains as u128;
+            (
+                chains * (unit(4) + draws(settings.samples as u128)),
+                format!(
+                    "{chains} chains × {} draws of {columns} values",
+                    settings.samples
+                ),
+            )
+        }
+    };
+    (bytes, what)
+}
+
+/// The memory limit in bytes: `BDLC_MAX_MEMORY_GB` when set to a positive number, else
+/// [`DEFAULT_MEMORY_LIMIT_GB`].
+fn memory_limit() -> u128 {
+    let gigabytes = std::env::var("BDLC_MAX_MEMORY_GB")
+        .ok()
+        .and_then(|text| text.trim().parse::<f64>().ok())
+        .filter(|value| value.is_finite() && *value > 0.0)
+        .unwrap_or(DEFAULT_MEMORY_LIMIT_GB as f64);
+    (gigabytes * (1u128 << 30) as f64) as u128
+}
+
+/// Refuses a run whose counts (`--chains`, `--samples`, `--members`, `--particles`, …) would
+/// need more memory than the limit (E0983), before anything is allocated.
+fn check_memory(model: &Model, method: &Method) -> Result<(), Failure> {
+    let (bytes, what) = estimate_memory(model, method);
+    let limit = memory_limit();
+    if bytes <= limit {
+        return Ok(());
+    }
+    let gib = |bytes: u128| bytes as f64 / (1u128 << 30) as f64;
+    Err(Failure::usage(
+        "E0983",
+        format!(
+            "this run would need about {:.1} GiB of memory ({what}); the limit is {:.1} GiB",
+            gib(bytes),
+            gib(limit)
+        ),
+        Some(
+            "lower `--chains`, `--samples`, `--members` or `--particles`, or raise the limit with the environment variable BDLC_MAX_MEMORY_GB".to_string(),
+        ),
+    ))
 }
