@@ -242,3 +242,156 @@ fn a_failed_run_leaves_a_record_that_says_so() {
     assert_eq!(summary.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("E0982"), "{stderr}");
 }
+
+#[test]
+fn sizes_that_overflow_or_exceed_the_limit_are_named() {
+    let dir = scratch("sizes");
+    let cases = [
+        (
+            "let a = zeros([4294967296, 4294967296])",
+            "`zeros` would have shape [4294967296, 4294967296]",
+        ),
+        (
+            "let a = ones([3000000000])",
+            "`ones` would have shape [3000000000]",
+        ),
+        (
+            "let a = eye(4294967296)",
+            "`eye` would have shape [4294967296, 4294967296]",
+        ),
+        (
+            "plate(\"p\", 3000000000) {\n        let u = 1\n    }",
+            "plate `p` would have shape [3000000000]",
+        ),
+    ];
+    for (index, (statement, expected)) in cases.iter().enumerate() {
+        let model = dir.join(format!("size{index}.bdl"));
+        std::fs::write(
+            &model,
+            format!("model {{\n    {statement}\n    let z = sample(\"z\", Normal(0, 1))\n}}\n"),
+        )
+        .expect("the model is written");
+        let output = bdlc(&[
+            "infer",
+            model.to_str().expect("a UTF-8 path"),
+            "--method",
+            "prior",
+        ]);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{statement}: {stderr}");
+        assert!(
+            stderr.contains("E0600") && stderr.contains(expected) && stderr.contains(":2:"),
+            "{statement}: {stderr}"
+        );
+    }
+}
+
+/// Runs the REPL with `script` on its stdin.
+fn repl(extra: &[&str], script: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bdlc"))
+        .arg("repl")
+        .args(extra)
+        .current_dir(repository())
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("bdlc repl starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(script.as_bytes())
+        .expect("the script is written");
+    child.wait_with_output().expect("bdlc repl ends")
+}
+
+#[test]
+fn a_piped_repl_reports_each_error_and_goes_on_unless_told_to_stop() {
+    let script = "let a = 1 + * 2\n:nonsense\nlet b = 40 + 2\nb\n";
+    let output = repl(&[], script);
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("42"),
+        "the lines after the errors ran: {stdout}"
+    );
+    assert!(stderr.contains("E0921"), "{stderr}");
+
+    let output = repl(&["--stop-on-error"], script);
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        !stdout.contains("42"),
+        "nothing runs after the first error: {stdout}"
+    );
+
+    let output = repl(&["--stop-on-error"], "let b = 40 + 2\nb\n");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("42"));
+}
+
+#[test]
+fn draws_that_are_not_finite_are_an_error_of_the_run() {
+    let dir = scratch("nonfinite");
+    let model = dir.join("nan.bdl");
+    std::fs::write(
+        &model,
+        "model {\n    let z = sample(\"z\", Normal(0, 1))\n    let d = deterministic(\"d\", log(z - 100))\n}\n",
+    )
+    .expect("the model is written");
+    let out = dir.join("run");
+    let out_text = out.to_str().expect("a UTF-8 path");
+    let output = bdlc(&[
+        "infer",
+        model.to_str().expect("a UTF-8 path"),
+        "--method",
+        "prior",
+        "--samples",
+        "50",
+        "--out",
+        out_text,
+    ]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("E0984")
+            && stderr.contains("50 of the 50 draws of `d` are not finite")
+            && stderr.contains("the first is draw 1 of chain 1"),
+        "{stderr}"
+    );
+    let summary = bdlc(&["summary", out_text]);
+    assert!(text(&summary.stderr).contains("E0982"));
+}
+
+#[test]
+fn exponentially_many_function_calls_are_refused_at_the_call() {
+    let dir = scratch("calls");
+    let mut source = String::from("fn f0(a) {\n    return a\n}\n");
+    for level in 1..40 {
+        source.push_str(&format!(
+            "fn f{level}(a) {{\n    return f{}(a) + f{}(a)\n}}\n",
+            level - 1,
+            level - 1
+        ));
+    }
+    source.push_str("model {\n    let z = sample(\"z\", Normal(0, 1))\n    let y = f39(z)\n}\n");
+    let model = dir.join("calls.bdl");
+    std::fs::write(&model, source).expect("the model is written");
+    let started = Instant::now();
+    let output = bdlc(&[
+        "infer",
+        model.to_str().expect("a UTF-8 path"),
+        "--method",
+        "prior",
+    ]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("E0601") && stderr.contains("more than 1000000 times"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(60));
+}

@@ -37,17 +37,21 @@ pub fn run_method(
 ) -> Result<RunResult, Failure> {
     check_memory(model, method)?;
     let started = Instant::now();
-    let mut result = match method {
-        Method::Prior { samples, seed } => prior::run(model, *samples, *seed, out)?,
-        Method::Svi(svi) => svi::run(model, svi, out, show_progress, stop)?,
-        Method::Mcmc(mcmc) => mcmc::run(model, mcmc, out, show_progress, stop)?,
-        Method::Exact { samples, seed } => exact::run(model, *samples, *seed, out)?,
-        Method::Ensemble(settings) => ensemble::run(model, settings, out, show_progress, stop)?,
-        Method::Sgmcmc(sgmcmc) => sgmcmc::run(model, sgmcmc, out, show_progress, stop)?,
+    let outcome = match method {
+        Method::Prior { samples, seed } => prior::run(model, *samples, *seed, out),
+        Method::Svi(svi) => svi::run(model, svi, out, show_progress, stop),
+        Method::Mcmc(mcmc) => mcmc::run(model, mcmc, out, show_progress, stop),
+        Method::Exact { samples, seed } => exact::run(model, *samples, *seed, out),
+        Method::Ensemble(settings) => ensemble::run(model, settings, out, show_progress, stop),
+        Method::Sgmcmc(sgmcmc) => sgmcmc::run(model, sgmcmc, out, show_progress, stop),
         Method::Gibbs { blocks, settings } => {
-            gibbs::run(model, blocks, settings, out, show_progress, stop)?
+            gibbs::run(model, blocks, settings, out, show_progress, stop)
         }
     };
+    let mut result = outcome.map_err(|failure| name_coordinates(failure, model))?;
+    if let Some(failure) = nonfinite_draws(&result) {
+        return Err(failure);
+    }
     result.facts.insert(
         "wall_seconds".into(),
         json!(started.elapsed().as_secs_f64()),
@@ -170,4 +174,101 @@ fn check_memory(model: &Model, method: &Method) -> Result<(), Failure> {
             "lower `--chains`, `--samples`, `--members` or `--particles`, or raise the limit with the environment variable BDLC_MAX_MEMORY_GB".to_string(),
         ),
     ))
+}
+
+/// A run whose draws hold NaN or infinite values failed (E0984): its summary would show `-`
+/// where a number belongs. The message names the first column with such values (as the
+/// summary spells it), how many of its draws they are, and where the first one is.
+pub fn nonfinite_draws(result: &RunResult) -> Option<Failure> {
+    let width = result.columns.len();
+    if width == 0 {
+        return None;
+    }
+    let mut counts = vec![0usize; width];
+    let mut first: Vec<Option<(usize, usize)>> = vec![None; width];
+    for (chain, draws) in result.draws.iter().enumerate() {
+        for (row, values) in draws.chunks(width).enumerate() {
+            for (column, value) in values.iter().enumerate() {
+                if !value.is_finite() {
+                    counts[column] += 1;
+                    first[column].get_or_insert((chain, row));
+                }
+            }
+        }
+    }
+    let column = counts.iter().position(|&count| count > 0)?;
+    let (chain, row) = first[column]?;
+    let draws: usize = result.draws.iter().map(|d| d.len() / width).sum();
+    let others = counts.iter().filter(|&&count| count > 0).count() - 1;
+    let also = match others {
+        0 => String::new(),
+        1 => " (and 1 other column)".to_string(),
+        n => format!(" (and {n} other columns)"),
+    };
+    Some(Failure::run_with_hint(
+        "E0984",
+        format!(
+            "{} of the {draws} draws of `{}` are not finite (NaN or infinite){also}; the first is draw {} of chain {}",
+            counts[column],
+            result.columns[column].display_name(),
+            row + 1,
+            chain + 1,
+        ),
+        "a deterministic value or a site's draw overflowed or left its domain (the log of a negative number, a division by zero); the files hold the draws, `run.json` marks the run as failed",
+    ))
+}
+
+/// Names the coordinates that inference errors count (`the gradient of coordinate 10 is NaN`)
+/// by the site element they belong to: `coordinate 10 (`beta[3]`)`, with the layout's names of
+/// the unconstrained vector (0-based, as `bdlc diagnose` prints them).
+pub fn name_coordinates(mut failure: Failure, model: &Model) -> Failure {
+    let names = model.layout.coordinate_names();
+    for diagnostic in &mut failure.diagnostics {
+        diagnostic.message = with_coordinate_names(&diagnostic.message, &names);
+    }
+    failure
+}
+
+/// `text` with every `coordinate N` followed by the name of coordinate N, when there is one.
+fn with_coordinate_names(text: &str, names: &[String]) -> String {
+    const WORD: &str = "coordinate ";
+    let mut named = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(found) = rest.find(WORD) {
+        let after = &rest[found + WORD.len()..];
+        let digits = after.len() - after.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        named.push_str(&rest[..found + WORD.len() + digits]);
+        if let Some(name) = after[..digits]
+            .parse::<usize>()
+            .ok()
+            .and_then(|index| names.get(index))
+        {
+            named.push_str(&format!(" (`{name}`)"));
+        }
+        rest = &after[digits..];
+    }
+    named.push_str(rest);
+    named
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_coordinate_names;
+
+    #[test]
+    fn coordinates_are_named_by_their_site_element() {
+        let names: Vec<String> = ["mu", "beta[0]", "beta[1]"].map(String::from).to_vec();
+        assert_eq!(
+            with_coordinate_names("the gradient of coordinate 2 is NaN", &names),
+            "the gradient of coordinate 2 (`beta[1]`) is NaN"
+        );
+        assert_eq!(
+            with_coordinate_names("coordinate 0 and coordinate 9 of 3", &names),
+            "coordinate 0 (`mu`) and coordinate 9 of 3"
+        );
+        assert_eq!(
+            with_coordinate_names("no coordinate here", &names),
+            "no coordinate here"
+        );
+    }
 }
