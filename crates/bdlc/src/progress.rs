@@ -1,9 +1,14 @@
 //! Progress bars on stderr, only when stderr is a terminal and `--quiet` is not given.
 //!
+//! Every sampler and ensemble reports its iterations as the driver's one progress type,
+//! [`Progress`]; [`UnitBars`] is the one place that renders it (a bar per chain or member, its
+//! phase, and the loss where there is one).
+//!
 //! NUTS and HMC get one bar per chain that restarts at the end of warm-up, so that each phase has
 //! its own ETA (warm-up transitions are usually slower than sampling ones, and an ETA averaged over
 //! both would be wrong in both), with the chain's divergences counted live.
 
+use bdl_infer::driver::Progress;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -34,26 +39,56 @@ pub fn optimisation_bar(steps: usize, show: bool) -> ProgressBar {
     bar
 }
 
-/// One bar per chain, under one multi-bar.
-pub fn chain_bars(
-    chains: usize,
-    iterations: usize,
-    show: bool,
-) -> (MultiProgress, Vec<ProgressBar>) {
-    let multi = MultiProgress::with_draw_target(if show {
-        ProgressDrawTarget::stderr()
-    } else {
-        ProgressDrawTarget::hidden()
-    });
-    let bars = (0..chains)
-        .map(|chain| {
-            let bar = multi.add(ProgressBar::new(iterations as u64));
-            bar.set_style(style("{prefix} [{bar:40}] {pos}/{len} {msg}"));
-            bar.set_prefix(format!("chain {}", chain + 1));
-            bar
-        })
-        .collect();
-    (multi, bars)
+/// One bar per unit (chain or ensemble member) under one multi-bar, fed by [`Progress`].
+pub struct UnitBars {
+    _multi: MultiProgress,
+    bars: Vec<ProgressBar>,
+}
+
+impl UnitBars {
+    /// Bars for `units` units of `iterations` iterations each, named `label 1`, `label 2`…
+    pub fn new(label: &str, units: usize, iterations: usize, show: bool) -> UnitBars {
+        let multi = MultiProgress::with_draw_target(if show {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        });
+        let bars = (0..units)
+            .map(|unit| {
+                let bar = multi.add(ProgressBar::new(iterations as u64));
+                bar.set_style(style("{prefix} [{bar:40}] {pos}/{len} {msg}"));
+                bar.set_prefix(format!("{label} {}", unit + 1));
+                bar
+            })
+            .collect();
+        UnitBars {
+            _multi: multi,
+            bars,
+        }
+    }
+
+    /// Shows one finished iteration: the unit's position, and its phase and loss when the phase
+    /// changes and every 50 iterations.
+    pub fn update(&self, progress: &Progress) {
+        let Some(bar) = self.bars.get(progress.unit) else {
+            return;
+        };
+        bar.set_position(progress.iteration as u64 + 1);
+        let label = progress.phase.label();
+        if progress.iteration.is_multiple_of(50) || !bar.message().starts_with(label) {
+            bar.set_message(match progress.loss {
+                Some(loss) => format!("{label} loss {loss:.3}"),
+                None => label.to_string(),
+            });
+        }
+    }
+
+    /// Clears the bars once the run has ended.
+    pub fn finish(&self) {
+        for bar in &self.bars {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 /// The bars of NUTS or HMC chains: one per chain, warm-up and sampling each with their own ETA,
@@ -70,7 +105,18 @@ pub struct SamplerBars {
 impl SamplerBars {
     /// Bars for `chains` chains of `warmup` warm-up and `samples` sampling iterations.
     pub fn new(chains: usize, warmup: usize, samples: usize, show: bool) -> SamplerBars {
-        let (multi, bars) = chain_bars(chains, warmup.max(1), show);
+        let multi = MultiProgress::with_draw_target(if show {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        });
+        let bars: Vec<ProgressBar> = (0..chains)
+            .map(|chain| {
+                let bar = multi.add(ProgressBar::new(warmup.max(1) as u64));
+                bar.set_prefix(format!("chain {}", chain + 1));
+                bar
+            })
+            .collect();
         for bar in &bars {
             bar.set_style(style(
                 "{prefix} {msg:<21} [{bar:30}] {pos}/{len} ({elapsed}, eta {eta})",
@@ -87,6 +133,18 @@ impl SamplerBars {
             warmup,
             samples,
         }
+    }
+
+    /// Shows one iteration reported by the sampler: its phase, its index within the phase and
+    /// whether its transition diverged.
+    pub fn update(&self, progress: &Progress) {
+        let warmup = progress.phase == bdl_infer::driver::Phase::Warmup;
+        let iteration = if warmup {
+            progress.iteration
+        } else {
+            progress.iteration.saturating_sub(self.warmup)
+        };
+        self.transition(progress.unit, warmup, iteration, progress.divergent);
     }
 
     /// Records one transition of `chain`: iteration `iteration` (counted from 0 within its
