@@ -72,6 +72,7 @@ pub fn draw_files(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
             None,
         ));
     }
+    crate::output::require_complete_run(dir)?;
     // Markov methods write a file per chain (and Gibbs and SGLD also `draws.csv`, all chains
     // together); the per-chain files keep the chains apart, so they come first.
     let mut chains = Vec::new();
@@ -121,17 +122,7 @@ pub fn read_draws(dir: &Path) -> Result<DrawTable, Failure> {
         chain_lengths: Vec::new(),
     };
     for path in draw_files(dir)? {
-        let text = std::fs::read_to_string(&path).map_err(|error| {
-            Failure::usage(
-                "E0901",
-                format!(
-                    "cannot read `{}`: {}",
-                    path.display(),
-                    describe_io_error(&error)
-                ),
-                None,
-            )
-        })?;
+        let text = crate::session::read_run_text(&path)?;
         // The header is the first line that is neither blank nor a comment; the rows after it
         // are parsed in parallel (a large network's draws file holds millions of numbers).
         let mut lines = text
@@ -243,6 +234,9 @@ impl GuideDraws {
         seed: u64,
     ) -> Result<Option<GuideDraws>, Failure> {
         let params_path = dir.join("params.json");
+        if dir.is_dir() {
+            crate::output::require_complete_run(dir)?;
+        }
         let csv_header = match draw_files(dir) {
             Ok(files) => first_header(&files[0])?,
             Err(error) => {

@@ -113,8 +113,8 @@ pub struct StreamingColumn {
     mean: f64,
     /// The sum of squared deviations from the running mean.
     squares: f64,
-    /// Whether a draw was not finite (the summary is then undefined, as for the exact one).
-    non_finite: bool,
+    /// How many draws were not finite (the summary is then undefined, as for the exact one).
+    non_finite: usize,
     /// How many of the smallest and of the largest draws are kept.
     keep: usize,
     /// The smallest draws so far, ascending (at most `keep`).
@@ -149,7 +149,7 @@ impl StreamingColumn {
     /// Takes one more draw.
     pub fn push(&mut self, value: f64) {
         if !value.is_finite() {
-            self.non_finite = true;
+            self.non_finite += 1;
             return;
         }
         self.count += 1;
@@ -189,6 +189,11 @@ impl StreamingColumn {
     /// The number of finite draws taken.
     pub fn count(&self) -> usize {
         self.count
+    }
+
+    /// The number of draws that were not finite (NaN or infinite).
+    pub fn non_finite(&self) -> usize {
+        self.non_finite
     }
 
     /// The order statistic `index` (from 0) of the draws so far, when the kept tails hold it.
@@ -233,7 +238,7 @@ impl StreamingColumn {
     /// The column's summary: mean, sd (n − 1 in the denominator) and quantiles, without the
     /// Markov-chain statistics; `None` without draws or with a non-finite one.
     pub fn summary(&self) -> Option<ColumnSummary> {
-        if self.count == 0 || self.non_finite {
+        if self.count == 0 || self.non_finite > 0 {
             return None;
         }
         let [q5, q50, q95] = self.quantiles();
@@ -298,6 +303,14 @@ impl StreamingSummary {
     /// The number of columns.
     pub fn n_columns(&self) -> usize {
         self.columns.len()
+    }
+
+    /// Each column's count of draws that were not finite.
+    pub fn non_finite(&self) -> Vec<usize> {
+        self.columns
+            .iter()
+            .map(StreamingColumn::non_finite)
+            .collect()
     }
 }
 
@@ -371,5 +384,6 @@ mod tests {
         assert_eq!(first.q50, quantile(&[1.0, 3.0, 2.0], 0.5));
         assert_eq!(first.q5, quantile(&[1.0, 3.0, 2.0], 0.05));
         assert!(summaries[1].is_none());
+        assert_eq!(summary.non_finite(), vec![0, 1]);
     }
 }

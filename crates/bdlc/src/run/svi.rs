@@ -435,6 +435,27 @@ fn stream_draws(
     if let Some(file) = file {
         file.finish()?;
     }
+    // As for draws kept in memory (`run::nonfinite_draws`): a non-finite draw fails the run.
+    let non_finite = statistics.non_finite();
+    if let Some(column) = non_finite.iter().position(|&count| count > 0) {
+        let others = non_finite.iter().filter(|&&count| count > 0).count() - 1;
+        return Err(Failure::run_with_hint(
+            "E0984",
+            format!(
+                "{} of the {n_draws} draws of `{}` are not finite (NaN or infinite){}",
+                non_finite[column],
+                columns[column].display_name(),
+                match others {
+                    0 => String::new(),
+                    1 => " (and 1 other column)".to_string(),
+                    n => format!(" (and {n} other columns)"),
+                }
+            ),
+            "a deterministic value or a site's draw overflowed or left its domain (the log of \
+             a negative number, a division by zero); the files hold the draws, `run.json` marks \
+             the run as failed",
+        ));
+    }
     let columns = statistics
         .summaries()
         .into_iter()
