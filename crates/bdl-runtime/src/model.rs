@@ -209,6 +209,7 @@ impl Model {
             replay: self.dynamic.is_none(),
             draw_map: None,
             model_runs: 0,
+            value_only: false,
         }
     }
 
@@ -797,6 +798,8 @@ pub struct Evaluator<'m> {
     draw_map: Option<DrawMap>,
     /// How many times this evaluator has run the model (recorded or replayed it).
     model_runs: usize,
+    /// Whether evaluations skip the backward pass (the gradient is then left as it was).
+    value_only: bool,
 }
 
 /// The result of one evaluation.
@@ -1129,6 +1132,12 @@ impl Evaluator<'_> {
                 ),
             });
         }
+        if self.value_only {
+            return Ok(Evaluation {
+                joint: LogJoint { likelihood, prior },
+                objective,
+            });
+        }
         self.tape
             .backward(recording.objective)
             .map_err(|e| RuntimeError::model("E0501", e.to_string(), Span::default()))?;
@@ -1179,6 +1188,22 @@ impl ElboModel for Evaluator<'_> {
             .map_err(|error| error.to_log_density_error())?;
         gradient.copy_from_slice(&self.gradient);
         Ok(evaluation.joint)
+    }
+
+    /// The log joint by a forward pass alone (no backward pass, no gradient).
+    fn log_joint_value(
+        &mut self,
+        position: &[f64],
+        options: &JointOptions,
+        rng: &mut Rng,
+    ) -> Result<LogJoint, LogDensityError> {
+        let normal_weight = if options.skip_normal_priors { 0.0 } else { 1.0 };
+        self.value_only = true;
+        let evaluation = self.evaluate(position, options.prior_weight, normal_weight, rng);
+        self.value_only = false;
+        Ok(evaluation
+            .map_err(|error| error.to_log_density_error())?
+            .joint)
     }
 
     fn normal_priors(&self) -> Vec<NormalPrior> {

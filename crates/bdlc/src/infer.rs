@@ -2,11 +2,13 @@
 //!
 //! The method's options are parsed into a [`Method`] before anything runs (a flag that does not
 //! apply to the method is an error); `run::run_method` runs it. MCMC methods write one CmdStan
-//! CSV per chain as they go; the others write `draws.csv` at the end.
+//! CSV per chain as they go; the others write `draws.csv` at the end, or for SVI, MAP and
+//! Laplace `draws.parquet` by `--format` or by size (`run::large`).
 
 use crate::method::Method;
 use crate::output::{mark_run_complete, prepare_out_dir, write_file};
 use crate::progress;
+use crate::run::large::{FormatChoice, OutputOptions, RunPlan};
 use crate::run::run_method;
 use crate::session::{Failure, Session};
 use crate::settings::{InferFlags, Resolved};
@@ -40,6 +42,80 @@ pub struct InferArgs {
     /// Print the summary as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// The draws file's format (SVI, MAP and Laplace): `csv` (CmdStan), `parquet`, or `auto`
+    /// (Parquet when the draws are too many to keep in memory, CSV otherwise).
+    #[arg(long, value_enum, default_value_t = FormatChoice::Auto)]
+    pub format: FormatChoice,
+    /// Write every element's draws, also of the sites with more than 1,000 elements that a
+    /// streamed run summarises by site (SVI, MAP and Laplace).
+    #[arg(long = "all-draws")]
+    pub all_draws: bool,
+}
+
+/// The output options of `--format` and `--all-draws`, refused where they cannot apply: for
+/// methods other than SVI, MAP and Laplace (which write their draws as CmdStan CSV, chain by
+/// chain), without `--out`, and `--plot` with a run whose draws stream to their file.
+fn output_options(
+    args: &InferArgs,
+    method: &Method,
+    model: &Model,
+) -> Result<OutputOptions, Failure> {
+    let options = OutputOptions {
+        format: args.format,
+        all_draws: args.all_draws,
+    };
+    let named = if args.all_draws {
+        Some("--all-draws".to_string())
+    } else if args.format != FormatChoice::Auto {
+        Some(format!(
+            "--format {}",
+            if args.format == FormatChoice::Csv {
+                "csv"
+            } else {
+                "parquet"
+            }
+        ))
+    } else {
+        None
+    };
+    let Method::Svi(svi) = method else {
+        if let Some(flag) = named.filter(|flag| flag != "--format csv") {
+            return Err(Failure::usage(
+                "E0975",
+                format!("`{flag}` applies to svi, map and laplace runs only"),
+                Some(
+                    "other methods write CmdStan CSV files (one per chain for Markov chains)"
+                        .to_string(),
+                ),
+            ));
+        }
+        return Ok(options);
+    };
+    if let (Some(flag), None) = (&named, &args.out) {
+        return Err(Failure::usage(
+            "E0976",
+            format!("`{flag}` says how to write the draws, but no `--out` folder was given"),
+            Some("add `--out DIR`".to_string()),
+        ));
+    }
+    let columns = crate::output::columns_of(&model.output_sites());
+    let plan = RunPlan::new(&columns, svi.draws, options);
+    if args.plot && plan.stream {
+        return Err(Failure::usage(
+            "E0919",
+            format!(
+                "`--plot` needs every draw in memory, but {} draws of {} values are streamed to \
+                 the draws file",
+                svi.draws,
+                columns.len()
+            ),
+            Some(format!(
+                "drop `--plot`, or ask for at most {} draws with `--samples`",
+                crate::run::large::STREAM_ABOVE_VALUES / columns.len().max(1)
+            )),
+        ));
+    }
+    Ok(options)
 }
 
 /// Runs `bdlc infer`.
@@ -56,6 +132,7 @@ pub fn run(args: &InferArgs, session: &mut Session, stop: &AtomicBool) -> Result
     drop(files);
     let model = Model::new(program, data, seed)
         .map_err(|error| Failure::model(vec![error.to_diagnostic()]))?;
+    let output = output_options(args, &method, &model)?;
     if let Some(out) = &args.out {
         prepare_out_dir(out, args.force)?;
     }
@@ -70,7 +147,7 @@ pub fn run(args: &InferArgs, session: &mut Session, stop: &AtomicBool) -> Result
         }
     }
     let started = Instant::now();
-    let result = run_method(&model, &method, args.out.as_deref(), show, stop)?;
+    let result = run_method(&model, &method, args.out.as_deref(), output, show, stop)?;
     if let Some(out) = &args.out {
         let summary = result.summary_json(&args.model);
         write_file(&out.join("summary.json"), &format!("{summary:#}\n"))?;

@@ -16,6 +16,7 @@ mod infer;
 mod interrupt;
 mod method;
 mod output;
+mod parquet;
 mod plot;
 mod plot_cmd;
 mod predict;

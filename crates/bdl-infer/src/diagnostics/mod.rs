@@ -24,6 +24,7 @@
 
 mod autocovariance;
 pub mod psis;
+pub mod streaming;
 mod summary;
 
 pub use summary::{

@@ -701,7 +701,14 @@ impl Repl<'_> {
         let show = self.interactive && crate::progress::enabled(quiet || self.quiet);
         self.interrupt.reset();
         self.interrupt.set_stoppable(true);
-        let result = run_method(&loaded.model, &method, out, show, &self.interrupt.stop);
+        let result = run_method(
+            &loaded.model,
+            &method,
+            out,
+            crate::run::large::OutputOptions::default(),
+            show,
+            &self.interrupt.stop,
+        );
         self.interrupt.set_stoppable(self.interactive);
         let result = result?;
         if let Some(out) = out {
