@@ -19,8 +19,8 @@ pub const PLOT_KINDS: &[&str] = &["predictive", "loss", "trace", "densities"];
 
 /// The keywords of the language.
 const KEYWORDS: &[&str] = &[
-    "let", "plate", "for", "in", "if", "else", "fn", "network", "return", "and", "or", "not",
-    "true", "false", "None", "as",
+    "let", "mut", "plate", "for", "in", "if", "else", "fn", "network", "return", "and", "or",
+    "not", "true", "false", "None", "as",
 ];
 
 /// The methods `:infer` accepts.
