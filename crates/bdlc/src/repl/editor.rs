@@ -29,8 +29,8 @@ pub const PLOT_KINDS: &[&str] = &[
 
 /// The keywords of the language.
 const KEYWORDS: &[&str] = &[
-    "let", "plate", "for", "in", "if", "else", "fn", "network", "return", "and", "or", "not",
-    "true", "false", "None", "as",
+    "let", "mut", "plate", "for", "in", "if", "else", "fn", "network", "return", "and", "or",
+    "not", "true", "false", "None", "as",
 ];
 
 /// The methods `:infer` accepts.
