@@ -2,8 +2,10 @@
 //!
 //! The method's options are parsed into a [`Method`] before anything runs (a flag that does not
 //! apply to the method is an error); `run::run_method` runs it. MCMC methods write one CmdStan
-//! CSV per chain as they go; the others write `draws.csv` at the end.
+//! CSV per chain as they go; the others write `draws.csv` at the end. The pointwise
+//! log-likelihood of the draws follows (`log_lik`), unless it is large or `--no-log-lik` says no.
 
+use crate::log_lik::LogLikChoice;
 use crate::method::Method;
 use crate::output::{prepare_out_dir, write_file};
 use crate::progress;
@@ -39,6 +41,13 @@ pub struct InferArgs {
     /// Print the summary as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Write the pointwise log-likelihood (`log_lik*.csv`, for `bdlc loo`) whatever its size;
+    /// by default it is written when observations x draws is at most 1,000,000.
+    #[arg(long = "log-lik", conflicts_with = "no_log_lik")]
+    pub log_lik: bool,
+    /// Do not write the pointwise log-likelihood.
+    #[arg(long = "no-log-lik")]
+    pub no_log_lik: bool,
 }
 
 /// Runs `bdlc infer`.
@@ -59,8 +68,15 @@ pub fn run(args: &InferArgs, session: &mut Session, stop: &AtomicBool) -> Result
         prepare_out_dir(out, args.force)?;
     }
     let show = progress::enabled(args.quiet);
-    let result = run_method(&model, &method, args.out.as_deref(), show, stop)?;
+    let mut result = run_method(&model, &method, args.out.as_deref(), show, stop)?;
+    let mut log_lik_note = None;
     if let Some(out) = &args.out {
+        let choice = LogLikChoice::from_flags(args.log_lik, args.no_log_lik);
+        let fact = crate::log_lik::write_for_run(&model, &result, out, choice)?;
+        if choice == LogLikChoice::WhenSmall && fact["written"] == false {
+            log_lik_note = fact["reason"].as_str().map(str::to_string);
+        }
+        result.facts.insert("log_lik".into(), fact);
         let summary = result.summary_json(&args.model);
         write_file(&out.join("summary.json"), &format!("{summary:#}\n"))?;
         if args.plot {
@@ -75,6 +91,9 @@ pub fn run(args: &InferArgs, session: &mut Session, stop: &AtomicBool) -> Result
             print!("{}", result.table());
             for warning in result.warning_messages() {
                 eprintln!("warning: {warning}");
+            }
+            if let Some(reason) = &log_lik_note {
+                eprintln!("note: the pointwise log-likelihood was not written ({reason})");
             }
             if let Some(out) = &args.out {
                 eprintln!("wrote {}", out.display());
