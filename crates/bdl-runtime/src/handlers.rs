@@ -331,7 +331,9 @@ impl Handler for Uncondition {
 /// each site's support, adding the log-Jacobian (the bridge to inference).
 ///
 /// With a growing layout (`discover`), a site met for the first time gets a new block: latent
-/// sites start at zero in unconstrained space, param sites at their initial value.
+/// sites start at zero in unconstrained space (or at a draw from their prior, mapped to
+/// unconstrained space, when `prior_draws` holds a random stream), param sites at their initial
+/// value.
 pub struct Unconstrain<'a> {
     /// Where each site's block lies.
     pub layout: &'a mut Layout,
@@ -339,6 +341,25 @@ pub struct Unconstrain<'a> {
     pub position: &'a [f64],
     /// Whether new sites may be added to the layout.
     pub discover: bool,
+    /// While discovering: the stream that new latent sites draw their starting value from
+    /// (their prior); `None` starts them at zero.
+    pub prior_draws: Option<&'a mut Rng>,
+}
+
+/// A draw from a site's prior mapped to unconstrained space, or `None` when the prior cannot be
+/// drawn (an improper prior), or its draw is outside the bijector's domain or not finite.
+fn prior_start(
+    dist: &Distribution,
+    bijector: &Bijector,
+    unconstrained_shape: &[usize],
+    tape: &Tape,
+    rng: &mut Rng,
+) -> Option<Vec<f64>> {
+    let mut stream: &mut dyn rand::RngCore = rng;
+    let drawn = dist.sample(tape, &mut stream, &[]).ok()?;
+    let start = bijector.inverse(&drawn).ok()?;
+    (start.shape() == unconstrained_shape && start.data().iter().all(|x| x.is_finite()))
+        .then(|| start.into_data())
 }
 
 impl Handler for Unconstrain<'_> {
@@ -432,7 +453,15 @@ impl Handler for Unconstrain<'_> {
                             }
                         }
                     }
-                    _ => vec![0.0; unconstrained_shape.iter().product()],
+                    _ => {
+                        let drawn = match (self.prior_draws.as_deref_mut(), &message.dist) {
+                            (Some(rng), Some(dist)) => {
+                                prior_start(dist, &bijector, &unconstrained_shape, tape, rng)
+                            }
+                            _ => None,
+                        };
+                        drawn.unwrap_or_else(|| vec![0.0; unconstrained_shape.iter().product()])
+                    }
                 };
                 self.layout.push(SiteLayout {
                     name: message.name.clone(),

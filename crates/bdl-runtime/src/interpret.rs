@@ -243,6 +243,7 @@ impl<'a> Interpreter<'a> {
             Some(expr) => self.usize_of(expr, "a plate's subsample size")?,
             None => size,
         };
+        check_tensor_size(&format!("plate `{}`", plate.name), &[size], span)?;
         if batch > size {
             return Err(RuntimeError::model(
                 "E0522",
@@ -381,7 +382,7 @@ impl<'a> Interpreter<'a> {
     pub(crate) fn tensor(&mut self, expr: &Expr) -> Result<TensorVar, RuntimeError> {
         match self.eval(expr)? {
             Value::Tensor(value) => Ok(value),
-            Value::Range { start, end } => Ok(self.range_tensor(start, end)),
+            Value::Range { start, end } => self.range_tensor(start, end, expr.span),
             other => Err(RuntimeError::model(
                 "E0503",
                 format!(
@@ -393,13 +394,19 @@ impl<'a> Interpreter<'a> {
         }
     }
 
-    pub(crate) fn range_tensor(&mut self, start: i64, end: i64) -> TensorVar {
+    pub(crate) fn range_tensor(
+        &mut self,
+        start: i64,
+        end: i64,
+        span: Span,
+    ) -> Result<TensorVar, RuntimeError> {
+        check_tensor_size("`range`", &[range_length(start, end)], span)?;
         let values: Vec<f64> = (start..end.max(start)).map(|k| k as f64).collect();
-        TensorVar {
+        Ok(TensorVar {
             var: self.tape.constant(Tensor::vector(values)),
             elem: Elem::Int,
             volatile: false,
-        }
+        })
     }
 
     /// The single number in a one-element tensor.
@@ -1273,6 +1280,42 @@ pub(crate) fn join_elems(values: &[TensorVar]) -> Elem {
 /// that fits in memory, so that a mistyped shape is a clear error instead of an aborted
 /// allocation or a size that wraps.
 pub const MAX_SITE_ELEMENTS: usize = 1 << 31;
+
+/// The number of values of `range(start, end)`, computed without overflow (0 when `end` is not
+/// above `start`; saturated at `usize::MAX`).
+pub(crate) fn range_length(start: i64, end: i64) -> usize {
+    if end <= start {
+        return 0;
+    }
+    usize::try_from(end.abs_diff(start)).unwrap_or(usize::MAX)
+}
+
+/// Refuses a value built by `what` (`zeros`, `ones`, `eye`, `range`, a plate) whose shape holds
+/// more than [`MAX_SITE_ELEMENTS`] elements, or whose element count overflows (E0600), naming
+/// the expression, the shape and its size; the product is taken with checked arithmetic.
+pub(crate) fn check_tensor_size(
+    what: &str,
+    shape: &[usize],
+    span: Span,
+) -> Result<(), RuntimeError> {
+    let elements = shape
+        .iter()
+        .try_fold(1usize, |count, &extent| count.checked_mul(extent));
+    match elements {
+        Some(count) if count <= MAX_SITE_ELEMENTS => Ok(()),
+        _ => {
+            let size: f64 = shape.iter().map(|&extent| extent as f64).product();
+            Err(RuntimeError::model(
+                "E0600",
+                format!(
+                    "{what} would have shape {shape:?}, {size:e} elements: more than the limit of {MAX_SITE_ELEMENTS} elements per value"
+                ),
+                span,
+            )
+            .with_hint("check the sizes; a value holds at most 2^31 numbers"))
+        }
+    }
+}
 
 /// Refuses a site whose shape holds more than [`MAX_SITE_ELEMENTS`] elements (the product is
 /// taken with checked arithmetic, so it cannot wrap), naming the site and its size.

@@ -8,7 +8,7 @@
 //! program afresh. Both paths run the same kernels, so they give bit-identical results.
 
 use crate::data::DataSet;
-use crate::error::RuntimeError;
+use crate::error::{ErrorKind, RuntimeError};
 use crate::handlers::{SeedRef, SiteKind, TraceMessages, Uncondition, Unconstrain};
 use crate::interpret::{Dynamic, Interpreter, RunOptions, Subsample};
 use crate::layout::Layout;
@@ -105,19 +105,57 @@ pub fn derive_data(program: &Program, mut data: DataSet) -> Result<DataSet, Runt
     Ok(data)
 }
 
+/// How many runs from prior draws [`Model::new`] tries after a numerical failure at zero.
+const DISCOVERY_RETRIES: usize = 100;
+
+/// What the model's first run found: the layout of the flat vector, the sites, the structure.
+struct Discovery {
+    layout: Layout,
+    trace: Rc<RefCell<Trace>>,
+    tape: Tape,
+    dynamic: Option<Dynamic>,
+    subsampled: bool,
+}
+
 impl Model {
     /// Compiles a program with its data: runs the data block's `let`s, then runs the model
     /// once to find its sites and lay out the flat vector. `seed` draws the initial values of
     /// `module` weights.
     pub fn new(program: Program, data: DataSet, seed: u64) -> Result<Model, RuntimeError> {
         let data = derive_data(&program, data)?;
+        // The first run starts every latent site at zero in unconstrained space. A model may be
+        // invalid there (`Exponential(z - 0.5)` with `z` near 5): a numerical failure of that run
+        // says nothing about the model, so the run is repeated from draws of the prior, on a
+        // stream of its own, before the first failure is reported.
+        let mut prior_stream = stream_rng(seed, u64::MAX - 3);
+        let mut first_failure = None;
+        for attempt in 0..=DISCOVERY_RETRIES {
+            let prior_draws = (attempt > 0).then_some(&mut prior_stream);
+            match Model::discover(&program, &data, seed, prior_draws) {
+                Ok(discovered) => return Ok(Model::from_discovery(program, data, discovered)),
+                Err(error) if error.kind == ErrorKind::Numerical => {
+                    first_failure.get_or_insert(error);
+                }
+                Err(error) => return Err(first_failure.unwrap_or(error)),
+            }
+        }
+        Err(first_failure.expect("a failed discovery records its error"))
+    }
+
+    /// One run of the model under a growing layout: its layout, its trace and what the run
+    /// learned about the model's structure.
+    fn discover(
+        program: &Program,
+        data: &DataSet,
+        seed: u64,
+        prior_draws: Option<&mut Rng>,
+    ) -> Result<Discovery, RuntimeError> {
         let mut layout = Layout::default();
         let trace = Rc::new(RefCell::new(Trace::default()));
         let mut rng = stream_rng(seed, u64::MAX);
         let mut tape = Tape::new();
         let (dynamic, subsampled) = {
-            let mut interpreter =
-                Interpreter::new(&program, &data, &mut tape, RunOptions::default());
+            let mut interpreter = Interpreter::new(program, data, &mut tape, RunOptions::default());
             interpreter.push(SeedRef { rng: &mut rng });
             interpreter.push(TraceMessages {
                 trace: Rc::clone(&trace),
@@ -126,6 +164,7 @@ impl Model {
                 layout: &mut layout,
                 position: &[],
                 discover: true,
+                prior_draws,
             });
             interpreter.run_model()?;
             (
@@ -133,6 +172,24 @@ impl Model {
                 !interpreter.subsamples.is_empty(),
             )
         };
+        Ok(Discovery {
+            layout,
+            trace,
+            tape,
+            dynamic,
+            subsampled,
+        })
+    }
+
+    /// The compiled model from its discovery run.
+    fn from_discovery(program: Program, data: DataSet, discovery: Discovery) -> Model {
+        let Discovery {
+            mut layout,
+            trace,
+            tape,
+            dynamic,
+            subsampled,
+        } = discovery;
         layout.finalize();
         let trace = trace.borrow();
         let sites = trace
@@ -142,7 +199,7 @@ impl Model {
             .collect();
         let normal_priors = find_normal_priors(&trace, &layout, &tape);
         let draws_need_run = why_draws_need_run(&trace, &layout, dynamic.as_ref());
-        Ok(Model {
+        Model {
             program,
             data,
             layout,
@@ -151,7 +208,7 @@ impl Model {
             dynamic,
             subsampled,
             draws_need_run,
-        })
+        }
     }
 
     /// A fresh evaluator with its own tape (one per chain, particle or thread).
@@ -295,6 +352,7 @@ impl Model {
                 layout: &mut layout,
                 position,
                 discover: false,
+                prior_draws: None,
             });
             interpreter.run_model()?;
         }
@@ -526,6 +584,7 @@ impl Model {
                 layout: &mut layout,
                 position,
                 discover: false,
+                prior_draws: None,
             });
             interpreter.run_model()?;
         }
@@ -1026,6 +1085,7 @@ impl Evaluator<'_> {
                 layout: &mut layout,
                 position: &self.position,
                 discover: false,
+                prior_draws: None,
             });
             interpreter.run_model()?;
             (interpreter.dynamic.clone(), interpreter.subsamples.clone())

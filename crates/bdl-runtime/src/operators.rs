@@ -4,7 +4,7 @@
 //! literals cost no node. Integer results stay integers where the operation allows it.
 
 use crate::error::RuntimeError;
-use crate::interpret::{join_elems, Interpreter};
+use crate::interpret::{check_tensor_size, join_elems, range_length, Interpreter};
 use crate::value::{Elem, TensorVar, Value};
 use bdl_autodiff::{Tensor, Var};
 use bdl_diagnostics::Span;
@@ -190,7 +190,7 @@ impl Interpreter<'_> {
                             axis += 1;
                         }
                         Value::Range { start, end } => {
-                            let index = self.range_tensor(start, end);
+                            let index = self.range_tensor(start, end, expr.span)?;
                             current = self.gather(current, index, axis, rank, expr.span)?;
                             axis += 1;
                         }
@@ -581,7 +581,7 @@ impl Interpreter<'_> {
                 let expr = arg(args, "x")
                     .ok_or_else(|| RuntimeError::model("E0540", "missing argument `x`", span))?;
                 let length = match self.eval(expr)? {
-                    Value::Range { start, end } => (end - start).max(0) as f64,
+                    Value::Range { start, end } => range_length(start, end) as f64,
                     Value::Tensor(value) => match self.tape.shape(value.var).first() {
                         Some(&n) => n as f64,
                         None => {
@@ -670,6 +670,7 @@ impl Interpreter<'_> {
                     RuntimeError::model("E0540", "missing argument `shape`", span)
                 })?;
                 let shape = self.shape_of(shape_expr)?;
+                check_tensor_size(&format!("`{name}`"), &shape, span)?;
                 let fill = if name == "zeros" { 0.0 } else { 1.0 };
                 self.real_constant(Tensor::full(&shape, fill))
             }
@@ -677,6 +678,7 @@ impl Interpreter<'_> {
                 let n_expr = arg(args, "n")
                     .ok_or_else(|| RuntimeError::model("E0540", "missing argument `n`", span))?;
                 let n = self.usize_of(n_expr, "the size of `eye`")?;
+                check_tensor_size("`eye`", &[n, n], span)?;
                 let mut data = vec![0.0; n * n];
                 for i in 0..n {
                     data[i * n + i] = 1.0;

@@ -2,7 +2,7 @@
 //! prints a stage of the pipeline (the AST as canonical source, the trace IR, or the trace of
 //! one run at the prior median); `--json` prints the diagnostics as one JSON document instead.
 
-use crate::session::{describe_io_error, Failure, Session};
+use crate::session::{read_bounded, Failure, Session, MAX_MODEL_FILE_BYTES};
 use bdl_diagnostics::{has_errors, Diagnostic, Severity};
 use bdl_runtime::data::Completeness;
 use bdl_runtime::model::Model;
@@ -45,14 +45,13 @@ pub fn run(args: &CheckArgs, session: &mut Session) -> ExitCode {
     let mut all_diagnostics = Vec::new();
     for path in &args.files {
         let name = path.display().to_string();
-        let bytes = match std::fs::read(path) {
+        let bytes = match read_bounded(path, "", MAX_MODEL_FILE_BYTES) {
             Ok(bytes) => bytes,
-            Err(error) => {
-                let message = format!("cannot read `{name}`: {}", describe_io_error(&error));
+            Err(refusal) => {
                 if args.json {
-                    all_diagnostics.push(Diagnostic::error("E0901", message));
+                    all_diagnostics.push(refusal.into_diagnostic());
                 } else {
-                    eprintln!("error[E0901]: {message}");
+                    eprintln!("error[{}]: {}", refusal.code, refusal.message);
                 }
                 unreadable = true;
                 continue;

@@ -7,7 +7,7 @@
 
 use crate::log_lik::LogLikChoice;
 use crate::method::Method;
-use crate::output::{prepare_out_dir, write_file};
+use crate::output::{mark_run_complete, prepare_out_dir, write_file};
 use crate::progress;
 use crate::run::run_method;
 use crate::session::{Failure, Session};
@@ -82,6 +82,7 @@ pub fn run(args: &InferArgs, session: &mut Session, stop: &AtomicBool) -> Result
         if args.plot {
             crate::plot_cmd::plot_run(&model, &result, out)?;
         }
+        mark_run_complete(out, result.interrupted)?;
     }
     #[allow(clippy::print_stdout, clippy::print_stderr)]
     {

@@ -13,7 +13,7 @@
 //! The rows are computed in blocks of [`BLOCK`] draws (each block's draws in parallel) and
 //! written as each block finishes, so memory holds one block, not the matrix.
 
-use crate::output::{columns_of, Column, DrawsWriter};
+use crate::output::{columns_of, require_complete_run, Column, DrawsWriter};
 use crate::run::RunResult;
 use crate::session::{describe_io_error, Failure};
 use bdl_autodiff::Tensor;
@@ -299,9 +299,10 @@ pub fn files_of(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
     Ok(files)
 }
 
-/// Reads a run's log-likelihood files.
+/// Reads a run's log-likelihood files (of a finished run: see [`require_complete_run`]).
 pub fn read(dir: &Path) -> Result<LogLikTable, Failure> {
     let files = files_of(dir)?;
+    require_complete_run(dir)?;
     let mut names: Vec<String> = Vec::new();
     let mut columns: Vec<Vec<f64>> = Vec::new();
     let mut chain_lengths = Vec::new();

@@ -18,9 +18,79 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 /// The files that mark a directory as holding a finished (or started) run.
-const RUN_FILES: [&str; 4] = ["summary.json", "draws.csv", "chain-1.csv", "params.json"];
+const RUN_FILES: [&str; 5] = [
+    "summary.json",
+    "draws.csv",
+    "chain-1.csv",
+    "params.json",
+    RUN_RECORD,
+];
 
-/// Creates the output directory, refusing one that holds a run unless `force`.
+/// The run's completion record: `{"complete": false}` from the moment `--out` is prepared,
+/// replaced by `{"complete": true, ...}` once every other file of the run is written. Readers of
+/// a run (`summary`, `plot`, `predict`, the REPL) refuse a directory whose record says the run
+/// did not finish (E0982); a directory without a record (written by hand, or by an older bdlc)
+/// is read as before.
+pub const RUN_RECORD: &str = "run.json";
+
+/// Writes `contents` to `path` through a temporary file renamed over it, so that a reader sees
+/// the old record or the new one, never a part of one.
+fn write_atomically(path: &Path, contents: &str) -> Result<(), Failure> {
+    let temporary = path.with_extension("json.partial");
+    write_file(&temporary, contents)?;
+    std::fs::rename(&temporary, path).map_err(|error| io_failure(path, &error))
+}
+
+/// Marks `dir` as holding a run that has started and not finished.
+pub fn mark_run_started(dir: &Path) -> Result<(), Failure> {
+    let record = json!({ "complete": false, "bdlc": env!("CARGO_PKG_VERSION") });
+    write_atomically(&dir.join(RUN_RECORD), &format!("{record:#}\n"))
+}
+
+/// Marks `dir` as holding a finished run: the last file a run writes. `interrupted` says
+/// whether the run stopped early on Ctrl-C (its files hold the draws finished so far).
+pub fn mark_run_complete(dir: &Path, interrupted: bool) -> Result<(), Failure> {
+    let record = json!({
+        "complete": true,
+        "interrupted": interrupted,
+        "bdlc": env!("CARGO_PKG_VERSION"),
+    });
+    write_atomically(&dir.join(RUN_RECORD), &format!("{record:#}\n"))
+}
+
+/// Refuses a run directory whose completion record is missing its `"complete": true` (E0982):
+/// the run failed, or was killed, before it finished, and its files may be partial.
+pub fn require_complete_run(dir: &Path) -> Result<(), Failure> {
+    let path = dir.join(RUN_RECORD);
+    if !path.exists() {
+        return Ok(());
+    }
+    let record: Option<Value> = crate::session::read_run_text(&path)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok());
+    let complete = record
+        .as_ref()
+        .and_then(|record| record.get("complete"))
+        .and_then(Value::as_bool);
+    if complete == Some(true) {
+        return Ok(());
+    }
+    let why = match complete {
+        Some(_) => "the run failed or was killed before it finished",
+        None => "its completion record is damaged",
+    };
+    Err(Failure::run_with_hint(
+        "E0982",
+        format!("`{}` holds an incomplete run: {why}", dir.display()),
+        format!(
+            "`{}` is written last, with `\"complete\": true`; run `bdlc infer` again (with `--force` to replace this one)",
+            path.display()
+        ),
+    ))
+}
+
+/// Creates the output directory, refusing one that holds a run unless `force`, and marks it as
+/// holding a run that has not finished ([`RUN_RECORD`]).
 pub fn prepare_out_dir(dir: &Path, force: bool) -> Result<(), Failure> {
     if dir.exists() {
         if !dir.is_dir() {
@@ -58,6 +128,7 @@ pub fn prepare_out_dir(dir: &Path, force: bool) -> Result<(), Failure> {
                 let name = entry.file_name().to_string_lossy().to_string();
                 let ours = RUN_FILES.contains(&name.as_str())
                     || (name.starts_with("chain-") && name.ends_with(".csv"))
+                    || (name.starts_with("log_lik") && name.ends_with(".csv"))
                     || name == "loss.csv"
                     || name.ends_with(".svg");
                 if ours && path.is_file() {
@@ -66,7 +137,8 @@ pub fn prepare_out_dir(dir: &Path, force: bool) -> Result<(), Failure> {
             }
         }
     }
-    std::fs::create_dir_all(dir).map_err(|e| io_failure(dir, &e))
+    std::fs::create_dir_all(dir).map_err(|e| io_failure(dir, &e))?;
+    mark_run_started(dir)
 }
 
 /// A file-system error as a failure.

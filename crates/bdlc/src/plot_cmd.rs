@@ -183,17 +183,7 @@ fn read_losses(path: &Path) -> Result<Vec<f64>, Failure> {
     if !path.is_file() {
         return Ok(Vec::new());
     }
-    let text = std::fs::read_to_string(path).map_err(|error| {
-        Failure::usage(
-            "E0901",
-            format!(
-                "cannot read `{}`: {}",
-                path.display(),
-                crate::session::describe_io_error(&error)
-            ),
-            None,
-        )
-    })?;
+    let text = crate::session::read_run_text(path)?;
     let mut losses = Vec::new();
     for (number, line) in text.lines().enumerate().skip(1) {
         let value = line

@@ -8,7 +8,7 @@
 
 use crate::device::{self, DeviceChoice};
 use crate::output::{format_number, write_file};
-use crate::session::{describe_io_error, Failure, Session};
+use crate::session::{Failure, Session};
 use bdl_autodiff::Tensor;
 use bdl_infer::diagnostics::quantile;
 use bdl_infer::rng::stream_rng;
@@ -69,6 +69,7 @@ pub fn draw_files(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
             None,
         ));
     }
+    crate::output::require_complete_run(dir)?;
     // Markov methods write a file per chain (and Gibbs and SGLD also `draws.csv`, all chains
     // together); the per-chain files keep the chains apart, so they come first.
     let mut chains = Vec::new();
@@ -104,17 +105,7 @@ pub fn read_draws(dir: &Path) -> Result<DrawTable, Failure> {
         chain_lengths: Vec::new(),
     };
     for path in draw_files(dir)? {
-        let text = std::fs::read_to_string(&path).map_err(|error| {
-            Failure::usage(
-                "E0901",
-                format!(
-                    "cannot read `{}`: {}",
-                    path.display(),
-                    describe_io_error(&error)
-                ),
-                None,
-            )
-        })?;
+        let text = crate::session::read_run_text(&path)?;
         // The header is the first line that is neither blank nor a comment; the rows after it
         // are parsed in parallel (a large network's draws file holds millions of numbers).
         let mut lines = text

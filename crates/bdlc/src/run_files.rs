@@ -2,7 +2,7 @@
 //! shared by `summary`, `plot` and the REPL.
 
 use crate::output::Column;
-use crate::session::{describe_io_error, Failure};
+use crate::session::Failure;
 use serde_json::Value;
 use std::path::Path;
 
@@ -30,21 +30,12 @@ pub fn column_from_csv_name(name: &str) -> Column {
 
 /// The run's `summary.json`, or `None` when the run has none.
 pub fn read_summary_json(dir: &Path) -> Result<Option<Value>, Failure> {
+    crate::output::require_complete_run(dir)?;
     let path = dir.join("summary.json");
     if !path.is_file() {
         return Ok(None);
     }
-    let text = std::fs::read_to_string(&path).map_err(|error| {
-        Failure::usage(
-            "E0901",
-            format!(
-                "cannot read `{}`: {}",
-                path.display(),
-                describe_io_error(&error)
-            ),
-            None,
-        )
-    })?;
+    let text = crate::session::read_run_text(&path)?;
     serde_json::from_str(&text).map(Some).map_err(|error| {
         Failure::run(
             "E0916",

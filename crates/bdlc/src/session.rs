@@ -40,6 +40,18 @@ impl Failure {
         }
     }
 
+    /// One problem of a run, without a location, with a hint (exit code 1).
+    pub fn run_with_hint(
+        code: &str,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Failure {
+        Failure {
+            diagnostics: vec![Diagnostic::error(code, message).with_hint(hint)],
+            exit_code: 1,
+        }
+    }
+
     /// One problem of a run, without a location (exit code 1).
     pub fn run(code: &str, message: impl Into<String>) -> Failure {
         Failure {
@@ -57,6 +69,141 @@ pub fn describe_io_error(error: &std::io::Error) -> String {
         std::io::ErrorKind::IsADirectory => "it is a directory".to_string(),
         _ => error.to_string().to_lowercase(),
     }
+}
+
+/// The largest model file read: the parser refuses sources above `bdl_syntax::MAX_SOURCE_BYTES`
+/// (1 MiB) with a located error; a file many times that size is refused before it is read.
+pub const MAX_MODEL_FILE_BYTES: u64 = 64 << 20;
+
+/// The largest data file, draws file or summary read (4 GiB).
+pub const MAX_DATA_FILE_BYTES: u64 = 4 << 30;
+
+/// Why a file was not read: a stable code, a sentence and perhaps a hint.
+#[derive(Debug)]
+pub struct Refusal {
+    /// `E0901` (the file cannot be read), `E0980` (not a regular file) or `E0981` (too large).
+    pub code: &'static str,
+    /// One sentence naming the file.
+    pub message: String,
+    /// What to do about it.
+    pub hint: Option<String>,
+}
+
+impl Refusal {
+    /// The refusal as a usage failure (exit code 2).
+    pub fn into_failure(self) -> Failure {
+        Failure::usage(self.code, self.message, self.hint)
+    }
+
+    /// The refusal as a diagnostic.
+    pub fn into_diagnostic(self) -> Diagnostic {
+        let diagnostic = Diagnostic::error(self.code, self.message);
+        match self.hint {
+            Some(hint) => diagnostic.with_hint(hint),
+            None => diagnostic,
+        }
+    }
+}
+
+/// What kind of file system entry `metadata` describes, in words, when it is not a regular file.
+fn not_a_regular_file(metadata: &std::fs::Metadata) -> Option<&'static str> {
+    let kind = metadata.file_type();
+    if kind.is_file() {
+        return None;
+    }
+    if kind.is_dir() {
+        return Some("a directory");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_fifo() {
+            return Some("a named pipe (FIFO)");
+        }
+        if kind.is_char_device() || kind.is_block_device() {
+            return Some("a device");
+        }
+        if kind.is_socket() {
+            return Some("a socket");
+        }
+    }
+    Some("not a regular file")
+}
+
+/// Reads a whole file of at most `limit` bytes. Only regular files are opened: a directory, a
+/// named pipe or a device such as `/dev/zero` would block or never end, so it is refused (E0980)
+/// before it is opened; a larger file is refused (E0981), also when it grows while it is read.
+/// `what` names the file in messages (`model file`, `data file`, or nothing); a data file that
+/// cannot be read is E0902, any other E0901.
+pub fn read_bounded(path: &Path, what: &str, limit: u64) -> Result<Vec<u8>, Refusal> {
+    use std::io::Read;
+    let cannot_read = |error: &std::io::Error| Refusal {
+        code: if what.starts_with("data") {
+            "E0902"
+        } else {
+            "E0901"
+        },
+        message: format!(
+            "cannot read {}`{}`: {}",
+            if what.is_empty() {
+                String::new()
+            } else {
+                format!("{what} ")
+            },
+            path.display(),
+            describe_io_error(error)
+        ),
+        hint: None,
+    };
+    let named = || {
+        if what.is_empty() {
+            format!("`{}`", path.display())
+        } else {
+            format!("{what} `{}`", path.display())
+        }
+    };
+    let metadata = std::fs::metadata(path).map_err(|error| cannot_read(&error))?;
+    if let Some(kind) = not_a_regular_file(&metadata) {
+        return Err(Refusal {
+            code: "E0980",
+            message: format!("{} is {kind}, not a regular file", named()),
+            hint: Some("give the path of a file; bdlc reads only regular files".to_string()),
+        });
+    }
+    let too_large = |size: String| Refusal {
+        code: "E0981",
+        message: format!("{} is {size}; the limit is {} bytes", named(), limit),
+        hint: Some("see `docs/cli.md` (Limits) for the sizes bdlc reads".to_string()),
+    };
+    if metadata.len() > limit {
+        return Err(too_large(format!("{} bytes", metadata.len())));
+    }
+    let file = std::fs::File::open(path).map_err(|error| cannot_read(&error))?;
+    let mut bytes = Vec::with_capacity(metadata.len() as usize);
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|error| cannot_read(&error))?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large("larger than that as it is read".to_string()));
+    }
+    Ok(bytes)
+}
+
+/// Reads a whole text file of a finished run (draws, summaries, losses), bounded as
+/// [`read_bounded`] bounds data files.
+pub fn read_run_text(path: &Path) -> Result<String, Failure> {
+    let bytes = read_bounded(path, "", MAX_DATA_FILE_BYTES).map_err(Refusal::into_failure)?;
+    String::from_utf8(bytes).map_err(|error| {
+        Failure::usage(
+            "E0901",
+            format!(
+                "cannot read `{}`: byte {} is not valid UTF-8",
+                path.display(),
+                error.utf8_error().valid_up_to()
+            ),
+            None,
+        )
+    })
 }
 
 /// The terminal and the sources of one command.
@@ -88,17 +235,7 @@ impl Session {
 
     /// Reads a file's bytes; a missing file is a usage error.
     pub fn read(&self, path: &Path, what: &str) -> Result<Vec<u8>, Failure> {
-        std::fs::read(path).map_err(|error| {
-            Failure::usage(
-                "E0901",
-                format!(
-                    "cannot read {what} `{}`: {}",
-                    path.display(),
-                    describe_io_error(&error)
-                ),
-                None,
-            )
-        })
+        read_bounded(path, what, MAX_MODEL_FILE_BYTES).map_err(Refusal::into_failure)
     }
 
     /// Parses, checks and lowers a model file.
@@ -130,15 +267,10 @@ impl Session {
         };
         let mut files = Vec::new();
         for (index, path) in paths.iter().enumerate() {
-            let bytes = match std::fs::read(path) {
+            let bytes = match read_bounded(path, "data file", MAX_DATA_FILE_BYTES) {
                 Ok(bytes) => bytes,
-                Err(error) => {
-                    let message = format!(
-                        "cannot read data file `{}`: {}",
-                        path.display(),
-                        describe_io_error(&error)
-                    );
-                    let mut diagnostic = Diagnostic::error("E0902", message);
+                Err(refusal) => {
+                    let mut diagnostic = refusal.into_diagnostic();
                     if given.is_empty() {
                         if let Some(reference) = program.data_files.get(index) {
                             diagnostic = diagnostic

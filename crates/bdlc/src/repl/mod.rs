@@ -7,7 +7,8 @@
 //! braces close; Ctrl-C clears the line; Ctrl-D quits. Ctrl-C during `:infer` stops the run and
 //! keeps what it has when the signal arrives (from a pipe); on a terminal the line editor leaves
 //! signals off between prompts, so it does not arrive there yet. From a pipe there are no prompts, colours or progress bars: the same outputs,
-//! and the exit code is 1 if any input failed.
+//! each error is reported and the session goes on (or stops there with `--stop-on-error`), and
+//! the exit code is 1 if any input failed.
 
 mod editor;
 mod eval;
@@ -56,6 +57,10 @@ pub struct ReplArgs {
     /// No progress bars.
     #[arg(long, short)]
     pub quiet: bool,
+    /// With input from a pipe, stop at the first input that fails (exit code 1); by default
+    /// each error is reported and the session goes on, as Python's does.
+    #[arg(long)]
+    pub stop_on_error: bool,
 }
 
 /// The text of `:help`.
@@ -232,6 +237,7 @@ struct Repl<'a> {
     quiet: bool,
     seed: u64,
     failed: bool,
+    stop_on_error: bool,
 }
 
 /// Runs `bdlc repl`.
@@ -253,6 +259,7 @@ pub fn run(args: &ReplArgs, session: &mut Session, interrupt: &Interrupt) -> Exi
         quiet: args.quiet,
         seed: args.seed,
         failed: false,
+        stop_on_error: args.stop_on_error,
     };
     if let Some(path) = &args.model {
         if let Err(failure) = repl.load(path, &args.data) {
@@ -263,7 +270,9 @@ pub fn run(args: &ReplArgs, session: &mut Session, interrupt: &Interrupt) -> Exi
         repl.interactive_loop();
         ExitCode::SUCCESS
     } else {
-        repl.pipe_loop();
+        if !(repl.failed && repl.stop_on_error) {
+            repl.pipe_loop();
+        }
         if repl.failed {
             ExitCode::from(1)
         } else {
@@ -379,6 +388,9 @@ impl Repl<'_> {
                 if let Flow::Quit = self.handle(&line) {
                     return;
                 }
+                if self.failed && self.stop_on_error {
+                    return;
+                }
                 continue;
             }
             pending.push_str(&line);
@@ -386,6 +398,9 @@ impl Repl<'_> {
             if eval::is_complete(&pending) {
                 let input = std::mem::take(&mut pending);
                 if let Flow::Quit = self.handle(&input) {
+                    return;
+                }
+                if self.failed && self.stop_on_error {
                     return;
                 }
             }
@@ -799,6 +814,9 @@ impl Repl<'_> {
         let (result, _) = self.run_method(&flags, None, command.out.as_deref(), command.quiet)?;
         if let (Some(out), true) = (&command.out, command.plot) {
             plot_cmd::plot_run(&self.loaded()?.model, &result, out)?;
+        }
+        if let Some(out) = &command.out {
+            crate::output::mark_run_complete(out, result.interrupted)?;
         }
         self.keep_run(result);
         if let Some(out) = &command.out {
