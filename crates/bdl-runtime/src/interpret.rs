@@ -23,6 +23,11 @@ use std::collections::HashSet;
 /// The deepest chain of user-function calls allowed (recursion would otherwise never end).
 const MAX_CALL_DEPTH: usize = 64;
 
+/// The most calls of user functions one run of the model may make. Depth alone does not bound a
+/// run: a function that calls the one before it twice, 40 deep, makes 2^40 calls. A model
+/// above the limit is refused (E0601) instead of running for hours.
+pub const MAX_CALLS_PER_RUN: usize = 1_000_000;
+
 /// The number of iterations after which a loop is stopped as runaway.
 const MAX_LOOP_ITERATIONS: i64 = 10_000_000;
 
@@ -71,6 +76,8 @@ pub struct Interpreter<'a> {
     plates: Vec<PlateFrame>,
     site_names: HashSet<String>,
     call_depth: usize,
+    /// The calls of user functions made so far in this run.
+    calls: usize,
     /// The site whose arguments are being evaluated, for messages.
     site_context: Option<String>,
     options: RunOptions,
@@ -106,6 +113,7 @@ impl<'a> Interpreter<'a> {
             plates: Vec::new(),
             site_names: HashSet::new(),
             call_depth: 0,
+            calls: 0,
             site_context: None,
             options,
             dynamic: None,
@@ -679,6 +687,18 @@ impl<'a> Interpreter<'a> {
                 span,
             )
             .with_hint("functions may not call themselves without end"));
+        }
+        self.calls += 1;
+        if self.calls > MAX_CALLS_PER_RUN {
+            return Err(RuntimeError::model(
+                "E0601",
+                format!(
+                    "one run of the model calls user functions more than {MAX_CALLS_PER_RUN} times (here `{}`)",
+                    definition.name
+                ),
+                span,
+            )
+            .with_hint("a function that calls another more than once at each level makes exponentially many calls; compute the value once with `let`, or vectorise the loop"));
         }
         let values = args
             .iter()

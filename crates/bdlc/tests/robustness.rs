@@ -332,3 +332,66 @@ fn a_piped_repl_reports_each_error_and_goes_on_unless_told_to_stop() {
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert!(text(&output.stdout).contains("42"));
 }
+
+#[test]
+fn draws_that_are_not_finite_are_an_error_of_the_run() {
+    let dir = scratch("nonfinite");
+    let model = dir.join("nan.bdl");
+    std::fs::write(
+        &model,
+        "model {\n    let z = sample(\"z\", Normal(0, 1))\n    let d = deterministic(\"d\", log(z - 100))\n}\n",
+    )
+    .expect("the model is written");
+    let out = dir.join("run");
+    let out_text = out.to_str().expect("a UTF-8 path");
+    let output = bdlc(&[
+        "infer",
+        model.to_str().expect("a UTF-8 path"),
+        "--method",
+        "prior",
+        "--samples",
+        "50",
+        "--out",
+        out_text,
+    ]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("E0984")
+            && stderr.contains("50 of the 50 draws of `d` are not finite")
+            && stderr.contains("the first is draw 1 of chain 1"),
+        "{stderr}"
+    );
+    let summary = bdlc(&["summary", out_text]);
+    assert!(text(&summary.stderr).contains("E0982"));
+}
+
+#[test]
+fn exponentially_many_function_calls_are_refused_at_the_call() {
+    let dir = scratch("calls");
+    let mut source = String::from("fn f0(a) {\n    return a\n}\n");
+    for level in 1..40 {
+        source.push_str(&format!(
+            "fn f{level}(a) {{\n    return f{}(a) + f{}(a)\n}}\n",
+            level - 1,
+            level - 1
+        ));
+    }
+    source.push_str("model {\n    let z = sample(\"z\", Normal(0, 1))\n    let y = f39(z)\n}\n");
+    let model = dir.join("calls.bdl");
+    std::fs::write(&model, source).expect("the model is written");
+    let started = Instant::now();
+    let output = bdlc(&[
+        "infer",
+        model.to_str().expect("a UTF-8 path"),
+        "--method",
+        "prior",
+    ]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("E0601") && stderr.contains("more than 1000000 times"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(60));
+}

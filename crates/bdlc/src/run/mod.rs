@@ -49,6 +49,9 @@ pub fn run_method(
         }
     };
     let mut result = outcome.map_err(|failure| name_coordinates(failure, model))?;
+    if let Some(failure) = nonfinite_draws(&result) {
+        return Err(failure);
+    }
     result.facts.insert(
         "wall_seconds".into(),
         json!(started.elapsed().as_secs_f64()),
@@ -170,6 +173,48 @@ fn check_memory(model: &Model, method: &Method) -> Result<(), Failure> {
         Some(
             "lower `--chains`, `--samples`, `--members` or `--particles`, or raise the limit with the environment variable BDLC_MAX_MEMORY_GB".to_string(),
         ),
+    ))
+}
+
+/// A run whose draws hold NaN or infinite values failed (E0984): its summary would show `-`
+/// where a number belongs. The message names the first column with such values (as the
+/// summary spells it), how many of its draws they are, and where the first one is.
+pub fn nonfinite_draws(result: &RunResult) -> Option<Failure> {
+    let width = result.columns.len();
+    if width == 0 {
+        return None;
+    }
+    let mut counts = vec![0usize; width];
+    let mut first: Vec<Option<(usize, usize)>> = vec![None; width];
+    for (chain, draws) in result.draws.iter().enumerate() {
+        for (row, values) in draws.chunks(width).enumerate() {
+            for (column, value) in values.iter().enumerate() {
+                if !value.is_finite() {
+                    counts[column] += 1;
+                    first[column].get_or_insert((chain, row));
+                }
+            }
+        }
+    }
+    let column = counts.iter().position(|&count| count > 0)?;
+    let (chain, row) = first[column]?;
+    let draws: usize = result.draws.iter().map(|d| d.len() / width).sum();
+    let others = counts.iter().filter(|&&count| count > 0).count() - 1;
+    let also = match others {
+        0 => String::new(),
+        1 => " (and 1 other column)".to_string(),
+        n => format!(" (and {n} other columns)"),
+    };
+    Some(Failure::run_with_hint(
+        "E0984",
+        format!(
+            "{} of the {draws} draws of `{}` are not finite (NaN or infinite){also}; the first is draw {} of chain {}",
+            counts[column],
+            result.columns[column].display_name(),
+            row + 1,
+            chain + 1,
+        ),
+        "a deterministic value or a site's draw overflowed or left its domain (the log of a negative number, a division by zero); the files hold the draws, `run.json` marks the run as failed",
     ))
 }
 
