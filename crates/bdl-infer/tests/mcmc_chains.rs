@@ -234,3 +234,54 @@ fn short_runs_work() {
         assert!(result.chains.iter().all(|c| c.n_draws() == samples));
     }
 }
+
+#[test]
+fn an_initial_metric_is_where_warm_up_starts_and_what_sampling_keeps_without_it() {
+    let variances = vec![1.0, 1.0, 2.0];
+    let given = bdl_infer::mcmc::InverseMetric::Diag(variances.clone());
+    let diagonal = run(&McmcSettings {
+        warmup: 0,
+        samples: 10,
+        chains: 2,
+        initial_metric: Some(given.clone()),
+        ..McmcSettings::default()
+    });
+    for chain in &diagonal.chains {
+        assert_eq!(chain.adaptation.inverse_metric, given);
+    }
+    // A dense metric starts from the diagonal matrix of the given variances.
+    let dense = run(&McmcSettings {
+        warmup: 0,
+        samples: 10,
+        chains: 1,
+        metric: MetricKind::Dense,
+        initial_metric: Some(given),
+        ..McmcSettings::default()
+    });
+    let mut expected = vec![0.0; 9];
+    for (i, v) in variances.iter().enumerate() {
+        expected[i * 3 + i] = *v;
+    }
+    assert_eq!(
+        dense.chains[0].adaptation.inverse_metric,
+        bdl_infer::mcmc::InverseMetric::Dense {
+            dim: 3,
+            values: expected
+        }
+    );
+    // One of the wrong dimension, or not positive, is refused before any chain runs.
+    let target = target();
+    for wrong in [vec![1.0, 1.0], vec![1.0, -1.0, 1.0]] {
+        let error = sample(
+            &McmcSettings {
+                initial_metric: Some(bdl_infer::mcmc::InverseMetric::Diag(wrong)),
+                ..McmcSettings::default()
+            },
+            |_| target.clone(),
+            &|_| {},
+            &AtomicBool::new(false),
+        )
+        .expect_err("an unusable metric is refused");
+        assert!(error.to_string().contains("initial metric"), "{error}");
+    }
+}

@@ -1283,6 +1283,17 @@ pub struct LatentDensity<'m> {
 }
 
 impl<'m> LatentDensity<'m> {
+    /// The same density with the model's params at `params` (unconstrained, in layout order)
+    /// instead of their initial values, e.g. the params of an earlier fit; a slice of the wrong
+    /// length leaves them as they are.
+    pub fn with_params(mut self, params: &[f64]) -> Self {
+        let latent_dim = self.evaluator.model.layout.latent_dim();
+        if params.len() == self.full_position.len() - latent_dim {
+            self.full_position[latent_dim..].copy_from_slice(params);
+        }
+        self
+    }
+
     /// The underlying evaluator.
     pub fn evaluator(&mut self) -> &mut Evaluator<'m> {
         &mut self.evaluator

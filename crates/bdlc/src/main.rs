@@ -31,6 +31,7 @@ mod settings;
 mod shell;
 mod summary_cmd;
 mod vi_checks;
+mod warm_start;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use interrupt::Interrupt;

@@ -18,6 +18,7 @@ use bdl_infer::vi::{
     ElboKind, GuideKind, KlWeightSchedule, LearningRateSchedule, OptimizerKind, SviSettings,
 };
 use bdl_runtime::conjugate::GibbsBlocks;
+use std::path::PathBuf;
 
 /// The name of a method, as `--method` and the `infer` block spell it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,7 +87,7 @@ impl MethodName {
 }
 
 /// Where an SVI or MAP fit starts, resolved against the model when the run begins.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum InitChoice {
     /// SVI from the L-BFGS MAP point in standardised coordinates (the default of `--steps
     /// auto`); MAP and Laplace start L-BFGS from the median of prior draws.
@@ -97,6 +98,17 @@ pub enum InitChoice {
     Uniform,
     /// Zero on the unconstrained scale, params at their initial values.
     Zero,
+    /// An earlier run's `params.json` (or its directory): its MAP point, or its guide resumed.
+    File(PathBuf),
+}
+
+/// Where the chains of NUTS and HMC start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum McmcInit {
+    /// Uniform in (−2, 2) on the unconstrained scale (Stan's default).
+    Uniform,
+    /// Draws from an earlier run's guide, with its variances as the initial metric.
+    File(PathBuf),
 }
 
 /// SVI, MAP or Laplace: an optimised guide, then draws from it.
@@ -131,6 +143,8 @@ pub struct McmcMethod {
     pub settings: McmcSettings,
     /// Whether warm-up draws are written to the chain files too.
     pub save_warmup: bool,
+    /// Where the chains start.
+    pub init: McmcInit,
 }
 
 /// SGLD or SGHMC.
@@ -193,7 +207,7 @@ const FLAG_METHODS: &[(&str, &[MethodName])] = {
         ("kl-weight", &[Svi, Map, Laplace, Ensemble]),
         ("kl-anneal", &[Svi, Map, Laplace, Ensemble]),
         ("particles", &[Svi, Map, Laplace]),
-        ("init", &[Svi, Map, Laplace]),
+        ("init", &[Svi, Map, Laplace, Nuts, Hmc]),
         ("psis-draws", &[Svi, Map, Laplace]),
         ("resample", &[Svi]),
         (
@@ -329,19 +343,20 @@ impl Method {
                 } else {
                     "median"
                 };
-                let init = match resolved
-                    .choice(
-                        "init",
-                        &flags.init,
+                let init = match init_file(resolved) {
+                    Some(path) => InitChoice::File(path),
+                    None => match init_choice(
+                        resolved,
                         default_init,
                         &["map", "median", "uniform", "zero"],
                     )?
                     .as_str()
-                {
-                    "map" => InitChoice::Map,
-                    "uniform" => InitChoice::Uniform,
-                    "zero" => InitChoice::Zero,
-                    _ => InitChoice::Median,
+                    {
+                        "map" => InitChoice::Map,
+                        "uniform" => InitChoice::Uniform,
+                        "zero" => InitChoice::Zero,
+                        _ => InitChoice::Median,
+                    },
                 };
                 let draws = if matches!(settings.guide, GuideKind::Delta) {
                     1
@@ -387,6 +402,13 @@ impl Method {
                 name,
                 settings: mcmc_settings(resolved, name)?,
                 save_warmup: flags.save_warmup,
+                init: match init_file(resolved) {
+                    Some(path) => McmcInit::File(path),
+                    None => {
+                        init_choice(resolved, "uniform", &["uniform"])?;
+                        McmcInit::Uniform
+                    }
+                },
             }),
             MethodName::Exact => Method::Exact {
                 seed: resolved.seed()?,
@@ -420,6 +442,30 @@ impl Method {
             }
         })
     }
+}
+
+/// The file `--init` names, when it names one (a path rather than a built-in starting point).
+fn init_file(resolved: &Resolved) -> Option<PathBuf> {
+    let value = resolved.flags().init.clone()?;
+    crate::warm_start::WarmStart::names_a_file(&value).then(|| PathBuf::from(value))
+}
+
+/// The built-in starting point `--init` (or the block's `init`) names, one of `choices`; the
+/// hint of an unknown name mentions files too.
+fn init_choice(resolved: &Resolved, default: &str, choices: &[&str]) -> Result<String, Failure> {
+    resolved
+        .choice("init", &resolved.flags().init, default, choices)
+        .map_err(|mut failure| {
+            for diagnostic in &mut failure.diagnostics {
+                if let Some(hint) = &mut diagnostic.hint {
+                    hint.push_str(
+                        ", or the path of an earlier run's `params.json` (or its `--out` \
+                         directory)",
+                    );
+                }
+            }
+            failure
+        })
 }
 
 /// Whether MAP or Laplace runs L-BFGS: the default, unless a first-order optimiser or one of

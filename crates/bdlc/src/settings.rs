@@ -84,7 +84,8 @@ pub struct InferFlags {
     /// Where optimisation starts: map (SVI from the L-BFGS MAP point in standardised
     /// coordinates; the default with `--steps auto`), median (of prior draws, Pyro's default, and
     /// the default otherwise), uniform (in ±2 on the unconstrained scale, NumPyro's and Stan's
-    /// default) or zero.
+    /// default) or zero; or FILE, an earlier run's params.json or its directory (SVI, MAP,
+    /// Laplace, and NUTS/HMC: chains from its guide, its variances as the initial metric).
     #[arg(long)]
     pub init: Option<String>,
     /// Also write the warm-up draws to the chain files (CmdStan's `save_warmup`).

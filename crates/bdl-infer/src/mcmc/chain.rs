@@ -165,7 +165,15 @@ where
     let mut current = PhasePoint::new(dim);
     initialise_chain(&mut density, settings, chain, &mut rng, &mut current)?;
 
-    let mut metric = Metric::unit(settings.metric, dim);
+    // `validate` has checked that a given initial metric is usable.
+    let mut metric = match &settings.initial_metric {
+        Some(inverse) => Metric::starting(settings.metric, dim, inverse).map_err(|error| {
+            McmcError::InvalidSettings {
+                message: format!("the initial metric is not usable: {error}"),
+            }
+        })?,
+        None => Metric::unit(settings.metric, dim),
+    };
     let mut step_size = settings.initial_step_size;
     let mut scratch = PhasePoint::new(dim);
     let mut kernel = Kernel::new(settings.algorithm, dim);

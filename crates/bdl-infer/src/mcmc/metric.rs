@@ -156,6 +156,43 @@ impl Metric {
         })
     }
 
+    /// A metric of `kind` from a given inverse metric: as given when the kinds agree, the
+    /// diagonal of a dense one for a diagonal metric, and a diagonal one as a diagonal matrix
+    /// for a dense metric. The dimension must be `dim`.
+    pub fn starting(
+        kind: MetricKind,
+        dim: usize,
+        inverse: &InverseMetric,
+    ) -> Result<Metric, MetricError> {
+        let given_dim = match inverse {
+            InverseMetric::Diag(diagonal) => diagonal.len(),
+            InverseMetric::Dense { dim, .. } => *dim,
+        };
+        if given_dim != dim {
+            return Err(MetricError {
+                message: format!(
+                    "the inverse metric has dimension {given_dim} but the density has {dim}"
+                ),
+            });
+        }
+        match (kind, inverse) {
+            (MetricKind::Diag, InverseMetric::Diag(diagonal)) => Metric::diag(diagonal.clone()),
+            (MetricKind::Diag, InverseMetric::Dense { values, .. }) => {
+                Metric::diag((0..dim).map(|i| values[i * dim + i]).collect())
+            }
+            (MetricKind::Dense, InverseMetric::Dense { values, .. }) => {
+                Metric::dense(dim, values.clone())
+            }
+            (MetricKind::Dense, InverseMetric::Diag(diagonal)) => {
+                let mut values = vec![0.0; dim * dim];
+                for (i, v) in diagonal.iter().enumerate() {
+                    values[i * dim + i] = *v;
+                }
+                Metric::dense(dim, values)
+            }
+        }
+    }
+
     /// The number of coordinates.
     pub fn dim(&self) -> usize {
         self.dim

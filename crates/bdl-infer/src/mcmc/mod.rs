@@ -66,6 +66,10 @@ pub struct McmcSettings {
     pub metric: MetricKind,
     /// Where chains start.
     pub init: Init,
+    /// The inverse metric warm-up starts from (and sampling uses without warm-up), e.g. a
+    /// fitted guide's variances; `None` starts from the identity. A diagonal one serves a dense
+    /// metric as its diagonal, and a dense one serves a diagonal metric through its diagonal.
+    pub initial_metric: Option<InverseMetric>,
     /// How many random starting points to try before giving up.
     pub max_init_attempts: usize,
     /// The step size before the initial search (and the sampling step size without warm-up).
@@ -90,6 +94,7 @@ impl Default for McmcSettings {
             target_accept: 0.8,
             metric: MetricKind::Diag,
             init: Init::default(),
+            initial_metric: None,
             max_init_attempts: 100,
             initial_step_size: 1.0,
             max_energy_error: 1000.0,
@@ -427,6 +432,13 @@ impl McmcSettings {
         self.init
             .validate(self.chains, dim)
             .map_err(|message| McmcError::InvalidSettings { message })?;
+        if let Some(inverse) = &self.initial_metric {
+            Metric::starting(self.metric, dim, inverse).map_err(|error| {
+                McmcError::InvalidSettings {
+                    message: format!("the initial metric is not usable: {error}"),
+                }
+            })?;
+        }
         Ok(())
     }
 }

@@ -58,7 +58,9 @@ pub struct LbfgsMap {
 fn start_position(location: &InitLocation, dim: usize, seed: u64) -> Result<Vec<f64>, SviError> {
     let position = match location {
         InitLocation::Zeros => vec![0.0; dim],
-        InitLocation::Position(position) => position.clone(),
+        InitLocation::Position(_) | InitLocation::Resume { .. } => {
+            location.position().unwrap_or_default()
+        }
         InitLocation::Uniform { radius } => {
             let mut rng = stream_rng(derive_seed(seed, PURPOSE_LBFGS_START), 0);
             (0..dim)

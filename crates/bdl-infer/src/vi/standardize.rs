@@ -67,57 +67,72 @@ impl<M: ElboModel> Standardized<M> {
 
     /// A guide fitted in u mapped to the model's coordinates z.
     pub fn to_original(&self, guide: &FittedGuide) -> Result<FittedGuide, GuideError> {
-        let (c, s) = (&self.center, &self.scale);
-        let loc = |loc: &[f64]| -> Vec<f64> {
-            loc.iter()
-                .zip(c)
-                .zip(s)
-                .map(|((l, c), s)| c + s * l)
-                .collect()
-        };
-        let rows = |rows: &[Vec<f64>]| -> Vec<Vec<f64>> {
-            rows.iter()
-                .zip(s)
-                .map(|(row, s)| row.iter().map(|v| s * v).collect())
-                .collect()
-        };
-        let params = match guide.params() {
-            GuideParams::Delta { loc: l } => GuideParams::Delta { loc: loc(l) },
-            GuideParams::DiagonalNormal { loc: l, scale } => GuideParams::DiagonalNormal {
-                loc: loc(l),
-                scale: scale.iter().zip(s).map(|(a, b)| a * b).collect(),
-            },
-            GuideParams::MultivariateNormal { loc: l, scale_tril } => {
-                GuideParams::MultivariateNormal {
-                    loc: loc(l),
-                    scale_tril: rows(scale_tril),
-                }
-            }
-            GuideParams::LowRankMultivariateNormal {
-                loc: l,
-                cov_factor,
-                cov_diag,
-            } => GuideParams::LowRankMultivariateNormal {
-                loc: loc(l),
-                cov_factor: rows(cov_factor),
-                cov_diag: cov_diag.iter().zip(s).map(|(d, s)| d * s * s).collect(),
-            },
-            GuideParams::Laplace { loc: l, covariance } => GuideParams::Laplace {
-                loc: loc(l),
-                covariance: covariance
-                    .iter()
-                    .enumerate()
-                    .map(|(i, row)| {
-                        row.iter()
-                            .enumerate()
-                            .map(|(j, v)| s[i] * s[j] * v)
-                            .collect()
-                    })
-                    .collect(),
-            },
-        };
-        FittedGuide::new(params)
+        affine_guide(guide, &self.center, &self.scale)
     }
+
+    /// A guide over the model's coordinates z mapped to u (the inverse of
+    /// [`Standardized::to_original`]: u = −c/s + z/s), to resume its fit here.
+    pub fn from_original(&self, guide: &FittedGuide) -> Result<FittedGuide, GuideError> {
+        let center: Vec<f64> = self
+            .center
+            .iter()
+            .zip(&self.scale)
+            .map(|(c, s)| -c / s)
+            .collect();
+        let scale: Vec<f64> = self.scale.iter().map(|s| 1.0 / s).collect();
+        affine_guide(guide, &center, &scale)
+    }
+}
+
+/// The guide of c + s ⊙ x for x distributed as `guide`.
+fn affine_guide(guide: &FittedGuide, c: &[f64], s: &[f64]) -> Result<FittedGuide, GuideError> {
+    let loc = |loc: &[f64]| -> Vec<f64> {
+        loc.iter()
+            .zip(c)
+            .zip(s)
+            .map(|((l, c), s)| c + s * l)
+            .collect()
+    };
+    let rows = |rows: &[Vec<f64>]| -> Vec<Vec<f64>> {
+        rows.iter()
+            .zip(s)
+            .map(|(row, s)| row.iter().map(|v| s * v).collect())
+            .collect()
+    };
+    let params = match guide.params() {
+        GuideParams::Delta { loc: l } => GuideParams::Delta { loc: loc(l) },
+        GuideParams::DiagonalNormal { loc: l, scale } => GuideParams::DiagonalNormal {
+            loc: loc(l),
+            scale: scale.iter().zip(s).map(|(a, b)| a * b).collect(),
+        },
+        GuideParams::MultivariateNormal { loc: l, scale_tril } => GuideParams::MultivariateNormal {
+            loc: loc(l),
+            scale_tril: rows(scale_tril),
+        },
+        GuideParams::LowRankMultivariateNormal {
+            loc: l,
+            cov_factor,
+            cov_diag,
+        } => GuideParams::LowRankMultivariateNormal {
+            loc: loc(l),
+            cov_factor: rows(cov_factor),
+            cov_diag: cov_diag.iter().zip(s).map(|(d, s)| d * s * s).collect(),
+        },
+        GuideParams::Laplace { loc: l, covariance } => GuideParams::Laplace {
+            loc: loc(l),
+            covariance: covariance
+                .iter()
+                .enumerate()
+                .map(|(i, row)| {
+                    row.iter()
+                        .enumerate()
+                        .map(|(j, v)| s[i] * s[j] * v)
+                        .collect()
+                })
+                .collect(),
+        },
+    };
+    FittedGuide::new(params)
 }
 
 impl<M: ElboModel> ElboModel for Standardized<M> {

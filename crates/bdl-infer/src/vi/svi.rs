@@ -17,7 +17,7 @@ use crate::vi::guide::{GuideFamily, GuideKind};
 use crate::vi::laplace;
 use crate::vi::numeric::derive_seed;
 use crate::vi::optim::{Optimizer, OptimizerSettings};
-use crate::vi::posterior::FittedGuide;
+use crate::vi::posterior::{FittedGuide, GuideParams};
 use crate::vi::schedule::KlWeightSchedule;
 use rand::Rng as _;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,6 +43,31 @@ pub enum InitLocation {
         /// The half-width of the interval, positive.
         radius: f64,
     },
+    /// Resume the optimisation of a saved guide: its parameters exactly as they were (the guide
+    /// family must be the one being fitted), and the model's params at `params`
+    /// (unconstrained).
+    Resume {
+        /// The saved guide.
+        guide: GuideParams,
+        /// The model's params, unconstrained.
+        params: Vec<f64>,
+    },
+}
+
+impl InitLocation {
+    /// The position `[latents, params]` this location names, when it names one: the given
+    /// position, or a resumed guide's location with its params.
+    pub fn position(&self) -> Option<Vec<f64>> {
+        match self {
+            InitLocation::Position(position) => Some(position.clone()),
+            InitLocation::Resume { guide, params } => {
+                let mut position = guide.loc().to_vec();
+                position.extend_from_slice(params);
+                Some(position)
+            }
+            InitLocation::Zeros | InitLocation::Uniform { .. } => None,
+        }
+    }
 }
 
 /// How the fit starts.
@@ -473,7 +498,24 @@ fn initial_params<M: ElboModel>(
 ) -> Result<Vec<f64>, SviError> {
     let latent_dim = elbo.latent_dim();
     let dim = latent_dim + elbo.param_dim();
-    if let InitLocation::Position(position) = &settings.init.location {
+    if let InitLocation::Resume { guide, .. } = &settings.init.location {
+        let (family, _) =
+            GuideFamily::from_guide_params(guide).map_err(|error| SviError::InvalidSettings {
+                message: format!("the guide to resume is not valid: {error}"),
+            })?;
+        if &family != elbo.family() {
+            return Err(SviError::InvalidSettings {
+                message: format!(
+                    "the guide to resume is a `{}` guide over {} coordinates, but a `{}` guide \
+                     over {latent_dim} coordinates is being fitted",
+                    guide.name(),
+                    family.latent_dim(),
+                    settings.guide.name()
+                ),
+            });
+        }
+    }
+    if let Some(position) = settings.init.location.position() {
         if position.len() != dim {
             return Err(SviError::InvalidSettings {
                 message: format!(
@@ -507,6 +549,7 @@ fn initial_params<M: ElboModel>(
         let position = match &settings.init.location {
             InitLocation::Zeros => vec![0.0; dim],
             InitLocation::Position(position) => position.clone(),
+            InitLocation::Resume { .. } => settings.init.location.position().unwrap_or_default(),
             InitLocation::Uniform { radius } => {
                 let mut rng = stream_rng(
                     derive_seed(settings.seed, PURPOSE_INITIAL_POSITION),
@@ -521,10 +564,21 @@ fn initial_params<M: ElboModel>(
             derive_seed(settings.seed, PURPOSE_GUIDE_INIT),
             attempt as u64,
         );
-        let mut params =
-            elbo.family()
-                .initial_params(&position, settings.init.scale, &mut guide_rng);
-        if let Some(scales) = &settings.init_scales {
+        let mut params = match &settings.init.location {
+            // Checked above: the saved guide's family is the one being fitted.
+            InitLocation::Resume { guide, .. } => GuideFamily::from_guide_params(guide)
+                .map(|(_, params)| params)
+                .map_err(|error| SviError::InvalidSettings {
+                    message: error.message,
+                })?,
+            _ => elbo
+                .family()
+                .initial_params(&position, settings.init.scale, &mut guide_rng),
+        };
+        if let (Some(scales), false) = (
+            &settings.init_scales,
+            matches!(settings.init.location, InitLocation::Resume { .. }),
+        ) {
             elbo.family()
                 .set_initial_scales(&mut params, settings.init.scale, scales);
         }

@@ -1,11 +1,12 @@
 //! `nuts` and `hmc`: Markov chains with Stan's warm-up, each streamed into its own CmdStan CSV
 //! file (`chain-N.csv`, sampler columns first) as it samples.
 
-use crate::method::{McmcMethod, MethodName};
+use crate::method::{McmcInit, McmcMethod, MethodName};
 use crate::output::{flatten_row, Column, DrawsWriter};
 use crate::progress;
 use crate::run::outcome::{infer_failure, output_columns, RunResult};
 use crate::session::Failure;
+use crate::warm_start::WarmStart;
 use bdl_infer::diagnostics::Summary;
 use bdl_infer::mcmc::{self, ChainEvent, MetricKind};
 use bdl_infer::rng::stream_rng;
@@ -52,7 +53,21 @@ pub fn run(
             ),
         ));
     }
-    let settings = &method.settings;
+    // A warm start: each chain starts at a draw from the earlier run's guide, warm-up starts
+    // from the guide's variances as the metric, and the params keep the earlier run's values.
+    let warm = match &method.init {
+        McmcInit::File(path) => Some(WarmStart::load(path, model)?),
+        McmcInit::Uniform => None,
+    };
+    let mut warm_settings = method.settings.clone();
+    let mut initial_position = model.layout.initial_position();
+    if let Some(warm) = &warm {
+        warm_settings.init =
+            mcmc::Init::Positions(warm.chain_positions(warm_settings.chains, warm_settings.seed));
+        warm_settings.initial_metric = warm.inverse_metric();
+        initial_position[model.layout.latent_dim()..].copy_from_slice(&warm.params);
+    }
+    let settings = &warm_settings;
     let save_warmup = method.save_warmup;
     let (sites, columns) = output_columns(model);
     let mut header: Vec<String> = mcmc::SampleStats::COLUMN_NAMES
@@ -109,7 +124,7 @@ pub fn run(
             evaluator: model.output_evaluator(),
             rows: Vec::with_capacity(settings.samples * columns.len()),
             scratch: Vec::new(),
-            full_position: model.layout.initial_position(),
+            full_position: initial_position.clone(),
             error: None,
         }));
     }
@@ -196,7 +211,13 @@ pub fn run(
             }
         }
     };
-    let result = mcmc::sample(settings, |_| model.log_density(), &callback, stop);
+    let params = &initial_position[latent_dim..];
+    let result = mcmc::sample(
+        settings,
+        |_| model.log_density().with_params(params),
+        &callback,
+        stop,
+    );
     for bar in &bars {
         bar.finish_and_clear();
     }
@@ -225,6 +246,18 @@ pub fn run(
         .map(|c| c.warmup_time.as_secs_f64())
         .sum();
     facts.insert("chains".into(), json!(settings.chains));
+    if let Some(warm) = &warm {
+        facts.insert("init".into(), json!(warm.path.display().to_string()));
+        facts.insert("init_method".into(), json!(warm.method));
+        facts.insert(
+            "initial_metric".into(),
+            json!(if settings.initial_metric.is_some() {
+                "the guide's variances"
+            } else {
+                "unit"
+            }),
+        );
+    }
     facts.insert("warmup".into(), json!(settings.warmup));
     facts.insert("samples".into(), json!(settings.samples));
     facts.insert("sampling_seconds_total".into(), json!(sampling));

@@ -11,6 +11,7 @@ use crate::run::outcome::{
 };
 use crate::session::Failure;
 use crate::vi_checks;
+use crate::warm_start::WarmStart;
 use bdl_infer::diagnostics::Summary;
 use bdl_infer::rng::stream_rng;
 use bdl_infer::vi::{self, GuideKind, SviError, SviFit};
@@ -38,15 +39,63 @@ pub fn run(
     let mut settings = method.settings.clone();
     let mut facts = Map::new();
     let mut warnings = Vec::new();
-    settings.init.location = match method.init {
-        // Stan's and NumPyro's default: Uniform(-2, 2) in unconstrained space.
-        InitChoice::Uniform => vi::InitLocation::Uniform { radius: 2.0 },
-        // Zero in unconstrained space (the median of priors symmetric about zero), params at
-        // their initial values.
-        InitChoice::Zero => vi::InitLocation::Position(model.layout.initial_position()),
-        // Pyro's default: the median of 15 prior draws (also where `map` starts L-BFGS).
-        InitChoice::Median | InitChoice::Map => {
-            vi::InitLocation::Position(model.prior_median_position(settings.seed))
+    let mut standardize: Option<(Vec<f64>, Vec<f64>)> = None;
+    let warm = match &method.init {
+        InitChoice::File(path) => Some(WarmStart::load(path, model)?),
+        _ => None,
+    };
+    // An earlier run: resume its guide when it is the family being fitted; otherwise start at
+    // its point (a MAP point is refined by L-BFGS and given curvature scales below), with its
+    // marginal scales as the guide's initial scales.
+    settings.init.location = if let Some(warm) = &warm {
+        {
+            facts.insert("init".into(), json!(warm.path.display().to_string()));
+            facts.insert("init_method".into(), json!(warm.method));
+            let resumable = vi::GuideFamily::from_guide_params(warm.guide.params())
+                .ok()
+                .zip(vi::GuideFamily::new(&settings.guide, model.layout.latent_dim()).ok())
+                .is_some_and(|((saved, _), fitted)| {
+                    saved == fitted && !matches!(settings.guide, GuideKind::Laplace)
+                });
+            if resumable && !warm.is_point() {
+                facts.insert("resumed".into(), json!(true));
+                let latent_dim = model.layout.latent_dim();
+                let mut guide = warm.guide.clone();
+                // As after a MAP warm start, the optimiser works in coordinates standardised
+                // by the saved guide's location and marginal scales, so that one learning rate
+                // suits every coordinate.
+                if latent_dim <= vi::map::WARM_START_MAX_DIM && !model.subsampled {
+                    let center = warm.guide.params().loc().to_vec();
+                    let scales = warm.guide.standard_deviations().to_vec();
+                    let standardized =
+                        vi::Standardized::new(model.evaluator(), center.clone(), scales.clone());
+                    if let Ok(in_u) = standardized.from_original(&warm.guide) {
+                        guide = in_u;
+                        standardize = Some((center, scales));
+                    }
+                }
+                vi::InitLocation::Resume {
+                    guide: guide.into_params(),
+                    params: warm.params.clone(),
+                }
+            } else {
+                if !warm.is_point() {
+                    settings.init_scales = Some(warm.guide.standard_deviations().to_vec());
+                }
+                vi::InitLocation::Position(warm.position())
+            }
+        }
+    } else {
+        match &method.init {
+            // Stan's and NumPyro's default: Uniform(-2, 2) in unconstrained space.
+            InitChoice::Uniform => vi::InitLocation::Uniform { radius: 2.0 },
+            // Zero in unconstrained space (the median of priors symmetric about zero), params at
+            // their initial values.
+            InitChoice::Zero => vi::InitLocation::Position(model.layout.initial_position()),
+            // Pyro's default: the median of 15 prior draws (also where `map` starts L-BFGS).
+            InitChoice::Median | InitChoice::Map | InitChoice::File(_) => {
+                vi::InitLocation::Position(model.prior_median_position(settings.seed))
+            }
         }
     };
     // L-BFGS needs a deterministic objective; a subsampled plate makes every evaluation a new
@@ -63,11 +112,11 @@ pub fn run(
         }
         lbfgs_iterations = None;
     }
-    let mut standardize: Option<(Vec<f64>, Vec<f64>)> = None;
     // The warm start: SVI from the L-BFGS MAP point with curvature scales, for models small
     // enough for it and without mini-batches (whose log joint L-BFGS would see one batch of).
+    let from_point = warm.as_ref().is_some_and(WarmStart::is_point);
     if method.name == MethodName::Svi
-        && method.init == InitChoice::Map
+        && (method.init == InitChoice::Map || from_point)
         && !matches!(settings.guide, GuideKind::Delta | GuideKind::Laplace)
         && model.layout.latent_dim() <= vi::map::WARM_START_MAX_DIM
         && !model.subsampled
@@ -97,8 +146,11 @@ pub fn run(
                     }
                     None => settings.init.location = vi::InitLocation::Position(start.position),
                 }
-                facts.insert("init".into(), json!("map"));
+                if !from_point {
+                    facts.insert("init".into(), json!("map"));
+                }
             }
+            Ok(None) | Err(_) if from_point => {}
             Ok(None) | Err(_) => {
                 facts.insert("init".into(), json!("median (L-BFGS found no mode)"));
             }
