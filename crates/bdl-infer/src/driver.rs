@@ -26,8 +26,9 @@
 //!   made (the binary writes them to CmdStan CSV files), so that an interrupted or long run has
 //!   its draws on disk without waiting for the end; [`NoSink`] discards them.
 //!
-//! Progress is the algorithms' callback, called on the unit's thread after every iteration; the
-//! binary implements it with progress bars.
+//! - **progress**: every algorithm reports each finished iteration of each unit as one
+//!   [`Progress`] (with its [`Phase`]) through the caller's callback, on the unit's thread; the
+//!   binary renders it with progress bars in one place.
 
 use crate::density::LogDensityError;
 use crate::rng::{stream_rng, Rng};
@@ -361,28 +362,131 @@ pub fn drive<E>(
     })
 }
 
+/// The phase of a unit's run that an iteration belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Warm-up (burn-in, adaptation): the iteration's draw is not kept.
+    Warmup,
+    /// Sampling: kept draws come from this phase (every `thin`-th with thinning); for MultiSWAG,
+    /// the SWAG phase that collects iterates.
+    Sampling,
+    /// An optimisation (an ensemble member's MAP fit) that draws nothing.
+    Fitting,
+}
+
+impl Phase {
+    /// The phase's name as progress displays show it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Phase::Warmup => "warm-up",
+            Phase::Sampling => "sampling",
+            Phase::Fitting => "fitting",
+        }
+    }
+}
+
+/// One finished iteration of one unit, as every algorithm reports it to its progress callback.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Progress {
+    /// The unit (chain or ensemble member), from 0.
+    pub unit: usize,
+    /// The iteration, from 0, counted through all of the unit's phases.
+    pub iteration: usize,
+    /// The unit's number of iterations when it runs to the end.
+    pub total: usize,
+    /// The phase the iteration belongs to.
+    pub phase: Phase,
+    /// Whether the iteration's draw is kept.
+    pub kept: bool,
+    /// The loss at that iteration, for the methods that optimise one.
+    pub loss: Option<f64>,
+}
+
 /// A sink refused a draw; the sink keeps the reason (it owns the output) and the algorithm stops
 /// the unit, reporting which unit's output failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SinkFailed;
 
-/// What a kept draw came with besides its position.
+/// The statistics of one Hamiltonian transition (CmdStan's `…__` columns).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SampleStats {
+    /// `lp__`: log p(q) of the draw, up to the density's constant.
+    pub log_density: f64,
+    /// `accept_stat__`: the mean Metropolis acceptance probability over the trajectory.
+    pub accept_stat: f64,
+    /// `stepsize__`: the step size this transition used.
+    pub step_size: f64,
+    /// `treedepth__`: the depth of the NUTS tree (0 for static HMC).
+    pub tree_depth: u32,
+    /// `n_leapfrog__`: leapfrog steps taken.
+    pub n_leapfrog: u32,
+    /// `divergent__`: whether the trajectory diverged.
+    pub divergent: bool,
+    /// `energy__`: the Hamiltonian at the draw.
+    pub energy: f64,
+}
+
+impl SampleStats {
+    /// CmdStan's names of the statistics, in the order of [`SampleStats::values`].
+    pub const COLUMN_NAMES: [&'static str; 7] = [
+        "lp__",
+        "accept_stat__",
+        "stepsize__",
+        "treedepth__",
+        "n_leapfrog__",
+        "divergent__",
+        "energy__",
+    ];
+
+    /// The statistics as numbers, in CmdStan's column order.
+    pub fn values(&self) -> [f64; 7] {
+        [
+            self.log_density,
+            self.accept_stat,
+            self.step_size,
+            f64::from(self.tree_depth),
+            f64::from(self.n_leapfrog),
+            if self.divergent { 1.0 } else { 0.0 },
+            self.energy,
+        ]
+    }
+}
+
+/// What a draw came with besides its position.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct DrawStats {
+    /// The sampler that made the draw (`nuts`, `hmc`, `sgld`, `sghmc`, `gibbs`).
+    pub sampler: &'static str,
     /// The iteration that produced the draw, counted from 0 through warm-up and sampling.
     pub iteration: usize,
     /// The step size of that iteration, where the method has one.
     pub step_size: Option<f64>,
+    /// The transition's statistics (tree depth, energy, divergence…) for the Hamiltonian
+    /// samplers.
+    pub transition: Option<SampleStats>,
+}
+
+/// What warm-up adapted, as a sink receives it before the unit's sampling draws.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Adapted<'a> {
+    /// The step size sampling uses.
+    pub step_size: f64,
+    /// The inverse metric: its diagonal, or the `dim × dim` matrix row by row when `dense`.
+    pub inverse_metric: &'a [f64],
+    /// Whether `inverse_metric` is a dense matrix.
+    pub dense: bool,
 }
 
 /// Where the driver streams kept draws as they are made.
 ///
 /// Every method is called on the unit's own thread, units possibly in parallel, so a sink keeps
 /// per-unit state behind its own locks. For one unit the calls come in order: [`DrawSink::header`]
-/// once before the first draw, [`DrawSink::draw`] for each kept draw with rows numbered from 0,
-/// [`DrawSink::comment`] whenever the algorithm has something to note, and [`DrawSink::finish`]
-/// once when the unit ends normally or is interrupted (not when it fails). Positions are
-/// unconstrained; turning them into output values is the sink's business.
+/// once before the first draw, [`DrawSink::warmup_draw`] for each warm-up iteration (for the
+/// algorithms that adapt), [`DrawSink::adapted`] once when warm-up ends (for the same),
+/// [`DrawSink::draw`] for each kept draw with rows numbered from 0, [`DrawSink::comment`]
+/// whenever the algorithm has something to note, and [`DrawSink::finish`] once when the unit ends
+/// normally or is interrupted (not when it fails). Positions are unconstrained; turning them into
+/// output values is the sink's business.
 pub trait DrawSink: Sync {
     /// Unit `unit` is about to produce draws of `dim` coordinates.
     fn header(&self, unit: usize, dim: usize) -> Result<(), SinkFailed>;
@@ -394,6 +498,20 @@ pub trait DrawSink: Sync {
         position: &[f64],
         stats: &DrawStats,
     ) -> Result<(), SinkFailed>;
+    /// Unit `unit`'s warm-up iteration `iteration`; ignored unless the sink keeps warm-up.
+    fn warmup_draw(
+        &self,
+        _unit: usize,
+        _iteration: usize,
+        _position: &[f64],
+        _stats: &DrawStats,
+    ) -> Result<(), SinkFailed> {
+        Ok(())
+    }
+    /// Unit `unit`'s warm-up has ended with `adapted`; its sampling draws follow.
+    fn adapted(&self, _unit: usize, _adapted: &Adapted<'_>) -> Result<(), SinkFailed> {
+        Ok(())
+    }
     /// A note about unit `unit` (adaptation results, for instance).
     fn comment(&self, unit: usize, line: &str) -> Result<(), SinkFailed>;
     /// Unit `unit` has ended; `interrupted` says whether it was stopped early.

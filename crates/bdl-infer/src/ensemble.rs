@@ -23,7 +23,7 @@
 //! than two deviations the low-rank part is dropped and the diagonal Gaussian N(θ̄, Σ_diag) is used.
 
 use crate::density::{ElboModel, JointOptions, LogDensityError};
-use crate::driver;
+use crate::driver::{self, Phase, Progress};
 use crate::rng::{stream_rng, Rng};
 use crate::vi::{
     map, Adam, InitLocation, LearningRateSchedule, Optimizer, OptimizerKind, OptimizerSettings,
@@ -197,19 +197,6 @@ impl EnsembleSettings {
         }
         Ok(())
     }
-}
-
-/// What the callback of [`fit`] is told after every optimisation step of a member.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct EnsembleEvent {
-    /// The member, from 0.
-    pub member: usize,
-    /// Whether the step belongs to the SWAG phase (otherwise to the MAP fit).
-    pub swag: bool,
-    /// The step within its phase, from 0.
-    pub step: usize,
-    /// The loss −log p(x, z) estimated at that step.
-    pub loss: f64,
 }
 
 /// A member's SWA-Gaussian.
@@ -418,7 +405,7 @@ pub fn fit<M, F, C>(
 where
     M: ElboModel,
     F: Fn(usize) -> M + Sync,
-    C: Fn(&EnsembleEvent) + Sync,
+    C: Fn(&Progress) + Sync,
 {
     let probe = make_model(0);
     let dim = probe.latent_dim() + probe.param_dim();
@@ -464,7 +451,7 @@ fn fit_member<M, F, C>(
 where
     M: ElboModel,
     F: Fn(usize) -> M + Sync,
-    C: Fn(&EnsembleEvent) + Sync,
+    C: Fn(&Progress) + Sync,
 {
     let seed = member_seed(settings.seed, member);
     let mut model = make_model(member);
@@ -476,6 +463,8 @@ where
             found,
         });
     }
+    // A member's iterations are its MAP steps, then its SWAG steps.
+    let n_steps = settings.map.steps + settings.swag.as_ref().map_or(0, |s| s.steps);
     let mut map_settings = settings.map.clone();
     map_settings.seed = seed;
     map_settings.init.location = match &settings.init {
@@ -487,11 +476,13 @@ where
         &map_settings,
         stop,
         |step, loss| {
-            callback(&EnsembleEvent {
-                member,
-                swag: false,
-                step,
-                loss,
+            callback(&Progress {
+                unit: member,
+                iteration: step,
+                total: n_steps,
+                phase: Phase::Fitting,
+                kept: false,
+                loss: Some(loss),
             })
         },
     )
@@ -533,7 +524,16 @@ where
             settings.map.skip_nonfinite,
             settings.map.max_consecutive_skips,
             &mut rng,
-            callback,
+            &|step, loss| {
+                callback(&Progress {
+                    unit: member,
+                    iteration: settings.map.steps + step,
+                    total: n_steps,
+                    phase: Phase::Sampling,
+                    kept: false,
+                    loss: Some(loss),
+                })
+            },
             stop,
         )?;
         interrupted |= swag_interrupted;
@@ -617,7 +617,7 @@ impl SwagMoments {
 /// Continues the optimiser from the MAP point at a constant learning rate and collects the
 /// SWAG moments; returns them and whether the stop flag ended the phase.
 #[allow(clippy::too_many_arguments)]
-fn run_swag<M, C>(
+fn run_swag<M>(
     member: usize,
     model: &mut M,
     start: &[f64],
@@ -625,12 +625,11 @@ fn run_swag<M, C>(
     skip_nonfinite: bool,
     max_consecutive_skips: usize,
     rng: &mut Rng,
-    callback: &C,
+    report: &dyn Fn(usize, f64),
     stop: &AtomicBool,
 ) -> Result<(SwagPosterior, bool), EnsembleError>
 where
     M: ElboModel,
-    C: Fn(&EnsembleEvent) + Sync,
 {
     let dim = start.len();
     let failed = |step: usize, message: String| EnsembleError::Swag {
@@ -688,12 +687,7 @@ where
                         ),
                     ));
                 }
-                callback(&EnsembleEvent {
-                    member,
-                    swag: true,
-                    step,
-                    loss: -log_joint,
-                });
+                report(step, -log_joint);
             }
             Err(error) => {
                 if !error.recoverable {

@@ -20,7 +20,7 @@
 //! [`sample`] runs several chains, in parallel with rayon or one after the other with identical
 //! results: chain `c` draws every random number (its start, its mini-batches, its noise) from
 //! `stream_rng(seed, c)` and evaluates its own model made by the caller's factory. A callback sees
-//! every iteration on the chain's thread, [`sample_into`] streams every kept draw to a
+//! every iteration on the chain's thread as a [`Progress`], [`sample_into`] streams every kept draw to a
 //! [`DrawSink`] as it is made, and a stop flag ends all chains early while keeping their finished
 //! draws. A non-finite log joint or gradient (or a recoverable model error) stops the
 //! chain with an error that carries the model's message, unless `skip_nonfinite` asks to skip such
@@ -29,8 +29,8 @@
 use crate::density::{ElboModel, JointOptions, LogDensityError};
 pub use crate::driver::Init;
 use crate::driver::{
-    self, drive, initialise, unit_rng, Control, DrawSink, DrawStats, Iteration, NoSink, Schedule,
-    Units,
+    self, drive, initialise, unit_rng, Control, DrawSink, DrawStats, Iteration, NoSink, Phase,
+    Progress, Schedule, Units,
 };
 use crate::rng::Rng;
 use rand::Rng as _;
@@ -147,6 +147,14 @@ pub enum SgmcmcAlgorithm {
 }
 
 impl SgmcmcAlgorithm {
+    /// The sampler's name: `sgld` or `sghmc`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SgmcmcAlgorithm::Sgld => "sgld",
+            SgmcmcAlgorithm::Sghmc { .. } => "sghmc",
+        }
+    }
+
     /// SGHMC with friction C, the usual simplification B̂ = 0 and no momentum resampling.
     pub fn sghmc(friction: f64) -> Self {
         SgmcmcAlgorithm::Sghmc {
@@ -263,28 +271,6 @@ impl SgmcmcSettings {
             .map_err(|message| SgmcmcError::InvalidSettings { message })?;
         Ok(())
     }
-}
-
-/// One finished iteration, as the callback sees it.
-#[derive(Clone, Copy, Debug)]
-pub struct SgmcmcEvent<'a> {
-    /// The chain index, from 0.
-    pub chain: usize,
-    /// The iteration, from 0, counting burn-in first.
-    pub iteration: usize,
-    /// Whether this is a burn-in iteration.
-    pub burn_in: bool,
-    /// Whether the position is kept as a draw.
-    pub kept: bool,
-    /// Whether the step was skipped because the model's value was not finite.
-    pub skipped: bool,
-    /// The position after the iteration.
-    pub position: &'a [f64],
-    /// The step size this iteration used.
-    pub step_size: f64,
-    /// The mini-batch estimate of log p(x, z) at the position the iteration moved from (NaN for
-    /// a skipped step).
-    pub log_joint_estimate: f64,
 }
 
 /// The output of one chain.
@@ -505,7 +491,7 @@ pub fn sample<M, F, C>(
 where
     M: ElboModel,
     F: Fn(usize) -> M + Sync,
-    C: Fn(&SgmcmcEvent<'_>) + Sync,
+    C: Fn(&Progress) + Sync,
 {
     sample_into(settings, make_model, callback, &NoSink, stop)
 }
@@ -523,7 +509,7 @@ pub fn sample_into<M, F, C>(
 where
     M: ElboModel,
     F: Fn(usize) -> M + Sync,
-    C: Fn(&SgmcmcEvent<'_>) + Sync,
+    C: Fn(&Progress) + Sync,
 {
     // Chain 0's model is made first to learn the dimension, and kept for chain 0.
     let units = Units::new(make_model);
@@ -719,7 +705,7 @@ fn run_chain<M, C>(
 ) -> Result<SgmcmcChain, SgmcmcError>
 where
     M: ElboModel,
-    C: Fn(&SgmcmcEvent<'_>) + Sync,
+    C: Fn(&Progress) + Sync,
 {
     let start = Instant::now();
     let dim = model.latent_dim() + model.param_dim();
@@ -813,20 +799,24 @@ where
             draws.extend_from_slice(&position);
             step_sizes.push(step_size);
         }
-        callback(&SgmcmcEvent {
-            chain,
+        callback(&Progress {
+            unit: chain,
             iteration,
-            burn_in,
+            total: schedule.n_iterations(),
+            phase: if burn_in {
+                Phase::Warmup
+            } else {
+                Phase::Sampling
+            },
             kept,
-            skipped,
-            position: &position,
-            step_size,
-            log_joint_estimate,
+            loss: (!skipped).then_some(-log_joint_estimate),
         });
         if kept {
             let stats = DrawStats {
+                sampler: settings.algorithm.name(),
                 iteration,
                 step_size: Some(step_size),
+                transition: None,
             };
             sink.draw(chain, step_sizes.len() - 1, &position, &stats)
                 .map_err(output_failed)?;

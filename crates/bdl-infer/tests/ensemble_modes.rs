@@ -3,6 +3,7 @@
 //! the number of threads.
 
 use bdl_infer::density::{ElboModel, JointOptions, LogDensityError, LogJoint};
+use bdl_infer::driver::{Phase, Progress};
 use bdl_infer::ensemble::{
     fit, EnsembleError, EnsembleResult, EnsembleSettings, MemberInit, SwagSettings,
 };
@@ -197,8 +198,9 @@ fn the_callback_sees_every_step_and_the_stop_flag_skips_later_members() {
     let result = fit(
         &settings,
         |_| TwoModes,
-        &|event| {
-            assert!(!event.swag && event.loss.is_finite());
+        &|event: &Progress| {
+            assert_eq!(event.phase, Phase::Fitting);
+            assert!(event.loss.is_some_and(f64::is_finite));
             if steps.fetch_add(1, Ordering::SeqCst) + 1 == 3000 + 100 {
                 stop.store(true, Ordering::SeqCst);
             }

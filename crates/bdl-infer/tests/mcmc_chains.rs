@@ -1,10 +1,12 @@
-//! Running chains: parallel runs equal sequential ones bit for bit, the callback sees every
-//! iteration, and the stop flag keeps every finished draw.
+//! Running chains: parallel runs equal sequential ones bit for bit, the progress callback and the
+//! draw sink see every iteration in order (warm-up draws, the adaptation, then the kept draws),
+//! and the stop flag keeps every finished draw.
 
 mod mcmc_support;
 
+use bdl_infer::driver::{Adapted, DrawSink, DrawStats, Phase, Progress, SinkFailed};
 use bdl_infer::mcmc::{
-    sample, Algorithm, ChainEvent, HmcLength, McmcResult, McmcSettings, MetricKind, SampleStats,
+    sample, sample_into, Algorithm, HmcLength, McmcResult, McmcSettings, MetricKind, SampleStats,
 };
 use mcmc_support::{assert_all_finite, Gaussian};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -82,8 +84,109 @@ fn parallel_chains_equal_sequential_chains_bit_for_bit() {
     }
 }
 
+/// What a sink saw of one chain.
+#[derive(Default)]
+struct Seen {
+    headers: usize,
+    warmup_draws: usize,
+    adaptations: usize,
+    adapted_step_size: f64,
+    draws: Vec<f64>,
+    stats: Vec<SampleStats>,
+    finished: Vec<bool>,
+    progress: usize,
+}
+
+/// A sink that checks the order of its calls and records the kept draws; it raises `stop` after
+/// `stop_after` kept draws of chain 2, as a Ctrl-C handler would.
+struct Recorder<'a> {
+    chains: Vec<Mutex<Seen>>,
+    stop: &'a AtomicBool,
+    stop_after: Option<usize>,
+}
+
+impl Recorder<'_> {
+    fn new(stop: &AtomicBool, stop_after: Option<usize>) -> Recorder<'_> {
+        Recorder {
+            chains: (0..4).map(|_| Mutex::new(Seen::default())).collect(),
+            stop,
+            stop_after,
+        }
+    }
+}
+
+impl DrawSink for Recorder<'_> {
+    fn header(&self, unit: usize, dim: usize) -> Result<(), SinkFailed> {
+        assert_eq!(dim, 3);
+        self.chains[unit].lock().expect("not poisoned").headers += 1;
+        Ok(())
+    }
+
+    fn warmup_draw(
+        &self,
+        unit: usize,
+        iteration: usize,
+        position: &[f64],
+        stats: &DrawStats,
+    ) -> Result<(), SinkFailed> {
+        let mut seen = self.chains[unit].lock().expect("not poisoned");
+        assert_eq!(seen.headers, 1, "the header comes first");
+        assert_eq!(
+            seen.adaptations, 0,
+            "warm-up draws come before the adaptation"
+        );
+        assert_eq!(iteration, seen.warmup_draws);
+        assert_eq!(stats.sampler, "nuts");
+        assert!(stats.transition.is_some() && position.len() == 3);
+        seen.warmup_draws += 1;
+        Ok(())
+    }
+
+    fn adapted(&self, unit: usize, adapted: &Adapted<'_>) -> Result<(), SinkFailed> {
+        let mut seen = self.chains[unit].lock().expect("not poisoned");
+        assert!(adapted.step_size > 0.0 && !adapted.dense);
+        assert_eq!(adapted.inverse_metric.len(), 3);
+        seen.adaptations += 1;
+        seen.adapted_step_size = adapted.step_size;
+        Ok(())
+    }
+
+    fn draw(
+        &self,
+        unit: usize,
+        row: usize,
+        position: &[f64],
+        stats: &DrawStats,
+    ) -> Result<(), SinkFailed> {
+        let mut seen = self.chains[unit].lock().expect("not poisoned");
+        assert_eq!(seen.adaptations, 1, "kept draws come after the adaptation");
+        assert_eq!(row, seen.stats.len());
+        assert_eq!(stats.step_size, Some(seen.adapted_step_size));
+        seen.draws.extend_from_slice(position);
+        seen.stats
+            .push(stats.transition.expect("NUTS reports its transition"));
+        if unit == 2 && Some(seen.stats.len()) == self.stop_after {
+            self.stop.store(true, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    fn comment(&self, _unit: usize, _line: &str) -> Result<(), SinkFailed> {
+        Ok(())
+    }
+
+    fn finish(&self, unit: usize, interrupted: bool) -> Result<(), SinkFailed> {
+        self.chains[unit]
+            .lock()
+            .expect("not poisoned")
+            .finished
+            .push(interrupted);
+        Ok(())
+    }
+}
+
 #[test]
-fn the_callback_sees_every_iteration_in_order() {
+fn the_sink_and_the_callback_see_every_iteration_in_order() {
     let settings = McmcSettings {
         seed: 3,
         warmup: 120,
@@ -91,41 +194,35 @@ fn the_callback_sees_every_iteration_in_order() {
         ..McmcSettings::default()
     };
     let target = target();
-    // Per chain: (warm-up draws, sampling draws, adaptation events, the sampling draws themselves).
-    type Seen = (usize, usize, usize, Vec<f64>, Vec<SampleStats>);
-    let seen: Vec<Mutex<Seen>> = (0..4).map(|_| Mutex::new(Default::default())).collect();
-    let callback = |event: &ChainEvent<'_>| match event {
-        ChainEvent::Draw(draw) => {
-            let mut entry = seen[draw.chain].lock().expect("not poisoned");
-            if draw.warmup {
-                assert_eq!(draw.iteration, entry.0);
-                assert_eq!(entry.2, 0, "warm-up draws come before the adaptation event");
-                entry.0 += 1;
-            } else {
-                assert_eq!(draw.iteration, entry.1);
-                assert_eq!(entry.2, 1, "sampling draws come after the adaptation event");
-                entry.1 += 1;
-                entry.3.extend_from_slice(draw.position);
-                entry.4.push(*draw.stats);
-            }
-        }
-        ChainEvent::AdaptationFinished { chain, adaptation } => {
-            assert!(adaptation.step_size > 0.0);
-            seen[*chain].lock().expect("not poisoned").2 += 1;
-        }
+    let stop = AtomicBool::new(false);
+    let recorder = Recorder::new(&stop, None);
+    let callback = |progress: &Progress| {
+        let mut seen = recorder.chains[progress.unit].lock().expect("not poisoned");
+        assert_eq!(progress.iteration, seen.progress);
+        assert_eq!(progress.total, 200);
+        let phase = if progress.iteration < 120 {
+            Phase::Warmup
+        } else {
+            Phase::Sampling
+        };
+        assert_eq!(progress.phase, phase);
+        seen.progress += 1;
     };
-    let result = sample(
-        &settings,
-        |_| target.clone(),
-        &callback,
-        &AtomicBool::new(false),
-    )
-    .expect("sampling succeeds");
-    for (chain, entry) in result.chains.iter().zip(&seen) {
-        let entry = entry.lock().expect("not poisoned");
-        assert_eq!((entry.0, entry.1, entry.2), (120, 80, 1));
-        assert_eq!(entry.3, chain.draws);
-        assert_eq!(entry.4, chain.stats);
+    let result = sample_into(&settings, |_| target.clone(), &callback, &recorder, &stop)
+        .expect("sampling succeeds");
+    // The sink changes nothing: the same seed without one gives the same chains.
+    assert_same_draws(&result, &run(&settings));
+    for (chain, seen) in result.chains.iter().zip(&recorder.chains) {
+        let seen = seen.lock().expect("not poisoned");
+        assert_eq!(
+            (seen.headers, seen.warmup_draws, seen.adaptations),
+            (1, 120, 1)
+        );
+        assert_eq!(seen.progress, 200);
+        assert_eq!(seen.finished, vec![false]);
+        assert_eq!(seen.draws, chain.draws);
+        assert_eq!(seen.stats, chain.stats);
+        assert_eq!(seen.adapted_step_size, chain.adaptation.step_size);
         // The sampling draws all use the adapted step size.
         assert!(chain
             .stats
@@ -144,24 +241,15 @@ fn the_stop_flag_keeps_every_finished_draw() {
     };
     let target = target();
     let stop = AtomicBool::new(false);
+    // Chain 2 raises the flag after its 50th kept draw.
+    let recorder = Recorder::new(&stop, Some(50));
     let delivered = AtomicUsize::new(0);
-    let received: Vec<Mutex<Vec<f64>>> = (0..4).map(|_| Mutex::new(Vec::new())).collect();
-    // Chain 2 raises the flag after its 50th kept draw, as a Ctrl-C handler would.
-    let callback = |event: &ChainEvent<'_>| {
-        if let ChainEvent::Draw(draw) = event {
-            if !draw.warmup {
-                delivered.fetch_add(1, Ordering::Relaxed);
-                received[draw.chain]
-                    .lock()
-                    .expect("not poisoned")
-                    .extend_from_slice(draw.position);
-                if draw.chain == 2 && draw.iteration == 49 {
-                    stop.store(true, Ordering::Relaxed);
-                }
-            }
+    let callback = |progress: &Progress| {
+        if progress.phase == Phase::Sampling {
+            delivered.fetch_add(1, Ordering::Relaxed);
         }
     };
-    let result = sample(&settings, |_| target.clone(), &callback, &stop)
+    let result = sample_into(&settings, |_| target.clone(), &callback, &recorder, &stop)
         .expect("an early stop is not an error");
     assert!(result.interrupted);
     assert_all_finite(&result);
@@ -170,12 +258,14 @@ fn the_stop_flag_keeps_every_finished_draw() {
     assert_eq!(
         kept,
         delivered.load(Ordering::Relaxed),
-        "every delivered draw is kept"
+        "every reported sampling iteration is kept"
     );
     assert!(kept < 4 * 1000);
-    for (chain, received) in result.chains.iter().zip(&received) {
-        assert_eq!(chain.draws, *received.lock().expect("not poisoned"));
+    for (chain, seen) in result.chains.iter().zip(&recorder.chains) {
+        let seen = seen.lock().expect("not poisoned");
+        assert_eq!(chain.draws, seen.draws);
         assert_eq!(chain.draws.len(), chain.n_draws() * 3);
+        assert_eq!(seen.finished, vec![chain.interrupted]);
     }
 }
 

@@ -1,5 +1,10 @@
 //! Progress bars on stderr, only when stderr is a terminal and `--quiet` is not given.
+//!
+//! Every sampler and ensemble reports its iterations as the driver's one progress type,
+//! [`Progress`]; [`UnitBars`] is the one place that renders it (a bar per chain or member, its
+//! phase, and the loss where there is one).
 
+use bdl_infer::driver::Progress;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 
@@ -29,24 +34,54 @@ pub fn optimisation_bar(steps: usize, show: bool) -> ProgressBar {
     bar
 }
 
-/// One bar per chain, under one multi-bar.
-pub fn chain_bars(
-    chains: usize,
-    iterations: usize,
-    show: bool,
-) -> (MultiProgress, Vec<ProgressBar>) {
-    let multi = MultiProgress::with_draw_target(if show {
-        ProgressDrawTarget::stderr()
-    } else {
-        ProgressDrawTarget::hidden()
-    });
-    let bars = (0..chains)
-        .map(|chain| {
-            let bar = multi.add(ProgressBar::new(iterations as u64));
-            bar.set_style(style("{prefix} [{bar:40}] {pos}/{len} {msg}"));
-            bar.set_prefix(format!("chain {}", chain + 1));
-            bar
-        })
-        .collect();
-    (multi, bars)
+/// One bar per unit (chain or ensemble member) under one multi-bar, fed by [`Progress`].
+pub struct UnitBars {
+    _multi: MultiProgress,
+    bars: Vec<ProgressBar>,
+}
+
+impl UnitBars {
+    /// Bars for `units` units of `iterations` iterations each, named `label 1`, `label 2`…
+    pub fn new(label: &str, units: usize, iterations: usize, show: bool) -> UnitBars {
+        let multi = MultiProgress::with_draw_target(if show {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        });
+        let bars = (0..units)
+            .map(|unit| {
+                let bar = multi.add(ProgressBar::new(iterations as u64));
+                bar.set_style(style("{prefix} [{bar:40}] {pos}/{len} {msg}"));
+                bar.set_prefix(format!("{label} {}", unit + 1));
+                bar
+            })
+            .collect();
+        UnitBars {
+            _multi: multi,
+            bars,
+        }
+    }
+
+    /// Shows one finished iteration: the unit's position, and its phase and loss when the phase
+    /// changes and every 50 iterations.
+    pub fn update(&self, progress: &Progress) {
+        let Some(bar) = self.bars.get(progress.unit) else {
+            return;
+        };
+        bar.set_position(progress.iteration as u64 + 1);
+        let label = progress.phase.label();
+        if progress.iteration.is_multiple_of(50) || !bar.message().starts_with(label) {
+            bar.set_message(match progress.loss {
+                Some(loss) => format!("{label} loss {loss:.3}"),
+                None => label.to_string(),
+            });
+        }
+    }
+
+    /// Clears the bars once the run has ended.
+    pub fn finish(&self) {
+        for bar in &self.bars {
+            bar.finish_and_clear();
+        }
+    }
 }

@@ -272,3 +272,21 @@ fn the_cycle_finder_finds_a_cycle_and_resolves_paths() {
     assert_eq!(resolve("run::outcome::finish", &modules), "run::outcome");
     assert_eq!(resolve("Interrupt", &modules), "crate");
 }
+
+/// Progress is rendered in one place: only `progress.rs` draws bars (with `indicatif`); every
+/// method module hands the driver's `Progress` to `progress::UnitBars`.
+#[test]
+fn only_the_progress_module_draws_progress_bars() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut drawing = Vec::new();
+    for path in &files {
+        let text = std::fs::read_to_string(path).expect("a readable source file");
+        if without_comments(&text).contains("indicatif") {
+            let relative = path.strip_prefix(&src).expect("under src");
+            drawing.push(relative.to_string_lossy().replace('\\', "/"));
+        }
+    }
+    assert_eq!(drawing, vec!["progress.rs".to_string()]);
+}

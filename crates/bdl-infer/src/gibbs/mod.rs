@@ -19,7 +19,7 @@
 //!
 //! Proposals adapt during warm-up only. Chains run in parallel with rayon, or one after the
 //! other with identical results: chain `c` draws every random number from `stream_rng(seed, c)`.
-//! A callback sees every sweep, [`sample_into`] streams every kept draw to a [`DrawSink`] as it
+//! A callback sees every sweep as a [`Progress`], [`sample_into`] streams every kept draw to a [`DrawSink`] as it
 //! is made, and a stop flag ends all chains early, keeping finished draws.
 //! A proposal whose log density is not finite, or fails recoverably, is rejected and counted; a
 //! conjugate draw that fails recoverably or writes non-finite values leaves the block unchanged
@@ -43,8 +43,8 @@ pub use rwm::RwmSettings;
 use crate::density::LogDensityError;
 pub use crate::driver::Init;
 use crate::driver::{
-    self, drive, initialise, unit_rng, Control, DrawSink, DrawStats, Iteration, NoSink, Schedule,
-    Units,
+    self, drive, initialise, unit_rng, Control, DrawSink, DrawStats, Iteration, NoSink, Phase,
+    Progress, Schedule, Units,
 };
 use crate::rng::Rng;
 use rand::Rng as _;
@@ -291,21 +291,6 @@ pub fn validate_blocks(blocks: &[GibbsBlock], dim: usize) -> Result<(), GibbsErr
     Ok(())
 }
 
-/// One finished sweep, as the callback sees it.
-#[derive(Clone, Copy, Debug)]
-pub struct GibbsEvent<'a> {
-    /// The chain index, from 0.
-    pub chain: usize,
-    /// The sweep, from 0, counting warm-up first.
-    pub iteration: usize,
-    /// Whether this is a warm-up sweep.
-    pub warmup: bool,
-    /// Whether the position is kept as a draw.
-    pub kept: bool,
-    /// The position after the sweep.
-    pub position: &'a [f64],
-}
-
 /// What happened to one block in one chain.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BlockStats {
@@ -537,7 +522,7 @@ pub fn sample<M, F, C>(
 where
     M: GibbsModel,
     F: Fn(usize) -> M + Sync,
-    C: Fn(&GibbsEvent<'_>) + Sync,
+    C: Fn(&Progress) + Sync,
 {
     sample_into(settings, make_model, callback, &NoSink, stop)
 }
@@ -555,7 +540,7 @@ pub fn sample_into<M, F, C>(
 where
     M: GibbsModel,
     F: Fn(usize) -> M + Sync,
-    C: Fn(&GibbsEvent<'_>) + Sync,
+    C: Fn(&Progress) + Sync,
 {
     // Chain 0's model is made first to learn the dimension and the blocks, and kept for chain 0.
     let units = Units::new(make_model);
@@ -840,7 +825,7 @@ fn run_chain<M, C>(
 ) -> Result<GibbsChain, GibbsError>
 where
     M: GibbsModel,
-    C: Fn(&GibbsEvent<'_>) + Sync,
+    C: Fn(&Progress) + Sync,
 {
     let start = Instant::now();
     let dim = model.dim();
@@ -908,17 +893,24 @@ where
             draws.extend_from_slice(&state.position);
             log_densities.push(log_density);
         }
-        callback(&GibbsEvent {
-            chain,
+        callback(&Progress {
+            unit: chain,
             iteration,
-            warmup,
+            total: schedule.n_iterations(),
+            phase: if warmup {
+                Phase::Warmup
+            } else {
+                Phase::Sampling
+            },
             kept,
-            position: &state.position,
+            loss: None,
         });
         if kept {
             let stats = DrawStats {
+                sampler: "gibbs",
                 iteration,
                 step_size: None,
+                transition: None,
             };
             sink.draw(chain, log_densities.len() - 1, &state.position, &stats)
                 .map_err(output_failed)?;

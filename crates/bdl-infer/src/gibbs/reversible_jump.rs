@@ -21,13 +21,13 @@
 //!    death with the reciprocal form.
 //!
 //! Proposal scales adapt during warm-up only. Chains run in parallel with one RNG stream each,
-//! with a per-sweep callback and a stop flag, as in [`super::sample`]. When the model can draw the
+//! with a per-sweep [`Progress`] callback and a stop flag, as in [`super::sample`]. When the model can draw the
 //! output weights given the units ([`HiddenUnitModel::draw_output_weights`]), every kept draw
 //! carries them, for posterior-predictive runs.
 
 use super::rwm::{AdaptiveProposal, RwmSettings};
 use crate::density::LogDensityError;
-use crate::driver::{self, drive, unit_rng, Control, Iteration, Schedule, Units};
+use crate::driver::{self, drive, unit_rng, Control, Iteration, Phase, Progress, Schedule, Units};
 use crate::rng::Rng;
 use rand::Rng as _;
 use std::fmt;
@@ -198,21 +198,6 @@ impl ReversibleJumpResult {
     }
 }
 
-/// One finished sweep, as the callback sees it.
-#[derive(Clone, Copy, Debug)]
-pub struct ReversibleJumpEvent {
-    /// The chain index, from 0.
-    pub chain: usize,
-    /// The sweep, from 0, counting warm-up first.
-    pub iteration: usize,
-    /// Whether this is a warm-up sweep.
-    pub warmup: bool,
-    /// Whether the state is kept as a draw.
-    pub kept: bool,
-    /// The number of units after the sweep.
-    pub n_units: usize,
-}
-
 /// Why a reversible-jump run could not produce draws.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ReversibleJumpError {
@@ -285,7 +270,7 @@ pub fn sample_units<M, F, C>(
 where
     M: HiddenUnitModel,
     F: Fn(usize) -> M + Sync,
-    C: Fn(&ReversibleJumpEvent) + Sync,
+    C: Fn(&Progress) + Sync,
 {
     let invalid = |message: String| Err(ReversibleJumpError::InvalidSettings { message });
     // Chain 0's model is made first to validate the settings against it, and kept for chain 0.
@@ -564,7 +549,7 @@ fn run_chain<M, C>(
 ) -> Result<ReversibleJumpChain, ReversibleJumpError>
 where
     M: HiddenUnitModel,
-    C: Fn(&ReversibleJumpEvent) + Sync,
+    C: Fn(&Progress) + Sync,
 {
     let start = Instant::now();
     let mut rng = unit_rng(settings.seed, chain);
@@ -671,12 +656,17 @@ where
                 log_density: state.log_density(),
             });
         }
-        callback(&ReversibleJumpEvent {
-            chain,
+        callback(&Progress {
+            unit: chain,
             iteration,
-            warmup,
+            total: schedule.n_iterations(),
+            phase: if warmup {
+                Phase::Warmup
+            } else {
+                Phase::Sampling
+            },
             kept,
-            n_units: state.n_units(),
+            loss: None,
         });
         Ok(())
     })?;

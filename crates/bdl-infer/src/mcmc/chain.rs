@@ -1,15 +1,19 @@
-//! One chain from start to finish: initialisation, warm-up, sampling.
+//! One chain from start to finish: initialisation, then warm-up and sampling through the
+//! driver's [`drive`] loop, each draw streamed to the run's [`DrawSink`].
 
 use super::adaptation::{find_step_size, DualAveraging, MetricAdaptation, StepSizeError};
 use super::integrator::PhasePoint;
+use super::metric::InverseMetric;
 use super::metric::Metric;
 use super::nuts::NutsWorkspace;
 use super::{
-    hmc, nuts, Adaptation, Algorithm, ChainEvent, ChainResult, DrawEvent, HmcLength, McmcError,
-    McmcSettings, SampleStats, Transition,
+    hmc, nuts, Adaptation, Algorithm, ChainResult, HmcLength, McmcError, McmcSettings, SampleStats,
+    Transition,
 };
 use crate::density::{LogDensity, LogDensityError};
-use crate::driver::{initialise, unit_rng, Control};
+use crate::driver::{
+    drive, initialise, unit_rng, Adapted, Control, DrawSink, DrawStats, Phase, Progress, Schedule,
+};
 use crate::rng::Rng;
 use std::time::Instant;
 
@@ -141,20 +145,48 @@ fn initialise_chain<D: LogDensity + ?Sized>(
     })
 }
 
-/// Runs chain `chain` to the end, or until `control` says to stop.
+/// Warm-up's state: dual averaging of the step size and the windowed metric adaptation.
+struct Warmup {
+    dual_averaging: DualAveraging,
+    metric_adaptation: MetricAdaptation,
+}
+
+/// Tells the sink what warm-up adapted.
+fn report_adaptation(
+    sink: &dyn DrawSink,
+    chain: usize,
+    adaptation: &Adaptation,
+) -> Result<(), McmcError> {
+    let (inverse_metric, dense) = match &adaptation.inverse_metric {
+        InverseMetric::Diag(diagonal) => (diagonal.as_slice(), false),
+        InverseMetric::Dense { values, .. } => (values.as_slice(), true),
+    };
+    sink.adapted(
+        chain,
+        &Adapted {
+            step_size: adaptation.step_size,
+            inverse_metric,
+            dense,
+        },
+    )
+    .map_err(|_| McmcError::Output { chain })
+}
+
+/// Runs chain `chain` to the end, or until `control` says to stop, streaming its draws to
+/// `sink`.
 pub(crate) fn run_chain<D, C>(
     chain: usize,
     settings: &McmcSettings,
     density: D,
     callback: &C,
+    sink: &dyn DrawSink,
     control: Control<'_>,
 ) -> Result<ChainResult, McmcError>
 where
     D: LogDensity,
-    C: Fn(&ChainEvent<'_>) + Sync,
+    C: Fn(&Progress) + Sync,
 {
     let start = Instant::now();
-    let should_stop = || control.should_stop();
     let mut density = Counted {
         inner: density,
         evaluations: 0,
@@ -164,6 +196,8 @@ where
 
     let mut current = PhasePoint::new(dim);
     initialise_chain(&mut density, settings, chain, &mut rng, &mut current)?;
+    let output_failed = |_| McmcError::Output { chain };
+    sink.header(chain, dim).map_err(output_failed)?;
 
     // `validate` has checked that a given initial metric is usable.
     let mut metric = match &settings.initial_metric {
@@ -177,8 +211,19 @@ where
     let mut step_size = settings.initial_step_size;
     let mut scratch = PhasePoint::new(dim);
     let mut kernel = Kernel::new(settings.algorithm, dim);
-    let mut interrupted = should_stop();
     let mut warmup_divergences = 0;
+    let mut warmup: Option<Warmup> = None;
+    // Set once warm-up has ended (at the first sampling iteration, or after the last warm-up
+    // iteration when there are no sampling iterations).
+    let mut adaptation: Option<Adaptation> = None;
+    let schedule = Schedule {
+        warmup: settings.warmup,
+        samples: settings.samples,
+        thin: 1,
+    };
+    let sampler = settings.algorithm.name();
+    let mut draws = Vec::with_capacity(settings.samples * dim);
+    let mut stats = Vec::with_capacity(settings.samples);
 
     let step_size_error = |error: StepSizeError, iteration: usize| match error {
         StepSizeError::Search(message) => McmcError::StepSize { chain, message },
@@ -188,59 +233,98 @@ where
             error,
         },
     };
+    // Ends warm-up: the final dual-averaging step size when warm-up ran, the adapted metric, and
+    // the sink is told.
+    let end_warmup = |warmup: &Option<Warmup>,
+                      step_size: &mut f64,
+                      metric: &Metric|
+     -> Result<Adaptation, McmcError> {
+        if let Some(warmup) = warmup {
+            *step_size = warmup.dual_averaging.final_step_size();
+        }
+        let adapted = Adaptation {
+            step_size: *step_size,
+            inverse_metric: metric.inverse(),
+        };
+        report_adaptation(sink, chain, &adapted)?;
+        Ok(adapted)
+    };
 
-    if settings.warmup > 0 && !interrupted {
-        step_size = find_step_size(
-            &mut density,
-            &metric,
-            &mut rng,
-            &current,
-            &mut scratch,
-            step_size,
-        )
-        .map_err(|e| step_size_error(e, 0))?;
-        // Stan centres dual averaging on 10 times the configured step size at first.
-        let mut dual_averaging = DualAveraging::new(
-            &settings.adaptation,
-            settings.target_accept,
-            (10.0 * settings.initial_step_size).ln(),
-        );
-        let mut metric_adaptation =
-            MetricAdaptation::new(settings.metric, dim, settings.warmup, &settings.adaptation);
-
-        for iteration in 0..settings.warmup {
-            if should_stop() {
-                interrupted = true;
-                break;
-            }
-            let transition = kernel
-                .transition(
-                    &mut density,
-                    &metric,
-                    &mut rng,
-                    step_size,
-                    settings,
-                    &mut current,
-                )
-                .map_err(|error| McmcError::Density {
-                    chain,
-                    iteration,
-                    error,
-                })?;
-            let stats = stats_of(&transition, &current, step_size);
+    let driven = drive(&schedule, control, start, |iteration| {
+        let index = iteration.index;
+        if iteration.warmup && warmup.is_none() {
+            // The first warm-up iteration: the initial step-size search, then dual averaging
+            // centred, as Stan does, on 10 times the configured step size.
+            step_size = find_step_size(
+                &mut density,
+                &metric,
+                &mut rng,
+                &current,
+                &mut scratch,
+                step_size,
+            )
+            .map_err(|e| step_size_error(e, 0))?;
+            warmup = Some(Warmup {
+                dual_averaging: DualAveraging::new(
+                    &settings.adaptation,
+                    settings.target_accept,
+                    (10.0 * settings.initial_step_size).ln(),
+                ),
+                metric_adaptation: MetricAdaptation::new(
+                    settings.metric,
+                    dim,
+                    settings.warmup,
+                    &settings.adaptation,
+                ),
+            });
+        }
+        if !iteration.warmup && adaptation.is_none() {
+            adaptation = Some(end_warmup(&warmup, &mut step_size, &metric)?);
+        }
+        let transition = kernel
+            .transition(
+                &mut density,
+                &metric,
+                &mut rng,
+                step_size,
+                settings,
+                &mut current,
+            )
+            .map_err(|error| McmcError::Density {
+                chain,
+                iteration: index,
+                error,
+            })?;
+        let draw_stats = stats_of(&transition, &current, step_size);
+        callback(&Progress {
+            unit: chain,
+            iteration: index,
+            total: schedule.n_iterations(),
+            phase: if iteration.warmup {
+                Phase::Warmup
+            } else {
+                Phase::Sampling
+            },
+            kept: !iteration.warmup,
+            loss: None,
+        });
+        let sink_stats = DrawStats {
+            sampler,
+            iteration: index,
+            step_size: Some(step_size),
+            transition: Some(draw_stats),
+        };
+        if iteration.warmup {
             if transition.divergent {
                 warmup_divergences += 1;
             }
-            callback(&ChainEvent::Draw(DrawEvent {
-                chain,
-                iteration,
-                warmup: true,
-                position: &current.position,
-                stats: &stats,
-            }));
-
-            let mut next_step_size = dual_averaging.learn(transition.accept_stat);
-            if let Some(new_metric) = metric_adaptation.learn(&current.position) {
+            sink.warmup_draw(chain, index, &current.position, &sink_stats)
+                .map_err(output_failed)?;
+            let Some(warmup) = warmup.as_mut() else {
+                return Ok(());
+            };
+            let mut next_step_size = warmup.dual_averaging.learn(transition.accept_stat);
+            if let Some(new_metric) = warmup.metric_adaptation.learn(&current.position) {
                 metric = new_metric.map_err(|e| McmcError::MetricAdaptation {
                     chain,
                     message: e.message,
@@ -253,62 +337,29 @@ where
                     &mut scratch,
                     next_step_size,
                 )
-                .map_err(|e| step_size_error(e, iteration))?;
-                dual_averaging.restart(next_step_size);
+                .map_err(|e| step_size_error(e, index))?;
+                warmup.dual_averaging.restart(next_step_size);
             }
             step_size = next_step_size;
-        }
-        if !interrupted {
-            step_size = dual_averaging.final_step_size();
-        }
-    }
-
-    let adaptation = Adaptation {
-        step_size,
-        inverse_metric: metric.inverse(),
-    };
-    let warmup_time = start.elapsed();
-    let sampling_start = Instant::now();
-    let mut draws = Vec::new();
-    let mut stats = Vec::new();
-    if !interrupted {
-        callback(&ChainEvent::AdaptationFinished {
-            chain,
-            adaptation: &adaptation,
-        });
-        draws.reserve_exact(settings.samples * dim);
-        stats.reserve_exact(settings.samples);
-        for iteration in 0..settings.samples {
-            if should_stop() {
-                interrupted = true;
-                break;
-            }
-            let transition = kernel
-                .transition(
-                    &mut density,
-                    &metric,
-                    &mut rng,
-                    step_size,
-                    settings,
-                    &mut current,
-                )
-                .map_err(|error| McmcError::Density {
-                    chain,
-                    iteration: settings.warmup + iteration,
-                    error,
-                })?;
-            let draw_stats = stats_of(&transition, &current, step_size);
+        } else {
             draws.extend_from_slice(&current.position);
             stats.push(draw_stats);
-            callback(&ChainEvent::Draw(DrawEvent {
-                chain,
-                iteration,
-                warmup: false,
-                position: &current.position,
-                stats: &draw_stats,
-            }));
+            sink.draw(chain, stats.len() - 1, &current.position, &sink_stats)
+                .map_err(output_failed)?;
         }
-    }
+        Ok(())
+    })?;
+    // A chain without sampling iterations ends its warm-up here, unless it was stopped.
+    let adaptation = match adaptation {
+        Some(adaptation) => adaptation,
+        None if !driven.interrupted => end_warmup(&warmup, &mut step_size, &metric)?,
+        None => Adaptation {
+            step_size,
+            inverse_metric: metric.inverse(),
+        },
+    };
+    sink.finish(chain, driven.interrupted)
+        .map_err(output_failed)?;
 
     Ok(ChainResult {
         chain,
@@ -318,9 +369,9 @@ where
         adaptation,
         warmup_divergences,
         n_gradient_evaluations: density.evaluations,
-        warmup_time,
-        sampling_time: sampling_start.elapsed(),
-        interrupted,
+        warmup_time: driven.warmup_time,
+        sampling_time: driven.sampling_time,
+        interrupted: driven.interrupted,
     })
 }
 

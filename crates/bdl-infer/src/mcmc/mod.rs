@@ -7,10 +7,13 @@
 //! averaging, windowed diagonal or dense metric adaptation; see [`adaptation`]) and then samples
 //! with the adapted step size and metric.
 //!
-//! A caller follows the run through a callback, called on the chain's thread after every draw
-//! (warm-up draws included) and once when adaptation ends, so that a front end can write a CSV
-//! line per draw and drive a progress bar per chain. A stop flag, checked before every iteration,
-//! ends all chains early while keeping every finished draw.
+//! The chains run through the shared driver ([`crate::driver`]): its units, random streams,
+//! stop flag and [`drive`](crate::driver::drive) loop over the warm-up and sampling phases. A
+//! caller follows the run through a [`Progress`] callback, called on the chain's thread after
+//! every iteration, and [`sample_into`] streams every draw to a [`DrawSink`] as it is made:
+//! warm-up draws ([`DrawSink::warmup_draw`]), the adapted step size and metric
+//! ([`DrawSink::adapted`]) and the kept draws with their [`SampleStats`]. A stop flag, checked
+//! before every iteration, ends all chains early while keeping every finished draw.
 //!
 //! Numerical failure is never an error and never a NaN: a non-finite density or gradient, or a
 //! recoverable [`LogDensityError`], during a trajectory makes the transition divergent and the
@@ -23,14 +26,14 @@ pub mod integrator;
 pub mod metric;
 pub mod nuts;
 
-pub use crate::driver::Init;
+pub use crate::driver::{Init, SampleStats};
 pub use adaptation::AdaptationSettings;
 pub use hmc::HmcLength;
 pub use integrator::{leapfrog, PhasePoint};
 pub use metric::{InverseMetric, Metric, MetricError, MetricKind};
 
 use crate::density::{LogDensity, LogDensityError};
-use crate::driver::{self, Units};
+use crate::driver::{self, DrawSink, NoSink, Progress, Units};
 use std::fmt;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -43,6 +46,16 @@ pub enum Algorithm {
     Nuts,
     /// Static HMC with a fixed number of steps or integration time.
     Hmc(HmcLength),
+}
+
+impl Algorithm {
+    /// The sampler's name: `nuts` or `hmc`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Nuts => "nuts",
+            Algorithm::Hmc(_) => "hmc",
+        }
+    }
 }
 
 /// Everything that configures a run. The defaults are Stan's.
@@ -104,51 +117,6 @@ impl Default for McmcSettings {
     }
 }
 
-/// What the sampler reports about one transition (CmdStan's `…__` columns).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct SampleStats {
-    /// `lp__`: log p(q) of the draw, up to the density's constant.
-    pub log_density: f64,
-    /// `accept_stat__`: the mean Metropolis acceptance probability over the trajectory.
-    pub accept_stat: f64,
-    /// `stepsize__`: the step size this transition used.
-    pub step_size: f64,
-    /// `treedepth__`: the depth of the NUTS tree (0 for static HMC).
-    pub tree_depth: u32,
-    /// `n_leapfrog__`: leapfrog steps taken.
-    pub n_leapfrog: u32,
-    /// `divergent__`: whether the trajectory diverged.
-    pub divergent: bool,
-    /// `energy__`: the Hamiltonian at the draw.
-    pub energy: f64,
-}
-
-impl SampleStats {
-    /// CmdStan's names of the statistics, in the order of [`SampleStats::values`].
-    pub const COLUMN_NAMES: [&'static str; 7] = [
-        "lp__",
-        "accept_stat__",
-        "stepsize__",
-        "treedepth__",
-        "n_leapfrog__",
-        "divergent__",
-        "energy__",
-    ];
-
-    /// The statistics as numbers, in CmdStan's column order.
-    pub fn values(&self) -> [f64; 7] {
-        [
-            self.log_density,
-            self.accept_stat,
-            self.step_size,
-            f64::from(self.tree_depth),
-            f64::from(self.n_leapfrog),
-            if self.divergent { 1.0 } else { 0.0 },
-            self.energy,
-        ]
-    }
-}
-
 /// The outcome of one transition kernel step, before the chain adds the step size and lp.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Transition {
@@ -166,36 +134,6 @@ pub struct Adaptation {
     pub step_size: f64,
     /// The inverse metric M⁻¹.
     pub inverse_metric: InverseMetric,
-}
-
-/// One finished iteration, as the callback sees it.
-#[derive(Clone, Copy, Debug)]
-pub struct DrawEvent<'a> {
-    /// The chain index, from 0.
-    pub chain: usize,
-    /// The iteration within its phase, from 0 (warm-up and sampling count separately).
-    pub iteration: usize,
-    /// Whether this is a warm-up iteration.
-    pub warmup: bool,
-    /// The unconstrained position drawn.
-    pub position: &'a [f64],
-    /// The sampler's statistics for this transition.
-    pub stats: &'a SampleStats,
-}
-
-/// What the callback of [`sample`] is told.
-#[derive(Clone, Copy, Debug)]
-pub enum ChainEvent<'a> {
-    /// An iteration finished.
-    Draw(DrawEvent<'a>),
-    /// Warm-up ended (also sent, with the initial values, when there is no warm-up); the
-    /// sampling draws follow.
-    AdaptationFinished {
-        /// The chain index.
-        chain: usize,
-        /// The step size and inverse metric that sampling uses.
-        adaptation: &'a Adaptation,
-    },
 }
 
 /// The output of one chain.
@@ -327,6 +265,11 @@ pub enum McmcError {
         /// Why.
         message: String,
     },
+    /// The draw sink refused the chain's output (it keeps the reason).
+    Output {
+        /// The chain.
+        chain: usize,
+    },
 }
 
 impl fmt::Display for McmcError {
@@ -371,6 +314,9 @@ impl fmt::Display for McmcError {
             McmcError::StepSize { chain, message }
             | McmcError::MetricAdaptation { chain, message } => {
                 write!(f, "chain {}: {message}", chain + 1)
+            }
+            McmcError::Output { chain } => {
+                write!(f, "chain {}: its draws could not be written", chain + 1)
             }
         }
     }
@@ -445,9 +391,9 @@ impl McmcSettings {
 
 /// Runs `settings.chains` chains on densities made by `make_density(chain)`.
 ///
-/// `callback` is called on each chain's thread after every iteration and when warm-up ends; it
-/// must be quick (it runs inside the sampling loop). Setting `stop` ends every chain before its
-/// next iteration; the result then holds the draws finished so far and `interrupted` is true.
+/// `callback` is called on each chain's thread after every iteration; it must be quick (it runs
+/// inside the sampling loop). Setting `stop` ends every chain before its next iteration; the
+/// result then holds the draws finished so far and `interrupted` is true.
 ///
 /// The draws depend only on the settings and the densities, never on `parallel` or the number
 /// of threads.
@@ -460,7 +406,26 @@ pub fn sample<D, F, C>(
 where
     D: LogDensity,
     F: Fn(usize) -> D + Sync,
-    C: Fn(&ChainEvent<'_>) + Sync,
+    C: Fn(&Progress) + Sync,
+{
+    sample_into(settings, make_density, callback, &NoSink, stop)
+}
+
+/// [`sample`], streaming each chain's draws to `sink` as they are made: every warm-up draw, the
+/// adapted step size and metric when warm-up ends, then every kept draw with its statistics. The
+/// sink changes no random number: the draws, and the result, are those of [`sample`]. A sink that
+/// refuses a draw stops the run with [`McmcError::Output`].
+pub fn sample_into<D, F, C>(
+    settings: &McmcSettings,
+    make_density: F,
+    callback: &C,
+    sink: &dyn DrawSink,
+    stop: &AtomicBool,
+) -> Result<McmcResult, McmcError>
+where
+    D: LogDensity,
+    F: Fn(usize) -> D + Sync,
+    C: Fn(&Progress) + Sync,
 {
     // Chain 0's density is made first to learn the dimension, and kept for chain 0.
     let units = Units::new(make_density);
@@ -481,7 +446,7 @@ where
                     found: density.dim(),
                 });
             }
-            chain::run_chain(chain, settings, density, callback, control)
+            chain::run_chain(chain, settings, density, callback, sink, control)
         },
     );
     let chains = driver::collect(outcomes)?;

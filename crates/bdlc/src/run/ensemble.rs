@@ -4,6 +4,7 @@
 use crate::progress;
 use crate::run::outcome::{finish, infer_failure, Outcome, RunResult};
 use crate::session::Failure;
+use bdl_infer::driver::Progress;
 use bdl_infer::ensemble::{self, EnsembleSettings};
 use bdl_runtime::model::Model;
 use serde_json::{json, Map};
@@ -21,20 +22,11 @@ pub fn run(
     let members = settings.members;
     let map = &settings.map;
     let steps = map.steps + settings.swag.as_ref().map_or(0, |s| s.steps);
-    let (_multi, bars) = progress::chain_bars(members, steps, show_progress);
-    let callback = |event: &ensemble::EnsembleEvent| {
-        if let Some(bar) = bars.get(event.member) {
-            bar.inc(1);
-            if event.step.is_multiple_of(50) {
-                bar.set_message(format!("loss {:.3}", event.loss));
-            }
-        }
-    };
+    let bars = progress::UnitBars::new("member", members, steps, show_progress);
+    let callback = |progress: &Progress| bars.update(progress);
     let result =
         ensemble::fit(settings, |_| model.evaluator(), &callback, stop).map_err(infer_failure)?;
-    for bar in &bars {
-        bar.finish_and_clear();
-    }
+    bars.finish();
     let positions: Vec<Vec<f64>> = if settings.swag.is_some() {
         result
             .members

@@ -5,6 +5,7 @@ use crate::progress;
 use crate::run::outcome::{finish_rows, output_columns, Outcome, RunResult};
 use crate::run::sink::ChainFiles;
 use crate::session::Failure;
+use bdl_infer::driver::Progress;
 use bdl_infer::gibbs::{self, GibbsSettings};
 use bdl_runtime::conjugate::{self, GibbsBlocks};
 use bdl_runtime::model::Model;
@@ -29,12 +30,8 @@ pub fn run(
         format!("seed = {}", settings.seed),
     ];
     let total = settings.warmup + settings.samples * settings.thin;
-    let (_multi, bars) = progress::chain_bars(settings.chains, total, show_progress);
-    let callback = |event: &gibbs::GibbsEvent| {
-        if let Some(bar) = bars.get(event.chain) {
-            bar.set_position(event.iteration as u64 + 1);
-        }
-    };
+    let bars = progress::UnitBars::new("chain", settings.chains, total, show_progress);
+    let callback = |progress: &Progress| bars.update(progress);
     let start = model.prior_median_position(settings.seed);
     // Each chain's draws go to its `chain-N.csv` as they are made.
     let sink = ChainFiles::new(
@@ -52,9 +49,7 @@ pub fn run(
         &sink,
         stop,
     );
-    for bar in &bars {
-        bar.finish_and_clear();
-    }
+    bars.finish();
     let result = sink.result(sampled)?;
     let draws = sink.into_rows(&result.draw_slices(), result.dim)?;
     let (_, columns) = output_columns(model);

@@ -253,7 +253,7 @@ fn with_coordinate_names(text: &str, names: &[String]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::with_coordinate_names;
+    use crate::run::with_coordinate_names;
 
     #[test]
     fn coordinates_are_named_by_their_site_element() {

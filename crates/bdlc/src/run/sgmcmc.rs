@@ -5,6 +5,7 @@ use crate::progress;
 use crate::run::outcome::{finish_rows, output_columns, Outcome, RunResult};
 use crate::run::sink::ChainFiles;
 use crate::session::Failure;
+use bdl_infer::driver::Progress;
 use bdl_infer::sgmcmc::{self, Init, SgmcmcSettings};
 use bdl_runtime::model::Model;
 use serde_json::{json, Map};
@@ -32,12 +33,8 @@ pub fn run(
         format!("seed = {}", settings.seed),
     ];
     let total = settings.burn_in + settings.samples * settings.thin;
-    let (_multi, bars) = progress::chain_bars(settings.chains, total, show_progress);
-    let callback = |event: &sgmcmc::SgmcmcEvent| {
-        if let Some(bar) = bars.get(event.chain) {
-            bar.set_position(event.iteration as u64 + 1);
-        }
-    };
+    let bars = progress::UnitBars::new("chain", settings.chains, total, show_progress);
+    let callback = |progress: &Progress| bars.update(progress);
     // Each chain's draws go to its `chain-N.csv` as they are made.
     let sink = ChainFiles::new(
         model,
@@ -48,9 +45,7 @@ pub fn run(
         settings.seed,
     );
     let sampled = sgmcmc::sample_into(&settings, |_| model.evaluator(), &callback, &sink, stop);
-    for bar in &bars {
-        bar.finish_and_clear();
-    }
+    bars.finish();
     let result = sink.result(sampled)?;
     let draws = sink.into_rows(&result.draw_slices(), result.dim)?;
     let (_, columns) = output_columns(model);

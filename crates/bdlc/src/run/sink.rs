@@ -1,6 +1,12 @@
-//! The CmdStan CSV draw sink: the binary's [`DrawSink`], which turns each kept unconstrained draw
-//! into the output sites' constrained values as the chain makes it, appends them to the chain's
-//! `chain-N.csv`, and keeps them for the summary and `draws.csv`.
+//! The CmdStan CSV draw sinks: the binary's [`DrawSink`]s, which turn each kept unconstrained
+//! draw into the output sites' constrained values as the chain makes it, append them to the
+//! chain's `chain-N.csv`, and keep them for the summary and `draws.csv`. [`ChainFiles`] serves
+//! SG-MCMC and Gibbs; [`SamplerFiles`] serves NUTS and static HMC, whose files also carry the
+//! sampler's columns (`lp__`, `stepsize__`, `treedepth__`…), the warm-up draws with
+//! `--save-warmup`, and the adapted step size and metric, as CmdStan writes them.
+//!
+//! A run that fails leaves no chain file behind (the sinks delete theirs), and a chain stopped
+//! early (Ctrl-C) says so in a comment line, so that no partial file looks complete.
 //!
 //! Constrained values may use random numbers (a site drawn inside the model's body), and the
 //! batch path ([`constrained_rows`]) draws them from per-chunk streams: the chain's draws are
@@ -14,7 +20,7 @@
 use crate::output::{flatten_row, Column, DrawsWriter};
 use crate::run::outcome::{constrained_rows, positions, write_draws_file};
 use crate::session::Failure;
-use bdl_infer::driver::{DrawSink, DrawStats, SinkFailed};
+use bdl_infer::driver::{Adapted, DrawSink, DrawStats, SampleStats, SinkFailed};
 use bdl_infer::rng::{stream_rng, Rng};
 use bdl_runtime::model::{Evaluator, Model, SiteInfo};
 use std::path::{Path, PathBuf};
@@ -112,12 +118,16 @@ impl<'m> ChainFiles<'m> {
     }
 
     /// A streamed run's result: the algorithm's, or when it failed, the sink's own failure if
-    /// the sink stopped it (an IO error names its file), else the algorithm's error.
+    /// the sink stopped it (an IO error names its file), else the algorithm's error. A failed
+    /// run's chain files are deleted.
     pub fn result<R, E: Into<bdl_infer::InferError>>(
         &self,
         sampled: Result<R, E>,
     ) -> Result<R, Failure> {
         sampled.map_err(|error| {
+            if let Some(out) = &self.out {
+                remove_chain_files(out, self.chains.len());
+            }
             self.take_failure()
                 .unwrap_or_else(|| crate::run::outcome::infer_failure(error))
         })
@@ -151,7 +161,10 @@ impl<'m> ChainFiles<'m> {
             let positions = positions(draws.get(chain).copied().unwrap_or(&[]), dim);
             let rows = constrained_rows(self.model, &self.sites, &positions, self.seed)?;
             if let Some(out) = &self.out {
-                let (path, comments) = self.chain_file(out, chain);
+                let (path, mut comments) = self.chain_file(out, chain);
+                if n_draws < self.planned {
+                    comments.push(interrupted_comment(n_draws, self.planned));
+                }
                 let columns = crate::output::columns_of(&self.sites);
                 write_draws_file(&path, &comments, &columns, &rows)?;
             }
@@ -221,6 +234,292 @@ impl DrawSink for ChainFiles<'_> {
     }
 }
 
+/// The comment line that marks a chain file whose chain stopped before its last draw.
+pub fn interrupted_comment(n_draws: usize, planned: usize) -> String {
+    format!("interrupted: this chain stopped after {n_draws} of {planned} draws")
+}
+
+/// Deletes the `chain-N.csv` files of a failed run (those not yet made are no error).
+fn remove_chain_files(out: &Path, n_chains: usize) {
+    for chain in 0..n_chains {
+        let _ = std::fs::remove_file(out.join(format!("chain-{}.csv", chain + 1)));
+    }
+}
+
+/// One NUTS or HMC chain's open file, evaluator and constrained rows.
+struct SamplerChain<'m> {
+    writer: Option<DrawsWriter>,
+    evaluator: Option<Evaluator<'m>>,
+    full_position: Vec<f64>,
+    rows: Vec<f64>,
+    values: Vec<f64>,
+    line: Vec<f64>,
+    n_draws: usize,
+}
+
+/// Streams each NUTS or static HMC chain to `chain-N.csv` in CmdStan's layout (sampler columns,
+/// then the output sites' constrained values), with the warm-up draws when asked and the
+/// adaptation's result between warm-up and sampling (or only keeps the rows without a folder).
+///
+/// A draw's constrained values use a fresh stream `stream_rng(0, 0)`, so they depend on the draw
+/// alone, and its position is completed with the layout's initial values of the coordinates the
+/// sampler does not move (or a warm start's, [`SamplerFiles::with_initial_position`]).
+pub struct SamplerFiles<'m> {
+    model: &'m Model,
+    sites: Vec<&'m SiteInfo>,
+    header: Vec<String>,
+    comments: Vec<String>,
+    out: Option<PathBuf>,
+    save_warmup: bool,
+    planned: usize,
+    chains: Vec<Mutex<SamplerChain<'m>>>,
+    failure: Mutex<Option<Failure>>,
+}
+
+impl<'m> SamplerFiles<'m> {
+    /// A sink for `n_chains` chains of `planned` kept draws each, whose files start with
+    /// `comments` (then `chain id = N`); `save_warmup` also writes the warm-up draws.
+    pub fn new(
+        model: &'m Model,
+        out: Option<&Path>,
+        comments: Vec<String>,
+        n_chains: usize,
+        planned: usize,
+        save_warmup: bool,
+    ) -> SamplerFiles<'m> {
+        let sites = model.output_sites();
+        let mut header: Vec<String> = SampleStats::COLUMN_NAMES
+            .iter()
+            .map(|name| name.to_string())
+            .collect();
+        header.extend(
+            crate::output::columns_of(&sites)
+                .iter()
+                .map(Column::csv_name),
+        );
+        let chains = (0..n_chains)
+            .map(|_| {
+                Mutex::new(SamplerChain {
+                    writer: None,
+                    evaluator: None,
+                    full_position: model.layout.initial_position(),
+                    rows: Vec::with_capacity(
+                        planned * (header.len() - SampleStats::COLUMN_NAMES.len()),
+                    ),
+                    values: Vec::new(),
+                    line: Vec::new(),
+                    n_draws: 0,
+                })
+            })
+            .collect();
+        SamplerFiles {
+            model,
+            sites,
+            header,
+            comments,
+            out: out.map(Path::to_path_buf),
+            save_warmup,
+            planned,
+            chains,
+            failure: Mutex::new(None),
+        }
+    }
+
+    /// Completes every draw with `position`'s values of the coordinates the sampler does not
+    /// move (the params of a warm start) instead of the layout's initial values.
+    pub fn with_initial_position(self, position: &[f64]) -> SamplerFiles<'m> {
+        for chain in &self.chains {
+            let mut chain = chain.lock().unwrap_or_else(PoisonError::into_inner);
+            if chain.full_position.len() == position.len() {
+                chain.full_position.copy_from_slice(position);
+            }
+        }
+        self
+    }
+
+    /// Chain `chain`'s state.
+    fn lock(&self, chain: usize) -> MutexGuard<'_, SamplerChain<'m>> {
+        self.chains[chain]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Keeps the first failure and tells the driver.
+    fn fail(&self, failure: Failure) -> SinkFailed {
+        self.failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert(failure);
+        SinkFailed
+    }
+
+    /// Computes a draw's constrained values into `chain.values`; writes its line (sampler
+    /// statistics first) when the chain has a file.
+    fn write_draw(
+        &self,
+        chain: &mut SamplerChain<'m>,
+        position: &[f64],
+        stats: &DrawStats,
+    ) -> Result<(), SinkFailed> {
+        let latent = position.len().min(chain.full_position.len());
+        chain.full_position[..latent].copy_from_slice(&position[..latent]);
+        let evaluator = chain
+            .evaluator
+            .get_or_insert_with(|| self.model.output_evaluator());
+        let mut rng = stream_rng(0, 0);
+        let values = evaluator
+            .constrained(&chain.full_position, &mut rng)
+            .map_err(|e| self.fail(Failure::model(vec![e.to_diagnostic()])))?;
+        flatten_row(&self.sites, &values, &mut chain.values);
+        if let Some(writer) = &mut chain.writer {
+            chain.line.clear();
+            if let Some(transition) = &stats.transition {
+                chain.line.extend_from_slice(&transition.values());
+            }
+            chain.line.extend_from_slice(&chain.values);
+            writer.row(&chain.line).map_err(|f| self.fail(f))?;
+        }
+        Ok(())
+    }
+
+    /// A streamed run's result: the sampler's, or when it failed, the sink's own failure if the
+    /// sink stopped it, else the sampler's error. A failed run's chain files are deleted.
+    pub fn result<R, E: Into<bdl_infer::InferError>>(
+        &self,
+        sampled: Result<R, E>,
+    ) -> Result<R, Failure> {
+        sampled.map_err(|error| {
+            if let Some(out) = &self.out {
+                remove_chain_files(out, self.chains.len());
+            }
+            self.failure
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+                .unwrap_or_else(|| crate::run::outcome::infer_failure(error))
+        })
+    }
+
+    /// The constrained rows of every chain's kept draws, row-major.
+    pub fn into_rows(self) -> Result<Vec<Vec<f64>>, Failure> {
+        if let Some(failure) = self
+            .failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            return Err(failure);
+        }
+        Ok(self
+            .chains
+            .into_iter()
+            .map(|chain| {
+                chain
+                    .into_inner()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .rows
+            })
+            .collect())
+    }
+}
+
+impl DrawSink for SamplerFiles<'_> {
+    fn header(&self, unit: usize, _dim: usize) -> Result<(), SinkFailed> {
+        let Some(out) = &self.out else {
+            return Ok(());
+        };
+        let mut comments = self.comments.clone();
+        comments.push(format!("chain id = {}", unit + 1));
+        let path = out.join(format!("chain-{}.csv", unit + 1));
+        let writer =
+            DrawsWriter::create(&path, &comments, &self.header).map_err(|f| self.fail(f))?;
+        self.lock(unit).writer = Some(writer);
+        Ok(())
+    }
+
+    fn warmup_draw(
+        &self,
+        unit: usize,
+        _iteration: usize,
+        position: &[f64],
+        stats: &DrawStats,
+    ) -> Result<(), SinkFailed> {
+        let mut chain = self.lock(unit);
+        if !self.save_warmup || chain.writer.is_none() {
+            return Ok(());
+        }
+        self.write_draw(&mut chain, position, stats)
+    }
+
+    fn adapted(&self, unit: usize, adapted: &Adapted<'_>) -> Result<(), SinkFailed> {
+        let mut chain = self.lock(unit);
+        let Some(writer) = &mut chain.writer else {
+            return Ok(());
+        };
+        let format_row = |row: &[f64]| {
+            row.iter()
+                .map(|v| crate::output::format_number(*v))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut lines = vec![
+            "Adaptation terminated".to_string(),
+            format!(
+                "Step size = {}",
+                crate::output::format_number(adapted.step_size)
+            ),
+        ];
+        if adapted.dense {
+            let dim = (adapted.inverse_metric.len() as f64).sqrt().round() as usize;
+            lines.push("Elements of inverse mass matrix:".to_string());
+            lines.extend(adapted.inverse_metric.chunks(dim.max(1)).map(format_row));
+        } else {
+            lines.push("Diagonal elements of inverse mass matrix:".to_string());
+            lines.push(format_row(adapted.inverse_metric));
+        }
+        writer.comments(&lines).map_err(|f| self.fail(f))
+    }
+
+    fn draw(
+        &self,
+        unit: usize,
+        _row: usize,
+        position: &[f64],
+        stats: &DrawStats,
+    ) -> Result<(), SinkFailed> {
+        let mut chain = self.lock(unit);
+        let chain = &mut *chain;
+        self.write_draw(chain, position, stats)?;
+        chain.rows.extend_from_slice(&chain.values);
+        chain.n_draws += 1;
+        Ok(())
+    }
+
+    fn comment(&self, unit: usize, line: &str) -> Result<(), SinkFailed> {
+        let mut chain = self.lock(unit);
+        if let Some(writer) = &mut chain.writer {
+            writer
+                .comments(&[line.to_string()])
+                .map_err(|f| self.fail(f))?;
+        }
+        Ok(())
+    }
+
+    fn finish(&self, unit: usize, interrupted: bool) -> Result<(), SinkFailed> {
+        let mut chain = self.lock(unit);
+        let n_draws = chain.n_draws;
+        if let Some(writer) = &mut chain.writer {
+            if interrupted {
+                writer
+                    .comments(&[interrupted_comment(n_draws, self.planned)])
+                    .map_err(|f| self.fail(f))?;
+            }
+            writer.flush().map_err(|f| self.fail(f))?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,7 +531,8 @@ mod tests {
     }
 
     /// A chain streamed through the sink, finished or stopped early, gives the batch path's rows
-    /// and file, bit for bit, whatever the number of threads.
+    /// and file, bit for bit, whatever the number of threads (a chain stopped early marked as
+    /// such).
     #[test]
     fn streamed_rows_and_files_equal_the_batch_paths() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/sine_sgld.bdl");
@@ -260,8 +560,10 @@ mod tests {
                     sink.header(0, dim).expect("the file is created");
                     for (row, position) in positions[..n].iter().enumerate() {
                         let stats = DrawStats {
+                            sampler: "test",
                             iteration: row,
                             step_size: None,
+                            transition: None,
                         };
                         sink.draw(0, row, position, &stats)
                             .expect("the draw is written");
@@ -276,6 +578,9 @@ mod tests {
                     let expected_path = dir.join("expected.csv");
                     let mut expected_comments = comments;
                     expected_comments.push("chain = 1".to_string());
+                    if n < planned {
+                        expected_comments.push(interrupted_comment(n, planned));
+                    }
                     write_draws_file(&expected_path, &expected_comments, &columns, &batch)
                         .expect("the batch file");
                     let expected = std::fs::read(&expected_path).expect("the batch file");
@@ -283,6 +588,85 @@ mod tests {
                 }
             });
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A run that fails leaves no chain file behind, and a chain stopped early says so in its
+    /// file, for both sinks.
+    #[test]
+    fn failed_runs_leave_no_chain_files_and_interrupted_chains_are_marked() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/sine_sgld.bdl");
+        let model = Session::new()
+            .load(&path, &[], Completeness::All, 7)
+            .expect("the model compiles");
+        let dim = model.layout.dim();
+        let dir = std::env::temp_dir().join(format!("bdl-sink-marks-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temporary folder");
+        let transition = SampleStats {
+            log_density: -1.0,
+            accept_stat: 0.9,
+            step_size: 0.5,
+            tree_depth: 2,
+            n_leapfrog: 3,
+            divergent: false,
+            energy: 1.5,
+        };
+        let stats = DrawStats {
+            sampler: "nuts",
+            iteration: 0,
+            step_size: Some(0.5),
+            transition: Some(transition),
+        };
+        let position = vec![0.1; dim];
+        let chain_file = |chain: usize| dir.join(format!("chain-{chain}.csv"));
+
+        // NUTS and HMC: chain 1 stops after 3 of 5 draws; its file says so, chain 2's does not.
+        let sink = SamplerFiles::new(&model, Some(&dir), vec!["test".into()], 2, 5, false);
+        for unit in 0..2 {
+            sink.header(unit, dim).expect("the file is created");
+        }
+        for row in 0..3 {
+            sink.draw(0, row, &position, &stats)
+                .expect("the draw is written");
+        }
+        sink.finish(0, true).expect("the file is flushed");
+        for row in 0..5 {
+            sink.draw(1, row, &position, &stats)
+                .expect("the draw is written");
+        }
+        sink.finish(1, false).expect("the file is flushed");
+        let marked = std::fs::read_to_string(chain_file(1)).expect("chain 1's file");
+        assert!(marked.ends_with("# interrupted: this chain stopped after 3 of 5 draws\n"));
+        assert_eq!(
+            marked.lines().filter(|l| !l.starts_with('#')).count(),
+            1 + 3
+        );
+        let complete = std::fs::read_to_string(chain_file(2)).expect("chain 2's file");
+        assert!(!complete.contains("interrupted"));
+        assert!(complete.starts_with("# test\n# chain id = 2\nlp__,accept_stat__"));
+        // The same run failing instead: both files are deleted.
+        let failed = sink.result::<(), _>(Err(bdl_infer::mcmc::McmcError::NoParameters));
+        assert!(failed.is_err());
+        assert!(!chain_file(1).exists() && !chain_file(2).exists());
+
+        // SG-MCMC and Gibbs: an interrupted chain's rewritten file is marked, a failure deletes.
+        let sink = ChainFiles::new(&model, Some(&dir), vec!["test".into()], 1, 5, 7);
+        sink.header(0, dim).expect("the file is created");
+        for row in 0..2 {
+            sink.draw(0, row, &position, &stats)
+                .expect("the draw is written");
+        }
+        sink.finish(0, true).expect("the file is flushed");
+        let flat = position.repeat(2);
+        sink.into_rows(&[&flat], dim).expect("the rows");
+        let marked = std::fs::read_to_string(chain_file(1)).expect("chain 1's file");
+        assert!(marked.contains("# interrupted: this chain stopped after 2 of 5 draws\n"));
+        let sink = ChainFiles::new(&model, Some(&dir), vec!["test".into()], 1, 5, 7);
+        sink.header(0, dim).expect("the file is created");
+        assert!(chain_file(1).exists());
+        let failed = sink.result::<(), _>(Err(bdl_infer::mcmc::McmcError::NoParameters));
+        assert!(failed.is_err());
+        assert!(!chain_file(1).exists());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
