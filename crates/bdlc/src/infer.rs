@@ -3,8 +3,10 @@
 //! The method's options are parsed into a [`Method`] before anything runs (a flag that does not
 //! apply to the method is an error); `run::run_method` runs it. MCMC methods write one CmdStan
 //! CSV per chain as they go; the others write `draws.csv` at the end, or for SVI, MAP and
-//! Laplace `draws.parquet` by `--format` or by size (`run::large`).
+//! Laplace `draws.parquet` by `--format` or by size (`run::large`). The pointwise
+//! log-likelihood of the draws follows (`log_lik`), unless it is large or `--no-log-lik` says no.
 
+use crate::log_lik::LogLikChoice;
 use crate::method::Method;
 use crate::output::{mark_run_complete, prepare_out_dir, write_file};
 use crate::progress;
@@ -50,6 +52,13 @@ pub struct InferArgs {
     /// streamed run summarises by site (SVI, MAP and Laplace).
     #[arg(long = "all-draws")]
     pub all_draws: bool,
+    /// Write the pointwise log-likelihood (`log_lik*.csv`, for `bdlc loo`) whatever its size;
+    /// by default it is written when observations x draws is at most 1,000,000.
+    #[arg(long = "log-lik", conflicts_with = "no_log_lik")]
+    pub log_lik: bool,
+    /// Do not write the pointwise log-likelihood.
+    #[arg(long = "no-log-lik")]
+    pub no_log_lik: bool,
 }
 
 /// The output options of `--format` and `--all-draws`, refused where they cannot apply: for
@@ -147,8 +156,15 @@ pub fn run(args: &InferArgs, session: &mut Session, stop: &AtomicBool) -> Result
         }
     }
     let started = Instant::now();
-    let result = run_method(&model, &method, args.out.as_deref(), output, show, stop)?;
+    let mut result = run_method(&model, &method, args.out.as_deref(), output, show, stop)?;
+    let mut log_lik_note = None;
     if let Some(out) = &args.out {
+        let choice = LogLikChoice::from_flags(args.log_lik, args.no_log_lik);
+        let fact = crate::log_lik::write_for_run(&model, &result, out, choice)?;
+        if choice == LogLikChoice::WhenSmall && fact["written"] == false {
+            log_lik_note = fact["reason"].as_str().map(str::to_string);
+        }
+        result.facts.insert("log_lik".into(), fact);
         let summary = result.summary_json(&args.model);
         write_file(&out.join("summary.json"), &format!("{summary:#}\n"))?;
         mark_run_complete(out, result.interrupted)?;
@@ -166,6 +182,9 @@ pub fn run(args: &InferArgs, session: &mut Session, stop: &AtomicBool) -> Result
             print!("{}", result.table());
             for warning in result.warning_messages() {
                 eprintln!("warning: {warning}");
+            }
+            if let Some(reason) = &log_lik_note {
+                eprintln!("note: the pointwise log-likelihood was not written ({reason})");
             }
         }
         if result.interrupted {

@@ -128,6 +128,7 @@ pub fn prepare_out_dir(dir: &Path, force: bool) -> Result<(), Failure> {
                 let name = entry.file_name().to_string_lossy().to_string();
                 let ours = RUN_FILES.contains(&name.as_str())
                     || (name.starts_with("chain-") && name.ends_with(".csv"))
+                    || (name.starts_with("log_lik") && name.ends_with(".csv"))
                     || name == "loss.csv"
                     || name.ends_with(".svg");
                 if ours && path.is_file() {

@@ -23,6 +23,7 @@
 //! chain (through its two halves), as in Stan.
 
 mod autocovariance;
+pub mod loo;
 pub mod psis;
 pub mod streaming;
 mod summary;
