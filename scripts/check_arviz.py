@@ -10,7 +10,11 @@ folder and checks that
    equal the ones `bdlc summary` computes again from the same files, to 1e-6 (relative);
 3. those of mu equal the ones in the run's `summary.json` to 1e-6 (relative). `summary.json` is
    computed from the draws before they are written, so this holds only if the CSV files keep
-   the draws' precision.
+   the draws' precision;
+4. the run's pointwise log-likelihood files (`log_lik-1.csv`, …) read into the InferenceData's
+   `log_likelihood` group (variable `y`, chains x draws x 8), and ArviZ's `loo` and `waic` on it
+   equal `bdlc loo --json` and `bdlc loo --waic --json` to 1e-6 (relative): elpd, se, p and
+   every observation's k̂.
 
 It exits with status 1 and names every disagreement when a check fails.
 
@@ -92,7 +96,13 @@ def main():
         run([bdlc, "infer", "models/eight_schools.bdl", "--method", "nuts", "--chains", "4",
              "--warmup", "1000", "--samples", "1000", "--seed", "1", "--out", out, "--quiet"])
         files = sorted(glob.glob(os.path.join(out, "chain-*.csv")))
-        posterior = az.from_cmdstan(posterior=files).posterior
+        log_lik_files = sorted(glob.glob(os.path.join(out, "log_lik-*.csv")))
+        # The log-likelihood files share the draws' layout, so ArviZ reads them as a posterior
+        # of the observed site's elements, which is what its `log_likelihood` group holds.
+        idata = az.from_cmdstan(posterior=files)
+        log_likelihood = az.from_cmdstan(posterior=log_lik_files).posterior
+        idata.add_groups(log_likelihood=log_likelihood)
+        posterior = idata.posterior
 
         # 1. Shapes.
         expected_shapes = {"mu": (4, 1000), "tau": (4, 1000), "theta_tilde": (4, 1000, 8), "theta": (4, 1000, 8)}
@@ -127,6 +137,31 @@ def main():
         else:
             compare("mu (summary.json)", mu, arviz_diagnostics(column_values(posterior, "mu")), failures)
 
+        # 4. PSIS-LOO and WAIC from the log_likelihood group.
+        if idata.log_likelihood["y"].shape != (4, 1000, 8):
+            failures.append(f"log_likelihood y has shape {idata.log_likelihood['y'].shape}, expected (4, 1000, 8)")
+        loo = az.loo(idata, pointwise=True)
+        waic = az.waic(idata, pointwise=True)
+        ours_loo = json.loads(run([bdlc, "loo", out, "--json"]))
+        ours_waic = json.loads(run([bdlc, "loo", out, "--waic", "--json"]))
+        for label, ours, theirs in [
+            ("elpd_loo", ours_loo["elpd_loo"], float(loo["elpd_loo"])),
+            ("se of elpd_loo", ours_loo["se"], float(loo["se"])),
+            ("p_loo", ours_loo["p_loo"], float(loo["p_loo"])),
+            ("elpd_waic", ours_waic["elpd_waic"], float(waic["elpd_waic"])),
+            ("se of elpd_waic", ours_waic["se"], float(waic["se"])),
+            ("p_waic", ours_waic["p_waic"], float(waic["p_waic"])),
+        ] + [
+            (f"k of y.{i + 1}", row["pareto_k"], float(k))
+            for i, (row, k) in enumerate(zip(ours_loo["pointwise"], np.asarray(loo["pareto_k"])))
+        ]:
+            if abs(ours - theirs) > TOLERANCE * max(abs(theirs), 1.0):
+                failures.append(f"{label}: bdlc loo {ours}, ArviZ {theirs}")
+        print(f"PSIS-LOO: bdlc elpd_loo {ours_loo['elpd_loo']:.6f} (se {ours_loo['se']:.6f}, "
+              f"p_loo {ours_loo['p_loo']:.6f}); ArviZ {float(loo['elpd_loo']):.6f} "
+              f"(se {float(loo['se']):.6f}, p_loo {float(loo['p_loo']):.6f})")
+        print(f"WAIC: bdlc elpd_waic {ours_waic['elpd_waic']:.6f}; ArviZ {float(waic['elpd_waic']):.6f}")
+
     if failures:
         print("ArviZ check failed:", file=sys.stderr)
         for failure in failures:
@@ -136,7 +171,7 @@ def main():
                   "   from the draws at full precision, so the CSV files lose precision when written)",
                   file=sys.stderr)
         return 1
-    print("ArviZ reads bdlc's CSV files; R-hat and ESS agree to 1e-6")
+    print("ArviZ reads bdlc's CSV files; R-hat, ESS, PSIS-LOO and WAIC agree to 1e-6")
     return 0
 
 

@@ -128,6 +128,18 @@ pub trait ElboModel: Send {
         gradient: &mut [f64],
     ) -> Result<LogJoint, LogDensityError>;
 
+    /// The log joint at `position` without its gradient (a model may skip the backward pass);
+    /// by default [`ElboModel::log_joint`] with the gradient thrown away.
+    fn log_joint_value(
+        &mut self,
+        position: &[f64],
+        options: &JointOptions,
+        rng: &mut Rng,
+    ) -> Result<LogJoint, LogDensityError> {
+        let mut gradient = vec![0.0; position.len()];
+        self.log_joint(position, options, rng, &mut gradient)
+    }
+
     /// Latent blocks whose priors are fixed normals; empty when there are none.
     fn normal_priors(&self) -> Vec<NormalPrior> {
         Vec::new()

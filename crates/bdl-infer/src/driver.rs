@@ -400,6 +400,8 @@ pub struct Progress {
     pub kept: bool,
     /// The loss at that iteration, for the methods that optimise one.
     pub loss: Option<f64>,
+    /// Whether the iteration's transition diverged (Hamiltonian samplers; false for the others).
+    pub divergent: bool,
 }
 
 /// A sink refused a draw; the sink keeps the reason (it owns the output) and the algorithm stops

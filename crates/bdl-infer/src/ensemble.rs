@@ -488,6 +488,7 @@ where
                 phase: Phase::Fitting,
                 kept: false,
                 loss: Some(loss),
+                divergent: false,
             })
         },
     )
@@ -537,6 +538,7 @@ where
                     phase: Phase::Sampling,
                     kept: false,
                     loss: Some(loss),
+                    divergent: false,
                 })
             },
             stop,

@@ -814,6 +814,7 @@ where
             },
             kept,
             loss: (!skipped).then_some(-log_joint_estimate),
+            divergent: false,
         });
         if kept {
             let stats = DrawStats {

@@ -8,6 +8,8 @@
 //! - Pareto k̂ is small for a guide wider than the posterior and above 0.7 for one much narrower
 //!   (the importance weights of a normal proposal with sd ratio s against a normal target have a
 //!   tail of shape 1 − s², so a ratio of 0.3 gives 0.91).
+//! - The streamed k̂ (parallel, value-only, stopping once k̂ is two standard errors from 0.7)
+//!   agrees with it, whatever the number of threads.
 //! - PSIS resampling of a wider guide's draws reproduces the posterior mean and sd within four
 //!   Monte Carlo standard errors.
 
@@ -153,6 +155,45 @@ fn pareto_k_separates_wide_from_narrow_guides() {
     });
     let diagnostic = importance::diagnose(&mut model, &mean_field, 2000, 1).unwrap();
     assert!(diagnostic.pareto_k() > 0.7, "{}", diagnostic.pareto_k());
+}
+
+/// The streamed diagnostic (parallel, value-only, as few draws as settle k̂) agrees with the
+/// batch one on which side of 0.7 each guide is, stops early when k̂ is far from 0.7 (a wide
+/// guide, k̂ < 0, settles after its first round), and does not depend on the number of threads.
+#[test]
+fn the_streamed_pareto_k_settles_early_and_agrees() {
+    let streamed = |s: f64, threads: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| {
+                importance::diagnose_streamed(
+                    || CorrelatedGaussian,
+                    &fit_with(scaled_posterior(s)),
+                    2000,
+                    1,
+                )
+                .unwrap()
+            })
+    };
+    let wide = streamed(1.5, 2);
+    assert!(wide.psis.pareto_k < 0.5, "{}", wide.psis.pareto_k);
+    assert_eq!(wide.draws_used, importance::STREAMED_FIRST_ROUND);
+    let narrow = streamed(0.3, 2);
+    assert!(narrow.psis.pareto_k > 0.7, "{}", narrow.psis.pareto_k);
+    assert!(narrow.draws_used <= 2000);
+    assert_eq!(narrow.log_ratios.len(), narrow.draws_used);
+    let one_thread = streamed(0.3, 1);
+    let bits = |values: &[f64]| values.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&one_thread.log_ratios), bits(&narrow.log_ratios));
+    // k̂'s standard error follows the tail size: (1 + k̂) / √M with M = ⌈min(n/5, 3√n)⌉.
+    let expected = (1.0 + narrow.psis.pareto_k)
+        / ((narrow.draws_used as f64 / 5.0)
+            .min(3.0 * (narrow.draws_used as f64).sqrt())
+            .ceil())
+        .sqrt();
+    assert!((narrow.k_standard_error - expected).abs() < 1e-12);
 }
 
 #[test]

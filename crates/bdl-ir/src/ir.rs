@@ -280,6 +280,14 @@ pub enum StmtKind {
         /// The value.
         value: Expr,
     },
+    /// `name = value`: evaluates `value` into the slot of a `let mut` binding, replacing the
+    /// value it held (loop-carried state).
+    Assign {
+        /// The slot written.
+        slot: SlotId,
+        /// The new value, of the slot's static type.
+        value: Expr,
+    },
     /// Evaluates an expression for its effect (usually a site).
     Expr(Expr),
     /// A vectorised plate.
@@ -544,6 +552,15 @@ impl Printer<'_> {
             StmtKind::Let { slot, value } => {
                 let text = format!(
                     "{} = {}  : {}",
+                    self.slot(*slot),
+                    self.expr(value),
+                    describe(value)
+                );
+                self.line(&text);
+            }
+            StmtKind::Assign { slot, value } => {
+                let text = format!(
+                    "{} := {}  : {}",
                     self.slot(*slot),
                     self.expr(value),
                     describe(value)

@@ -62,6 +62,8 @@ pub struct Binding {
     pub ty: Ty,
     /// Whether its value depends on a sample or param site (and so is not data).
     pub latent: bool,
+    /// Whether it was declared `let mut` (and so may be assigned).
+    pub mutable: bool,
     /// How many times it is used.
     pub uses: usize,
 }

@@ -272,6 +272,13 @@ impl Lowerer<'_> {
     fn stmt(&self, stmt: &ast::Stmt) -> Lowered<Stmt> {
         let kind = match &stmt.kind {
             ast::StmtKind::Let(binding) => return self.let_(binding),
+            ast::StmtKind::Assign(assign) => StmtKind::Assign {
+                slot: SlotId(
+                    self.referenced(assign.name.id, &assign.name.name, assign.name.span)?
+                        .0,
+                ),
+                value: self.expr(&assign.value)?,
+            },
             ast::StmtKind::Expr(expr) => StmtKind::Expr(self.expr(expr)?),
             ast::StmtKind::Plate(plate) => StmtKind::Plate(self.plate(plate, stmt.span)?),
             ast::StmtKind::If(conditional) => return self.if_(conditional),

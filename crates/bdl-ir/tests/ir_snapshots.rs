@@ -10,6 +10,7 @@ use bdl_syntax::parse;
 /// Every model of `models/`, by file stem. `every_model_has_a_snapshot` keeps this list in step
 /// with the folder.
 const MODELS: &[(&str, &str)] = &[
+    ("arma11", include_str!("../../../models/arma11.bdl")),
     (
         "bayes_by_backprop",
         include_str!("../../../models/bayes_by_backprop.bdl"),
@@ -21,6 +22,11 @@ const MODELS: &[(&str, &str)] = &[
     (
         "eight_schools",
         include_str!("../../../models/eight_schools.bdl"),
+    ),
+    ("garch11", include_str!("../../../models/garch11.bdl")),
+    (
+        "gaussian_hmm",
+        include_str!("../../../models/gaussian_hmm.bdl"),
     ),
     (
         "iris_bayes_by_backprop",

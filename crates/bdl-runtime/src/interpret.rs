@@ -169,7 +169,7 @@ impl<'a> Interpreter<'a> {
 
     fn stmt(&mut self, stmt: &Stmt) -> Result<Flow, RuntimeError> {
         match &stmt.kind {
-            StmtKind::Let { slot, value } => {
+            StmtKind::Let { slot, value } | StmtKind::Assign { slot, value } => {
                 let value = self.eval(value)?;
                 self.frame[slot.index()] = Some(value);
             }

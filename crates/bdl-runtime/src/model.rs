@@ -47,6 +47,20 @@ pub struct SiteInfo {
     pub span: Span,
 }
 
+/// One `observe` site's pointwise log-likelihood at one draw
+/// ([`Model::pointwise_log_likelihood`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PointwiseLogLik {
+    /// The site's name.
+    pub name: String,
+    /// The batch shape of its log-density (the observed value's shape without event dimensions).
+    pub shape: Vec<usize>,
+    /// The row-major flat indices (0-based) of the elements kept (not masked out), increasing.
+    pub elements: Vec<usize>,
+    /// log p(yⱼ | θ) of each kept element, in the order of `elements`.
+    pub log_lik: Vec<f64>,
+}
+
 /// A program with its data, ready for inference.
 #[derive(Debug)]
 pub struct Model {
@@ -209,6 +223,7 @@ impl Model {
             replay: self.dynamic.is_none(),
             draw_map: None,
             model_runs: 0,
+            value_only: false,
         }
     }
 
@@ -477,6 +492,80 @@ impl Model {
             .map(|site| (site.name.clone(), tape.value(site.value.var).clone()))
             .collect();
         Ok((draw, network_calls))
+    }
+
+    /// The pointwise log-likelihood of one posterior draw: for every `observe` site with data,
+    /// the log-density of each element of its batch (event dimensions summed, so a row of a
+    /// multivariate observation is one element), with the latent and param sites fixed at the
+    /// constrained `values` and every plate run over all its rows (a mini-batched plate too).
+    /// Elements masked out (`mask =` 0) are left out; no scale (mini-batch factor or `Scale`
+    /// handler) is applied, and `factor` sites are not observations, so they are not included.
+    /// This is the matrix that PSIS-LOO and WAIC need, one draw at a time.
+    pub fn pointwise_log_likelihood(
+        &self,
+        values: &HashMap<String, Tensor>,
+    ) -> Result<Vec<PointwiseLogLik>, RuntimeError> {
+        let mut tape = Tape::new();
+        let trace = Rc::new(RefCell::new(Trace::default()));
+        // Every free site is substituted; the stream only serves a site the draw lacks.
+        let mut rng = stream_rng(0, 0);
+        {
+            let mut interpreter = Interpreter::new(
+                &self.program,
+                &self.data,
+                &mut tape,
+                RunOptions { full_plates: true },
+            );
+            interpreter.push(SeedRef { rng: &mut rng });
+            interpreter.push(TraceMessages {
+                trace: Rc::clone(&trace),
+            });
+            interpreter.push(crate::handlers::Substitute {
+                values: values.clone(),
+            });
+            interpreter.run_model()?;
+        }
+        let trace = trace.borrow();
+        let mut sites = Vec::new();
+        for site in &trace.sites {
+            if site.kind != SiteKind::Observe || !site.observed {
+                continue;
+            }
+            let Some(dist) = &site.dist else { continue };
+            let span = site.span;
+            let log_prob = dist.log_prob(&mut tape, site.value.var).map_err(|error| {
+                RuntimeError::model("E0530", format!("site `{}`: {error}", site.name), span)
+            })?;
+            let log_prob_value = tape.value(log_prob).clone();
+            let shape = log_prob_value.shape().to_vec();
+            let keep = match site.mask {
+                Some(mask) => {
+                    // The mask broadcast to the log-density's shape.
+                    let ones = tape.constant(Tensor::ones(&shape));
+                    let zeros = tape.constant(Tensor::zeros(&shape));
+                    let kept = tape
+                        .select(mask, ones, zeros)
+                        .map_err(|error| RuntimeError::model("E0548", error.to_string(), span))?;
+                    tape.value(kept).data().iter().map(|v| *v != 0.0).collect()
+                }
+                None => vec![true; log_prob_value.data().len()],
+            };
+            let mut elements = Vec::new();
+            let mut log_lik = Vec::new();
+            for (flat, (value, keep)) in log_prob_value.data().iter().zip(&keep).enumerate() {
+                if *keep {
+                    elements.push(flat);
+                    log_lik.push(*value);
+                }
+            }
+            sites.push(PointwiseLogLik {
+                name: site.name.clone(),
+                shape,
+                elements,
+                log_lik,
+            });
+        }
+        Ok(sites)
     }
 
     /// Runs the model at a position and returns its trace, rendered (`--emit trace`).
@@ -797,6 +886,8 @@ pub struct Evaluator<'m> {
     draw_map: Option<DrawMap>,
     /// How many times this evaluator has run the model (recorded or replayed it).
     model_runs: usize,
+    /// Whether evaluations skip the backward pass (the gradient is then left as it was).
+    value_only: bool,
 }
 
 /// The result of one evaluation.
@@ -1129,6 +1220,12 @@ impl Evaluator<'_> {
                 ),
             });
         }
+        if self.value_only {
+            return Ok(Evaluation {
+                joint: LogJoint { likelihood, prior },
+                objective,
+            });
+        }
         self.tape
             .backward(recording.objective)
             .map_err(|e| RuntimeError::model("E0501", e.to_string(), Span::default()))?;
@@ -1179,6 +1276,22 @@ impl ElboModel for Evaluator<'_> {
             .map_err(|error| error.to_log_density_error())?;
         gradient.copy_from_slice(&self.gradient);
         Ok(evaluation.joint)
+    }
+
+    /// The log joint by a forward pass alone (no backward pass, no gradient).
+    fn log_joint_value(
+        &mut self,
+        position: &[f64],
+        options: &JointOptions,
+        rng: &mut Rng,
+    ) -> Result<LogJoint, LogDensityError> {
+        let normal_weight = if options.skip_normal_priors { 0.0 } else { 1.0 };
+        self.value_only = true;
+        let evaluation = self.evaluate(position, options.prior_weight, normal_weight, rng);
+        self.value_only = false;
+        Ok(evaluation
+            .map_err(|error| error.to_log_density_error())?
+            .joint)
     }
 
     fn normal_priors(&self) -> Vec<NormalPrior> {

@@ -65,9 +65,10 @@ pub fn observed_only(program: &Program) -> Vec<SlotId> {
 fn walk_block(stmts: &[Stmt], observed: &mut Vec<SlotId>, other: &mut Vec<SlotId>) {
     for stmt in stmts {
         match &stmt.kind {
-            StmtKind::Let { value, .. } | StmtKind::Expr(value) | StmtKind::Return(value) => {
-                walk_expr(value, observed, other)
-            }
+            StmtKind::Let { value, .. }
+            | StmtKind::Assign { value, .. }
+            | StmtKind::Expr(value)
+            | StmtKind::Return(value) => walk_expr(value, observed, other),
             StmtKind::Plate(plate) => {
                 walk_expr(&plate.size, observed, other);
                 if let Some(batch) = &plate.subsample {

@@ -27,6 +27,8 @@ pub struct SiteRecord {
     pub log_prob: Option<Var>,
     /// The scale applied (mini-batch factor and `Scale` handlers).
     pub scale: f64,
+    /// The 0/1 mask on the log-density's batch elements (an `observe`'s `mask =`), if any.
+    pub mask: Option<Var>,
     /// The enclosing plates.
     pub plates: Vec<PlateFrame>,
     /// The unconstrained input behind the value, when it came from a flat vector.
@@ -55,6 +57,7 @@ impl Trace {
             observed: message.observed,
             log_prob,
             scale: message.scale,
+            mask: message.mask,
             plates: message.plates.clone(),
             unconstrained: message.unconstrained,
             span: message.span,

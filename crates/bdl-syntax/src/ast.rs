@@ -342,9 +342,11 @@ pub struct Stmt {
     pub span: Span,
 }
 
-/// `let name = value`.
+/// `let name = value`, or `let mut name = value` for a name that `name = ...` may re-bind.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Let {
+    /// Whether it was declared `let mut`.
+    pub mutable: bool,
     /// The bound name.
     pub name: Ident,
     /// Its value.
@@ -353,11 +355,24 @@ pub struct Let {
     pub span: Span,
 }
 
+/// `name = value`: a new value for a `let mut` binding (loop-carried state).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Assign {
+    /// The name assigned.
+    pub name: Ident,
+    /// Its new value.
+    pub value: Expr,
+    /// The whole statement.
+    pub span: Span,
+}
+
 /// The statements of bdl.
 #[derive(Clone, Debug, PartialEq)]
 pub enum StmtKind {
-    /// `let name = value`.
+    /// `let name = value` or `let mut name = value`.
     Let(Let),
+    /// `name = value`.
+    Assign(Assign),
     /// An expression evaluated for its effect, usually `observe(...)` or `sample(...)`.
     Expr(Expr),
     /// `plate(name, size, subsample = B, dim = -2) as i { ... }`.

@@ -363,10 +363,31 @@ impl Builder {
 
     fn let_(&self, pair: Pair<Rule>) -> Option<Let> {
         let span = self.span(&pair);
-        let mut inner = pair.into_inner().filter(|p| p.as_rule() != Rule::kw_let);
+        let mut mutable = false;
+        let mut inner = pair.into_inner().filter(|p| match p.as_rule() {
+            Rule::kw_let => false,
+            Rule::kw_mut => {
+                mutable = true;
+                false
+            }
+            _ => true,
+        });
         let name = self.ident(inner.next()?);
         let value = self.expr(inner.next()?);
-        Some(Let { name, value, span })
+        Some(Let {
+            mutable,
+            name,
+            value,
+            span,
+        })
+    }
+
+    fn assign(&self, pair: Pair<Rule>) -> Option<Assign> {
+        let span = self.span(&pair);
+        let mut inner = pair.into_inner();
+        let name = self.ident(inner.next()?);
+        let value = self.expr(inner.next()?);
+        Some(Assign { name, value, span })
     }
 
     /// One statement pair.
@@ -375,6 +396,7 @@ impl Builder {
         let span = self.span(&pair);
         let kind = match pair.as_rule() {
             Rule::let_stmt => self.let_(pair).map_or(StmtKind::Error, StmtKind::Let),
+            Rule::assign_stmt => self.assign(pair).map_or(StmtKind::Error, StmtKind::Assign),
             Rule::expr_stmt => match pair.into_inner().next() {
                 Some(value) => StmtKind::Expr(self.expr(value)),
                 None => StmtKind::Error,

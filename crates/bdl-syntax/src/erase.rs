@@ -104,6 +104,11 @@ fn block(block_: &mut Block) {
         stmt.span = Span::default();
         match &mut stmt.kind {
             StmtKind::Let(binding) => let_(binding),
+            StmtKind::Assign(assign) => {
+                assign.span = Span::default();
+                ident(&mut assign.name);
+                expr(&mut assign.value);
+            }
             StmtKind::Expr(value) | StmtKind::Return(value) => expr(value),
             StmtKind::Plate(plate) => {
                 plate.args.iter_mut().for_each(arg);

@@ -50,6 +50,7 @@ fn describe(rule: Rule) -> Option<&'static str> {
         | Rule::kw_model
         | Rule::kw_infer => "an item (`data`, `network`, `fn`, `model` or `infer`)",
         Rule::let_stmt
+        | Rule::assign_stmt
         | Rule::plate_stmt
         | Rule::if_stmt
         | Rule::for_stmt

@@ -38,9 +38,9 @@ pub const MAX_NESTING: usize = 128;
 pub const MAX_SOURCE_BYTES: usize = 1 << 20;
 
 /// The reserved words of bdl.
-pub const KEYWORDS: [&str; 20] = [
-    "data", "from", "network", "fn", "model", "infer", "let", "plate", "as", "if", "else", "for",
-    "in", "return", "and", "or", "not", "true", "false", "None",
+pub const KEYWORDS: [&str; 21] = [
+    "data", "from", "network", "fn", "model", "infer", "let", "mut", "plate", "as", "if", "else",
+    "for", "in", "return", "and", "or", "not", "true", "false", "None",
 ];
 
 /// The result of parsing: the tree (possibly partial) and what went wrong.

@@ -153,7 +153,8 @@ impl Printer {
     }
 
     fn let_(&mut self, binding: &Let) {
-        let _ = write!(self.out, "let {} = ", binding.name.name);
+        let keyword = if binding.mutable { "let mut" } else { "let" };
+        let _ = write!(self.out, "{keyword} {} = ", binding.name.name);
         self.expr(&binding.value, 0);
     }
 
@@ -173,6 +174,10 @@ impl Printer {
     fn stmt(&mut self, stmt: &Stmt) {
         match &stmt.kind {
             StmtKind::Let(binding) => self.let_(binding),
+            StmtKind::Assign(assign) => {
+                let _ = write!(self.out, "{} = ", assign.name.name);
+                self.expr(&assign.value, 0);
+            }
             StmtKind::Expr(value) => self.expr(value, 0),
             StmtKind::Plate(plate) => {
                 self.out.push_str("plate");

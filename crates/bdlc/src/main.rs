@@ -2,7 +2,9 @@
 //!
 //! Subcommands: `check` (diagnostics, `--emit ast|ir|trace`), `infer` (every inference method),
 //! `predict`, `diagnose` (gradients against finite differences), `merge` (join the parts of a run
-//! split with `--chain-offset`), `summary` and `plot` (re-read a finished run), `repl`, and `completions` and `man` (shell completion scripts, man pages).
+//! split with `--chain-offset`), `summary` and `plot` (re-read a finished run), `loo` and
+//! `compare` (PSIS-LOO, WAIC and model comparison from a run's pointwise log-likelihood), `repl`,
+//! and `completions` and `man` (shell completion scripts, man pages).
 //! Exit codes: 0 on success, 1 when the model, its data or a run has an error, 2 for usage
 //! errors and files that cannot be read, 130 when Ctrl-C ends the process, 141 (quietly) when
 //! stdout is a pipe whose reader has closed it.
@@ -14,9 +16,12 @@ mod device;
 mod diagnose;
 mod infer;
 mod interrupt;
+mod log_lik;
+mod loo_cmd;
 mod merge;
 mod method;
 mod output;
+mod parquet;
 mod plot;
 mod plot_cmd;
 mod predict;
@@ -60,6 +65,10 @@ enum Command {
     Merge(merge::MergeArgs),
     /// Print the summary table of a finished run again, from its files.
     Summary(summary_cmd::SummaryArgs),
+    /// PSIS-LOO (or WAIC) of a finished run, with Pareto k̂ per observation.
+    Loo(loo_cmd::LooArgs),
+    /// Compare finished runs of models of the same data: elpd differences, stacking weights.
+    Compare(loo_cmd::CompareArgs),
     /// Draw the figures of a finished run: densities, traces, loss, predictive band.
     Plot(plot_cmd::PlotArgs),
     /// Explore a model interactively: expressions, prior draws, inference, summaries, plots.
@@ -85,6 +94,8 @@ fn main() -> ExitCode {
         Command::Diagnose(args) => (diagnose::run(&args, &mut session), false),
         Command::Merge(args) => (merge::run(&args), args.json),
         Command::Summary(args) => (summary_cmd::run(&args), args.json),
+        Command::Loo(args) => (loo_cmd::run_loo(&args), args.json),
+        Command::Compare(args) => (loo_cmd::run_compare(&args), args.json),
         Command::Plot(args) => (plot_cmd::run(&args, &mut session), false),
         Command::Repl(args) => return repl::run(&args, &mut session, &interrupt),
         Command::Completions(args) => (shell::completions(&args, Cli::command()), false),

@@ -132,6 +132,7 @@ pub fn prepare_out_dir(dir: &Path, force: bool) -> Result<(), Failure> {
                 let name = entry.file_name().to_string_lossy().to_string();
                 let ours = RUN_FILES.contains(&name.as_str())
                     || (name.starts_with("chain-") && name.ends_with(".csv"))
+                    || (name.starts_with("log_lik") && name.ends_with(".csv"))
                     || name == "loss.csv"
                     || name == RUN_RECORD
                     || name == SETUP_RECORD
@@ -466,7 +467,7 @@ pub struct SummaryView<'a> {
 const ROWS_PER_SITE: usize = 10;
 
 /// Sites with more elements than this are shown by site, not element by element.
-const ELEMENTS_BY_SITE: usize = 1000;
+pub const ELEMENTS_BY_SITE: usize = 1000;
 
 impl SummaryView<'_> {
     /// The stansummary-like table.
@@ -595,7 +596,7 @@ impl SummaryView<'_> {
             .unwrap_or_default();
         let _ = writeln!(
             text,
-            "{} [{}]: {} elements, summarised by site (each element in summary.json)",
+            "{} [{}]: {} elements, summarised by site",
             first.site,
             shape.join(", "),
             columns.len()
@@ -664,13 +665,92 @@ impl SummaryView<'_> {
         text
     }
 
-    /// The per-element statistics as JSON objects.
-    pub fn elements_json(&self) -> Vec<Value> {
+    /// The per-element statistics as JSON objects, leaving out the elements of the sites named
+    /// in `left_out`.
+    pub fn elements_json(&self, left_out: &[&str]) -> Vec<Value> {
         self.columns
             .iter()
             .zip(&self.summary.columns)
+            .filter(|(column, _)| !left_out.contains(&column.site.as_str()))
             .map(|(column, stats)| element_json(column, stats, self.mcmc))
             .collect()
+    }
+
+    /// One object per site with more than `ELEMENTS_BY_SITE` elements: its shape, the spread
+    /// (min, 5%, 50%, 95%, max) of its elements' means and sds, the worst R-hat and least bulk
+    /// ESS for MCMC runs, and the three elements of largest |mean|.
+    pub fn sites_json(&self) -> Vec<Value> {
+        let mut sites = Vec::new();
+        let mut start = 0;
+        while start < self.columns.len() {
+            let site = &self.columns[start].site;
+            let length = self.columns[start..]
+                .iter()
+                .take_while(|c| &c.site == site)
+                .count();
+            let range = start..start + length;
+            start += length;
+            if length <= ELEMENTS_BY_SITE {
+                continue;
+            }
+            let columns = &self.columns[range.clone()];
+            let Some(stats) = self.summary.columns.get(range) else {
+                continue;
+            };
+            let shape: Vec<usize> = columns
+                .last()
+                .map(|c| c.index.iter().map(|i| i + 1).collect())
+                .unwrap_or_default();
+            let spread = |mut values: Vec<f64>| -> Value {
+                values.retain(|v| v.is_finite());
+                if values.is_empty() {
+                    return Value::Null;
+                }
+                values.sort_by(f64::total_cmp);
+                let at = |q: f64| bdl_infer::diagnostics::quantile_sorted(&values, q);
+                json!({
+                    "min": values[0],
+                    "q5": at(0.05),
+                    "q50": at(0.5),
+                    "q95": at(0.95),
+                    "max": values[values.len() - 1],
+                })
+            };
+            let mut order: Vec<usize> = (0..stats.len())
+                .filter(|&i| stats[i].mean.is_finite())
+                .collect();
+            order.sort_by(|&a, &b| stats[b].mean.abs().total_cmp(&stats[a].mean.abs()));
+            let extreme: Vec<Value> = order
+                .iter()
+                .take(3)
+                .map(|&i| element_json(&columns[i], &stats[i], false))
+                .collect();
+            let mut object = json!({
+                "site": site,
+                "shape": shape,
+                "elements": length,
+                "means": spread(stats.iter().map(|s| s.mean).collect()),
+                "sds": spread(stats.iter().filter_map(|s| s.sd).collect()),
+                "extreme": extreme,
+            });
+            if self.mcmc {
+                if let Value::Object(map) = &mut object {
+                    let finite = |v: f64| if v.is_finite() { json!(v) } else { Value::Null };
+                    let worst_r_hat = stats
+                        .iter()
+                        .filter_map(|s| s.r_hat)
+                        .fold(f64::NAN, f64::max);
+                    let least_ess = stats
+                        .iter()
+                        .filter_map(|s| s.ess_bulk)
+                        .fold(f64::NAN, f64::min);
+                    map.insert("r_hat_max".into(), finite(worst_r_hat));
+                    map.insert("ess_bulk_min".into(), finite(least_ess));
+                }
+            }
+            sites.push(object);
+        }
+        sites
     }
 }
 

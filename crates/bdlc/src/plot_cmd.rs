@@ -1,5 +1,7 @@
-//! The figures of a run and `bdlc plot DIR`: posterior densities and traces per site, the SVI
-//! loss curve, and the posterior-predictive band of a one-dimensional regression.
+//! The figures of a run and `bdlc plot DIR [--kind KIND]`: traces, densities, histograms, rank
+//! plots and pair plots of the draws, the NUTS energy plot, the SVI loss curve, the
+//! posterior-predictive band of a one-dimensional regression, and the reliability diagram of a
+//! classifier.
 //!
 //! A run is seen as [`RunDraws`]: named scalar columns and their draws per chain, built either
 //! from a run that just finished or from the files of one (`draws.csv` or `chain-N.csv`,
@@ -33,12 +35,181 @@ const GRID_MARGIN: f64 = 0.2;
 /// How many posterior draws the predictive band uses at most.
 const BAND_DRAWS: usize = 1000;
 
-/// `bdlc plot DIR [--model MODEL] [--data FILE]... [--out DIR] [--seed S] [--quiet]`.
+/// How many quantities a pair plot shows at most.
+const PAIR_QUANTITIES: usize = 6;
+/// How many bins a reliability diagram has unless `--bins` says otherwise.
+const RELIABILITY_BINS: usize = 10;
+
+/// A kind of figure, as `bdlc plot --kind` and the REPL's `:plot` name it.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlotKind {
+    /// The draws of each quantity against the iteration, one line per chain.
+    Trace,
+    /// A kernel density estimate per quantity, one curve per chain.
+    Density,
+    /// A histogram per quantity (all chains pooled) with a kernel density estimate.
+    Hist,
+    /// Scatter plots of every two quantities, histograms on the diagonal, divergences marked.
+    Pair,
+    /// Rank histograms per chain (Vehtari et al. 2021).
+    Rank,
+    /// The NUTS energy plot: marginal energy against energy transitions, with E-BFMI.
+    Energy,
+    /// The optimisation's loss on a logarithmic axis with a running median.
+    Loss,
+    /// The posterior-predictive band over the data of a one-dimensional regression.
+    Band,
+    /// The reliability diagram of a classifier, from predictive draws and the observed classes.
+    Reliability,
+}
+
+impl PlotKind {
+    /// Every kind, in the order `bdlc plot` draws them.
+    pub const ALL: [PlotKind; 9] = [
+        PlotKind::Trace,
+        PlotKind::Density,
+        PlotKind::Hist,
+        PlotKind::Pair,
+        PlotKind::Rank,
+        PlotKind::Energy,
+        PlotKind::Loss,
+        PlotKind::Band,
+        PlotKind::Reliability,
+    ];
+
+    /// The kind's name as `--kind` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            PlotKind::Trace => "trace",
+            PlotKind::Density => "density",
+            PlotKind::Hist => "hist",
+            PlotKind::Pair => "pair",
+            PlotKind::Rank => "rank",
+            PlotKind::Energy => "energy",
+            PlotKind::Loss => "loss",
+            PlotKind::Band => "band",
+            PlotKind::Reliability => "reliability",
+        }
+    }
+
+    /// The kind named `name` (also the REPL's older names `densities` and `predictive`).
+    pub fn parse(name: &str) -> Option<PlotKind> {
+        match name {
+            "densities" => Some(PlotKind::Density),
+            "predictive" => Some(PlotKind::Band),
+            "histogram" => Some(PlotKind::Hist),
+            _ => PlotKind::ALL.into_iter().find(|kind| kind.name() == name),
+        }
+    }
+
+    /// The file a figure of this kind is written to.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            PlotKind::Trace => "traces.svg",
+            PlotKind::Density => "densities.svg",
+            PlotKind::Hist => "histograms.svg",
+            PlotKind::Pair => "pairs.svg",
+            PlotKind::Rank => "ranks.svg",
+            PlotKind::Energy => "energy.svg",
+            PlotKind::Loss => "loss.svg",
+            PlotKind::Band => "predictive.svg",
+            PlotKind::Reliability => "reliability.svg",
+        }
+    }
+}
+
+/// The file format of a figure.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum FigureFormat {
+    /// Scalable vector graphics, drawn by plotters.
+    #[default]
+    Svg,
+    /// A bitmap, rendered from the SVG by resvg at twice the SVG's size.
+    Png,
+}
+
+/// Writes a figure to `path` (whose extension is replaced by the format's): the SVG as it is,
+/// or rendered to PNG. Returns the path written.
+pub fn save_figure(path: &Path, svg: &str, format: FigureFormat) -> Result<PathBuf, Failure> {
+    match format {
+        FigureFormat::Svg => {
+            let path = path.with_extension("svg");
+            write_file(&path, svg)?;
+            Ok(path)
+        }
+        FigureFormat::Png => {
+            let path = path.with_extension("png");
+            let png = render_png(svg)?;
+            std::fs::write(&path, png).map_err(|e| crate::output::io_failure(&path, &e))?;
+            Ok(path)
+        }
+    }
+}
+
+/// Renders an SVG document to PNG bytes at twice its size, with the machine's fonts (the generic
+/// `sans-serif` mapped to an installed sans-serif face).
+pub fn render_png(svg: &str) -> Result<Vec<u8>, Failure> {
+    use resvg::tiny_skia::{Pixmap, Transform};
+    use resvg::usvg::{Options, Tree};
+    let mut options = Options::default();
+    let fonts = options.fontdb_mut();
+    fonts.load_system_fonts();
+    let family = fonts
+        .faces()
+        .flat_map(|face| face.families.iter().map(|(name, _)| name.clone()))
+        .find(|name| name.contains("Sans") && !name.contains("Mono"));
+    if let Some(family) = family {
+        fonts.set_sans_serif_family(family);
+    }
+    let failed = |reason: String| {
+        Failure::run(
+            "E0946",
+            format!("cannot render the figure as PNG: {reason}"),
+        )
+    };
+    let tree = Tree::from_str(svg, &options).map_err(|e| failed(e.to_string()))?;
+    let size = tree.size().to_int_size();
+    let mut pixmap = Pixmap::new(2 * size.width(), 2 * size.height())
+        .ok_or_else(|| failed("the figure has no area".to_string()))?;
+    pixmap.fill(resvg::tiny_skia::Color::WHITE);
+    resvg::render(&tree, Transform::from_scale(2.0, 2.0), &mut pixmap.as_mut());
+    pixmap.encode_png().map_err(|e| failed(e.to_string()))
+}
+
+/// What a figure is drawn from besides the draws: the model (for the band and the reliability
+/// diagram), one site or all, the number of bins, and the seed of predictive draws.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FigureOptions<'a> {
+    /// The model, when it loads.
+    pub model: Option<&'a Model>,
+    /// Only this site's quantities (trace, density, hist, pair, rank).
+    pub site: Option<&'a str>,
+    /// The number of histogram, rank or reliability bins (a default per kind otherwise).
+    pub bins: Option<usize>,
+    /// The seed of the predictive draws.
+    pub seed: u64,
+}
+
+/// `bdlc plot DIR [--kind KIND] [--site NAME] [--bins N] [--model MODEL] [--data FILE]...
+/// [--out DIR] [--seed S] [--quiet]`.
 #[derive(clap::Args, Debug)]
 pub struct PlotArgs {
     /// The directory of a finished run (`bdlc infer --out DIR`).
     #[arg(value_name = "DIR")]
     pub dir: PathBuf,
+    /// Draw only this kind of figure (default: every kind that applies to the run).
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub kind: Option<PlotKind>,
+    /// Show only this site's quantities (trace, density, hist, pair and rank figures).
+    #[arg(long, value_name = "NAME")]
+    pub site: Option<String>,
+    /// The file format of the figures: SVG (text stays text) or PNG (rendered with the
+    /// machine's fonts).
+    #[arg(long, value_enum, default_value = "svg", value_name = "FORMAT")]
+    pub format: FigureFormat,
+    /// The number of bins of histograms, rank plots and reliability diagrams.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(2..=500))]
+    pub bins: Option<u16>,
     /// The model, for the predictive band (default: the one named in the run's summary.json).
     #[arg(long, value_name = "MODEL")]
     pub model: Option<PathBuf>,
@@ -69,6 +240,10 @@ pub struct RunDraws {
     pub mcmc: bool,
     /// The SVI loss per step, when there is one.
     pub losses: Vec<f64>,
+    /// The Hamiltonian at each draw per chain (`energy__`), for NUTS and HMC runs read from files.
+    pub energies: Vec<Vec<f64>>,
+    /// Whether each draw's transition diverged, per chain (`divergent__`), where known.
+    pub divergent: Vec<Vec<bool>>,
 }
 
 impl RunDraws {
@@ -80,6 +255,8 @@ impl RunDraws {
             chains: result.draws.clone(),
             mcmc: result.mcmc,
             losses: result.losses.clone(),
+            energies: Vec::new(),
+            divergent: Vec::new(),
         }
     }
 
@@ -93,14 +270,32 @@ impl RunDraws {
             .iter()
             .map(|&i| crate::run_files::column_from_csv_name(&table.header[i]))
             .collect();
+        let stat = |name: &str| table.header.iter().position(|h| h == name);
+        let (energy_column, divergent_column) = (stat("energy__"), stat("divergent__"));
         let mut chains = Vec::new();
+        let mut energies = Vec::new();
+        let mut divergent = Vec::new();
         let mut rows = table.rows.iter();
         for &length in &table.chain_lengths {
             let mut chain = Vec::with_capacity(length * kept.len());
+            let mut chain_energies = Vec::new();
+            let mut chain_divergent = Vec::new();
             for row in rows.by_ref().take(length) {
                 chain.extend(kept.iter().map(|&i| row[i]));
+                if let Some(column) = energy_column {
+                    chain_energies.push(row[column]);
+                }
+                if let Some(column) = divergent_column {
+                    chain_divergent.push(row[column] != 0.0);
+                }
             }
             chains.push(chain);
+            if energy_column.is_some() {
+                energies.push(chain_energies);
+            }
+            if divergent_column.is_some() {
+                divergent.push(chain_divergent);
+            }
         }
         // A part of a split run starts at a later chain (`chain-5.csv`).
         let mcmc = crate::predict::draw_files(dir)?
@@ -122,6 +317,8 @@ impl RunDraws {
             chains,
             mcmc,
             losses: read_losses(&dir.join("loss.csv"))?,
+            energies,
+            divergent,
         })
     }
 
@@ -216,43 +413,347 @@ pub fn figure(svg: Result<String, plot::PlotError>) -> Result<String, Failure> {
     svg.map_err(|error| Failure::run("E0580", error.to_string()))
 }
 
-/// Writes the run's figures into `out` (called by `bdlc infer --plot`).
+/// Writes the run's figures into `out` (called by `bdlc infer --plot`). The sampler's energies
+/// and divergences come from the chain files just written.
 pub fn plot_run(model: &Model, result: &RunResult, out: &Path) -> Result<(), Failure> {
-    let draws = RunDraws::from_result(result);
-    write_figures(Some(model), &draws, out, 0).map(|_| ())
-}
-
-/// Writes every figure that applies into `out` and returns the paths written: densities,
-/// traces (MCMC), the loss curve (SVI) and the predictive band (a one-dimensional regression).
-pub fn write_figures(
-    model: Option<&Model>,
-    draws: &RunDraws,
-    out: &Path,
-    seed: u64,
-) -> Result<Vec<PathBuf>, Failure> {
-    let mut written = Vec::new();
-    let mut save = |name: &str, svg: String| -> Result<(), Failure> {
-        let path = out.join(name);
-        write_file(&path, &svg)?;
-        written.push(path);
-        Ok(())
-    };
-    let panels = draws.panels(None);
-    if !panels.is_empty() {
-        save("densities.svg", figure(plot::densities(&panels))?)?;
-        if draws.mcmc {
-            save("traces.svg", figure(plot::traces(&panels))?)?;
+    let mut draws = RunDraws::from_result(result);
+    if draws.mcmc {
+        if let Ok(from_files) = RunDraws::read(out) {
+            draws.energies = from_files.energies;
+            draws.divergent = from_files.divergent;
         }
     }
-    if !draws.losses.is_empty() {
-        save("loss.svg", figure(plot::loss_curve(&draws.losses))?)?;
-    }
-    if let Some(model) = model {
-        if let Band::Drawn(band) = predictive_band(model, draws, seed)? {
-            save("predictive.svg", figure(plot::predictive_band(&band))?)?;
+    let options = FigureOptions {
+        model: Some(model),
+        ..FigureOptions::default()
+    };
+    write_figures(&draws, &PlotKind::ALL, out, &options, FigureFormat::Svg).map(|_| ())
+}
+
+/// Writes the figures of `kinds` that apply to the run into `out` and returns the paths
+/// written; a kind that does not apply is left out.
+pub fn write_figures(
+    draws: &RunDraws,
+    kinds: &[PlotKind],
+    out: &Path,
+    options: &FigureOptions,
+    format: FigureFormat,
+) -> Result<Vec<PathBuf>, Failure> {
+    let mut written = Vec::new();
+    for &kind in kinds {
+        if let Drawn::Figure(svg) = draw_figure(kind, draws, options)? {
+            written.push(save_figure(&out.join(kind.file_name()), &svg, format)?);
         }
     }
     Ok(written)
+}
+
+/// A figure, or why it does not apply to the run.
+pub enum Drawn {
+    /// The SVG document.
+    Figure(String),
+    /// The figure does not apply; the reason in words.
+    NotApplicable(String),
+}
+
+/// The site's name with its method, for titles: `the draws of eight_schools (nuts, 4 chains)`.
+fn run_words(draws: &RunDraws) -> String {
+    let chains = draws.chains.len();
+    if draws.mcmc {
+        format!(
+            "{}, {chains} {}, {} draws",
+            draws.method,
+            if chains == 1 { "chain" } else { "chains" },
+            draws.n_draws()
+        )
+    } else {
+        format!("{}, {} draws", draws.method, draws.n_draws())
+    }
+}
+
+/// Draws one figure of the run, or says why it does not apply.
+pub fn draw_figure(
+    kind: PlotKind,
+    draws: &RunDraws,
+    options: &FigureOptions,
+) -> Result<Drawn, Failure> {
+    let words = run_words(draws);
+    let which = options
+        .site
+        .map_or_else(|| "every site".to_string(), |site| format!("`{site}`"));
+    let panels = draws.panels(options.site);
+    let needs_draws = matches!(
+        kind,
+        PlotKind::Trace | PlotKind::Density | PlotKind::Hist | PlotKind::Pair | PlotKind::Rank
+    );
+    if needs_draws && (panels.is_empty() || draws.n_draws() == 0) {
+        return Ok(Drawn::NotApplicable("the run holds no draws".to_string()));
+    }
+    let bins = options.bins;
+    let svg = match kind {
+        PlotKind::Trace => {
+            if !draws.mcmc {
+                return Ok(Drawn::NotApplicable(format!(
+                    "trace plots need Markov chains; this run is {}",
+                    draws.method
+                )));
+            }
+            plot::traces(&format!("traces of {which} ({words})"), &panels)
+        }
+        PlotKind::Density => plot::densities(
+            &format!("posterior densities of {which} ({words})"),
+            &panels,
+        ),
+        PlotKind::Hist => plot::histograms(
+            &format!("posterior histograms of {which} ({words})"),
+            &panels,
+            bins,
+        ),
+        PlotKind::Rank => {
+            if !draws.mcmc || draws.chains.len() < 2 {
+                return Ok(Drawn::NotApplicable(format!(
+                    "rank plots compare chains; this run ({}) has {} (run NUTS with `--chains 4`)",
+                    draws.method,
+                    if draws.chains.len() == 1 {
+                        "one chain".to_string()
+                    } else {
+                        format!("{} chains", draws.chains.len())
+                    }
+                )));
+            }
+            plot::rank_plots(&format!("rank plots of {which} ({words})"), &panels, bins)
+        }
+        PlotKind::Pair => {
+            let chosen = pair_panels(draws, options.site);
+            if chosen.len() < 2 {
+                return Ok(Drawn::NotApplicable(format!(
+                    "a pair plot needs two scalar quantities; {which} has {}",
+                    chosen.len()
+                )));
+            }
+            let divergent: Vec<bool> = draws.divergent.iter().flatten().copied().collect();
+            plot::pair_plot(
+                &plot::PairPlot {
+                    title: format!("pair plot of {which} ({words})"),
+                    panels: chosen,
+                    divergent: if divergent.len() == draws.n_draws() {
+                        divergent
+                    } else {
+                        Vec::new()
+                    },
+                },
+                bins,
+            )
+        }
+        PlotKind::Energy => {
+            if draws.energies.iter().all(Vec::is_empty) {
+                return Ok(Drawn::NotApplicable(format!(
+                    "the energy plot needs the `energy__` column of NUTS or HMC chain files; this run is {}",
+                    draws.method
+                )));
+            }
+            plot::energy_plot(
+                &plot::EnergyPlot {
+                    title: format!("NUTS energy ({words})"),
+                    chains: draws.energies.clone(),
+                },
+                bins,
+            )
+        }
+        PlotKind::Loss => {
+            if draws.losses.is_empty() {
+                return Ok(Drawn::NotApplicable(format!(
+                    "only SVI, MAP and Laplace runs have a loss curve; this run is {}",
+                    draws.method
+                )));
+            }
+            plot::loss_curve(
+                &format!(
+                    "{} loss (negative ELBO), {} steps",
+                    draws.method,
+                    draws.losses.len()
+                ),
+                &draws.losses,
+            )
+        }
+        PlotKind::Band => {
+            let Some(model) = options.model else {
+                return Ok(Drawn::NotApplicable(
+                    "the predictive band needs the model (`--model`)".to_string(),
+                ));
+            };
+            match predictive_band(model, draws, options.seed)? {
+                Band::Drawn(band) => plot::predictive_band(&band),
+                Band::NotApplicable(reason) => return Ok(Drawn::NotApplicable(reason)),
+            }
+        }
+        PlotKind::Reliability => {
+            let Some(model) = options.model else {
+                return Ok(Drawn::NotApplicable(
+                    "the reliability diagram needs the model (`--model`)".to_string(),
+                ));
+            };
+            match reliability(model, draws, options)? {
+                Ok(diagram) => plot::reliability_diagram(&diagram),
+                Err(reason) => return Ok(Drawn::NotApplicable(reason)),
+            }
+        }
+    };
+    Ok(Drawn::Figure(figure(svg)?))
+}
+
+/// The quantities of a pair plot: with a site, its first elements; otherwise the first element
+/// of each site (or the first elements of the only site), at most [`PAIR_QUANTITIES`].
+fn pair_panels(draws: &RunDraws, site: Option<&str>) -> Vec<Panel> {
+    let sites = draws.sites();
+    if site.is_some() || sites.len() < 2 {
+        return draws
+            .panels(site)
+            .into_iter()
+            .take(PAIR_QUANTITIES)
+            .collect();
+    }
+    sites
+        .iter()
+        .filter_map(|name| draws.panels(Some(name)).into_iter().next())
+        .take(PAIR_QUANTITIES)
+        .collect()
+}
+
+/// The reliability diagram of the model's first discrete observed site: each posterior draw's
+/// predictive draw of the site on the model's data is compared with the observed classes. For a
+/// binary site the diagram shows the predicted probability of 1; otherwise the probability of the
+/// most probable class against how often it is the observed class.
+fn reliability(
+    model: &Model,
+    draws: &RunDraws,
+    options: &FigureOptions,
+) -> Result<Result<plot::Reliability, String>, Failure> {
+    let Some(site) = model
+        .observed_sites()
+        .into_iter()
+        .find(|site| site.discrete)
+    else {
+        return Ok(Err(
+            "the reliability diagram needs a classifier: a discrete observed site (Bernoulli, Categorical)"
+                .to_string(),
+        ));
+    };
+    let site_name = site.name.clone();
+    let located = match locate_sites(model, draws) {
+        Ok(located) => located,
+        Err(reason) => return Ok(Err(format!("the run does not fit the model: {reason}"))),
+    };
+    if draws.n_draws() == 0 {
+        return Ok(Err("the run holds no draws".to_string()));
+    }
+    let runs = predictive_runs(model, &located, draws, BAND_DRAWS, options.seed)?;
+    let observed = observed_values(model, options.seed)?;
+    let Some((_, targets)) = observed.into_iter().find(|(name, _)| *name == site_name) else {
+        return Ok(Err(format!("site `{site_name}` has no observed values")));
+    };
+    let predictions: Vec<Vec<f64>> = runs
+        .into_iter()
+        .filter_map(|run| {
+            run.into_iter()
+                .find(|(name, _)| *name == site_name)
+                .map(|(_, tensor)| tensor.into_data())
+        })
+        .collect();
+    let mut classes: Vec<f64> = predictions
+        .iter()
+        .flatten()
+        .chain(&targets)
+        .copied()
+        .filter(|v| v.is_finite())
+        .collect();
+    classes.sort_by(f64::total_cmp);
+    classes.dedup();
+    let binary = classes.iter().all(|&c| c == 0.0 || c == 1.0);
+    let mut pairs = Vec::with_capacity(targets.len());
+    for (element, &target) in targets.iter().enumerate() {
+        let values: Vec<f64> = predictions
+            .iter()
+            .filter_map(|p| p.get(element).copied())
+            .collect();
+        if values.is_empty() || !target.is_finite() {
+            continue;
+        }
+        let share = |class: f64| {
+            values.iter().filter(|&&v| v == class).count() as f64 / values.len() as f64
+        };
+        if binary {
+            pairs.push((share(1.0), target == 1.0));
+        } else {
+            let (best, probability) = classes.iter().map(|&class| (class, share(class))).fold(
+                (f64::NAN, -1.0),
+                |best, candidate| {
+                    if candidate.1 > best.1 {
+                        candidate
+                    } else {
+                        best
+                    }
+                },
+            );
+            pairs.push((probability, target == best));
+        }
+    }
+    let mut diagram =
+        plot::Reliability::from_predictions(&pairs, options.bins.unwrap_or(RELIABILITY_BINS));
+    diagram.title = format!(
+        "reliability of {site_name} on {} observations ({}, {} predictive draws)",
+        pairs.len(),
+        draws.method,
+        predictions.len()
+    );
+    if binary {
+        diagram.x_label = format!("predicted probability that {site_name} = 1");
+        diagram.y_label = format!("observed frequency of {site_name} = 1");
+    } else {
+        diagram.x_label =
+            format!("predicted probability of the most probable class of {site_name}");
+        diagram.y_label = "observed frequency of that class (accuracy)".to_string();
+    }
+    Ok(Ok(diagram))
+}
+
+/// The observed values of the model's `observe` sites, from one run on its data.
+pub fn observed_values(model: &Model, seed: u64) -> Result<Vec<(String, Vec<f64>)>, Failure> {
+    use bdl_runtime::handlers::{SeedRef, TraceMessages};
+    use bdl_runtime::interpret::{Interpreter, RunOptions};
+    use bdl_runtime::trace::Trace;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let mut tape = bdl_autodiff::Tape::new();
+    let trace = Rc::new(RefCell::new(Trace::default()));
+    let mut rng = stream_rng(seed, u64::MAX - 3);
+    {
+        let mut interpreter = Interpreter::new(
+            &model.program,
+            &model.data,
+            &mut tape,
+            RunOptions { full_plates: true },
+        );
+        interpreter.push(SeedRef { rng: &mut rng });
+        interpreter.push(TraceMessages {
+            trace: Rc::clone(&trace),
+        });
+        interpreter
+            .run_model()
+            .map_err(|error| Failure::model(vec![error.to_diagnostic()]))?;
+    }
+    let trace = trace.borrow();
+    Ok(trace
+        .sites
+        .iter()
+        .filter(|site| site.observed)
+        .map(|site| {
+            (
+                site.name.clone(),
+                tape.value(site.value.var).data().to_vec(),
+            )
+        })
+        .collect())
 }
 
 /// Runs `bdlc plot`.
@@ -265,18 +766,69 @@ pub fn run(args: &PlotArgs, session: &mut Session) -> Result<(), Failure> {
         ));
     }
     let draws = RunDraws::read(&args.dir)?;
+    if let Some(site) = &args.site {
+        check_site(&draws, site)?;
+    }
     let out = args.out.clone().unwrap_or_else(|| args.dir.clone());
     std::fs::create_dir_all(&out).map_err(|e| crate::output::io_failure(&out, &e))?;
+    let needs_model = matches!(
+        args.kind,
+        None | Some(PlotKind::Band | PlotKind::Reliability)
+    );
     let model = match &args.model {
         Some(path) => Some(session.load(path, &args.data, Completeness::All, args.seed)?),
-        None => model_of_run(args, session),
+        None if needs_model => model_of_run(args, session),
+        None => None,
     };
-    let written = write_figures(model.as_ref(), &draws, &out, args.seed)?;
+    let options = FigureOptions {
+        model: model.as_ref(),
+        site: args.site.as_deref(),
+        bins: args.bins.map(usize::from),
+        seed: args.seed,
+    };
+    let written = match args.kind {
+        Some(kind) => match draw_figure(kind, &draws, &options)? {
+            Drawn::Figure(svg) => {
+                vec![save_figure(&out.join(kind.file_name()), &svg, args.format)?]
+            }
+            Drawn::NotApplicable(reason) => {
+                return Err(Failure::run(
+                    "E0944",
+                    format!(
+                        "no {} figure for `{}`: {reason}",
+                        kind.name(),
+                        args.dir.display()
+                    ),
+                ))
+            }
+        },
+        None => write_figures(&draws, &PlotKind::ALL, &out, &options, args.format)?,
+    };
     if !args.quiet {
         let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
         eprintln!("wrote {}", names.join(", "));
     }
     Ok(())
+}
+
+/// Fails with E0945 when the run has no draws of `site`, listing the sites it has.
+pub fn check_site(draws: &RunDraws, site: &str) -> Result<(), Failure> {
+    if draws.sites().contains(&site) {
+        return Ok(());
+    }
+    Err(Failure::usage(
+        "E0945",
+        format!("the run has no draws of a site named `{site}`"),
+        Some(format!(
+            "its sites are {}",
+            draws
+                .sites()
+                .iter()
+                .map(|s| format!("`{s}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    ))
 }
 
 /// The model named in the run's `summary.json`, if it still loads; otherwise the figures that

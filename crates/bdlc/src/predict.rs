@@ -3,12 +3,15 @@
 //!
 //! Each posterior draw fixes the latent and param sites (read from `draws.csv` or the chains'
 //! CSV files); the model then runs on the new data with every observation drawn from its
-//! likelihood. FILE gets one row per observed element: mean, sd, 5%, 50% and 95% of the
+//! likelihood. A run whose draws file does not hold every site (a streamed SVI run writes its
+//! large sites by site only, and Parquet instead of CSV) is drawn from again: each posterior draw
+//! comes from the fitted guide saved in `params.json`, one draw at a time, so that memory holds
+//! the draws being predicted rather than the run's. FILE gets one row per observed element: mean, sd, 5%, 50% and 95% of the
 //! predictive draws, and for discrete sites the probability of each value.
 
 use crate::device::{self, DeviceChoice};
 use crate::output::{format_number, write_file};
-use crate::session::{Failure, Session};
+use crate::session::{describe_io_error, Failure, Session};
 use bdl_autodiff::Tensor;
 use bdl_infer::diagnostics::quantile;
 use bdl_infer::rng::stream_rng;
@@ -89,6 +92,20 @@ pub fn draw_files(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
     let single = dir.join("draws.csv");
     if chains.is_empty() && single.is_file() {
         return Ok(vec![single]);
+    }
+    if chains.is_empty() && dir.join("draws.parquet").is_file() {
+        return Err(Failure::usage(
+            "E0979",
+            format!(
+                "`{}` holds its draws in `draws.parquet`, which this command does not read back",
+                dir.display()
+            ),
+            Some(
+                "its summary.json holds the run's summary; read the draws with pandas \
+                 (`pd.read_parquet`) or polars, or rerun with `--format csv`"
+                    .to_string(),
+            ),
+        ));
     }
     if chains.is_empty() {
         return Err(Failure::usage(
@@ -200,6 +217,163 @@ fn substitution(
     Ok(values)
 }
 
+/// Posterior draws made again from a run's fitted guide (`params.json`): draw `k` comes from
+/// its own random stream, so that draws can be made in any order and in parallel.
+struct GuideDraws {
+    guide: bdl_infer::vi::posterior::FittedGuide,
+    params: Vec<f64>,
+    /// The free sites' CSV names, in the order of [`GuideDraws::row`]'s values.
+    header: Vec<String>,
+    seed: u64,
+}
+
+/// The seed purpose of the guide's draws in `predict` (apart from the predictive draws').
+const GUIDE_DRAWS_STREAM: u64 = 0x6775_6964_6500;
+
+impl GuideDraws {
+    /// The guide of the run in `dir` when its draws file lacks one of the free sites' columns
+    /// (or there is no CSV draws file); `None` when the CSV draws hold every free site.
+    fn open(
+        dir: &Path,
+        model: &bdl_runtime::model::Model,
+        free: &[&SiteInfo],
+        seed: u64,
+    ) -> Result<Option<GuideDraws>, Failure> {
+        let params_path = dir.join("params.json");
+        if dir.is_dir() {
+            crate::output::require_complete_run(dir)?;
+        }
+        let csv_header = match draw_files(dir) {
+            Ok(files) => first_header(&files[0])?,
+            Err(error) => {
+                if params_path.is_file() && dir.join("draws.parquet").is_file() {
+                    None
+                } else {
+                    return Err(error);
+                }
+            }
+        };
+        let names: Vec<String> = free.iter().flat_map(|site| csv_names(site)).collect();
+        if let Some(header) = &csv_header {
+            if names.iter().all(|name| header.contains(name)) {
+                return Ok(None);
+            }
+        }
+        let missing = names
+            .iter()
+            .find(|name| csv_header.as_ref().is_none_or(|h| !h.contains(name)))
+            .cloned()
+            .unwrap_or_default();
+        let unreadable = |detail: String| {
+            Failure::run(
+                "E0977",
+                format!(
+                    "the draws in `{}` do not hold column `{missing}`, and the fitted guide in \
+                     `{}` cannot be read: {detail}",
+                    dir.display(),
+                    params_path.display()
+                ),
+            )
+        };
+        if !params_path.is_file() {
+            let mut failure = Failure::run(
+                "E0977",
+                format!(
+                    "the draws in `{}` do not hold column `{missing}`, and the run left no \
+                     `params.json` to draw from",
+                    dir.display()
+                ),
+            );
+            failure.diagnostics = failure
+                .diagnostics
+                .into_iter()
+                .map(|d| {
+                    d.with_hint(
+                        "rerun `bdlc infer` with `--all-draws` (and `--format csv` for a CSV file)",
+                    )
+                })
+                .collect();
+            return Err(failure);
+        }
+        let text = std::fs::read_to_string(&params_path)
+            .map_err(|error| unreadable(describe_io_error(&error)))?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|error| unreadable(error.to_string()))?;
+        let guide_params: bdl_infer::vi::posterior::GuideParams =
+            serde_json::from_value(value["guide"].clone())
+                .map_err(|error| unreadable(error.to_string()))?;
+        let params: Vec<f64> = serde_json::from_value(value["params_unconstrained"].clone())
+            .map_err(|error| unreadable(error.to_string()))?;
+        let guide = bdl_infer::vi::posterior::FittedGuide::new(guide_params)
+            .map_err(|error| unreadable(error.to_string()))?;
+        let dim = guide.latent_dim() + params.len();
+        if dim != model.layout.dim() {
+            return Err(unreadable(format!(
+                "it covers {dim} unconstrained numbers, the model has {}",
+                model.layout.dim()
+            )));
+        }
+        Ok(Some(GuideDraws {
+            guide,
+            params,
+            header: names,
+            seed,
+        }))
+    }
+
+    /// Draw `index`'s values of the free sites, flattened in `header` order.
+    fn row(
+        &self,
+        index: usize,
+        evaluator: &mut bdl_runtime::model::Evaluator<'_>,
+        free: &[&SiteInfo],
+    ) -> Result<Vec<f64>, Failure> {
+        let mut rng = stream_rng(self.seed ^ GUIDE_DRAWS_STREAM, index as u64);
+        let mut position = self.guide.sample(&mut rng, 1).pop().unwrap_or_default();
+        position.extend_from_slice(&self.params);
+        let values = evaluator
+            .constrained(&position, &mut rng)
+            .map_err(|e| Failure::model(vec![e.to_diagnostic()]))?;
+        let mut row = Vec::new();
+        crate::output::flatten_row(free, &values, &mut row);
+        Ok(row)
+    }
+}
+
+/// The header of a CmdStan CSV draws file (its first line that is neither blank nor a comment).
+fn first_header(path: &Path) -> Result<Option<Vec<String>>, Failure> {
+    use std::io::BufRead;
+    let file = std::fs::File::open(path).map_err(|error| {
+        Failure::usage(
+            "E0901",
+            format!(
+                "cannot read `{}`: {}",
+                path.display(),
+                describe_io_error(&error)
+            ),
+            None,
+        )
+    })?;
+    for line in std::io::BufReader::new(file).lines() {
+        let line = line.map_err(|error| {
+            Failure::usage(
+                "E0901",
+                format!(
+                    "cannot read `{}`: {}",
+                    path.display(),
+                    describe_io_error(&error)
+                ),
+                None,
+            )
+        })?;
+        let line = line.trim();
+        if !line.is_empty() && !line.starts_with('#') {
+            return Ok(Some(line.split(',').map(str::to_string).collect()));
+        }
+    }
+    Ok(None)
+}
+
 /// Runs `bdlc predict`.
 pub fn run(args: &PredictArgs, session: &mut Session) -> Result<(), Failure> {
     let model = session.load(
@@ -208,12 +382,21 @@ pub fn run(args: &PredictArgs, session: &mut Session) -> Result<(), Failure> {
         Completeness::AllowMissingObserved,
         args.seed,
     )?;
-    let table = read_draws(&args.posterior)?;
     let free: Vec<&SiteInfo> = model
         .output_sites()
         .into_iter()
         .filter(|site| matches!(site.kind, SiteKind::Sample | SiteKind::Param))
         .collect();
+    let guide = GuideDraws::open(&args.posterior, &model, &free, args.seed)?;
+    let table = match &guide {
+        // The guide's draws are made as they are needed (below); the table stays empty.
+        Some(guide) => DrawTable {
+            header: guide.header.clone(),
+            rows: Vec::new(),
+            chain_lengths: Vec::new(),
+        },
+        None => read_draws(&args.posterior)?,
+    };
     let mut located = Vec::new();
     for site in &free {
         let names = csv_names(site);
@@ -237,7 +420,10 @@ pub fn run(args: &PredictArgs, session: &mut Session) -> Result<(), Failure> {
             }
         }
     }
-    let n_rows = table.rows.len();
+    let n_rows = match &guide {
+        Some(_) => args.draws,
+        None => table.rows.len(),
+    };
     if n_rows == 0 {
         return Err(Failure::run(
             "E0915",
@@ -251,11 +437,26 @@ pub fn run(args: &PredictArgs, session: &mut Session) -> Result<(), Failure> {
     let mut where_networks_ran = String::new();
     let draws = match device::open(args.device)? {
         Some(backend) => {
+            // The device batches whole rows: a guide's draws are made here first.
+            let guide_rows: Vec<Vec<f64>>;
+            let (rows, picked): (&[Vec<f64>], Vec<usize>) = match &guide {
+                Some(guide) => {
+                    guide_rows = picked
+                        .par_iter()
+                        .map_init(
+                            || model.output_evaluator(),
+                            |evaluator, &row| guide.row(row, evaluator, &free),
+                        )
+                        .collect::<Result<_, _>>()?;
+                    (&guide_rows, (0..guide_rows.len()).collect())
+                }
+                None => (&table.rows, picked),
+            };
             let batched = device::predict_batched(
                 &model,
                 &backend,
                 &located,
-                &table.rows,
+                rows,
                 &picked,
                 args.seed,
                 &|row: &[f64]| substitution(&located, row),
@@ -272,13 +473,21 @@ pub fn run(args: &PredictArgs, session: &mut Session) -> Result<(), Failure> {
         None => {
             let draws: Vec<Result<Vec<(String, Tensor)>, Failure>> = picked
                 .par_iter()
-                .map(|&row| {
-                    let values = substitution(&located, &table.rows[row])?;
-                    let mut rng = stream_rng(args.seed, row as u64);
-                    model
-                        .predictive_draw(&values, &mut rng)
-                        .map_err(|e| Failure::model(vec![e.to_diagnostic()]))
-                })
+                .map_init(
+                    || model.output_evaluator(),
+                    |evaluator, &row| {
+                        let values = match &guide {
+                            Some(guide) => {
+                                substitution(&located, &guide.row(row, evaluator, &free)?)?
+                            }
+                            None => substitution(&located, &table.rows[row])?,
+                        };
+                        let mut rng = stream_rng(args.seed, row as u64);
+                        model
+                            .predictive_draw(&values, &mut rng)
+                            .map_err(|e| Failure::model(vec![e.to_diagnostic()]))
+                    },
+                )
                 .collect();
             draws.into_iter().collect::<Result<Vec<_>, _>>()?
         }

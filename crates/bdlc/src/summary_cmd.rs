@@ -110,7 +110,7 @@ impl Table {
             summary: &self.summary,
             mcmc: self.mcmc,
         }
-        .elements_json()
+        .elements_json(&[])
     }
 }
 

@@ -94,21 +94,55 @@ pub fn pareto(
     facts: &mut Map<String, Value>,
     warnings: &mut Vec<String>,
 ) {
-    let k = diagnostic.pareto_k();
-    facts.insert("pareto_k".into(), finite_or_null(k));
-    facts.insert("psis_draws".into(), json!(diagnostic.positions.len()));
-    facts.insert(
-        "importance_ess".into(),
-        json!(diagnostic.effective_sample_size()),
+    pareto_of(
+        diagnostic.pareto_k(),
+        diagnostic.effective_sample_size(),
+        diagnostic.positions.len(),
+        facts,
+        warnings,
     );
+}
+
+/// [`pareto`] for a diagnostic streamed over as few draws as settle it: also says how many draws
+/// it used of those allowed, and k̂'s standard error.
+pub fn pareto_streamed(
+    diagnostic: &bdl_infer::vi::importance::StreamedDiagnostic,
+    allowed: usize,
+    facts: &mut Map<String, Value>,
+    warnings: &mut Vec<String>,
+) {
+    pareto_of(
+        diagnostic.psis.pareto_k,
+        diagnostic.psis.effective_sample_size(),
+        diagnostic.draws_used,
+        facts,
+        warnings,
+    );
+    facts.insert("psis_draws_allowed".into(), json!(allowed));
+    facts.insert(
+        "pareto_k_se".into(),
+        finite_or_null(diagnostic.k_standard_error),
+    );
+}
+
+/// The facts and warning of a Pareto k̂ from `draws` draws whose weights have `ess`.
+fn pareto_of(
+    k: f64,
+    ess: f64,
+    draws: usize,
+    facts: &mut Map<String, Value>,
+    warnings: &mut Vec<String>,
+) {
+    facts.insert("pareto_k".into(), finite_or_null(k));
+    facts.insert("psis_draws".into(), json!(draws));
+    facts.insert("importance_ess".into(), json!(ess));
     // An infinite or undefined k̂ (too few tail draws) counts as unreliable too.
     if k.is_nan() || k > PARETO_K_LIMIT {
         warnings.push(format!(
             "the fitted guide is unreliable: Pareto k̂ = {k:.2} (above {PARETO_K_LIMIT}) for the \
-             importance ratios of posterior to guide on {} draws, so the guide misses mass the \
-             posterior has; its means and especially its spreads may be wrong (try `--guide \
+             importance ratios of posterior to guide on {draws} draws, so the guide misses mass \
+             the posterior has; its means and especially its spreads may be wrong (try `--guide \
              mvn`, `--resample`, or NUTS)",
-            diagnostic.positions.len()
         ));
     }
 }

@@ -260,3 +260,100 @@ fn huge_declared_shape_is_a_clear_error() {
     }
     std::fs::remove_dir_all(&directory).expect("temporary folder removed");
 }
+
+#[test]
+fn a_run_states_its_facts_and_says_when_nothing_is_saved() {
+    let output = bdlc(&[
+        "infer",
+        "models/eight_schools.bdl",
+        "--chains",
+        "2",
+        "--warmup",
+        "50",
+        "--samples",
+        "50",
+        "--seed",
+        "7",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let first = stderr.lines().next().unwrap_or_default();
+    assert_eq!(
+        first,
+        format!(
+            "models/eight_schools.bdl: 8 rows, 10 parameters; nuts with 2 chains on {} \
+             thread{}, seed 7; no --out, so nothing will be saved",
+            rayon_threads(&stderr),
+            if rayon_threads(&stderr) == "1" {
+                ""
+            } else {
+                "s"
+            }
+        )
+    );
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("finished in ")
+            && last.contains("nothing saved: add `--out DIR`")
+            && (last.ends_with("warnings") || last.ends_with("warning")),
+        "{stderr}"
+    );
+    // The warnings counted are those printed.
+    let printed = stderr.lines().filter(|l| l.starts_with("warning")).count();
+    assert!(last.contains(&format!("; {printed} warning")), "{stderr}");
+
+    // With `--out`, the last line says where the files are; `--quiet` keeps only `wrote DIR`.
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("facts-run");
+    let out_text = out.display().to_string();
+    let args = [
+        "infer",
+        "models/bayes_linreg.bdl",
+        "--method",
+        "svi",
+        "--steps",
+        "50",
+        "--seed",
+        "1",
+        "--force",
+        "--out",
+        &out_text,
+    ];
+    let output = bdlc(&args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .contains("svi with 1 optimisation"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("writing to {out_text}")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("draws and summary.json in {out_text}")),
+        "{stderr}"
+    );
+    let mut quiet = args.to_vec();
+    quiet.push("--quiet");
+    let output = bdlc(&quiet);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr.lines().last().unwrap_or_default(),
+        format!("wrote {out_text}")
+    );
+    assert!(!stderr.contains("finished in"), "{stderr}");
+}
+
+/// The thread count a facts line names (`on N threads`).
+fn rayon_threads(stderr: &str) -> String {
+    stderr
+        .split(" on ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_default()
+        .to_string()
+}

@@ -164,3 +164,173 @@ fn the_committed_example_figures_render() {
     }
     assert!(count >= 3, "{count} example figures");
 }
+
+/// Runs bdlc and returns its exit code and stderr.
+fn bdlc_status(args: &[&str]) -> (Option<i32>, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_bdlc"))
+        .args(args)
+        .current_dir(repository())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("bdlc runs");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn every_kind_of_figure_has_its_labels_and_renders() {
+    let out = scratch("figures-kinds");
+    let run = out.join("run");
+    let run_text = run.display().to_string();
+    bdlc(&[
+        "infer",
+        "models/eight_schools.bdl",
+        "--chains",
+        "2",
+        "--warmup",
+        "200",
+        "--samples",
+        "200",
+        "--seed",
+        "3",
+        "--out",
+        &run_text,
+        "--quiet",
+    ]);
+    let options = options();
+    // Each kind with the words a reader needs: axis descriptions naming the site, the legend.
+    let expected: [(&str, &str, &[&str]); 6] = [
+        (
+            "trace",
+            "traces.svg",
+            &["iteration (after warm-up)", "chain 2", "tau"],
+        ),
+        ("density", "densities.svg", &["density", "chain 1", "tau"]),
+        (
+            "hist",
+            "histograms.svg",
+            &["histogram (all chains)", "kernel density estimate", "tau"],
+        ),
+        (
+            "pair",
+            "pairs.svg",
+            &["pair plot", "divergent transition", "mu", "tau"],
+        ),
+        (
+            "rank",
+            "ranks.svg",
+            &[
+                "rank of tau (all chains)",
+                "draws per bin",
+                "95% interval of uniform ranks",
+            ],
+        ),
+        (
+            "energy",
+            "energy.svg",
+            &[
+                "E-BFMI per chain",
+                "marginal energy",
+                "energy transition",
+                "nats",
+            ],
+        ),
+    ];
+    for (kind, file, labels) in expected {
+        let (code, stderr) = bdlc_status(&["plot", &run_text, "--kind", kind, "--bins", "15"]);
+        assert_eq!(code, Some(0), "--kind {kind}: {stderr}");
+        assert!(
+            stderr.contains(file),
+            "--kind {kind} lists the file: {stderr}"
+        );
+        let path = run.join(file);
+        let svg = std::fs::read_to_string(&path).expect("the figure");
+        for label in labels {
+            assert!(svg.contains(label), "{file} lacks `{label}`");
+        }
+        renders(&path, &options);
+    }
+    // One site only.
+    let (code, stderr) = bdlc_status(&["plot", &run_text, "--kind", "rank", "--site", "mu"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let ranks = std::fs::read_to_string(run.join("ranks.svg")).expect("ranks");
+    assert!(ranks.contains("rank of mu") && !ranks.contains("rank of tau"));
+    // A site the run does not have, and a kind that does not apply, are errors that say why.
+    let (code, stderr) = bdlc_status(&["plot", &run_text, "--site", "nope"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("E0945") && stderr.contains("`mu`"),
+        "{stderr}"
+    );
+    let (code, stderr) = bdlc_status(&["plot", &run_text, "--kind", "loss"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("E0944") && stderr.contains("nuts"),
+        "{stderr}"
+    );
+    // PNG: a valid PNG file, twice the SVG's size.
+    let png_dir = out.join("png");
+    let png_text = png_dir.display().to_string();
+    let (code, stderr) = bdlc_status(&[
+        "plot", &run_text, "--kind", "energy", "--format", "png", "--out", &png_text,
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let png = std::fs::read(png_dir.join("energy.png")).expect("the PNG");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let width = u32::from_be_bytes([png[16], png[17], png[18], png[19]]);
+    assert_eq!(width, 2 * 720);
+}
+
+#[test]
+fn the_loss_is_on_a_log_axis_and_a_classifier_gets_a_reliability_diagram() {
+    let out = scratch("figures-loss-reliability");
+    let out_text = out.display().to_string();
+    bdlc(&[
+        "infer",
+        "models/iris_bnn.bdl",
+        "--steps",
+        "400",
+        "--samples",
+        "200",
+        "--seed",
+        "1",
+        "--out",
+        &out_text,
+        "--quiet",
+    ]);
+    let (code, stderr) = bdlc_status(&["plot", &out_text, "--quiet"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let options = options();
+    let loss = std::fs::read_to_string(out.join("loss.svg")).expect("the loss");
+    for label in [
+        "log scale",
+        "running median",
+        "optimisation step",
+        "negative ELBO",
+    ] {
+        assert!(loss.contains(label), "loss.svg lacks `{label}`");
+    }
+    let reliability = std::fs::read_to_string(out.join("reliability.svg")).expect("the diagram");
+    for label in [
+        "perfect calibration",
+        "expected calibration error",
+        "observed frequency",
+        "predictions",
+    ] {
+        assert!(
+            reliability.contains(label),
+            "reliability.svg lacks `{label}`"
+        );
+    }
+    renders(&out.join("loss.svg"), &options);
+    renders(&out.join("reliability.svg"), &options);
+    // No energy for an SVI run: `--kind energy` says so.
+    let (code, stderr) = bdlc_status(&["plot", &out_text, "--kind", "energy"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("E0944") && stderr.contains("svi"),
+        "{stderr}"
+    );
+}

@@ -87,22 +87,28 @@ fn plots_from_the_repl_are_svg_documents() {
     let figure = |name: &str| directory.join(name).display().to_string();
     let input = format!(
         ":infer svi --steps 300 --samples 200 --seed 1\n\
-         :plot predictive {}\n:plot loss {}\n:plot sigma {}\n:plot trace {}\n:predict\n",
+         :plot predictive {}\n:plot loss {}\n:plot sigma {}\n:plot hist {}\n:predict\n",
         figure("band.svg"),
         figure("loss.svg"),
         figure("sigma.svg"),
-        figure("trace.svg"),
+        figure("hist.svg"),
     );
     let output = repl_through_a_pipe(&["models/sine_bnn.bdl"], &input);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
-    for name in ["band.svg", "loss.svg", "sigma.svg", "trace.svg"] {
+    // (Trace plots are for Markov chains; an SVI run's independent draws get a histogram.)
+    for name in ["band.svg", "loss.svg", "sigma.svg", "hist.svg"] {
         let svg = std::fs::read_to_string(directory.join(name)).expect("the figure was written");
         assert!(svg.starts_with("<svg"), "{name}");
     }
     let band = std::fs::read_to_string(directory.join("band.svg")).expect("the band");
     assert!(band.contains("90% predictive interval"));
+    let loss = std::fs::read_to_string(directory.join("loss.svg")).expect("the loss");
+    assert!(
+        loss.contains("log scale"),
+        "the loss is drawn on a logarithmic axis"
+    );
     // The predictive check covers every observation and says how many its interval holds.
     assert!(
         stdout.contains("observed values lie inside the 90% predictive interval"),
@@ -177,4 +183,48 @@ fn a_terminal_session_edits_completes_and_quits() {
 
     let saved = std::fs::read_to_string(&history).expect("a history file");
     assert!(saved.contains(":load models/eight_schools.bdl"), "{saved}");
+}
+
+#[test]
+fn every_kind_of_figure_is_reachable_from_the_repl() {
+    let directory = scratch("repl-plot-kinds");
+    let figure = |name: &str| directory.join(name).display().to_string();
+    let input = format!(
+        ":infer nuts --chains 2 --warmup 150 --samples 150 --seed 1
+         :plot hist {}
+:plot rank mu {}
+:plot pair {}
+:plot density tau {}
+:plot energy {}
+         :plot loss {}
+",
+        figure("hist.svg"),
+        figure("rank.svg"),
+        figure("pair.svg"),
+        figure("density.svg"),
+        figure("energy.svg"),
+        figure("loss.svg"),
+    );
+    let output = repl_through_a_pipe(&["models/eight_schools.bdl"], &input);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for (name, label) in [
+        ("hist.svg", "density"),
+        ("rank.svg", "rank of mu (all chains)"),
+        ("pair.svg", "pair plot"),
+        ("density.svg", "tau"),
+    ] {
+        let svg = std::fs::read_to_string(directory.join(name)).expect("the figure was written");
+        assert!(svg.contains(label), "{name} lacks `{label}`");
+    }
+    // The REPL keeps draws, not the sampler's energies, and a NUTS run has no loss: both are
+    // refused with a reason, and the piped session then exits with 1.
+    assert!(stderr.contains("no energy figure"), "{stderr}");
+    assert!(stderr.contains("no loss figure"), "{stderr}");
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{stdout}
+{stderr}"
+    );
 }

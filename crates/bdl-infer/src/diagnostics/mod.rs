@@ -23,7 +23,9 @@
 //! chain (through its two halves), as in Stan.
 
 mod autocovariance;
+pub mod loo;
 pub mod psis;
+pub mod streaming;
 mod summary;
 
 pub use summary::{

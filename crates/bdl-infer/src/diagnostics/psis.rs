@@ -52,6 +52,12 @@ pub fn log_sum_exp(values: &[f64]) -> f64 {
 /// where the target density is zero) keeps weight zero; `None` for fewer than 2 ratios, a NaN
 /// or +∞ ratio, or no finite ratio.
 pub fn psis(log_ratios: &[f64]) -> Option<Psis> {
+    psis_with_efficiency(log_ratios, 1.0)
+}
+
+/// [`psis`] for draws whose relative efficiency (ESS / number of draws) is `reff`: the tail
+/// holds ⌈min(S / 5, 3 √(S / reff))⌉ ratios, as in ArviZ's `psislw(log_ratios, reff)`.
+pub fn psis_with_efficiency(log_ratios: &[f64], reff: f64) -> Option<Psis> {
     let n = log_ratios.len();
     if n < 2
         || log_ratios.iter().any(|v| v.is_nan() || *v == f64::INFINITY)
@@ -61,7 +67,7 @@ pub fn psis(log_ratios: &[f64]) -> Option<Psis> {
     }
     let max = log_ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let mut x: Vec<f64> = log_ratios.iter().map(|v| v - max).collect();
-    let tail_size = (0.2 * n as f64).min(3.0 * (n as f64).sqrt()).ceil() as usize;
+    let tail_size = (0.2 * n as f64).min(3.0 * (n as f64 / reff).sqrt()).ceil() as usize;
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by(|&a, &b| x[a].total_cmp(&x[b]));
     // The cut-off is the (tail_size + 1)-th largest ratio, kept above the smallest normal f64.

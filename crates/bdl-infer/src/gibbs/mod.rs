@@ -908,6 +908,7 @@ where
             },
             kept,
             loss: None,
+            divergent: false,
         });
         if kept {
             let stats = DrawStats {

@@ -667,6 +667,7 @@ where
             },
             kept,
             loss: None,
+            divergent: false,
         });
         Ok(())
     })?;

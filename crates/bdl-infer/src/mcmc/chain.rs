@@ -307,6 +307,7 @@ where
             },
             kept: !iteration.warmup,
             loss: None,
+            divergent: draw_stats.divergent,
         });
         let sink_stats = DrawStats {
             sampler,

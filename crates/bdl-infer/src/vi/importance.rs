@@ -17,10 +17,15 @@ use crate::vi::numeric::{cholesky_in_place, HALF_LOG_TWO_PI};
 use crate::vi::posterior::{FittedGuide, GuideParams};
 use crate::vi::svi::SviFit;
 use rand::Rng as _;
+use rayon::prelude::*;
 
 /// Seed purposes of this module's random streams.
 const PURPOSE_DRAWS: u64 = 21;
 const PURPOSE_RESAMPLE: u64 = 22;
+const PURPOSE_STREAMED: u64 = 23;
+
+/// The first round of [`diagnose_streamed`]; each later round doubles the draws.
+pub const STREAMED_FIRST_ROUND: usize = 100;
 
 /// The largest latent dimension whose dense covariance is factored for log q (diagonal guides
 /// have no limit).
@@ -190,4 +195,99 @@ pub fn diagnose<M: ElboModel>(
         log_ratios,
         psis,
     })
+}
+
+/// What [`diagnose_streamed`] found: k̂ and the weights of the draws it used, without the draws.
+#[derive(Clone, Debug)]
+pub struct StreamedDiagnostic {
+    /// The raw log importance ratios, one per draw used.
+    pub log_ratios: Vec<f64>,
+    /// The smoothed, normalised log weights and k̂.
+    pub psis: Psis,
+    /// How many draws were used (at most the number asked for).
+    pub draws_used: usize,
+    /// The standard error of k̂ at the end (see [`pareto_k_standard_error`]).
+    pub k_standard_error: f64,
+}
+
+/// The asymptotic standard error of the generalized Pareto shape estimate from the tail of `n`
+/// draws: the maximum-likelihood estimate's variance is (1 + k)² / M for a tail of M draws
+/// (Smith, 1987; the Zhang–Stephens estimate that [`psis::psis`] uses is asymptotically as
+/// efficient), with M = ⌈min(0.2 n, 3 √n)⌉ as PSIS takes it. Infinite for an infinite k̂.
+pub fn pareto_k_standard_error(pareto_k: f64, n: usize) -> f64 {
+    let tail = (0.2 * n as f64)
+        .min(3.0 * (n as f64).sqrt())
+        .ceil()
+        .max(1.0);
+    (1.0 + pareto_k.max(0.0)) / tail.sqrt()
+}
+
+/// The Pareto-k̂ diagnostic without holding the guide's draws, in parallel over draws, with as
+/// few draws as settle it: rounds of 100, 200, 400, … draws (up to `max_draws` in all) until k̂
+/// is more than two standard errors from the 0.7 limit, so that more draws would not change
+/// which side of it the guide is on. Draw `s` comes from its own random stream, so the result
+/// does not depend on the number of threads. `make` makes one model per thread; the log joint
+/// is computed without its gradient.
+pub fn diagnose_streamed<M: ElboModel, F: Fn() -> M + Sync>(
+    make: F,
+    fit: &SviFit,
+    max_draws: usize,
+    seed: u64,
+) -> Result<StreamedDiagnostic, ImportanceError> {
+    if max_draws < 10 {
+        return Err(ImportanceError {
+            message: format!("the Pareto diagnostic needs at least 10 draws, got {max_draws}"),
+        });
+    }
+    let density = GuideDensity::new(&fit.guide)?;
+    let latent_dim = fit.guide.latent_dim();
+    let options = JointOptions::default();
+    let stream_seed = derive_seed(seed, PURPOSE_STREAMED);
+    let mut log_ratios: Vec<f64> = Vec::with_capacity(max_draws);
+    let mut round = STREAMED_FIRST_ROUND.min(max_draws);
+    loop {
+        let start = log_ratios.len();
+        let end = (start + round).min(max_draws);
+        let ratios: Vec<Result<f64, ImportanceError>> = (start..end)
+            .into_par_iter()
+            .map_init(
+                || (make(), Vec::with_capacity(latent_dim)),
+                |(model, work), draw| {
+                    let mut rng = stream_rng(stream_seed, draw as u64);
+                    let mut position = fit.guide.sample(&mut rng, 1).pop().unwrap_or_default();
+                    position.extend_from_slice(&fit.params);
+                    let log_q = density.log_density(&position[..latent_dim], work);
+                    let log_p = match model.log_joint_value(&position, &options, &mut rng) {
+                        Ok(joint) if joint.total().is_finite() => joint.total(),
+                        Ok(_) => f64::NEG_INFINITY,
+                        Err(error) if error.recoverable => f64::NEG_INFINITY,
+                        Err(error) => {
+                            return Err(ImportanceError {
+                                message: error.message,
+                            })
+                        }
+                    };
+                    Ok(log_p - log_q)
+                },
+            )
+            .collect();
+        for ratio in ratios {
+            log_ratios.push(ratio?);
+        }
+        let psis = psis::psis(&log_ratios).ok_or_else(|| ImportanceError {
+            message: "the model's density is zero or not finite at every draw of the guide"
+                .to_string(),
+        })?;
+        let standard_error = pareto_k_standard_error(psis.pareto_k, log_ratios.len());
+        let settled = (psis.pareto_k - 0.7).abs() > 2.0 * standard_error;
+        if settled || log_ratios.len() >= max_draws {
+            return Ok(StreamedDiagnostic {
+                draws_used: log_ratios.len(),
+                log_ratios,
+                psis,
+                k_standard_error: standard_error,
+            });
+        }
+        round = log_ratios.len();
+    }
 }

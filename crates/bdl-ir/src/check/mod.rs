@@ -27,8 +27,8 @@ use crate::{
 };
 use bdl_diagnostics::{did_you_mean, Diagnostic, Span};
 use bdl_syntax::{
-    Arg, BaseType, BinaryOp, Block, DataEntry, Else, Expr, ExprKind, FnDecl, Ident, If, IndexItem,
-    NodeId, Program, Stmt, StmtKind, StrLit, StrPart, UnaryOp, MAX_NESTING,
+    Arg, Assign, BaseType, BinaryOp, Block, DataEntry, Else, Expr, ExprKind, FnDecl, For, Ident,
+    If, IndexItem, NodeId, Program, Stmt, StmtKind, StrLit, StrPart, UnaryOp, MAX_NESTING,
 };
 use std::collections::HashMap;
 
@@ -83,6 +83,8 @@ pub(crate) struct Checker<'p> {
     context: Context,
     plates: Vec<PlateFrame>,
     loop_vars: Vec<String>,
+    /// For each `for` loop the walk is inside, the index of the scope its body opens.
+    loop_scopes: Vec<usize>,
     current_function: Option<String>,
     function_has_sites: Vec<bool>,
     function_index: Option<usize>,
@@ -106,6 +108,7 @@ impl<'p> Checker<'p> {
             context: Context::Model,
             plates: Vec::new(),
             loop_vars: Vec::new(),
+            loop_scopes: Vec::new(),
             current_function: None,
             function_has_sites: Vec::new(),
             function_index: None,

@@ -23,6 +23,7 @@ impl Checker<'_> {
             span: ident.span,
             ty,
             latent,
+            mutable: false,
             uses: 0,
         });
         self.analysis.definitions.insert(ident.id, id);
@@ -55,6 +56,7 @@ impl Checker<'_> {
             span: ident.span,
             ty,
             latent: false,
+            mutable: false,
             uses: 0,
         });
         self.analysis.definitions.insert(ident.id, id);

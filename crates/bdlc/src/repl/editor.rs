@@ -15,12 +15,22 @@ pub const COMMANDS: &[&str] = &[
 ];
 
 /// The words that complete after `:plot`.
-pub const PLOT_KINDS: &[&str] = &["predictive", "loss", "trace", "densities"];
+pub const PLOT_KINDS: &[&str] = &[
+    "trace",
+    "density",
+    "hist",
+    "pair",
+    "rank",
+    "energy",
+    "loss",
+    "band",
+    "reliability",
+];
 
 /// The keywords of the language.
 const KEYWORDS: &[&str] = &[
-    "let", "plate", "for", "in", "if", "else", "fn", "network", "return", "and", "or", "not",
-    "true", "false", "None", "as",
+    "let", "mut", "plate", "for", "in", "if", "else", "fn", "network", "return", "and", "or",
+    "not", "true", "false", "None", "as",
 ];
 
 /// The methods `:infer` accepts.

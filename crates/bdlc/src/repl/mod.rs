@@ -17,30 +17,24 @@ mod show;
 use crate::interrupt::Interrupt;
 use crate::method::{Method, MethodName};
 use crate::output::{prepare_out_dir, write_file};
-use crate::plot::{self, Panel};
-use crate::plot_cmd::{self, figure, Band, RunDraws};
+use crate::plot_cmd::{self, Drawn, FigureOptions, PlotKind, RunDraws};
 use crate::run::{run_method, RunResult};
 use crate::session::{Failure, Session};
 use crate::settings::{InferFlags, Resolved};
 use crate::summary_cmd::Table;
 use bdl_diagnostics::{did_you_mean, Diagnostic};
 use bdl_infer::diagnostics::quantile;
-use bdl_infer::rng::stream_rng;
 use bdl_runtime::data::Completeness;
-use bdl_runtime::handlers::{SeedRef, SiteKind, TraceMessages};
-use bdl_runtime::interpret::{Interpreter, RunOptions};
+use bdl_runtime::handlers::SiteKind;
 use bdl_runtime::model::Model;
-use bdl_runtime::trace::Trace;
 use bdl_syntax::ast::Item;
 use clap::{CommandFactory, Parser};
 use eval::{Context, Environment, Evaluation, Kept, Shown};
 use rustyline::error::ReadlineError;
-use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::rc::Rc;
 
 /// `bdlc repl [MODEL] [--data FILE]... [--seed S] [--quiet]`.
 #[derive(clap::Args, Debug)]
@@ -82,10 +76,8 @@ Commands:
   :summary [SITE]...               the last run's summary table
   :predict                         posterior-predictive check on the model's data
   :plot SITE FILE                  posterior density of a site, as SVG
-  :plot trace [SITE] FILE          trace plots per chain
-  :plot loss FILE                  the SVI loss curve
-  :plot predictive FILE            predictive band of a one-dimensional regression
-  :plot densities FILE             densities of every site
+  :plot KIND [SITE] FILE           a figure of the last run, as SVG: trace, density,
+                                   hist, pair, rank, energy, loss, band, reliability
   :emit ast|ir                     print the model as parsed, or its trace IR
   :reset                           forget the session's bindings and sites
   :help                            this text
@@ -709,7 +701,14 @@ impl Repl<'_> {
         let show = self.interactive && crate::progress::enabled(quiet || self.quiet);
         self.interrupt.reset();
         self.interrupt.set_stoppable(true);
-        let result = run_method(&loaded.model, &method, out, show, &self.interrupt.stop);
+        let result = run_method(
+            &loaded.model,
+            &method,
+            out,
+            crate::run::large::OutputOptions::default(),
+            show,
+            &self.interrupt.stop,
+        );
         self.interrupt.set_stoppable(self.interactive);
         let result = result?;
         if let Some(out) = out {
@@ -812,11 +811,11 @@ impl Repl<'_> {
             prepare_out_dir(out, command.force)?;
         }
         let (result, _) = self.run_method(&flags, None, command.out.as_deref(), command.quiet)?;
-        if let (Some(out), true) = (&command.out, command.plot) {
-            plot_cmd::plot_run(&self.loaded()?.model, &result, out)?;
-        }
         if let Some(out) = &command.out {
             crate::output::mark_run_complete(out, result.interrupted)?;
+        }
+        if let (Some(out), true) = (&command.out, command.plot) {
+            plot_cmd::plot_run(&self.loaded()?.model, &result, out)?;
         }
         self.keep_run(result);
         if let Some(out) = &command.out {
@@ -882,7 +881,7 @@ impl Repl<'_> {
             )
         })?;
         let runs = plot_cmd::predictive_runs(model, &located, &last.draws, 1000, self.seed)?;
-        let observed = observed_values(model, self.seed)?;
+        let observed = plot_cmd::observed_values(model, self.seed)?;
         let mut text = format!(
             "{:<14} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
             "", "observed", "mean", "sd", "5%", "50%", "95%"
@@ -951,12 +950,24 @@ impl Repl<'_> {
     }
 
     fn plot_command(&mut self, words: &[String]) -> Result<(), Failure> {
-        let usage = Some("usage: `:plot SITE FILE`, `:plot trace [SITE] FILE`, `:plot loss FILE`, `:plot predictive FILE` or `:plot densities FILE`");
+        let usage = Some(
+            "usage: `:plot KIND [SITE] FILE` with KIND one of trace, density, hist, pair, rank, energy, loss, band, reliability; or `:plot SITE FILE` for a site's density",
+        );
         let (kind, site, file) = match words {
-            [kind, file] => (kind.as_str(), None, file),
-            [kind, site, file] if kind == "trace" || kind == "densities" => {
-                (kind.as_str(), Some(site.clone()), file)
-            }
+            [first, file] => match PlotKind::parse(first) {
+                Some(kind) => (kind, None, file),
+                None => (PlotKind::Density, Some(first.clone()), file),
+            },
+            [first, site, file] => match PlotKind::parse(first) {
+                Some(kind) => (kind, Some(site.clone()), file),
+                None => {
+                    return Err(command_error(
+                        "E0922",
+                        format!("`{first}` is not a kind of figure"),
+                        usage,
+                    ))
+                }
+            },
             _ => {
                 return Err(command_error(
                     "E0922",
@@ -965,46 +976,25 @@ impl Repl<'_> {
                 ))
             }
         };
+        if let Some(site) = &site {
+            self.check_sites(std::slice::from_ref(site))?;
+        }
+        let model = self.loaded.as_ref().map(|loaded| &loaded.model);
         let last = self.last()?;
-        let svg = match kind {
-            "loss" => {
-                if last.draws.losses.is_empty() {
-                    return Err(command_error(
-                        "E0928",
-                        format!("the last run ({}) has no loss curve", last.draws.method),
-                        Some("SVI, MAP and Laplace runs have one"),
-                    ));
-                }
-                figure(plot::loss_curve(&last.draws.losses))?
-            }
-            "predictive" => {
-                let model = &self.loaded()?.model;
-                match plot_cmd::predictive_band(model, &last.draws, self.seed)? {
-                    Band::Drawn(band) => figure(plot::predictive_band(&band))?,
-                    Band::NotApplicable(reason) => {
-                        return Err(command_error(
-                            "E0928",
-                            format!("no predictive band: {reason}"),
-                            None,
-                        ))
-                    }
-                }
-            }
-            "trace" | "densities" => {
-                if let Some(site) = &site {
-                    self.check_sites(std::slice::from_ref(site))?;
-                }
-                let panels = last.draws.panels(site.as_deref());
-                if kind == "trace" {
-                    figure(plot::traces(&panels))?
-                } else {
-                    figure(plot::densities(&panels))?
-                }
-            }
-            site => {
-                self.check_sites(&[site.to_string()])?;
-                let panels: Vec<Panel> = last.draws.panels(Some(site));
-                figure(plot::densities(&panels))?
+        let options = FigureOptions {
+            model,
+            site: site.as_deref(),
+            bins: None,
+            seed: self.seed,
+        };
+        let svg = match plot_cmd::draw_figure(kind, &last.draws, &options)? {
+            Drawn::Figure(svg) => svg,
+            Drawn::NotApplicable(reason) => {
+                return Err(command_error(
+                    "E0928",
+                    format!("no {} figure: {reason}", kind.name()),
+                    None,
+                ))
             }
         };
         let path = PathBuf::from(file);
@@ -1048,40 +1038,6 @@ impl Repl<'_> {
         }
         Ok(())
     }
-}
-
-/// The observed values of the model's `observe` sites, from one run on its data.
-fn observed_values(model: &Model, seed: u64) -> Result<Vec<(String, Vec<f64>)>, Failure> {
-    let mut tape = bdl_autodiff::Tape::new();
-    let trace = Rc::new(RefCell::new(Trace::default()));
-    let mut rng = stream_rng(seed, u64::MAX - 3);
-    {
-        let mut interpreter = Interpreter::new(
-            &model.program,
-            &model.data,
-            &mut tape,
-            RunOptions { full_plates: true },
-        );
-        interpreter.push(SeedRef { rng: &mut rng });
-        interpreter.push(TraceMessages {
-            trace: Rc::clone(&trace),
-        });
-        interpreter
-            .run_model()
-            .map_err(|error| Failure::model(vec![error.to_diagnostic()]))?;
-    }
-    let trace = trace.borrow();
-    Ok(trace
-        .sites
-        .iter()
-        .filter(|site| site.observed)
-        .map(|site| {
-            (
-                site.name.clone(),
-                tape.value(site.value.var).data().to_vec(),
-            )
-        })
-        .collect())
 }
 
 #[cfg(test)]

@@ -101,10 +101,10 @@ pub fn run(
     )
     .with_initial_position(&initial_position)
     .with_first_chain(settings.first_chain);
-    let bars = progress::UnitBars::new(
-        "chain",
+    let bars = progress::SamplerBars::new(
         settings.chains,
-        settings.warmup + settings.samples,
+        settings.warmup,
+        settings.samples,
         show_progress,
     );
     let callback = |progress: &Progress| bars.update(progress);

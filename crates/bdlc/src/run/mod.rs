@@ -4,12 +4,14 @@
 //! The modules are `prior`, `svi` (SVI, MAP and Laplace), `mcmc` (NUTS and static HMC, which
 //! stream one CmdStan CSV per chain as they sample), `exact`, `ensemble` (deep ensembles and
 //! MultiSWAG), `sgmcmc` (SGLD and SGHMC) and `gibbs`; `outcome` holds what they share and `sink`
-//! the CmdStan CSV draw sink that the driver streams kept draws to. A method module imports
+//! the CmdStan CSV draw sink that the driver streams kept draws to; `large` plans the outputs of
+//! runs too large to keep their draws in memory (SVI, MAP and Laplace stream theirs). A method module imports
 //! `outcome` and `sink` and never this module, so the module graph stays acyclic.
 
 mod ensemble;
 mod exact;
 mod gibbs;
+pub mod large;
 mod mcmc;
 pub mod outcome;
 mod prior;
@@ -32,6 +34,7 @@ pub fn run_method(
     model: &Model,
     method: &Method,
     out: Option<&Path>,
+    output: large::OutputOptions,
     show_progress: bool,
     stop: &AtomicBool,
 ) -> Result<RunResult, Failure> {
@@ -39,7 +42,7 @@ pub fn run_method(
     let started = Instant::now();
     let outcome = match method {
         Method::Prior { samples, seed } => prior::run(model, *samples, *seed, out),
-        Method::Svi(svi) => svi::run(model, svi, out, show_progress, stop),
+        Method::Svi(svi) => svi::run(model, svi, out, output, show_progress, stop),
         Method::Mcmc(mcmc) => mcmc::run(model, mcmc, out, show_progress, stop),
         Method::Exact { samples, seed } => exact::run(model, *samples, *seed, out),
         Method::Ensemble(settings) => ensemble::run(model, settings, out, show_progress, stop),
@@ -86,8 +89,15 @@ pub fn estimate_memory(model: &Model, method: &Method) -> (u128, String) {
         ),
         Method::Svi(svi) => {
             let particles = svi.settings.particles as u128;
+            // A run too large to keep its draws streams them a chunk at a time (`large`): the
+            // chunk's positions, constrained rows and selected columns.
+            let kept = if (svi.draws as u128) * columns > large::STREAM_ABOVE_VALUES as u128 {
+                3 * large::CHUNK_VALUES as u128 * 8
+            } else {
+                draws(svi.draws as u128)
+            };
             (
-                particles * unit(4) + draws(svi.draws as u128),
+                particles * unit(4) + kept,
                 format!(
                     "{particles} particles of {dim} coordinates, {} draws of {columns} values",
                     svi.draws

@@ -68,14 +68,24 @@ impl RunResult {
             summary: &self.summary,
             mcmc: self.mcmc,
         };
+        // Sites whose draws a streamed run left out are summarised by site only (their
+        // elements' statistics would be most of the file).
+        let by_site_only: Vec<&str> = self
+            .facts
+            .get("draws_by_site")
+            .and_then(Value::as_array)
+            .map(|sites| sites.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let kept = |column: &&Column| !by_site_only.contains(&column.site.as_str());
         json!({
             "model": model.display().to_string(),
             "method": self.method,
             "interrupted": self.interrupted,
             "facts": Value::Object(self.facts.clone()),
             "warnings": self.warning_messages(),
-            "columns": self.columns.iter().map(Column::csv_name).collect::<Vec<_>>(),
-            "summary": view.elements_json(),
+            "columns": self.columns.iter().filter(kept).map(Column::csv_name).collect::<Vec<_>>(),
+            "summary": view.elements_json(&by_site_only),
+            "sites": view.sites_json(),
         })
     }
 
@@ -160,6 +170,18 @@ pub fn constrained_rows(
     positions: &[Vec<f64>],
     seed: u64,
 ) -> Result<Vec<f64>, Failure> {
+    constrained_rows_from(model, sites, positions, seed, 0)
+}
+
+/// [`constrained_rows`] whose per-chunk random streams start at `first_stream` instead of 0 (a
+/// streamed run's chunks of draws each take their own streams).
+pub fn constrained_rows_from(
+    model: &Model,
+    sites: &[&SiteInfo],
+    positions: &[Vec<f64>],
+    seed: u64,
+    first_stream: u64,
+) -> Result<Vec<f64>, Failure> {
     let rows: Vec<Result<Vec<f64>, Failure>> = positions
         .par_chunks(
             positions
@@ -170,7 +192,7 @@ pub fn constrained_rows(
         .enumerate()
         .map(|(chunk_index, chunk)| {
             let mut evaluator = model.output_evaluator();
-            let mut rng = stream_rng(seed, chunk_index as u64);
+            let mut rng = stream_rng(seed, first_stream + chunk_index as u64);
             let mut rows = Vec::new();
             let mut row = Vec::new();
             for position in chunk {

@@ -1,18 +1,22 @@
 //! `svi`, `map` and `laplace`: fit a guide by stochastic optimisation, then draw from it.
 //!
-//! Writes `draws.csv`, `loss.csv` (the loss per step) and `params.json` (the fitted guide, the
-//! params and the layout of the unconstrained vector, which `predict` and the REPL rebuild).
+//! Writes `draws.csv` (or `draws.parquet`), `loss.csv` (the loss per step) and `params.json` (the
+//! fitted guide, the params and the layout of the unconstrained vector, which `predict` and the
+//! REPL rebuild). A model too large to hold its draws in memory ([`large::RunPlan`]) has them
+//! drawn in chunks, summarised on the fly and streamed to the file.
 
 use crate::method::{InitChoice, MethodName, SviMethod};
 use crate::output::{write_file, Column};
 use crate::progress;
+use crate::run::large::{self, DrawsFile, OutputOptions, RunPlan};
 use crate::run::outcome::{
-    constrained_rows, infer_failure, output_columns, write_draws, RunResult,
+    constrained_rows, constrained_rows_from, infer_failure, output_columns, RunResult,
 };
 use crate::session::Failure;
 use crate::vi_checks;
 use crate::warm_start::WarmStart;
-use bdl_infer::diagnostics::Summary;
+use bdl_infer::diagnostics::streaming::StreamingSummary;
+use bdl_infer::diagnostics::{ColumnSummary, Summary};
 use bdl_infer::rng::stream_rng;
 use bdl_infer::vi::{self, GuideKind, SviError, SviFit};
 use bdl_runtime::model::Model;
@@ -26,6 +30,7 @@ pub fn run(
     model: &Model,
     method: &SviMethod,
     out: Option<&Path>,
+    output: OutputOptions,
     show_progress: bool,
     stop: &AtomicBool,
 ) -> Result<RunResult, Failure> {
@@ -33,6 +38,22 @@ pub fn run(
         return Err(Failure::run(
             "E0571",
             "the model has no latent or param sites to fit",
+        ));
+    }
+    let (sites, columns) = output_columns(model);
+    let plan = RunPlan::new(&columns, method.draws, output);
+    if plan.stream && method.resample {
+        return Err(Failure::usage(
+            "E0978",
+            format!(
+                "`--resample` keeps every draw in memory, but {} draws of {} values are streamed",
+                method.draws,
+                columns.len()
+            ),
+            Some(format!(
+                "drop `--resample`, or ask for at most {} draws with `--samples`",
+                large::STREAM_ABOVE_VALUES / columns.len().max(1)
+            )),
         ));
     }
     let name = method.name.as_str();
@@ -245,7 +266,6 @@ pub fn run(
         }
         (fit, failure)
     };
-    let (sites, columns) = output_columns(model);
     let mut positions = None;
     let psis_draws = method.psis_draws;
     if failure.is_none()
@@ -259,8 +279,26 @@ pub fn run(
         };
         // Every plate in full, so that a subsampled model's log joint is exact here.
         let mut evaluator = model.output_evaluator();
-        match vi::importance::diagnose(&mut evaluator, &fit, draws, settings.seed) {
-            Ok(diagnostic) => {
+        let diagnosed = if plan.stream {
+            // A large model: its draws are not kept, each log joint is a pass over all the
+            // data, so the draws are evaluated in parallel without gradients, and only as many
+            // as settle k̂.
+            vi::importance::diagnose_streamed(
+                || model.output_evaluator(),
+                &fit,
+                draws,
+                settings.seed,
+            )
+            .map(|diagnostic| {
+                vi_checks::pareto_streamed(&diagnostic, draws, &mut facts, &mut warnings);
+                None
+            })
+        } else {
+            vi::importance::diagnose(&mut evaluator, &fit, draws, settings.seed).map(Some)
+        };
+        match diagnosed {
+            Ok(None) => {}
+            Ok(Some(diagnostic)) => {
                 vi_checks::pareto(&diagnostic, &mut facts, &mut warnings);
                 if method.resample {
                     facts.insert("resampled".into(), json!(true));
@@ -327,24 +365,49 @@ pub fn run(
             )),
         }
     }
-    let positions = match positions {
-        Some(positions) => positions,
-        None => {
-            let mut rng = stream_rng(settings.seed, u64::MAX - 1);
-            fit.sample_positions(&mut rng, n_draws)
+    let losses: Vec<f64> = fit.losses.iter().map(|l| l.loss).collect();
+    let comments = vec![
+        format!("method = {name}"),
+        format!("guide = {}", settings.guide.name()),
+        format!("steps = {}", fit.losses.len()),
+        format!("num_samples = {n_draws}"),
+        format!("seed = {}", settings.seed),
+    ];
+    let (draws, summary) = match positions {
+        None if plan.stream => {
+            let summary = stream_draws(
+                model,
+                &sites,
+                &columns,
+                &plan,
+                &fit,
+                n_draws,
+                settings.seed,
+                out.map(|out| (out, comments.as_slice())),
+            )?;
+            (Vec::new(), summary)
+        }
+        positions => {
+            let positions = positions.unwrap_or_else(|| {
+                let mut rng = stream_rng(settings.seed, u64::MAX - 1);
+                fit.sample_positions(&mut rng, n_draws)
+            });
+            let draws = constrained_rows(model, &sites, &positions, settings.seed)?;
+            drop(positions);
+            if let Some(out) = out {
+                large::write_rows(out, &plan, &comments, &columns, &draws)?;
+            }
+            let summary = Summary::from_draws(&[&draws], columns.len());
+            (draws, summary)
         }
     };
-    let draws = constrained_rows(model, &sites, &positions, settings.seed)?;
-    let losses: Vec<f64> = fit.losses.iter().map(|l| l.loss).collect();
+    facts.insert("draws_file".into(), json!(plan.format.file_name()));
+    facts.insert("draws_format".into(), json!(plan.format.name()));
+    facts.insert("draws_streamed".into(), json!(plan.stream));
+    if !plan.left_out.is_empty() {
+        facts.insert("draws_by_site".into(), json!(plan.left_out));
+    }
     if let Some(out) = out {
-        let comments = vec![
-            format!("method = {name}"),
-            format!("guide = {}", settings.guide.name()),
-            format!("steps = {}", fit.losses.len()),
-            format!("num_samples = {n_draws}"),
-            format!("seed = {}", settings.seed),
-        ];
-        write_draws(out, &comments, &columns, &draws)?;
         let mut loss_csv = String::from("step,loss\n");
         for loss in &fit.losses {
             loss_csv.push_str(&format!("{},{}\n", loss.step + 1, loss.loss));
@@ -356,7 +419,6 @@ pub fn run(
     if let Some(failure) = failure {
         return Err(failure);
     }
-    let summary = Summary::from_draws(&[&draws], columns.len());
     facts.insert("guide".into(), json!(settings.guide.name()));
     facts.insert("steps".into(), json!(fit.losses.len()));
     facts.insert("particles".into(), json!(settings.particles));
@@ -372,6 +434,107 @@ pub fn run(
         facts,
         interrupted: fit.interrupted,
     })
+}
+
+/// Draws `n_draws` positions from the fitted guide in chunks (one stream of random numbers, as
+/// the in-memory path draws them), maps each chunk to its constrained rows, summarises them on
+/// the fly and appends the plan's columns to the draws file in `out` (with its comment lines).
+/// Memory holds one chunk of draws.
+#[allow(clippy::too_many_arguments)]
+fn stream_draws(
+    model: &Model,
+    sites: &[&bdl_runtime::model::SiteInfo],
+    columns: &[Column],
+    plan: &RunPlan,
+    fit: &SviFit,
+    n_draws: usize,
+    seed: u64,
+    out: Option<(&Path, &[String])>,
+) -> Result<Summary, Failure> {
+    let mut rng = stream_rng(seed, u64::MAX - 1);
+    let mut statistics = StreamingSummary::new(columns.len(), n_draws);
+    let mut file = match out {
+        Some((out, comments)) => {
+            let names = plan
+                .written
+                .iter()
+                .map(|&i| columns[i].csv_name())
+                .collect();
+            Some(DrawsFile::create(out, plan.format, comments, names)?)
+        }
+        None => None,
+    };
+    let chunk = plan.chunk_draws(columns.len().max(model.layout.dim()));
+    let mut selected = Vec::new();
+    let mut done = 0;
+    while done < n_draws {
+        let n = chunk.min(n_draws - done);
+        let positions = fit.sample_positions(&mut rng, n);
+        // Each chunk's constrained values draw from streams of their own (a site drawn inside
+        // the model's body); 2¹⁶ streams per chunk leave room for any number of threads.
+        let first_stream = ((done / chunk) as u64) << 16;
+        let rows = constrained_rows_from(model, sites, &positions, seed, first_stream)?;
+        drop(positions);
+        statistics.push_rows(&rows);
+        if let Some(file) = &mut file {
+            file.push_rows(
+                plan.select(&rows, columns.len(), &mut selected),
+                plan.written.len(),
+            )?;
+        }
+        done += n;
+    }
+    if let Some(file) = file {
+        file.finish()?;
+    }
+    // As for draws kept in memory (`run::nonfinite_draws`): a non-finite draw fails the run.
+    let non_finite = statistics.non_finite();
+    if let Some(column) = non_finite.iter().position(|&count| count > 0) {
+        let others = non_finite.iter().filter(|&&count| count > 0).count() - 1;
+        return Err(Failure::run_with_hint(
+            "E0984",
+            format!(
+                "{} of the {n_draws} draws of `{}` are not finite (NaN or infinite){}",
+                non_finite[column],
+                columns[column].display_name(),
+                match others {
+                    0 => String::new(),
+                    1 => " (and 1 other column)".to_string(),
+                    n => format!(" (and {n} other columns)"),
+                }
+            ),
+            "a deterministic value or a site's draw overflowed or left its domain (the log of \
+             a negative number, a division by zero); the files hold the draws, `run.json` marks \
+             the run as failed",
+        ));
+    }
+    let columns = statistics
+        .summaries()
+        .into_iter()
+        .map(|summary| summary.unwrap_or_else(undefined_summary))
+        .collect();
+    Ok(Summary {
+        columns,
+        sampler: None,
+        warnings: Vec::new(),
+    })
+}
+
+/// The summary of a column whose draws are not all finite.
+fn undefined_summary() -> ColumnSummary {
+    ColumnSummary {
+        mean: f64::NAN,
+        mcse_mean: None,
+        sd: None,
+        mcse_sd: None,
+        mcse_quantiles: [None; 3],
+        q5: f64::NAN,
+        q50: f64::NAN,
+        q95: f64::NAN,
+        ess_bulk: None,
+        ess_tail: None,
+        r_hat: None,
+    }
 }
 
 /// `params.json`: the guide (which `predict` and the REPL can rebuild), the model's params
