@@ -176,7 +176,13 @@ pub fn write_for_run(
             ),
         }));
     }
-    // Markov chains get a file per chain, as their draws do; other methods one file.
+    // Markov chains get a file per chain, as their draws do, numbered like the chain files
+    // (from `--chain-offset` + 1); other methods one file.
+    let first_chain = result
+        .facts
+        .get("first_chain")
+        .and_then(Value::as_u64)
+        .unwrap_or(0) as usize;
     let units: Vec<(PathBuf, Vec<&[f64]>)> = if result.mcmc {
         result
             .draws
@@ -184,7 +190,7 @@ pub fn write_for_run(
             .enumerate()
             .map(|(chain, rows)| {
                 (
-                    out.join(format!("log_lik-{}.csv", chain + 1)),
+                    out.join(format!("log_lik-{}.csv", first_chain + chain + 1)),
                     vec![rows.as_slice()],
                 )
             })

@@ -293,6 +293,63 @@ fn merged_facts(parts: &[Part]) -> Map<String, Value> {
     merged
 }
 
+/// Joins the parts' `log_lik.csv` (an ensemble's one file per run) into `out`: the first part's
+/// comments and header, then every part's rows in member order. Nothing when a part has none.
+fn join_log_lik(parts: &[Part], out: &Path) -> Result<Option<String>, Failure> {
+    let mut text = String::new();
+    for (index, part) in parts.iter().enumerate() {
+        let path = part.dir.join("log_lik.csv");
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let content = std::fs::read_to_string(&path).map_err(|error| io_failure(&path, &error))?;
+        let mut header_seen = false;
+        for line in content.lines() {
+            let is_row = header_seen && !line.starts_with('#');
+            if !line.starts_with('#') {
+                header_seen = true;
+            }
+            if index == 0 || is_row {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+    }
+    write_file(&out.join("log_lik.csv"), &text)?;
+    Ok(Some("log_lik.csv".to_string()))
+}
+
+/// The merged run's `log_lik` fact: the files written by the merge and their draws, when every
+/// part wrote its log-likelihood; otherwise that it was not written, and why.
+fn merge_log_lik_fact(parts: &[Part], facts: &mut Map<String, Value>, files: Vec<String>) {
+    let part_facts: Vec<Option<&Value>> = parts
+        .iter()
+        .map(|p| p.summary.get("facts").and_then(|f| f.get("log_lik")))
+        .collect();
+    if part_facts.iter().all(Option::is_none) {
+        return;
+    }
+    let written = |fact: &Option<&Value>| {
+        fact.and_then(|f| f.get("written"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    };
+    let value = if !files.is_empty() && part_facts.iter().all(written) {
+        let draws: u64 = part_facts
+            .iter()
+            .filter_map(|f| f.and_then(|f| f.get("draws")).and_then(Value::as_u64))
+            .sum();
+        let observations = part_facts[0]
+            .and_then(|f| f.get("observations"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        json!({ "draws": draws, "files": files, "observations": observations, "written": true })
+    } else {
+        json!({ "written": false, "reason": "a merged part has no pointwise log-likelihood" })
+    };
+    facts.insert("log_lik".into(), value);
+}
+
 /// Runs `bdlc merge`.
 pub fn run(args: &MergeArgs) -> Result<(), Failure> {
     let mut parts = args
@@ -367,6 +424,8 @@ pub fn run(args: &MergeArgs) -> Result<(), Failure> {
     prepare_out_dir(out, args.force)?;
 
     let mut chains: Vec<Vec<f64>> = Vec::new();
+    // The pointwise log-likelihood files written to `out`, when every part has them.
+    let mut log_lik_files: Vec<String> = Vec::new();
     let mut columns: Vec<Column> = Vec::new();
     let mut sampler = SamplerDiagnostics {
         n_draws: Vec::new(),
@@ -405,6 +464,7 @@ pub fn run(args: &MergeArgs) -> Result<(), Failure> {
             }
         });
         write_file(&out.join("draws.csv"), &text)?;
+        log_lik_files.extend(join_log_lik(&parts, out)?);
         columns = joined
             .header
             .iter()
@@ -424,6 +484,7 @@ pub fn run(args: &MergeArgs) -> Result<(), Failure> {
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             check_headers(&parts, &files)?;
+            let first_id = new_id + 1;
             for file in files {
                 new_id += 1;
                 let text = file.text(|line| {
@@ -434,6 +495,16 @@ pub fn run(args: &MergeArgs) -> Result<(), Failure> {
                     }
                 });
                 write_file(&out.join(format!("chain-{new_id}.csv")), &text)?;
+                let log_lik = part.dir.join(format!(
+                    "log_lik-{}.csv",
+                    part.first_unit + new_id - first_id + 1
+                ));
+                if log_lik.is_file() {
+                    let name = format!("log_lik-{new_id}.csv");
+                    std::fs::copy(&log_lik, out.join(&name))
+                        .map_err(|error| io_failure(&log_lik, &error))?;
+                    log_lik_files.push(name);
+                }
                 let index = |name: &str| file.header.iter().position(|h| h == name);
                 let kept: Vec<usize> = (0..file.header.len())
                     .filter(|&i| !file.header[i].ends_with("__"))
@@ -484,6 +555,7 @@ pub fn run(args: &MergeArgs) -> Result<(), Failure> {
         .unwrap_or_default()
         .to_string();
     let mut facts = merged_facts(&parts);
+    merge_log_lik_fact(&parts, &mut facts, log_lik_files);
     facts.insert(
         "merged_from".into(),
         json!(parts

@@ -116,6 +116,15 @@ fn nuts_chains_split_over_three_runs_merge_into_the_single_run() {
         );
     }
     assert!(!dir.join("merged/chain-6.csv").exists());
+    // The pointwise log-likelihood travels with its chains, renumbered the same way.
+    for chain in 1..=5 {
+        let name = format!("log_lik-{chain}.csv");
+        assert_eq!(
+            read(&dir.join("merged").join(&name)),
+            read(&dir.join("whole").join(&name)),
+            "{name} differs"
+        );
+    }
     assert_eq!(
         comparable(&summary(&dir.join("merged"))),
         comparable(&summary(&dir.join("whole")))
