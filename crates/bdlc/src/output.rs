@@ -62,8 +62,25 @@ pub fn mark_run_complete(dir: &Path, interrupted: bool) -> Result<(), Failure> {
     write_atomically(&dir.join(RUN_RECORD), &format!("{record:#}\n"))
 }
 
+/// Warns once per process that `dir` holds a run stopped by Ctrl-C: its files are complete and
+/// valid, but hold fewer draws than it asked for.
+fn warn_interrupted_once(dir: &Path) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!(
+                "warning: `{}` holds an interrupted run (Ctrl-C): its files are complete, with \
+                 the draws it finished before it stopped",
+                dir.display()
+            );
+        }
+    }
+}
+
 /// Refuses a run directory whose completion record is missing its `"complete": true` (E0982):
-/// the run failed, or was killed, before it finished, and its files may be partial.
+/// the run failed, or was killed, before it finished, and its files may be partial. A run
+/// stopped by Ctrl-C and marked complete with `"interrupted": true` is read, with a warning.
 pub fn require_complete_run(dir: &Path) -> Result<(), Failure> {
     let path = dir.join(RUN_RECORD);
     if !path.exists() {
@@ -77,6 +94,14 @@ pub fn require_complete_run(dir: &Path) -> Result<(), Failure> {
         .and_then(|record| record.get("complete"))
         .and_then(Value::as_bool);
     if complete == Some(true) {
+        let interrupted = record
+            .as_ref()
+            .and_then(|record| record.get("interrupted"))
+            .and_then(Value::as_bool)
+            == Some(true);
+        if interrupted {
+            warn_interrupted_once(dir);
+        }
         return Ok(());
     }
     let why = match complete {
@@ -136,6 +161,7 @@ pub fn prepare_out_dir(dir: &Path, force: bool) -> Result<(), Failure> {
                     || name == "loss.csv"
                     || name == RUN_RECORD
                     || name == SETUP_RECORD
+                    || name.ends_with(".partial")
                     || name.ends_with(".svg");
                 if ours && path.is_file() {
                     std::fs::remove_file(&path).map_err(|e| io_failure(&path, &e))?;
