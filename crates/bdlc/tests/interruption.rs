@@ -302,7 +302,7 @@ fn a_sigint_during_warm_up_keeps_nothing_and_says_so() {
 /// second one comes at once or while the first is being handled.
 #[test]
 fn a_second_sigint_ends_the_process_at_once_with_every_written_row_complete() {
-    for (attempt, gap_ms) in [0u64, 5, 30].into_iter().enumerate() {
+    for (attempt, gap_ms) in [0u64, 0, 2, 5, 10, 30].into_iter().enumerate() {
         let out = scratch(&format!("twice-{attempt}"));
         let child = start(
             &[

@@ -224,9 +224,8 @@ impl DrawSink for ChainFiles<'_> {
         flatten_row(&self.sites, &values, &mut file.row);
         file.rows.extend_from_slice(&file.row);
         if let Some(pending) = file.pending.take() {
-            file.writer = Some(pending.create().map_err(|f| self.fail(f))?);
-        }
-        if let Some(writer) = &mut file.writer {
+            file.writer = Some(pending.create(&file.row).map_err(|f| self.fail(f))?);
+        } else if let Some(writer) = &mut file.writer {
             writer.row(&file.row).map_err(|f| self.fail(f))?;
         }
         Ok(())
@@ -266,12 +265,20 @@ struct PendingFile {
 }
 
 impl PendingFile {
-    /// Creates the file with its comment lines, header and later comment lines.
-    fn create(self) -> Result<DrawsWriter, Failure> {
-        let mut writer = DrawsWriter::create(&self.path, &self.comments, &self.header)?;
+    /// Creates the file with its comment lines, header, later comment lines and first row. They
+    /// are written under a temporary name renamed to the file's once the row is on disk, so that
+    /// the file never exists without a row, whenever the process ends.
+    fn create(self, first_row: &[f64]) -> Result<DrawsWriter, Failure> {
+        let temporary = self.path.with_extension("csv.partial");
+        let mut writer = DrawsWriter::create(&temporary, &self.comments, &self.header)?;
         if !self.later_comments.is_empty() {
             writer.comments(&self.later_comments)?;
         }
+        writer.row(first_row)?;
+        writer.flush()?;
+        std::fs::rename(&temporary, &self.path)
+            .map_err(|error| crate::output::io_failure(&self.path, &error))?;
+        writer.renamed(&self.path);
         Ok(writer)
     }
 }
@@ -484,15 +491,17 @@ impl<'m> SamplerFiles<'m> {
             .constrained(&chain.full_position, &mut rng)
             .map_err(|e| self.fail(Failure::model(vec![e.to_diagnostic()])))?;
         flatten_row(&self.sites, &values, &mut chain.values);
-        if let Some(pending) = chain.pending.take() {
-            chain.writer = Some(pending.create().map_err(|f| self.fail(f))?);
+        if chain.writer.is_none() && chain.pending.is_none() {
+            return Ok(());
         }
-        if let Some(writer) = &mut chain.writer {
-            chain.line.clear();
-            if let Some(transition) = &stats.transition {
-                chain.line.extend_from_slice(&transition.values());
-            }
-            chain.line.extend_from_slice(&chain.values);
+        chain.line.clear();
+        if let Some(transition) = &stats.transition {
+            chain.line.extend_from_slice(&transition.values());
+        }
+        chain.line.extend_from_slice(&chain.values);
+        if let Some(pending) = chain.pending.take() {
+            chain.writer = Some(pending.create(&chain.line).map_err(|f| self.fail(f))?);
+        } else if let Some(writer) = &mut chain.writer {
             writer.row(&chain.line).map_err(|f| self.fail(f))?;
         }
         Ok(())
