@@ -282,6 +282,7 @@ fn method_name(method: &Method) -> &'static str {
         Method::Ensemble(_) => "ensemble",
         Method::Sgmcmc(sgmcmc) => sgmcmc.name.as_str(),
         Method::Gibbs { .. } => "gibbs",
+        Method::Pathfinder(_) => "pathfinder",
     }
 }
 
@@ -293,6 +294,7 @@ fn parallel_runs(method: &Method) -> String {
         Method::Gibbs { settings, .. } => (settings.chains, "chain", "chains"),
         Method::Ensemble(settings) => (settings.members, "member", "members"),
         Method::Svi(_) => (1, "optimisation", "optimisations"),
+        Method::Pathfinder(pathfinder) => (pathfinder.settings.paths, "path", "paths"),
         Method::Prior { samples, .. } | Method::Exact { samples, .. } => {
             (*samples, "draw", "draws")
         }

@@ -45,11 +45,28 @@ pub fn run(
     }
     // A warm start: each chain starts at a draw from the earlier run's guide, warm-up starts
     // from the guide's variances as the metric, and the params keep the earlier run's values.
+    // `--init pathfinder` runs Pathfinder first and starts likewise from its draws.
     let warm = match &method.init {
         McmcInit::File(path) => Some(WarmStart::load(path, model)?),
-        McmcInit::Uniform => None,
+        McmcInit::Uniform | McmcInit::Pathfinder => None,
     };
     let mut warm_settings = method.settings.clone();
+    let mut pathfinder_facts = Map::new();
+    if method.init == McmcInit::Pathfinder {
+        // Pathfinder's resampled draws start the chains, and its best normal's variances the
+        // metric (Zhang et al., 2022, section 4).
+        let pathfinder_settings = bdl_infer::vi::PathfinderSettings {
+            seed: warm_settings.seed,
+            ..bdl_infer::vi::PathfinderSettings::default()
+        };
+        let result = crate::run::pathfinder::fit(model, &pathfinder_settings)?;
+        let mut warnings = Vec::new();
+        crate::run::pathfinder::facts_of(&result, &mut pathfinder_facts, &mut warnings);
+        pathfinder_facts.insert("warnings".into(), json!(warnings));
+        warm_settings.init =
+            mcmc::Init::Positions(result.resample(warm_settings.chains, warm_settings.seed));
+        warm_settings.initial_metric = Some(crate::run::pathfinder::inverse_metric(&result));
+    }
     let mut initial_position = model.layout.initial_position();
     if let Some(warm) = &warm {
         warm_settings.init =
@@ -135,6 +152,14 @@ pub fn run(
     facts.insert("chains".into(), json!(settings.chains));
     if settings.first_chain > 0 {
         facts.insert("first_chain".into(), json!(settings.first_chain));
+    }
+    if method.init == McmcInit::Pathfinder {
+        facts.insert("init".into(), json!("pathfinder"));
+        facts.insert(
+            "initial_metric".into(),
+            json!("the Pathfinder normal's variances"),
+        );
+        facts.insert("pathfinder".into(), json!(pathfinder_facts));
     }
     if let Some(warm) = &warm {
         facts.insert("init".into(), json!(warm.path.display().to_string()));
