@@ -14,10 +14,11 @@ use bdl_infer::mcmc::{self, Algorithm, HmcLength, McmcSettings, MetricKind};
 use bdl_infer::rng::stream_rng;
 use bdl_infer::vi::{OptimizerKind, OptimizerSettings, SviSettings};
 use bdl_ir::ir::Program;
-use bdl_runtime::data::{self, Completeness, DataFile};
+use bdl_runtime::data::{self, Completeness, DataFile, DataSet};
 use bdl_runtime::handlers::SiteKind;
 use bdl_runtime::model::Model;
 use bdl_runtime::pipeline;
+use bdl_runtime::value::TensorValue;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -154,17 +155,15 @@ impl CompiledModel {
         self.program.data.iter().map(|d| d.name.clone()).collect()
     }
 
-    /// Builds the runnable model: `arrays` (NumPy `.npy` bytes by name) fill the data block
-    /// when given, else the files the model names are read. `predicting` lets declarations that
-    /// are only observed be absent.
+    /// The validated data block: `arrays` (NumPy `.npy` bytes by name) when given, else the
+    /// files the model names. `predicting` lets declarations that are only observed be absent.
     // Like `bdlc`, this crate is a front end: reading the data files a model names is its job.
     #[allow(clippy::disallowed_methods)]
-    pub fn instantiate(
+    fn load_data(
         &self,
         arrays: &[(String, Vec<u8>)],
-        seed: u64,
         predicting: bool,
-    ) -> Result<Model, Failure> {
+    ) -> Result<DataSet, Failure> {
         let mut sources = self.sources.clone();
         let files: Vec<DataFile> = if arrays.is_empty() {
             let mut files = Vec::new();
@@ -201,10 +200,26 @@ impl CompiledModel {
             Completeness::All
         };
         let observed = pipeline::observed_only(&self.program);
-        let data = data::load(&self.program, &files, completeness, &observed)
-            .map_err(|diagnostics| Failure::rendered(&diagnostics, &sources))?;
+        data::load(&self.program, &files, completeness, &observed)
+            .map_err(|diagnostics| Failure::rendered(&diagnostics, &sources))
+    }
+
+    /// Builds the runnable model from validated `data`.
+    fn model(&self, data: DataSet, seed: u64) -> Result<Model, Failure> {
         Model::new(self.program.clone(), data, seed)
-            .map_err(|error| Failure::rendered(&[error.to_diagnostic()], &sources))
+            .map_err(|error| Failure::rendered(&[error.to_diagnostic()], &self.sources))
+    }
+
+    /// Builds the runnable model: `arrays` (NumPy `.npy` bytes by name) fill the data block
+    /// when given, else the files the model names are read. `predicting` lets declarations that
+    /// are only observed be absent.
+    pub fn instantiate(
+        &self,
+        arrays: &[(String, Vec<u8>)],
+        seed: u64,
+        predicting: bool,
+    ) -> Result<Model, Failure> {
+        self.model(self.load_data(arrays, predicting)?, seed)
     }
 }
 
@@ -414,6 +429,17 @@ pub fn infer(
     stop: &AtomicBool,
 ) -> Result<Draws, Failure> {
     let model = compiled.instantiate(arrays, options.seed, false)?;
+    infer_model(compiled, &model, options, progress, stop)
+}
+
+/// Runs `options.method` on the instantiated `model` (see [`infer`]).
+fn infer_model(
+    compiled: &CompiledModel,
+    model: &Model,
+    options: &Options,
+    progress: &RunProgress,
+    stop: &AtomicBool,
+) -> Result<Draws, Failure> {
     let sites = model.output_sites();
     let mut draws = Draws {
         units: options.units,
@@ -428,7 +454,7 @@ pub fn infer(
             .collect(),
         stats: Vec::new(),
         log_likelihood: Vec::new(),
-        data: data_values(&model),
+        data: data_values(model),
         observed_sites: model
             .observed_sites()
             .iter()
@@ -531,6 +557,115 @@ pub fn infer(
         }
     }
     Ok(draws)
+}
+
+/// The stream of a replication's draw from the prior: far from the chains' streams (their
+/// indices), so the truth and the fit never share random numbers.
+const SBC_PRIOR_STREAM: u64 = u64::MAX - 17;
+
+/// One replication of simulation-based calibration (Talts et al., 2018): the rank of the true
+/// value of each latent element among the posterior draws.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SbcReplication {
+    /// The posterior draws each rank counts over (chains × samples); ranks are 0 ..= `draws`.
+    pub draws: usize,
+    /// Per latent sample site: its shape and the rank of each element, in C order.
+    pub ranks: Vec<SiteDraws>,
+    /// Divergent transitions of the fit.
+    pub divergent: usize,
+}
+
+/// Replication `replication` of SBC: with seed `options.seed + replication`, draws the latent
+/// sites and then the observations from the prior (stream [`SBC_PRIOR_STREAM`]), fits the
+/// model to those observations with NUTS or HMC (`options`, chains from 0), and ranks each
+/// true value among the draws: the number of draws below it. When the sampler is right, every
+/// rank is uniform on 0 ..= draws over replications. The inputs (`arrays` or the model's
+/// files) stay as given; each observed site is filled through the data declaration of its name.
+pub fn sbc_replication(
+    compiled: &CompiledModel,
+    arrays: &[(String, Vec<u8>)],
+    options: &Options,
+    replication: usize,
+    progress: &RunProgress,
+    stop: &AtomicBool,
+) -> Result<SbcReplication, Failure> {
+    if options.method == MethodKind::Ensemble {
+        return Err(Failure::new(
+            "E0936",
+            "simulation-based calibration ranks posterior draws; run it with nuts or hmc",
+        ));
+    }
+    let seed = options.seed.wrapping_add(replication as u64);
+    let inputs = compiled.load_data(arrays, true)?;
+    let prior_model = compiled.model(inputs.clone(), seed)?;
+    let truth = prior_model
+        .prior_draw(&mut stream_rng(seed, SBC_PRIOR_STREAM))
+        .map_err(|e| Failure::rendered(&[e.to_diagnostic()], &compiled.sources))?;
+    let value_of = |name: &str| truth.iter().find(|(n, _)| n == name).map(|(_, t)| t);
+    let mut simulated = inputs;
+    for site in prior_model.observed_sites() {
+        let declaration = compiled.program.data.iter().find(|d| d.name == site.name);
+        let (Some(declaration), Some(value)) = (declaration, value_of(&site.name)) else {
+            return Err(Failure::new(
+                "E0939",
+                format!(
+                    "simulation-based calibration fills observed site `{}` through the data \
+                     declaration of the same name, and the model has none",
+                    site.name
+                ),
+            ));
+        };
+        let value = if site.discrete {
+            TensorValue::int(value.clone())
+        } else {
+            TensorValue::real(value.clone())
+        };
+        simulated.values.insert(declaration.slot, value);
+        simulated.missing.retain(|slot| *slot != declaration.slot);
+    }
+    let model = compiled.model(simulated, seed)?;
+    let fit_options = Options {
+        seed,
+        offset: 0,
+        ..options.clone()
+    };
+    let draws = infer_model(compiled, &model, &fit_options, progress, stop)?;
+    let n_draws = draws.units * draws.draws;
+    let mut ranks = Vec::new();
+    for (site, out) in model.output_sites().iter().zip(&draws.sites) {
+        if site.kind != SiteKind::Sample || site.observed {
+            continue;
+        }
+        let Some(true_value) = value_of(&site.name) else {
+            continue;
+        };
+        let size = true_value.data().len();
+        let mut site_ranks = vec![0.0; size];
+        for draw in out.values.chunks_exact(size.max(1)) {
+            for ((rank, drawn), truth) in site_ranks.iter_mut().zip(draw).zip(true_value.data()) {
+                if drawn < truth {
+                    *rank += 1.0;
+                }
+            }
+        }
+        ranks.push(SiteDraws {
+            name: site.name.clone(),
+            shape: site.shape.clone(),
+            values: site_ranks,
+        });
+    }
+    let divergent = draws
+        .stats
+        .iter()
+        .find(|(name, _)| name == "divergent")
+        .map_or(0, |(_, values)| {
+            values.iter().filter(|v| **v != 0.0).count()
+        });
+    Ok(SbcReplication {
+        draws: n_draws,
+        ranks,
+        divergent,
+    })
 }
 
 /// The data declarations' values by name.
@@ -690,6 +825,35 @@ mod tests {
         let predicted = predict(&model, &arrays, &posterior, 10, 1).expect("predicts");
         assert_eq!(predicted[0].name, "y");
         assert_eq!(predicted[0].values.len(), 10 * 4);
+    }
+
+    #[test]
+    fn an_sbc_replication_is_reproducible_and_ranks_within_its_draws() {
+        let model = CompiledModel::compile("coin.bdl", COIN, Path::new(".")).expect("compiles");
+        // The values of `y` only fix N; each replication simulates its own.
+        let arrays = vec![("y".to_string(), npy(&[0.0; 6]))];
+        let (progress, stop) = (RunProgress::default(), AtomicBool::new(false));
+        let options = Options {
+            units: 2,
+            warmup: 60,
+            samples: 30,
+            seed: 3,
+            ..Options::default()
+        };
+        let run = |replication| {
+            sbc_replication(&model, &arrays, &options, replication, &progress, &stop).expect("runs")
+        };
+        let (first, again, second) = (run(4), run(4), run(5));
+        assert_eq!(first, again);
+        assert_eq!(first.draws, 60);
+        assert_eq!(first.ranks.len(), 1);
+        assert_eq!(first.ranks[0].name, "mu");
+        let rank = first.ranks[0].values[0];
+        assert!(
+            (0.0..=60.0).contains(&rank) && rank.fract() == 0.0,
+            "{rank}"
+        );
+        assert_ne!(first.ranks, second.ranks);
     }
 
     #[test]

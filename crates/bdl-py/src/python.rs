@@ -277,6 +277,54 @@ impl NativeModel {
         Ok(out)
     }
 
+    /// Replications `first .. first + count` of simulation-based calibration, one after
+    /// another. Returns a dict with `draws` (what each rank counts over), `divergent` (a list,
+    /// per replication) and `ranks` (site → `(bytes, (count, *shape))`).
+    #[pyo3(signature = (data, method, options, first, count, progress=None))]
+    fn sbc<'py>(
+        &self,
+        py: Python<'py>,
+        data: &Bound<'py, PyList>,
+        method: &str,
+        options: &Bound<'py, PyDict>,
+        first: usize,
+        count: usize,
+        progress: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let parsed = parse_options(method, options)?;
+        let arrays = arrays(py, data)?;
+        let model = Arc::clone(&self.inner);
+        let stop = Arc::new(AtomicBool::new(false));
+        let counter = Arc::new(RunProgress::default());
+        let (flag, tally) = (Arc::clone(&stop), Arc::clone(&counter));
+        let replications = run_interruptibly(py, counter, progress.as_ref(), stop, move || {
+            (first..first + count)
+                .map(|replication| {
+                    core::sbc_replication(&model, &arrays, &parsed, replication, &tally, &flag)
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })?
+        .map_err(error)?;
+        let out = PyDict::new(py);
+        out.set_item("draws", replications.first().map_or(0, |r| r.draws))?;
+        let divergent: Vec<usize> = replications.iter().map(|r| r.divergent).collect();
+        out.set_item("divergent", divergent)?;
+        let ranks = PyDict::new(py);
+        if let Some(first_replication) = replications.first() {
+            for (index, site) in first_replication.ranks.iter().enumerate() {
+                let values: Vec<f64> = replications
+                    .iter()
+                    .flat_map(|r| r.ranks[index].values.iter().copied())
+                    .collect();
+                let mut shape = vec![replications.len()];
+                shape.extend(&site.shape);
+                ranks.set_item(&site.name, array(py, &values, shape)?)?;
+            }
+        }
+        out.set_item("ranks", ranks)?;
+        Ok(out)
+    }
+
     /// Posterior-predictive draws of the observed sites: `posterior` is a list of
     /// `(name, shape, buffer)` with the float64 values of `n_draws` draws of each free site in C
     /// order; returns name → `(bytes, (n_draws, *shape))`.

@@ -165,3 +165,43 @@ def test_the_notebook_example_fits_the_sine_ensemble_and_plots(root, tmp_path):
     assert "held-out points inside the 90% band" in done.stdout
     assert (tmp_path / "predictive.png").stat().st_size > 0
     assert (tmp_path / "sigma_forest.png").stat().st_size > 0
+
+
+NORMAL_MEAN = """
+data {
+    y: vector[N]
+}
+
+model {
+    let mu = sample("mu", Normal(0, 1))
+    plate("data", N) {
+        observe("y", Normal(mu, 1), y)
+    }
+}
+"""
+
+
+def test_sbc_ranks_of_nuts_are_uniform_on_a_conjugate_model():
+    model = bdl.Model.from_string(NORMAL_MEAN)
+    # The values of `y` only fix N: each replication replaces them by its simulation.
+    result = model.sbc(60, data={"y": np.zeros(5)}, chains=1, warmup=100, samples=99, seed=11, progress=False)
+    ranks = result["ranks"]["mu"]
+    assert result["draws"] == 99 and ranks.shape == (60,)
+    assert ranks.min() >= 0 and ranks.max() <= 99 and len(set(ranks.tolist())) > 20
+    # Four bins of 25 ranks each (0-24, ..., 75-99), 15 expected per bin under uniformity. The
+    # Pearson statistic has 3 degrees of freedom; 16.27 is its 0.999 quantile, so a correct
+    # sampler fails this seeded check with probability 0.001.
+    observed = np.bincount(ranks // 25, minlength=4)
+    chi_square = ((observed - 15.0) ** 2 / 15.0).sum()
+    assert chi_square < 16.27, (observed, chi_square)
+    assert result["divergent"].shape == (60,)
+
+
+def test_sbc_refuses_an_ensemble_and_a_model_without_a_declaration_per_observation():
+    model = bdl.Model.from_string(NORMAL_MEAN)
+    with pytest.raises(bdl.BdlError, match="E0936"):
+        model.sbc(2, data={"y": np.zeros(3)}, method="ensemble", progress=False)
+    renamed = bdl.Model.from_string(NORMAL_MEAN.replace('observe("y"', 'observe("obs"'))
+    with pytest.raises(bdl.BdlError) as raised:
+        renamed.sbc(2, data={"y": np.zeros(3)}, warmup=20, samples=20, progress=False)
+    assert raised.value.codes == ["E0939"] and "`obs`" in str(raised.value)

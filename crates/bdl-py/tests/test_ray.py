@@ -42,3 +42,15 @@ def test_ensemble_members_over_ray_equal_the_single_process_members(local_ray, c
 
 def test_split_covers_every_unit_once():
     assert bdl.ray.split(8, 3) == [(0, 3), (3, 3), (6, 2)]
+
+
+def test_sbc_replications_over_ray_equal_the_single_process_ranks(local_ray, coin_source, regression):
+    model = bdl.Model.from_string(coin_source)
+    options = dict(chains=2, warmup=80, samples=40, seed=21)
+    single = model.sbc(6, data=regression, progress=False, **options)
+    spread = bdl.ray.sbc(model, 6, data=regression, replications_per_task=2, **options)
+    assert spread["draws"] == single["draws"] == 80
+    assert set(spread["ranks"]) == {"a", "b", "sigma"}
+    for name, ranks in single["ranks"].items():
+        assert np.array_equal(ranks, spread["ranks"][name])
+    assert np.array_equal(single["divergent"], spread["divergent"])

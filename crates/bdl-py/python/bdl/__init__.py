@@ -12,7 +12,7 @@ Errors in the model or its data raise :class:`BdlError`, whose message is the re
 diagnostic (code, file:line:col, excerpt, hint) and whose ``codes`` lists the error codes.
 Inference releases the GIL, shows progress (a tqdm bar when tqdm is installed, in notebooks
 too, else a line of text) and stops on Ctrl-C (``KeyboardInterrupt``). ``bdl.ray`` runs
-chains and ensemble members as Ray tasks.
+chains, ensemble members and SBC replications as Ray tasks.
 """
 
 from __future__ import annotations
@@ -160,6 +160,24 @@ class Model:
         raw = self.infer_raw(data, method, progress=progress, **options)
         return to_inference_data(raw, offset=int(options.get("chain_offset", 0)))
 
+    def sbc(self, replications: int, data: Any = None, method: str = "nuts", first: int = 0,
+            progress: bool = True, **options: Any) -> dict:
+        """Simulation-based calibration (Talts et al., 2018): replications ``first`` …
+        ``first + replications - 1``. Replication ``r`` uses seed ``seed + r``: it draws the
+        latent sites and the observations from the prior, fits them with ``method`` (nuts or
+        hmc, ``options`` as for :meth:`infer`) and ranks each true latent value among the
+        ``draws`` posterior draws. ``data`` holds the inputs (observed declarations may be
+        left out). Returns ``{"draws": L, "divergent": (R,), "ranks": {site: (R, *shape)}}``;
+        for a correct sampler each rank is uniform on 0 … L.
+        """
+        reporter = _Progress(f"bdl sbc {method}") if progress else None
+        try:
+            raw = self._native.sbc(_data_list(data), method, dict(options), int(first), int(replications), reporter)
+        finally:
+            if reporter is not None:
+                reporter.close()
+        return _sbc_result(raw)
+
     def predict(self, posterior, data: Any = None, seed: int = 0, draws: int | None = None) -> dict:
         """Posterior-predictive draws of the observed sites on ``data`` (new inputs).
 
@@ -179,6 +197,14 @@ class Model:
             flat.append((str(name), list(values.shape[1:]), np.ascontiguousarray(values).reshape(-1)))
         result = self._native.predict(_data_list(data), flat, int(n), int(seed))
         return {name: _unpack(pair) for name, pair in result.items()}
+
+
+def _sbc_result(raw: dict) -> dict:
+    return {
+        "draws": raw["draws"],
+        "divergent": np.asarray(raw["divergent"], dtype=np.int64),
+        "ranks": {name: _unpack(pair).astype(np.int64) for name, pair in raw["ranks"].items()},
+    }
 
 
 def to_inference_data(raw: dict, offset: int = 0):

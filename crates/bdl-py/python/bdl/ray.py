@@ -1,9 +1,10 @@
-"""Chains and ensemble members as Ray tasks, merged into one ``InferenceData``.
+"""Chains, ensemble members and SBC replications as Ray tasks, merged into one result.
 
     import ray, bdl, bdl.ray
     ray.init()                                   # or ray.init(address="auto") on a cluster
     model = bdl.Model.from_file("models/eight_schools.bdl")
     idata = bdl.ray.infer(model, method="nuts", chains=8, chains_per_task=1, seed=1)
+    ranks = bdl.ray.sbc(model, 100, replications_per_task=10, chains=1, seed=1)
 
 Task ``k`` runs chains ``k·c … k·c + c − 1`` with ``chain_offset=k·c``: each chain's random
 stream depends only on the seed and its index in the whole run, so the merged result equals a
@@ -18,7 +19,7 @@ import numpy as np
 
 from . import Model, to_inference_data
 
-__all__ = ["infer", "split"]
+__all__ = ["infer", "sbc", "split"]
 
 
 def split(units: int, per_task: int) -> list[tuple[int, int]]:
@@ -61,6 +62,38 @@ def infer(
     ]
     parts = ray.get(futures)
     return to_inference_data(merge_raw(parts), offset=offset)
+
+
+def _run_sbc(model: Model, data: Any, method: str, options: dict, first: int, count: int) -> dict:
+    return model.sbc(count, data=data, method=method, first=first, progress=False, **options)
+
+
+def sbc(
+    model: Model,
+    replications: int,
+    data: Any = None,
+    method: str = "nuts",
+    replications_per_task: int = 1,
+    num_cpus: float = 1,
+    **options: Any,
+) -> dict:
+    """:meth:`bdl.Model.sbc` with its replications spread over Ray tasks: the result equals
+    ``model.sbc(replications, ...)`` in one process, rank for rank. Ray must be initialised."""
+    import ray
+
+    remote = ray.remote(num_cpus=num_cpus)(_run_sbc)
+    model_ref = ray.put(model)
+    data_ref = ray.put(data)
+    futures = [
+        remote.remote(model_ref, data_ref, method, options, first, count)
+        for first, count in split(replications, replications_per_task)
+    ]
+    parts = ray.get(futures)
+    return {
+        "draws": parts[0]["draws"],
+        "divergent": np.concatenate([part["divergent"] for part in parts]),
+        "ranks": {name: np.concatenate([part["ranks"][name] for part in parts]) for name in parts[0]["ranks"]},
+    }
 
 
 def merge_raw(parts: list[dict]) -> dict:
