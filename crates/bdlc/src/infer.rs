@@ -127,8 +127,9 @@ fn output_options(
     Ok(options)
 }
 
-/// Runs `bdlc infer`.
-pub fn run(args: &InferArgs, session: &mut Session, stop: &AtomicBool) -> Result<(), Failure> {
+/// Runs `bdlc infer`; `Ok(true)` when Ctrl-C stopped the run early (its files hold the draws
+/// finished so far, and the process exits with status 130).
+pub fn run(args: &InferArgs, session: &mut Session, stop: &AtomicBool) -> Result<bool, Failure> {
     let (program, warnings) = session.compile(&args.model)?;
     session.warn(&warnings);
     let settings = program.settings.clone();
@@ -212,7 +213,7 @@ pub fn run(args: &InferArgs, session: &mut Session, stop: &AtomicBool) -> Result
             );
         }
     }
-    Ok(())
+    Ok(result.interrupted)
 }
 
 /// The line printed before a run: what runs, on what, and where its files go.

@@ -19,6 +19,7 @@
 pub mod convergence;
 pub mod elbo;
 pub mod error;
+pub mod flow;
 pub mod guide;
 pub mod importance;
 pub mod laplace;

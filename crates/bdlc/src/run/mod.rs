@@ -55,6 +55,14 @@ pub fn run_method(
         }
     };
     let mut result = outcome.map_err(|failure| name_coordinates(failure, model))?;
+    if result.interrupted && result.draws.iter().all(Vec::is_empty) {
+        return Err(Failure::interrupted(
+            "E0985",
+            "the run was interrupted before its first draw: there is nothing to keep",
+            "warm-up (or burn-in) keeps no draws; let the run reach its sampling phase, or \
+             lower `--warmup`",
+        ));
+    }
     if let Some(failure) = nonfinite_draws(&result) {
         return Err(failure);
     }
