@@ -31,12 +31,8 @@ fn constant_mixture(
 
 #[test]
 fn log_densities_match_scipy() {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/mixture_reference.json"
-    ))
-    .expect("the reference file");
-    let reference: Value = serde_json::from_str(&text).expect("JSON");
+    let text = include_str!("data/mixture_reference.json");
+    let reference: Value = serde_json::from_str(text).expect("JSON");
     let cases = reference["cases"].as_array().expect("cases");
     assert!(cases.len() >= 6);
     for case in cases {
