@@ -25,6 +25,7 @@ mod parquet;
 mod plot;
 mod plot_cmd;
 mod predict;
+mod predict_metrics;
 mod progress;
 mod repl;
 mod run;
