@@ -535,7 +535,9 @@ fn svi_settings(
             "guide",
             &flags.guide,
             "diag",
-            &["diag", "normal", "mvn", "lowrank", "delta", "laplace"],
+            &[
+                "diag", "normal", "mvn", "lowrank", "delta", "laplace", "iaf",
+            ],
         )?,
     };
     let mut guide = GuideKind::from_name(&guide_name).unwrap_or_default();

@@ -16,7 +16,7 @@ pub struct InferFlags {
     /// svi, map, laplace, nuts, hmc, prior, exact, ensemble, sgld, sghmc, gibbs or pathfinder.
     #[arg(long)]
     pub method: Option<String>,
-    /// The SVI guide: diag, mvn, lowrank, delta or laplace.
+    /// The SVI guide: diag, mvn, lowrank, delta, laplace or iaf (an inverse autoregressive flow).
     #[arg(long)]
     pub guide: Option<String>,
     /// Optimisation steps (SVI, MAP), or leapfrog steps per transition (static HMC). SVI, MAP
