@@ -13,11 +13,15 @@ For every model `models/corpus/NAME.bdl`:
 It prints a Markdown table (the one in docs/vi.md) and exits with status 1 on any silent
 failure. The Rust test `crates/bdlc/tests/vi_corpus.rs` makes the same check.
 
+With `--methods LIST` (comma-separated), other runs take the place of `svi,map`: `pathfinder`
+(`--method pathfinder`) and `iaf` (`--method svi --guide iaf`) are the others it knows.
+
 With `--before`, the runs use the defaults bdlc had before convergence monitoring
 (`--steps 1000 --init median` for SVI, `--optimizer adam --steps 1000` for MAP); the warnings in
 that table come from today's checks, which the old defaults never printed.
 
 usage: cargo build -p bdlc --release && python3 scripts/vi_corpus.py [--references] [--before]
+       [--methods svi,map,pathfinder,iaf]
 """
 import json
 import os
@@ -76,18 +80,26 @@ def reference(name, refresh):
 def main():
     refresh = "--references" in sys.argv
     before = "--before" in sys.argv
-    extra = {
-        "svi": ["--steps", "1000", "--init", "median"] if before else [],
-        "map": ["--optimizer", "adam", "--steps", "1000"] if before else [],
+    arguments = {
+        "svi": ["--method", "svi", *(["--steps", "1000", "--init", "median"] if before else [])],
+        "map": ["--method", "map", *(["--optimizer", "adam", "--steps", "1000"] if before else [])],
+        "pathfinder": ["--method", "pathfinder"],
+        "iaf": ["--method", "svi", "--guide", "iaf"],
     }
+    methods = ["svi", "map"]
+    if "--methods" in sys.argv:
+        methods = sys.argv[sys.argv.index("--methods") + 1].split(",")
+        unknown = [m for m in methods if m not in arguments]
+        if unknown:
+            sys.exit(f"unknown methods {unknown}; choose from {sorted(arguments)}")
     names = sorted(f[:-4] for f in os.listdir(CORPUS) if f.endswith(".bdl"))
     rows = []
     silent = 0
     for name in names:
         ref = reference(name, refresh)
-        for method in ["svi", "map"]:
+        for method in methods:
             with tempfile.TemporaryDirectory() as out:
-                summary, stderr = run(f"{name}.bdl", ["--method", method, *extra[method]], out)
+                summary, stderr = run(f"{name}.bdl", arguments[method], out)
             if summary is None:
                 rows.append((name, method, "-", "-", "error", stderr.splitlines()[0] if stderr else ""))
                 continue
@@ -106,6 +118,9 @@ def main():
             detail = []
             if "steps_taken" in facts:
                 detail.append(f"{facts['steps_taken']} steps")
+            if "paths" in facts:
+                lengths = [path["path_length"] for path in facts["paths"]]
+                detail.append(f"paths of {min(lengths)}–{max(lengths)} points")
             if "lbfgs" in facts:
                 detail.append(f"L-BFGS {facts['lbfgs']['iterations']} it.")
             if facts.get("pareto_k") is not None:
@@ -114,7 +129,7 @@ def main():
             for w in warnings:
                 if "did not converge" in w or "not checked" in w:
                     warn_kinds.append("not converged")
-                elif "guide is unreliable" in w:
+                elif "guide is unreliable" in w or "approximation is unreliable" in w:
                     warn_kinds.append("k̂ > 0.7")
                 elif "MAP point" in w or "around the MAP" in w:
                     warn_kinds.append("Laplace check")

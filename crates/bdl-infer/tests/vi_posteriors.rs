@@ -39,6 +39,8 @@ fn represents_covariance(guide: &GuideKind, latent_dim: usize, independent: bool
         GuideKind::DiagonalNormal => independent,
         GuideKind::MultivariateNormal | GuideKind::Laplace => true,
         GuideKind::LowRankMultivariateNormal { rank } => *rank == Some(latent_dim),
+        // The flow is checked against a non-Gaussian posterior in `vi_flow.rs` instead.
+        GuideKind::Iaf { .. } => false,
     }
 }
 

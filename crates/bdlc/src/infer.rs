@@ -127,8 +127,9 @@ fn output_options(
     Ok(options)
 }
 
-/// Runs `bdlc infer`.
-pub fn run(args: &InferArgs, session: &mut Session, stop: &AtomicBool) -> Result<(), Failure> {
+/// Runs `bdlc infer`; `Ok(true)` when Ctrl-C stopped the run early (its files hold the draws
+/// finished so far, and the process exits with status 130).
+pub fn run(args: &InferArgs, session: &mut Session, stop: &AtomicBool) -> Result<bool, Failure> {
     let (program, warnings) = session.compile(&args.model)?;
     session.warn(&warnings);
     let settings = program.settings.clone();
@@ -212,7 +213,7 @@ pub fn run(args: &InferArgs, session: &mut Session, stop: &AtomicBool) -> Result
             );
         }
     }
-    Ok(())
+    Ok(result.interrupted)
 }
 
 /// The line printed before a run: what runs, on what, and where its files go.
@@ -282,6 +283,7 @@ fn method_name(method: &Method) -> &'static str {
         Method::Ensemble(_) => "ensemble",
         Method::Sgmcmc(sgmcmc) => sgmcmc.name.as_str(),
         Method::Gibbs { .. } => "gibbs",
+        Method::Pathfinder(_) => "pathfinder",
     }
 }
 
@@ -293,6 +295,7 @@ fn parallel_runs(method: &Method) -> String {
         Method::Gibbs { settings, .. } => (settings.chains, "chain", "chains"),
         Method::Ensemble(settings) => (settings.members, "member", "members"),
         Method::Svi(_) => (1, "optimisation", "optimisations"),
+        Method::Pathfinder(pathfinder) => (pathfinder.settings.paths, "path", "paths"),
         Method::Prior { samples, .. } | Method::Exact { samples, .. } => {
             (*samples, "draw", "draws")
         }

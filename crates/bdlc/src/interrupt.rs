@@ -25,7 +25,8 @@ impl Interrupt {
         let _ = ctrlc::set_handler(move || {
             let stoppable = handler.stoppable.load(Ordering::SeqCst);
             if !stoppable || handler.stop.swap(true, Ordering::SeqCst) {
-                std::process::exit(130);
+                // Not in the middle of a write: every file left ends with a whole row.
+                crate::output::end_process_between_writes(130);
             }
         });
         interrupt

@@ -6,8 +6,8 @@
 //! `compare` (PSIS-LOO, WAIC and model comparison from a run's pointwise log-likelihood), `repl`,
 //! and `completions` and `man` (shell completion scripts, man pages).
 //! Exit codes: 0 on success, 1 when the model, its data or a run has an error, 2 for usage
-//! errors and files that cannot be read, 130 when Ctrl-C ends the process, 141 (quietly) when
-//! stdout is a pipe whose reader has closed it.
+//! errors and files that cannot be read, 130 when Ctrl-C stops a run (its draws so far kept) or
+//! ends the process, 141 (quietly) when stdout is a pipe whose reader has closed it.
 #![allow(clippy::print_stderr, clippy::print_stdout)] // The binary is where printing happens.
 #![allow(clippy::disallowed_methods)] // The binary is the one crate that reads files.
 
@@ -88,7 +88,11 @@ fn main() -> ExitCode {
         Command::Check(args) => return check::run(&args, &mut session),
         Command::Infer(args) => {
             interrupt.set_stoppable(true);
-            (infer::run(&args, &mut session, &interrupt.stop), args.json)
+            match infer::run(&args, &mut session, &interrupt.stop) {
+                // Stopped by Ctrl-C with its draws kept: the shell's status for SIGINT.
+                Ok(true) => return ExitCode::from(130),
+                outcome => (outcome.map(|_| ()), args.json),
+            }
         }
         Command::Predict(args) => (predict::run(&args, &mut session), false),
         Command::Diagnose(args) => (diagnose::run(&args, &mut session), false),

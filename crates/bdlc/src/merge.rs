@@ -77,6 +77,7 @@ fn method_name(method: &Method) -> &'static str {
         Method::Ensemble(_) => "ensemble",
         Method::Sgmcmc(sgmcmc) => sgmcmc.name.as_str(),
         Method::Gibbs { .. } => "gibbs",
+        Method::Pathfinder(_) => "pathfinder",
     }
 }
 

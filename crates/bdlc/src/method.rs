@@ -45,11 +45,13 @@ pub enum MethodName {
     Sghmc,
     /// Metropolis-within-Gibbs with conjugate blocks.
     Gibbs,
+    /// Multi-path Pathfinder: normal approximations along L-BFGS paths, importance resampled.
+    Pathfinder,
 }
 
 impl MethodName {
     /// Every method, in the order the help lists them.
-    pub const ALL: [MethodName; 11] = [
+    pub const ALL: [MethodName; 12] = [
         MethodName::Svi,
         MethodName::Map,
         MethodName::Laplace,
@@ -61,6 +63,7 @@ impl MethodName {
         MethodName::Sgld,
         MethodName::Sghmc,
         MethodName::Gibbs,
+        MethodName::Pathfinder,
     ];
 
     /// The name as written on the command line.
@@ -77,6 +80,7 @@ impl MethodName {
             MethodName::Sgld => "sgld",
             MethodName::Sghmc => "sghmc",
             MethodName::Gibbs => "gibbs",
+            MethodName::Pathfinder => "pathfinder",
         }
     }
 
@@ -109,6 +113,17 @@ pub enum McmcInit {
     Uniform,
     /// Draws from an earlier run's guide, with its variances as the initial metric.
     File(PathBuf),
+    /// Draws from a Pathfinder run, with its best normal's variances as the initial metric.
+    Pathfinder,
+}
+
+/// Pathfinder as a method.
+#[derive(Clone, Debug)]
+pub struct PathfinderMethod {
+    /// The paths and their draws.
+    pub settings: bdl_infer::vi::PathfinderSettings,
+    /// The draws resampled from the pooled paths.
+    pub samples: usize,
 }
 
 /// SVI, MAP or Laplace: an optimised guide, then draws from it.
@@ -181,6 +196,8 @@ pub enum Method {
     Ensemble(EnsembleSettings),
     /// SGLD or SGHMC.
     Sgmcmc(SgmcmcMethod),
+    /// Multi-path Pathfinder.
+    Pathfinder(PathfinderMethod),
     /// Metropolis-within-Gibbs.
     Gibbs {
         /// The blocks asked for (`None`: one block per site).
@@ -198,7 +215,8 @@ const FLAG_METHODS: &[(&str, &[MethodName])] = {
     &[
         ("guide", &[Svi]),
         ("rank", &[Svi]),
-        ("steps", &[Svi, Map, Laplace, Hmc, Ensemble]),
+        ("steps", &[Svi, Map, Laplace, Hmc, Ensemble, Pathfinder]),
+        ("paths", &[Pathfinder]),
         ("lr", &[Svi, Map, Laplace, Ensemble]),
         ("lr-final", &[Svi, Map, Laplace, Ensemble]),
         ("clip-norm", &[Svi, Map, Laplace, Ensemble]),
@@ -208,12 +226,12 @@ const FLAG_METHODS: &[(&str, &[MethodName])] = {
         ("kl-anneal", &[Svi, Map, Laplace, Ensemble]),
         ("particles", &[Svi, Map, Laplace]),
         ("init", &[Svi, Map, Laplace, Nuts, Hmc]),
-        ("psis-draws", &[Svi, Map, Laplace]),
+        ("psis-draws", &[Svi, Map, Laplace, Pathfinder]),
         ("resample", &[Svi]),
         (
             "samples",
             &[
-                Svi, Laplace, Nuts, Hmc, Prior, Exact, Ensemble, Sgld, Sghmc, Gibbs,
+                Svi, Laplace, Nuts, Hmc, Prior, Exact, Ensemble, Sgld, Sghmc, Gibbs, Pathfinder,
             ],
         ),
         ("chains", &[Nuts, Hmc, Sgld, Sghmc, Gibbs]),
@@ -265,6 +283,7 @@ fn given_flags(flags: &InferFlags) -> Vec<&'static str> {
     note("thin", flags.thin.is_some());
     note("step-size", flags.step_size.is_some());
     note("blocks", flags.blocks.is_some());
+    note("paths", flags.paths.is_some());
     note("chain-offset", flags.chain_offset.is_some());
     given
 }
@@ -406,11 +425,23 @@ impl Method {
                 save_warmup: flags.save_warmup,
                 init: match init_file(resolved) {
                     Some(path) => McmcInit::File(path),
-                    None => {
-                        init_choice(resolved, "uniform", &["uniform"])?;
-                        McmcInit::Uniform
-                    }
+                    None => match init_choice(resolved, "uniform", &["uniform", "pathfinder"])?
+                        .as_str()
+                    {
+                        "pathfinder" => McmcInit::Pathfinder,
+                        _ => McmcInit::Uniform,
+                    },
                 },
+            }),
+            MethodName::Pathfinder => Method::Pathfinder(PathfinderMethod {
+                settings: bdl_infer::vi::PathfinderSettings {
+                    paths: resolved.count("paths", flags.paths, 4, 1)?,
+                    max_iterations: resolved.count("steps", flags.steps_count(), 1000, 1)?,
+                    draws_per_path: resolved.count("psis_draws", flags.psis_draws, 1000, 10)?,
+                    seed: resolved.seed()?,
+                    ..bdl_infer::vi::PathfinderSettings::default()
+                },
+                samples: resolved.count("samples", flags.samples, 1000, 1)?,
             }),
             MethodName::Exact => Method::Exact {
                 seed: resolved.seed()?,
@@ -504,7 +535,9 @@ fn svi_settings(
             "guide",
             &flags.guide,
             "diag",
-            &["diag", "normal", "mvn", "lowrank", "delta", "laplace"],
+            &[
+                "diag", "normal", "mvn", "lowrank", "delta", "laplace", "iaf",
+            ],
         )?,
     };
     let mut guide = GuideKind::from_name(&guide_name).unwrap_or_default();

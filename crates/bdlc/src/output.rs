@@ -62,8 +62,25 @@ pub fn mark_run_complete(dir: &Path, interrupted: bool) -> Result<(), Failure> {
     write_atomically(&dir.join(RUN_RECORD), &format!("{record:#}\n"))
 }
 
+/// Warns once per process that `dir` holds a run stopped by Ctrl-C: its files are complete and
+/// valid, but hold fewer draws than it asked for.
+fn warn_interrupted_once(dir: &Path) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!(
+                "warning: `{}` holds an interrupted run (Ctrl-C): its files are complete, with \
+                 the draws it finished before it stopped",
+                dir.display()
+            );
+        }
+    }
+}
+
 /// Refuses a run directory whose completion record is missing its `"complete": true` (E0982):
-/// the run failed, or was killed, before it finished, and its files may be partial.
+/// the run failed, or was killed, before it finished, and its files may be partial. A run
+/// stopped by Ctrl-C and marked complete with `"interrupted": true` is read, with a warning.
 pub fn require_complete_run(dir: &Path) -> Result<(), Failure> {
     let path = dir.join(RUN_RECORD);
     if !path.exists() {
@@ -77,6 +94,14 @@ pub fn require_complete_run(dir: &Path) -> Result<(), Failure> {
         .and_then(|record| record.get("complete"))
         .and_then(Value::as_bool);
     if complete == Some(true) {
+        let interrupted = record
+            .as_ref()
+            .and_then(|record| record.get("interrupted"))
+            .and_then(Value::as_bool)
+            == Some(true);
+        if interrupted {
+            warn_interrupted_once(dir);
+        }
         return Ok(());
     }
     let why = match complete {
@@ -136,6 +161,7 @@ pub fn prepare_out_dir(dir: &Path, force: bool) -> Result<(), Failure> {
                     || name == "loss.csv"
                     || name == RUN_RECORD
                     || name == SETUP_RECORD
+                    || name.ends_with(".partial")
                     || name.ends_with(".svg");
                 if ours && path.is_file() {
                     std::fs::remove_file(&path).map_err(|e| io_failure(&path, &e))?;
@@ -162,7 +188,7 @@ pub fn io_failure(path: &Path, error: &std::io::Error) -> Failure {
 
 /// Writes a whole file.
 pub fn write_file(path: &Path, contents: &str) -> Result<(), Failure> {
-    std::fs::write(path, contents).map_err(|e| io_failure(path, &e))
+    unbroken(|| std::fs::write(path, contents)).map_err(|e| io_failure(path, &e))
 }
 
 /// The columns of one scalar element of a site.
@@ -370,6 +396,29 @@ pub fn display_number(value: f64) -> String {
     }
 }
 
+/// Held (shared) by every write of a draws file and by [`write_file`], and taken (exclusive) by
+/// the Ctrl-C handler before it ends the process: Linux cuts a write to a regular file short
+/// when the process is killed during it, so ending the process in the middle of one would leave
+/// a file that ends inside a row.
+static WRITES: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Runs `write` while no exit may cut it short (see [`end_process_between_writes`]).
+fn unbroken<T>(write: impl FnOnce() -> T) -> T {
+    let _guard = WRITES
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    write()
+}
+
+/// Ends the process with `code` once no file write is in progress, and lets none start
+/// meanwhile: the files it leaves end with whole rows.
+pub fn end_process_between_writes(code: i32) -> ! {
+    let _guard = WRITES
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    std::process::exit(code)
+}
+
 /// A CSV file of draws, written row by row. Rows go through a buffer that reaches the file
 /// whenever `FLUSH_EVERY` has passed since it last did, and when the writer is dropped: a run
 /// that is stopped keeps what it had drawn up to a fraction of a second before, without one
@@ -398,10 +447,11 @@ impl DrawsWriter {
             let _ = writeln!(text, "# {comment}");
         }
         let _ = writeln!(text, "{}", header.join(","));
-        writer
-            .write_all(text.as_bytes())
-            .map_err(|e| io_failure(path, &e))?;
-        writer.flush().map_err(|e| io_failure(path, &e))?;
+        unbroken(|| {
+            writer.write_all(text.as_bytes())?;
+            writer.flush()
+        })
+        .map_err(|e| io_failure(path, &e))?;
         Ok(DrawsWriter {
             writer: BufWriter::with_capacity(
                 1 << 20,
@@ -415,10 +465,15 @@ impl DrawsWriter {
         })
     }
 
+    /// Records that the open file has been renamed to `path` (for the messages of later errors).
+    pub fn renamed(&mut self, path: &Path) {
+        self.path = path.to_path_buf();
+    }
+
     /// Writes out what the buffer holds.
     pub fn flush(&mut self) -> Result<(), Failure> {
         self.flushed = std::time::Instant::now();
-        self.writer.flush().map_err(|e| io_failure(&self.path, &e))
+        unbroken(|| self.writer.flush()).map_err(|e| io_failure(&self.path, &e))
     }
 
     /// Appends comment lines (CmdStan writes adaptation results between header and draws).
@@ -427,8 +482,7 @@ impl DrawsWriter {
         for line in lines {
             let _ = writeln!(text, "# {line}");
         }
-        self.writer
-            .write_all(text.as_bytes())
+        unbroken(|| self.writer.write_all(text.as_bytes()))
             .map_err(|e| io_failure(&self.path, &e))?;
         self.flush()
     }
@@ -443,13 +497,21 @@ impl DrawsWriter {
             self.line.push_str(&format_number(*value));
         }
         self.line.push('\n');
-        self.writer
-            .write_all(self.line.as_bytes())
+        // The buffer reaches the file inside `write_all` when it is full.
+        unbroken(|| self.writer.write_all(self.line.as_bytes()))
             .map_err(|e| io_failure(&self.path, &e))?;
         if self.flushed.elapsed() >= FLUSH_EVERY {
             self.flush()?;
         }
         Ok(())
+    }
+}
+
+impl Drop for DrawsWriter {
+    /// Writes out what the buffer holds (as the buffer's own drop would, but between process
+    /// exits; see [`end_process_between_writes`]); an error here has no one to report to.
+    fn drop(&mut self) {
+        let _ = unbroken(|| self.writer.flush());
     }
 }
 

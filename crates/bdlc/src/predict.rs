@@ -7,7 +7,9 @@
 //! large sites by site only, and Parquet instead of CSV) is drawn from again: each posterior draw
 //! comes from the fitted guide saved in `params.json`, one draw at a time, so that memory holds
 //! the draws being predicted rather than the run's. FILE gets one row per observed element: mean, sd, 5%, 50% and 95% of the
-//! predictive draws, and for discrete sites the probability of each value.
+//! predictive draws, and for discrete sites the probability of each value. The model's
+//! `deterministic` sites follow the observed ones, in the summary and in the draws, computed
+//! on the new inputs from the same posterior draws.
 
 use crate::device::{self, DeviceChoice};
 use crate::output::{format_number, write_file};
@@ -432,7 +434,18 @@ pub fn run(args: &PredictArgs, session: &mut Session) -> Result<(), Failure> {
     }
     let n_used = args.draws.clamp(1, n_rows);
     let picked: Vec<usize> = (0..n_used).map(|k| k * n_rows / n_used).collect();
-    let observed: Vec<&SiteInfo> = model.observed_sites();
+    // The summary and the draws hold every `observe` site and then every `deterministic` site
+    // (the noise-free f(x) of a regression, say), each computed from the same posterior draw.
+    let observed: Vec<&SiteInfo> = model
+        .observed_sites()
+        .into_iter()
+        .chain(
+            model
+                .output_sites()
+                .into_iter()
+                .filter(|site| site.kind == SiteKind::Deterministic),
+        )
+        .collect();
     let started = std::time::Instant::now();
     let mut where_networks_ran = String::new();
     let draws = match device::open(args.device)? {
@@ -539,7 +552,7 @@ fn site_columns(site: &SiteInfo, draws: &[Vec<(String, Tensor)>]) -> Vec<Vec<f64
     columns
 }
 
-/// The summary CSV: one row per observed element.
+/// The summary CSV: one row per element of each observed or deterministic site.
 fn summarise(observed: &[&SiteInfo], draws: &[Vec<(String, Tensor)>]) -> String {
     let max_class = observed
         .iter()

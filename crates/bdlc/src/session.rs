@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 pub struct Failure {
     /// What went wrong.
     pub diagnostics: Vec<Diagnostic>,
-    /// 1 for problems with the model, its data or a run; 2 for usage and files.
+    /// 1 for problems with the model, its data or a run; 2 for usage and files; 130 for a run
+    /// stopped by Ctrl-C before it made anything to keep.
     pub exit_code: u8,
 }
 
@@ -49,6 +50,14 @@ impl Failure {
         Failure {
             diagnostics: vec![Diagnostic::error(code, message).with_hint(hint)],
             exit_code: 1,
+        }
+    }
+
+    /// A run stopped by Ctrl-C with nothing to keep (exit code 130, a shell's code for SIGINT).
+    pub fn interrupted(code: &str, message: impl Into<String>, hint: impl Into<String>) -> Failure {
+        Failure {
+            diagnostics: vec![Diagnostic::error(code, message).with_hint(hint)],
+            exit_code: 130,
         }
     }
 

@@ -13,15 +13,15 @@ pub struct InferFlags {
     /// Data files (CSV or Stan-style JSON), replacing those the model names; repeatable.
     #[arg(long = "data", value_name = "FILE")]
     pub data: Vec<PathBuf>,
-    /// svi, map, laplace, nuts, hmc, prior, exact, ensemble, sgld or gibbs.
+    /// svi, map, laplace, nuts, hmc, prior, exact, ensemble, sgld, sghmc, gibbs or pathfinder.
     #[arg(long)]
     pub method: Option<String>,
-    /// The SVI guide: diag, mvn, lowrank, delta or laplace.
+    /// The SVI guide: diag, mvn, lowrank, delta, laplace or iaf (an inverse autoregressive flow).
     #[arg(long)]
     pub guide: Option<String>,
     /// Optimisation steps (SVI, MAP), or leapfrog steps per transition (static HMC). SVI, MAP
     /// and Laplace take `auto` (their default): run until the loss is stationary, at most
-    /// 100,000 steps.
+    /// 100,000 steps. Pathfinder: the L-BFGS iterations of each path (1,000 by default).
     #[arg(long)]
     pub steps: Option<Steps>,
     /// The learning rate.
@@ -85,7 +85,9 @@ pub struct InferFlags {
     /// coordinates; the default with `--steps auto`), median (of prior draws, Pyro's default, and
     /// the default otherwise), uniform (in ±2 on the unconstrained scale, NumPyro's and Stan's
     /// default) or zero; or FILE, an earlier run's params.json or its directory (SVI, MAP,
-    /// Laplace, and NUTS/HMC: chains from its guide, its variances as the initial metric).
+    /// Laplace, and NUTS/HMC: chains from its guide, its variances as the initial metric). NUTS
+    /// and HMC also take pathfinder: chains from Pathfinder's draws, its variances as the
+    /// initial metric.
     #[arg(long)]
     pub init: Option<String>,
     /// Also write the warm-up draws to the chain files (CmdStan's `save_warmup`).
@@ -94,7 +96,8 @@ pub struct InferFlags {
     /// MultiSWAG: a SWA-Gaussian around each ensemble member.
     #[arg(long)]
     pub swag: bool,
-    /// Draws from a fitted guide for its Pareto-k̂ diagnostic (0 to skip it).
+    /// Draws from a fitted guide for its Pareto-k̂ diagnostic (0 to skip it); Pathfinder: the
+    /// draws of each path that are pooled and resampled (1,000 by default).
     #[arg(long = "psis-draws")]
     pub psis_draws: Option<i64>,
     /// Resample the guide's draws with their Pareto-smoothed importance weights (SVI).
@@ -106,6 +109,9 @@ pub struct InferFlags {
     /// `bdlc merge` joins the parts.
     #[arg(long = "chain-offset", value_name = "K")]
     pub chain_offset: Option<i64>,
+    /// Pathfinder's number of paths, each from its own random start (4 by default).
+    #[arg(long)]
+    pub paths: Option<i64>,
     /// Gibbs blocks: sites joined by commas, blocks separated by semicolons
     /// (`"beta, beta0; gamma, gamma0; sigma"`).
     #[arg(long)]

@@ -279,14 +279,6 @@ pub fn run(args: &SummaryArgs) -> Result<(), Failure> {
     for warning in &table.warnings {
         eprintln!("warning: {warning}");
     }
-    if stored
-        .as_ref()
-        .and_then(|s| s.get("interrupted"))
-        .and_then(Value::as_bool)
-        == Some(true)
-    {
-        eprintln!("note: the run was interrupted; the summary covers the draws it finished");
-    }
     Ok(())
 }
 

@@ -133,9 +133,7 @@ fn pareto_of(
     facts: &mut Map<String, Value>,
     warnings: &mut Vec<String>,
 ) {
-    facts.insert("pareto_k".into(), finite_or_null(k));
-    facts.insert("psis_draws".into(), json!(draws));
-    facts.insert("importance_ess".into(), json!(ess));
+    pareto_facts(k, ess, draws, facts);
     // An infinite or undefined k̂ (too few tail draws) counts as unreliable too.
     if k.is_nan() || k > PARETO_K_LIMIT {
         warnings.push(format!(
@@ -143,6 +141,34 @@ fn pareto_of(
              importance ratios of posterior to guide on {draws} draws, so the guide misses mass \
              the posterior has; its means and especially its spreads may be wrong (try `--guide \
              mvn`, `--resample`, or NUTS)",
+        ));
+    }
+}
+
+/// The facts of a Pareto k̂ from `draws` draws whose weights have `ess`.
+fn pareto_facts(k: f64, ess: f64, draws: usize, facts: &mut Map<String, Value>) {
+    facts.insert("pareto_k".into(), finite_or_null(k));
+    facts.insert("psis_draws".into(), json!(draws));
+    facts.insert("importance_ess".into(), json!(ess));
+}
+
+/// The facts and warning of Pathfinder's k̂, for the pooled draws of its paths' normal
+/// approximations.
+pub fn pareto_pathfinder(
+    k: f64,
+    ess: f64,
+    draws: usize,
+    facts: &mut Map<String, Value>,
+    warnings: &mut Vec<String>,
+) {
+    pareto_facts(k, ess, draws, facts);
+    if k.is_nan() || k > PARETO_K_LIMIT {
+        warnings.push(format!(
+            "the Pathfinder approximation is unreliable: Pareto k̂ = {k:.2} (above \
+             {PARETO_K_LIMIT}) for the importance ratios of posterior to the paths' normal \
+             approximations on {draws} draws, so they miss mass the posterior has; the resampled \
+             draws' means and especially their spreads may be wrong (try more `--paths`, or \
+             NUTS, e.g. with `--init pathfinder`)",
         ));
     }
 }

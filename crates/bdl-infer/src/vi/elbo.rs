@@ -115,13 +115,16 @@ impl Particle {
                         "the gradient of the log joint was not finite in coordinate {i}"
                     )))
                 } else {
-                    family.backpropagate(
+                    // A flow adds its per-draw entropy term, weighted like the prior.
+                    let log_determinant = family.backpropagate(
+                        natural,
                         &self.noise,
                         &self.position_gradient[..latent_dim],
+                        options.prior_weight,
                         &mut self.gradient[..n_guide],
                     );
                     self.gradient[n_guide..].copy_from_slice(&self.position_gradient[latent_dim..]);
-                    Ok(value)
+                    Ok(value + options.prior_weight * log_determinant)
                 }
             }
             Err(error) => Err(error),
@@ -183,9 +186,13 @@ impl<M: ElboModel> Elbo<M> {
             GuideFamily::new(kind, latent_dim).map_err(|error| SviError::InvalidSettings {
                 message: error.message,
             })?;
+        // A flow's marginals have no closed form: with the analytic-KL ELBO its prior term is
+        // estimated by sampling, as the trace ELBO does.
         let normal_priors = match settings.kind {
-            ElboKind::Trace => Vec::new(),
-            ElboKind::AnalyticKl => normal_prior_coordinates(&models[0], latent_dim)?,
+            ElboKind::AnalyticKl if family.has_closed_form_marginals() => {
+                normal_prior_coordinates(&models[0], latent_dim)?
+            }
+            ElboKind::Trace | ElboKind::AnalyticKl => Vec::new(),
         };
         let n_guide = family.n_params();
         let dim = latent_dim + param_dim;

@@ -17,9 +17,14 @@
 //!   shaken by steps sized for the poorly determined ones.
 //! - LowRankMultivariateNormal: `[μ (d), W (d × r, row-major), ρ (d)]`, s = softplus(ρ),
 //!   Σ = W Wᵀ + diag(s²); z = μ + W ε₁ + s ⊙ ε₂ with ε₁ of length r and ε₂ of length d.
+//! - Iaf: `[μ (d), ρ (d), flow (see [`crate::vi::flow`])]`, σ = softplus(ρ); z = μ + σ ⊙ T(ε)
+//!   with T the inverse autoregressive flow. Unlike the others its draw is not linear in ε and
+//!   its entropy has no closed form: H(q) = H(N(0, I)) + Σ log σᵢ + E[log det ∂T/∂ε], and the
+//!   last term is estimated per draw, in [`GuideFamily::backpropagate`].
 
 use crate::rng::Rng;
 use crate::vi::error::SettingsError;
+use crate::vi::flow::{self, FlowCache, FlowShape};
 use crate::vi::numeric::{
     cholesky_in_place, inverse_from_cholesky, softplus, softplus_inverse, softplus_with_slope,
     HALF_LOG_TWO_PI, NORMAL_ENTROPY_CONSTANT,
@@ -48,7 +53,22 @@ pub enum GuideKind {
     /// A MAP fit followed by a normal whose covariance is the inverse of the negative Hessian of
     /// the log joint at the MAP (AutoLaplaceApproximation).
     Laplace,
+    /// An inverse autoregressive flow of stacked MADE-conditioned affine layers on a diagonal
+    /// normal (AutoIAFNormal).
+    Iaf {
+        /// The number of affine autoregressive layers.
+        layers: usize,
+        /// The hidden width of each layer's MADE; `None` takes 3 d + 1.
+        hidden: Option<usize>,
+    },
 }
+
+/// The default number of IAF layers.
+pub const DEFAULT_IAF_LAYERS: usize = 2;
+
+/// The most latent coordinates the IAF guide covers: its MADE networks have O(d²) weights and
+/// the density of a given point (for the Pareto-k̂ diagnostic) costs d network passes per layer.
+pub const MAX_IAF_DIM: usize = 100;
 
 impl GuideKind {
     /// The short name used on the command line and in `params.json`.
@@ -59,11 +79,12 @@ impl GuideKind {
             GuideKind::MultivariateNormal => "mvn",
             GuideKind::LowRankMultivariateNormal { .. } => "lowrank",
             GuideKind::Laplace => "laplace",
+            GuideKind::Iaf { .. } => "iaf",
         }
     }
 
-    /// The guide named `name` (`delta`, `diag` or `normal`, `mvn`, `lowrank`, `laplace`), with
-    /// the default rank for `lowrank`.
+    /// The guide named `name` (`delta`, `diag` or `normal`, `mvn`, `lowrank`, `laplace`, `iaf`),
+    /// with the default rank for `lowrank` and the default layers for `iaf`.
     pub fn from_name(name: &str) -> Option<GuideKind> {
         match name {
             "delta" => Some(GuideKind::Delta),
@@ -71,6 +92,10 @@ impl GuideKind {
             "mvn" => Some(GuideKind::MultivariateNormal),
             "lowrank" => Some(GuideKind::LowRankMultivariateNormal { rank: None }),
             "laplace" => Some(GuideKind::Laplace),
+            "iaf" => Some(GuideKind::Iaf {
+                layers: DEFAULT_IAF_LAYERS,
+                hidden: None,
+            }),
             _ => None,
         }
     }
@@ -83,6 +108,7 @@ enum Structure {
     Diagonal,
     MultivariateNormal,
     LowRank { rank: usize },
+    Iaf { shape: FlowShape },
 }
 
 /// A trainable guide family over `latent_dim` coordinates: the layout of its flat parameter
@@ -139,6 +165,26 @@ impl GuideFamily {
                 }
                 Structure::LowRank { rank }
             }
+            GuideKind::Iaf { layers, hidden } => {
+                if latent_dim > MAX_IAF_DIM {
+                    return Err(SettingsError::new(format!(
+                        "the IAF guide covers at most {MAX_IAF_DIM} latent coordinates, but the \
+                         model has {latent_dim}"
+                    )));
+                }
+                if layers == 0 || hidden == Some(0) {
+                    return Err(SettingsError::new(
+                        "the IAF guide needs at least one layer and one hidden unit",
+                    ));
+                }
+                Structure::Iaf {
+                    shape: FlowShape {
+                        dim: latent_dim,
+                        layers,
+                        hidden: hidden.unwrap_or(3 * latent_dim + 1),
+                    },
+                }
+            }
         };
         Ok(GuideFamily {
             structure,
@@ -159,12 +205,19 @@ impl GuideFamily {
         }
     }
 
+    /// Whether the guide's marginals have a closed form (every family but the flow), which the
+    /// analytic-KL ELBO needs.
+    pub fn has_closed_form_marginals(&self) -> bool {
+        !matches!(self.structure, Structure::Iaf { .. })
+    }
+
     /// The length of the flat parameter vector.
     pub fn n_params(&self) -> usize {
         let d = self.latent_dim;
         match self.structure {
             Structure::Delta => d,
             Structure::Diagonal => 2 * d,
+            Structure::Iaf { shape } => 2 * d + shape.n_params(),
             Structure::MultivariateNormal => d + d * (d + 1) / 2,
             Structure::LowRank { rank } => 2 * d + d * rank,
         }
@@ -175,7 +228,7 @@ impl GuideFamily {
         let d = self.latent_dim;
         match self.structure {
             Structure::Delta => 0,
-            Structure::Diagonal | Structure::MultivariateNormal => d,
+            Structure::Diagonal | Structure::MultivariateNormal | Structure::Iaf { .. } => d,
             Structure::LowRank { rank } => rank + d,
         }
     }
@@ -192,6 +245,11 @@ impl GuideFamily {
             Structure::Delta => {}
             Structure::Diagonal => {
                 params.extend(std::iter::repeat_n(softplus_inverse(init_scale), d));
+            }
+            Structure::Iaf { shape } => {
+                // Identity layers: the guide starts as the diagonal normal does.
+                params.extend(std::iter::repeat_n(softplus_inverse(init_scale), d));
+                params.extend(shape.initial_params(|| rng.sample(StandardNormal)));
             }
             Structure::MultivariateNormal => {
                 for i in 0..d {
@@ -226,7 +284,7 @@ impl GuideFamily {
         let d = self.latent_dim;
         match self.structure {
             Structure::Delta => {}
-            Structure::Diagonal => {
+            Structure::Diagonal | Structure::Iaf { .. } => {
                 for i in 0..d {
                     params[d + i] = softplus_inverse(scales[i]);
                 }
@@ -253,7 +311,7 @@ impl GuideFamily {
         let d = self.latent_dim;
         match self.structure {
             Structure::Delta => {}
-            Structure::Diagonal => (d..2 * d).for_each(visit),
+            Structure::Diagonal | Structure::Iaf { .. } => (d..2 * d).for_each(visit),
             Structure::MultivariateNormal => (0..d).for_each(|i| visit(d + tril_index(i, i))),
             Structure::LowRank { rank } => (d + d * rank..2 * d + d * rank).for_each(visit),
         }
@@ -338,6 +396,20 @@ impl GuideFamily {
                     *z = m + s * e;
                 }
             }
+            Structure::Iaf { shape } => {
+                let scale = &natural[d..2 * d];
+                let mut y = vec![0.0; d];
+                flow::forward(
+                    &shape,
+                    &natural[2 * d..],
+                    noise,
+                    &mut y,
+                    &mut FlowCache::default(),
+                );
+                for i in 0..d {
+                    z[i] = loc[i] + scale[i] * y[i];
+                }
+            }
             Structure::MultivariateNormal => {
                 let factor = &natural[d..];
                 for i in 0..d {
@@ -362,11 +434,42 @@ impl GuideFamily {
     /// Overwrites `gradient` (length `n_params`) with the gradient, with respect to the natural
     /// parameters, of f(z(θ)) given g = ∂f/∂z at the draw made from `noise`:
     /// ∂f/∂μ = g, ∂f/∂σ_i = g_i ε_i, ∂f/∂L_ij = g_i ε_j, ∂f/∂W_ia = g_i ε₁_a, ∂f/∂s_i = g_i ε₂_i.
-    pub(crate) fn backpropagate(&self, noise: &[f64], grad_z: &[f64], gradient: &mut [f64]) {
+    /// For the flow, whose entropy is estimated per draw, it is the gradient of
+    /// f(z(θ)) + `weight` · log det ∂T/∂ε, and the log-determinant is returned (0 for the other
+    /// families, whose entropy [`GuideFamily::add_entropy`] gives in closed form).
+    pub(crate) fn backpropagate(
+        &self,
+        natural: &[f64],
+        noise: &[f64],
+        grad_z: &[f64],
+        weight: f64,
+        gradient: &mut [f64],
+    ) -> f64 {
         let d = self.latent_dim;
         gradient[..d].copy_from_slice(grad_z);
         match self.structure {
             Structure::Delta => {}
+            Structure::Iaf { shape } => {
+                let scale = &natural[d..2 * d];
+                let mut y = vec![0.0; d];
+                let mut cache = FlowCache::default();
+                let log_determinant =
+                    flow::forward(&shape, &natural[2 * d..], noise, &mut y, &mut cache);
+                let mut grad_y = vec![0.0; d];
+                for i in 0..d {
+                    gradient[d + i] = grad_z[i] * y[i];
+                    grad_y[i] = grad_z[i] * scale[i];
+                }
+                flow::backward(
+                    &shape,
+                    &natural[2 * d..],
+                    &cache,
+                    &grad_y,
+                    weight,
+                    &mut gradient[2 * d..],
+                );
+                return log_determinant;
+            }
             Structure::Diagonal => {
                 for ((g, &gz), &e) in gradient[d..2 * d].iter_mut().zip(grad_z).zip(&noise[..d]) {
                     *g = gz * e;
@@ -395,6 +498,7 @@ impl GuideFamily {
                 }
             }
         }
+        0.0
     }
 
     /// Scratch buffers sized for this family.
@@ -430,7 +534,9 @@ impl GuideFamily {
         let constant = d as f64 * NORMAL_ENTROPY_CONSTANT;
         match self.structure {
             Structure::Delta => 0.0,
-            Structure::Diagonal => {
+            // The flow's entropy H(N(0, I)) + Σ log σᵢ + E[log det ∂T/∂ε]: the last term is
+            // estimated per draw by `backpropagate`.
+            Structure::Diagonal | Structure::Iaf { .. } => {
                 constant
                     + bdl_vmath::sum_ln_adding_inverses(
                         &natural[d..2 * d],
@@ -517,6 +623,8 @@ impl GuideFamily {
     /// E_q[log N(z_i; m, s)] = −log s − ½ log 2π − ((μ_i − m)² + v_i) / (2 s²), with
     /// ∂/∂μ_i = −(μ_i − m) / s² and ∂/∂v_i = −1 / (2 s²); v_i is σ_i², Σ_j L_ij², or
     /// Σ_a W_ia² + s_i², whose derivatives are twice the entries. A Delta guide has v_i = 0.
+    /// The flow has no closed-form marginals ([`GuideFamily::has_closed_form_marginals`]): the
+    /// ELBO estimates its prior term by sampling instead and never asks for this (it adds 0).
     pub(crate) fn add_expected_normal_log_prior(
         &self,
         natural: &[f64],
@@ -534,6 +642,7 @@ impl GuideFamily {
             let variance_slope = -0.5 * precision * weight;
             let variance = match self.structure {
                 Structure::Delta => 0.0,
+                Structure::Iaf { .. } => return 0.0,
                 Structure::Diagonal => {
                     let scale = natural[d + i];
                     gradient[d + i] += variance_slope * 2.0 * scale;
@@ -590,6 +699,15 @@ impl GuideFamily {
                 }
                 GuideParams::MultivariateNormal { loc, scale_tril }
             }
+            Structure::Iaf { shape } => GuideParams::Iaf {
+                loc,
+                scale: params[d..2 * d].iter().map(|&raw| softplus(raw)).collect(),
+                hidden: shape.hidden,
+                layers: params[2 * d..]
+                    .chunks(shape.layer_len())
+                    .map(<[f64]>::to_vec)
+                    .collect(),
+            },
             Structure::LowRank { rank } => GuideParams::LowRankMultivariateNormal {
                 loc,
                 cov_factor: params[d..d + d * rank]
@@ -659,6 +777,24 @@ impl GuideFamily {
                     "a Laplace approximation is not trainable; refit it from its MAP location",
                 ))
             }
+            GuideParams::Iaf {
+                scale,
+                hidden,
+                layers,
+                ..
+            } => {
+                params.extend(scale.iter().map(|&s| softplus_inverse(s)));
+                for layer in layers {
+                    params.extend_from_slice(layer);
+                }
+                Structure::Iaf {
+                    shape: FlowShape {
+                        dim: d,
+                        layers: layers.len(),
+                        hidden: *hidden,
+                    },
+                }
+            }
         };
         Ok((
             GuideFamily {
@@ -681,6 +817,10 @@ mod tests {
             GuideKind::DiagonalNormal,
             GuideKind::MultivariateNormal,
             GuideKind::LowRankMultivariateNormal { rank: Some(2) },
+            GuideKind::Iaf {
+                layers: 2,
+                hidden: Some(5),
+            },
         ]
         .iter()
         .map(|kind| GuideFamily::new(kind, d).unwrap())
@@ -816,7 +956,7 @@ mod tests {
             family.draw(&natural, &noise, &mut z);
             let grad_z: Vec<f64> = z.iter().zip(weights).map(|(z, c)| 2.0 * c * z).collect();
             let mut gradient = vec![0.0; params.len()];
-            family.backpropagate(&noise, &grad_z, &mut gradient);
+            family.backpropagate(&natural, &noise, &grad_z, 0.0, &mut gradient);
             family.chain_softplus(&natural, &slopes, &mut gradient);
             for k in 0..params.len() {
                 let numeric = central_difference(&f_of_params, &params, k);
@@ -865,6 +1005,10 @@ mod tests {
             GuideKind::MultivariateNormal,
             GuideKind::LowRankMultivariateNormal { rank: None },
             GuideKind::Laplace,
+            GuideKind::Iaf {
+                layers: DEFAULT_IAF_LAYERS,
+                hidden: None,
+            },
         ] {
             assert_eq!(GuideKind::from_name(kind.name()), Some(kind));
         }

@@ -12,6 +12,7 @@
 use crate::density::{ElboModel, JointOptions};
 use crate::diagnostics::psis::{self, Psis};
 use crate::rng::stream_rng;
+use crate::vi::flow::{self, FlowShape};
 use crate::vi::numeric::derive_seed;
 use crate::vi::numeric::{cholesky_in_place, HALF_LOG_TWO_PI};
 use crate::vi::posterior::{FittedGuide, GuideParams};
@@ -82,10 +83,23 @@ impl std::fmt::Display for ImportanceError {
 
 impl std::error::Error for ImportanceError {}
 
-/// log q(z) of a normal guide, from its lower Cholesky factor (dense) or its scales (diagonal).
+/// log q(z) of a normal guide, from its lower Cholesky factor (dense) or its scales (diagonal),
+/// or of a flow guide, by inverting its flow.
 enum GuideDensity {
-    Diagonal { loc: Vec<f64>, scale: Vec<f64> },
-    Dense { loc: Vec<f64>, factor: Vec<f64> },
+    Diagonal {
+        loc: Vec<f64>,
+        scale: Vec<f64>,
+    },
+    Dense {
+        loc: Vec<f64>,
+        factor: Vec<f64>,
+    },
+    Flow {
+        loc: Vec<f64>,
+        scale: Vec<f64>,
+        shape: FlowShape,
+        params: Vec<f64>,
+    },
 }
 
 impl GuideDensity {
@@ -98,6 +112,21 @@ impl GuideDensity {
             GuideParams::DiagonalNormal { loc, scale } => Ok(GuideDensity::Diagonal {
                 loc: loc.clone(),
                 scale: scale.clone(),
+            }),
+            GuideParams::Iaf {
+                loc,
+                scale,
+                hidden,
+                layers,
+            } => Ok(GuideDensity::Flow {
+                loc: loc.clone(),
+                scale: scale.clone(),
+                shape: FlowShape {
+                    dim: d,
+                    layers: layers.len(),
+                    hidden: *hidden,
+                },
+                params: layers.iter().flatten().copied().collect(),
             }),
             _ if d > MAX_DENSE_DIM => Err(ImportanceError {
                 message: format!(
@@ -121,6 +150,23 @@ impl GuideDensity {
 
     fn log_density(&self, z: &[f64], work: &mut Vec<f64>) -> f64 {
         match self {
+            GuideDensity::Flow {
+                loc,
+                scale,
+                shape,
+                params,
+            } => {
+                // log q(z) = log N(ε) − log det ∂T/∂ε − Σ log σᵢ, with ε = T⁻¹((z − loc) / σ).
+                work.clear();
+                work.extend((0..loc.len()).map(|i| (z[i] - loc[i]) / scale[i]));
+                let (noise, log_determinant) = flow::inverse(shape, params, work);
+                noise
+                    .iter()
+                    .map(|e| -0.5 * e * e - HALF_LOG_TWO_PI)
+                    .sum::<f64>()
+                    - log_determinant
+                    - scale.iter().map(|s| s.ln()).sum::<f64>()
+            }
             GuideDensity::Diagonal { loc, scale } => z
                 .iter()
                 .zip(loc)

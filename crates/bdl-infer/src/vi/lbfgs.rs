@@ -186,6 +186,21 @@ pub fn minimize<F>(
 where
     F: FnMut(&[f64], &mut [f64]) -> Result<f64, LogDensityError>,
 {
+    minimize_along(function, x, settings, |_, _, _| {})
+}
+
+/// [`minimize`], calling `on_point(x, ∇f(x), f(x))` at the start and at every accepted point,
+/// so that a caller can record the optimisation path (Pathfinder's local approximations).
+pub fn minimize_along<F, P>(
+    function: F,
+    x: &mut [f64],
+    settings: &LbfgsSettings,
+    mut on_point: P,
+) -> Result<LbfgsReport, LbfgsError>
+where
+    F: FnMut(&[f64], &mut [f64]) -> Result<f64, LogDensityError>,
+    P: FnMut(&[f64], &[f64], f64),
+{
     let n = x.len();
     let mut objective = Objective {
         function,
@@ -202,6 +217,7 @@ where
         Err(LbfgsError::Fatal { message }) => return Err(LbfgsError::BadStart { message }),
         Err(error) => return Err(error),
     };
+    on_point(x, &gradient, value);
     let mut s_history: Vec<Vec<f64>> = Vec::with_capacity(settings.history);
     let mut y_history: Vec<Vec<f64>> = Vec::with_capacity(settings.history);
     let mut rho_history: Vec<f64> = Vec::with_capacity(settings.history);
@@ -324,6 +340,7 @@ where
         x.copy_from_slice(&trial);
         gradient.copy_from_slice(&trial_gradient);
         value = point.value;
+        on_point(x, &gradient, value);
         let curvature = dot(&s, &y);
         if curvature > 1e-10 * dot(&s, &s).sqrt() * dot(&y, &y).sqrt() {
             if s_history.len() == settings.history {

@@ -1,5 +1,5 @@
 //! Variational inference and point estimates: ELBO estimators, optimisers and schedules,
-//! auto-guides over the latent coordinates, SVI, MAP and the Laplace approximation.
+//! auto-guides over the latent coordinates, SVI, MAP, the Laplace approximation and Pathfinder.
 //!
 //! Everything works on an [`ElboModel`](crate::density::ElboModel) in unconstrained space. A
 //! caller (the command line, the REPL) builds [`SviSettings`], calls [`svi::fit`] (or
@@ -19,6 +19,7 @@
 pub mod convergence;
 pub mod elbo;
 pub mod error;
+pub mod flow;
 pub mod guide;
 pub mod importance;
 pub mod laplace;
@@ -26,6 +27,7 @@ pub mod lbfgs;
 pub mod map;
 mod numeric;
 pub mod optim;
+pub mod pathfinder;
 pub mod posterior;
 pub mod schedule;
 pub mod standardize;
@@ -40,6 +42,7 @@ pub use laplace::LaplaceError;
 pub use lbfgs::{LbfgsReport, LbfgsSettings, LbfgsStatus};
 pub use map::{LbfgsMap, WarmStart};
 pub use optim::{Adam, ClippedAdam, Optimizer, OptimizerKind, OptimizerSettings, Sgd};
+pub use pathfinder::{PathfinderError, PathfinderResult, PathfinderSettings};
 pub use posterior::{FittedGuide, GuideError, GuideParams, DEFAULT_QUANTILES};
 pub use schedule::{KlWeightSchedule, LearningRateSchedule};
 pub use standardize::Standardized;

@@ -6,10 +6,24 @@
 //! Quantiles are marginal and in unconstrained space; a caller maps them through the sites'
 //! bijectors, which are monotone, so quantiles carry over coordinate by coordinate.
 
+use crate::rng::stream_rng;
+use crate::vi::flow::{self, FlowCache, FlowShape};
 use crate::vi::numeric::{cholesky_in_place, standard_normal_quantile};
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 use std::fmt;
+
+/// The seed of the draws behind a flow guide's summary.
+const FLOW_SUMMARY_SEED: u64 = 0x1AF;
+
+/// The `p` quantile of sorted values, interpolated linearly between order statistics.
+fn empirical_quantile(sorted: &[f64], p: f64) -> f64 {
+    let position = p * (sorted.len() - 1) as f64;
+    let below = position.floor() as usize;
+    let above = (below + 1).min(sorted.len() - 1);
+    let fraction = position - below as f64;
+    sorted[below] + fraction * (sorted[above] - sorted[below])
+}
 
 /// The marginal quantiles reported by default: 5%, 50% and 95%.
 pub const DEFAULT_QUANTILES: [f64; 3] = [0.05, 0.5, 0.95];
@@ -55,6 +69,32 @@ pub enum GuideParams {
         /// The covariance (symmetric positive definite).
         covariance: Vec<Vec<f64>>,
     },
+    /// An inverse autoregressive flow on a diagonal normal: z = loc + scale ⊙ T(ε), ε ~ N(0, I),
+    /// T the flow of [`crate::vi::flow`] (its mean is not `loc`).
+    Iaf {
+        /// The location of the final elementwise affine map.
+        loc: Vec<f64>,
+        /// Its scales (positive).
+        scale: Vec<f64>,
+        /// The hidden width of each layer's MADE.
+        hidden: usize,
+        /// Each layer's flat parameters, in the order the flow applies them.
+        layers: Vec<Vec<f64>>,
+    },
+}
+
+/// The number of draws behind a flow guide's mean, median, quantiles and covariance, which
+/// have no closed form.
+pub const FLOW_SUMMARY_DRAWS: usize = 4000;
+
+/// A flow guide's moments and marginal quantiles, estimated from [`FLOW_SUMMARY_DRAWS`] draws
+/// of a fixed random stream.
+#[derive(Clone, Debug, PartialEq)]
+struct FlowSummary {
+    mean: Vec<f64>,
+    covariance: Vec<Vec<f64>>,
+    /// Each coordinate's draws, sorted.
+    sorted: Vec<Vec<f64>>,
 }
 
 impl GuideParams {
@@ -65,7 +105,8 @@ impl GuideParams {
             | GuideParams::DiagonalNormal { loc, .. }
             | GuideParams::MultivariateNormal { loc, .. }
             | GuideParams::LowRankMultivariateNormal { loc, .. }
-            | GuideParams::Laplace { loc, .. } => loc,
+            | GuideParams::Laplace { loc, .. }
+            | GuideParams::Iaf { loc, .. } => loc,
         }
     }
 
@@ -77,6 +118,7 @@ impl GuideParams {
             GuideParams::MultivariateNormal { .. } => "mvn",
             GuideParams::LowRankMultivariateNormal { .. } => "lowrank",
             GuideParams::Laplace { .. } => "laplace",
+            GuideParams::Iaf { .. } => "iaf",
         }
     }
 }
@@ -112,6 +154,8 @@ pub struct FittedGuide {
     scale_tril: Vec<f64>,
     /// The marginal standard deviations.
     standard_deviations: Vec<f64>,
+    /// A flow guide's estimated moments and quantiles.
+    flow_summary: Option<Box<FlowSummary>>,
 }
 
 fn check_finite(name: &str, values: &[f64]) -> Result<(), GuideError> {
@@ -249,12 +293,95 @@ impl FittedGuide {
                     .collect();
                 (factor, sd)
             }
+            GuideParams::Iaf {
+                scale,
+                hidden,
+                layers,
+                ..
+            } => {
+                if scale.len() != d {
+                    return Err(GuideError::new(format!(
+                        "the guide's scale has {} values but its loc has {d}",
+                        scale.len()
+                    )));
+                }
+                check_positive("scale", scale)?;
+                let shape = FlowShape {
+                    dim: d,
+                    layers: layers.len(),
+                    hidden: *hidden,
+                };
+                if layers.is_empty() || *hidden == 0 {
+                    return Err(GuideError::new(
+                        "the IAF guide needs at least one layer and one hidden unit",
+                    ));
+                }
+                if let Some(k) = layers.iter().position(|l| l.len() != shape.layer_len()) {
+                    return Err(GuideError::new(format!(
+                        "the IAF guide's layer {k} has {} parameters, but {} are needed for {d} \
+                         coordinates and {hidden} hidden units",
+                        layers[k].len(),
+                        shape.layer_len()
+                    )));
+                }
+                for layer in layers {
+                    check_finite("layers", layer)?;
+                }
+                (Vec::new(), Vec::new())
+            }
         };
-        Ok(FittedGuide {
+        let mut guide = FittedGuide {
             params,
             scale_tril,
             standard_deviations,
-        })
+            flow_summary: None,
+        };
+        if matches!(guide.params, GuideParams::Iaf { .. }) {
+            guide.summarise_flow()?;
+        }
+        Ok(guide)
+    }
+
+    /// Estimates a flow guide's moments and quantiles from draws of a fixed stream.
+    fn summarise_flow(&mut self) -> Result<(), GuideError> {
+        let d = self.latent_dim();
+        let n = FLOW_SUMMARY_DRAWS;
+        let draws = self.sample(&mut stream_rng(FLOW_SUMMARY_SEED, 0), n);
+        if draws.iter().flatten().any(|v| !v.is_finite()) {
+            return Err(GuideError::new(
+                "the IAF guide's draws are not finite (its flow overflows)",
+            ));
+        }
+        let mean: Vec<f64> = (0..d)
+            .map(|i| draws.iter().map(|z| z[i]).sum::<f64>() / n as f64)
+            .collect();
+        let mut covariance = vec![vec![0.0; d]; d];
+        for z in &draws {
+            for i in 0..d {
+                for j in 0..=i {
+                    covariance[i][j] += (z[i] - mean[i]) * (z[j] - mean[j]) / (n - 1) as f64;
+                }
+            }
+        }
+        for i in 0..d {
+            for j in 0..i {
+                covariance[j][i] = covariance[i][j];
+            }
+        }
+        let sorted = (0..d)
+            .map(|i| {
+                let mut column: Vec<f64> = draws.iter().map(|z| z[i]).collect();
+                column.sort_by(f64::total_cmp);
+                column
+            })
+            .collect();
+        self.standard_deviations = (0..d).map(|i| covariance[i][i].sqrt()).collect();
+        self.flow_summary = Some(Box::new(FlowSummary {
+            mean,
+            covariance,
+            sorted,
+        }));
+        Ok(())
     }
 
     /// The parameters.
@@ -272,14 +399,26 @@ impl FittedGuide {
         self.params.loc().len()
     }
 
-    /// The mean (the location; a point mass's mean is its location).
+    /// The mean (the location; a point mass's mean is its location; a flow's is estimated
+    /// from [`FLOW_SUMMARY_DRAWS`] draws).
     pub fn mean(&self) -> Vec<f64> {
-        self.params.loc().to_vec()
+        match &self.flow_summary {
+            Some(summary) => summary.mean.clone(),
+            None => self.params.loc().to_vec(),
+        }
     }
 
-    /// The median, coordinate by coordinate (the location, for these symmetric guides).
+    /// The median, coordinate by coordinate (the location, for the symmetric normal guides; a
+    /// flow's is estimated).
     pub fn median(&self) -> Vec<f64> {
-        self.params.loc().to_vec()
+        match &self.flow_summary {
+            Some(summary) => summary
+                .sorted
+                .iter()
+                .map(|column| empirical_quantile(column, 0.5))
+                .collect(),
+            None => self.params.loc().to_vec(),
+        }
     }
 
     /// The marginal standard deviations (zero for a point mass).
@@ -294,6 +433,18 @@ impl FittedGuide {
             return Err(GuideError::new(format!(
                 "a quantile's probability must lie strictly between 0 and 1, got {p}"
             )));
+        }
+        if let Some(summary) = &self.flow_summary {
+            return Ok(probabilities
+                .iter()
+                .map(|&p| {
+                    summary
+                        .sorted
+                        .iter()
+                        .map(|column| empirical_quantile(column, p))
+                        .collect()
+                })
+                .collect());
         }
         Ok(probabilities
             .iter()
@@ -315,6 +466,11 @@ impl FittedGuide {
         let mut covariance = vec![vec![0.0; d]; d];
         match &self.params {
             GuideParams::Delta { .. } => {}
+            GuideParams::Iaf { .. } => {
+                if let Some(summary) = &self.flow_summary {
+                    covariance.clone_from(&summary.covariance);
+                }
+            }
             GuideParams::DiagonalNormal { scale, .. } => {
                 for (i, s) in scale.iter().enumerate() {
                     covariance[i][i] = s * s;
@@ -374,6 +530,26 @@ impl FittedGuide {
                 let mut draw = loc.to_vec();
                 match &self.params {
                     GuideParams::Delta { .. } => {}
+                    GuideParams::Iaf {
+                        scale,
+                        hidden,
+                        layers,
+                        ..
+                    } => {
+                        let shape = FlowShape {
+                            dim: d,
+                            layers: layers.len(),
+                            hidden: *hidden,
+                        };
+                        noise.clear();
+                        noise.extend((0..d).map(|_| -> f64 { StandardNormal.sample(rng) }));
+                        let flat: Vec<f64> = layers.iter().flatten().copied().collect();
+                        let mut y = vec![0.0; d];
+                        flow::forward(&shape, &flat, &noise, &mut y, &mut FlowCache::default());
+                        for i in 0..d {
+                            draw[i] += scale[i] * y[i];
+                        }
+                    }
                     GuideParams::DiagonalNormal { scale, .. } => {
                         for (z, s) in draw.iter_mut().zip(scale) {
                             let e: f64 = StandardNormal.sample(rng);
@@ -555,6 +731,73 @@ mod tests {
             GuideParams::MultivariateNormal { .. } => "multivariate_normal",
             GuideParams::LowRankMultivariateNormal { .. } => "low_rank_multivariate_normal",
             GuideParams::Laplace { .. } => "laplace",
+            GuideParams::Iaf { .. } => "iaf",
         }
+    }
+
+    fn flow_guide() -> FittedGuide {
+        use rand::Rng as _;
+        let shape = FlowShape {
+            dim: 2,
+            layers: 2,
+            hidden: 5,
+        };
+        let mut rng = stream_rng(3, 0);
+        let layers = (0..2)
+            .map(|_| {
+                (0..shape.layer_len())
+                    .map(|_| 0.5 * rng.sample::<f64, _>(StandardNormal))
+                    .collect()
+            })
+            .collect();
+        FittedGuide::new(GuideParams::Iaf {
+            loc: vec![1.0, -2.0],
+            scale: vec![0.5, 2.0],
+            hidden: 5,
+            layers,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_flow_guide_summarises_its_own_draws() {
+        let guide = flow_guide();
+        let n = 40_000;
+        let draws = guide.sample(&mut stream_rng(17, 0), n);
+        let covariance = guide.covariance();
+        let mean = guide.mean();
+        for i in 0..2 {
+            let sample_mean = draws.iter().map(|z| z[i]).sum::<f64>() / n as f64;
+            // Both means are Monte Carlo estimates: the summary's of FLOW_SUMMARY_DRAWS draws.
+            let standard_error =
+                (covariance[i][i] * (1.0 / n as f64 + 1.0 / FLOW_SUMMARY_DRAWS as f64)).sqrt();
+            assert!(
+                (sample_mean - mean[i]).abs() <= 4.0 * standard_error,
+                "mean {sample_mean} vs {}",
+                mean[i]
+            );
+            assert!((guide.standard_deviations()[i] - covariance[i][i].sqrt()).abs() < 1e-12);
+        }
+        let quantiles = guide.quantiles(&DEFAULT_QUANTILES).unwrap();
+        for i in 0..2 {
+            assert!(quantiles[0][i] < quantiles[1][i] && quantiles[1][i] < quantiles[2][i]);
+            assert_eq!(quantiles[1][i], guide.median()[i]);
+        }
+        let text = serde_json::to_string(guide.params()).unwrap();
+        let back: GuideParams = serde_json::from_str(&text).unwrap();
+        // serde_json's default float parsing may differ from the written value in the last bit.
+        let (
+            GuideParams::Iaf { layers: read, .. },
+            GuideParams::Iaf {
+                layers: written, ..
+            },
+        ) = (&back, guide.params())
+        else {
+            panic!("the guide read back is not an IAF: {back:?}");
+        };
+        for (a, b) in read.iter().flatten().zip(written.iter().flatten()) {
+            assert!((a - b).abs() <= 1e-15 * b.abs().max(1.0), "{a} vs {b}");
+        }
+        assert!(text.contains("\"guide\":\"iaf\""));
     }
 }

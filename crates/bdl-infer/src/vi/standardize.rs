@@ -105,6 +105,18 @@ fn affine_guide(guide: &FittedGuide, c: &[f64], s: &[f64]) -> Result<FittedGuide
             loc: loc(l),
             scale: scale.iter().zip(s).map(|(a, b)| a * b).collect(),
         },
+        // The flow ends in the elementwise affine map loc + scale ⊙ y, which absorbs c + s ⊙ x.
+        GuideParams::Iaf {
+            loc: l,
+            scale,
+            hidden,
+            layers,
+        } => GuideParams::Iaf {
+            loc: loc(l),
+            scale: scale.iter().zip(s).map(|(a, b)| a * b).collect(),
+            hidden: *hidden,
+            layers: layers.clone(),
+        },
         GuideParams::MultivariateNormal { loc: l, scale_tril } => GuideParams::MultivariateNormal {
             loc: loc(l),
             scale_tril: rows(scale_tril),

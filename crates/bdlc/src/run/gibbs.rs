@@ -51,7 +51,13 @@ pub fn run(
     );
     bars.finish();
     let result = sink.result(sampled)?;
-    let draws = sink.into_rows(&result.draw_slices(), result.dim)?;
+    // An interrupted run keeps as many draws of each chain as every chain that made any has.
+    let slices = crate::run::sink::cut_to_common_length(
+        result.draw_slices(),
+        result.dim,
+        result.interrupted,
+    );
+    let draws = sink.into_rows(&slices, result.dim)?;
     let (_, columns) = output_columns(model);
     let mut facts = Map::new();
     facts.insert("blocks".into(), json!(plan.describe()));

@@ -5,7 +5,7 @@
 use crate::method::{McmcInit, McmcMethod, MethodName};
 use crate::progress;
 use crate::run::outcome::{output_columns, RunResult};
-use crate::run::sink::SamplerFiles;
+use crate::run::sink::{common_length, cut_chain_file, cut_comment, SamplerFiles};
 use crate::session::Failure;
 use crate::warm_start::WarmStart;
 use bdl_infer::diagnostics::Summary;
@@ -45,11 +45,28 @@ pub fn run(
     }
     // A warm start: each chain starts at a draw from the earlier run's guide, warm-up starts
     // from the guide's variances as the metric, and the params keep the earlier run's values.
+    // `--init pathfinder` runs Pathfinder first and starts likewise from its draws.
     let warm = match &method.init {
         McmcInit::File(path) => Some(WarmStart::load(path, model)?),
-        McmcInit::Uniform => None,
+        McmcInit::Uniform | McmcInit::Pathfinder => None,
     };
     let mut warm_settings = method.settings.clone();
+    let mut pathfinder_facts = Map::new();
+    if method.init == McmcInit::Pathfinder {
+        // Pathfinder's resampled draws start the chains, and its best normal's variances the
+        // metric (Zhang et al., 2022, section 4).
+        let pathfinder_settings = bdl_infer::vi::PathfinderSettings {
+            seed: warm_settings.seed,
+            ..bdl_infer::vi::PathfinderSettings::default()
+        };
+        let result = crate::run::pathfinder::fit(model, &pathfinder_settings)?;
+        let mut warnings = Vec::new();
+        crate::run::pathfinder::facts_of(&result, &mut pathfinder_facts, &mut warnings);
+        pathfinder_facts.insert("warnings".into(), json!(warnings));
+        warm_settings.init =
+            mcmc::Init::Positions(result.resample(warm_settings.chains, warm_settings.seed));
+        warm_settings.initial_metric = Some(crate::run::pathfinder::inverse_metric(&result));
+    }
     let mut initial_position = model.layout.initial_position();
     if let Some(warm) = &warm {
         warm_settings.init =
@@ -117,8 +134,11 @@ pub fn run(
         stop,
     );
     bars.finish();
-    let result = sink.result(sampled)?;
-    let chains_rows = sink.into_rows()?;
+    let mut result = sink.result(sampled)?;
+    let mut chains_rows = sink.into_rows()?;
+    if result.interrupted {
+        keep_common_length(&mut result, &mut chains_rows, out, settings.first_chain)?;
+    }
     let slices: Vec<&[f64]> = chains_rows.iter().map(Vec::as_slice).collect();
     let summary = Summary::from_mcmc_columns(&result, &slices, columns.len());
     let mut facts = Map::new();
@@ -133,8 +153,23 @@ pub fn run(
         .map(|c| c.warmup_time.as_secs_f64())
         .sum();
     facts.insert("chains".into(), json!(settings.chains));
+    if result.interrupted {
+        facts.insert("chains_kept".into(), json!(result.chains.len()));
+        facts.insert(
+            "draws_kept".into(),
+            json!(result.chains.first().map_or(0, |c| c.stats.len())),
+        );
+    }
     if settings.first_chain > 0 {
         facts.insert("first_chain".into(), json!(settings.first_chain));
+    }
+    if method.init == McmcInit::Pathfinder {
+        facts.insert("init".into(), json!("pathfinder"));
+        facts.insert(
+            "initial_metric".into(),
+            json!("the Pathfinder normal's variances"),
+        );
+        facts.insert("pathfinder".into(), json!(pathfinder_facts));
     }
     if let Some(warm) = &warm {
         facts.insert("init".into(), json!(warm.path.display().to_string()));
@@ -185,4 +220,63 @@ pub fn run(
         facts,
         interrupted: result.interrupted,
     })
+}
+
+/// After an interruption, keeps the chains that made draws, each cut to the fewest draws such a
+/// chain made, so that the kept draws form a rectangle (R-hat and ArviZ need one): a chain that
+/// made none loses its file (which holds at most warm-up rows), a longer one loses its last rows.
+fn keep_common_length(
+    result: &mut mcmc::McmcResult,
+    chains_rows: &mut Vec<Vec<f64>>,
+    out: Option<&Path>,
+    first_chain: usize,
+) -> Result<(), Failure> {
+    let Some(kept) = common_length(result.chains.iter().map(|c| c.stats.len())) else {
+        // No draws at all: the caller reports the run as stopped before its first draw.
+        result.chains.clear();
+        chains_rows.clear();
+        if let Some(out) = out {
+            for chain in 0..result.settings.chains {
+                let _ = std::fs::remove_file(
+                    out.join(format!("chain-{}.csv", first_chain + chain + 1)),
+                );
+            }
+        }
+        return Ok(());
+    };
+    let n_columns = chains_rows
+        .iter()
+        .zip(&result.chains)
+        .find(|(_, c)| !c.stats.is_empty())
+        .map_or(0, |(rows, c)| rows.len() / c.stats.len());
+    let dim = result.dim;
+    let planned = result.settings.samples;
+    let mut kept_chains = Vec::with_capacity(result.chains.len());
+    let mut kept_rows = Vec::with_capacity(result.chains.len());
+    for (mut chain, mut rows) in std::mem::take(&mut result.chains)
+        .into_iter()
+        .zip(std::mem::take(chains_rows))
+    {
+        let made = chain.stats.len();
+        let path = out.map(|out| out.join(format!("chain-{}.csv", first_chain + chain.chain + 1)));
+        if made == 0 {
+            if let Some(path) = path {
+                let _ = std::fs::remove_file(path);
+            }
+            continue;
+        }
+        if made > kept {
+            if let Some(path) = path {
+                cut_chain_file(&path, made - kept, &cut_comment(made, kept, planned))?;
+            }
+            chain.stats.truncate(kept);
+            chain.draws.truncate(kept * dim);
+            rows.truncate(kept * n_columns);
+        }
+        kept_chains.push(chain);
+        kept_rows.push(rows);
+    }
+    result.chains = kept_chains;
+    *chains_rows = kept_rows;
+    Ok(())
 }

@@ -3,7 +3,8 @@
 //!
 //! The modules are `prior`, `svi` (SVI, MAP and Laplace), `mcmc` (NUTS and static HMC, which
 //! stream one CmdStan CSV per chain as they sample), `exact`, `ensemble` (deep ensembles and
-//! MultiSWAG), `sgmcmc` (SGLD and SGHMC) and `gibbs`; `outcome` holds what they share and `sink`
+//! MultiSWAG), `sgmcmc` (SGLD and SGHMC), `gibbs` and `pathfinder` (also the `--init pathfinder` start
+//! of `mcmc`); `outcome` holds what they share and `sink`
 //! the CmdStan CSV draw sink that the driver streams kept draws to; `large` plans the outputs of
 //! runs too large to keep their draws in memory (SVI, MAP and Laplace stream theirs). A method module imports
 //! `outcome` and `sink` and never this module, so the module graph stays acyclic.
@@ -14,6 +15,7 @@ mod gibbs;
 pub mod large;
 mod mcmc;
 pub mod outcome;
+pub mod pathfinder;
 mod prior;
 mod sgmcmc;
 mod sink;
@@ -44,6 +46,7 @@ pub fn run_method(
         Method::Prior { samples, seed } => prior::run(model, *samples, *seed, out),
         Method::Svi(svi) => svi::run(model, svi, out, output, show_progress, stop),
         Method::Mcmc(mcmc) => mcmc::run(model, mcmc, out, show_progress, stop),
+        Method::Pathfinder(pathfinder) => pathfinder::run(model, pathfinder, out),
         Method::Exact { samples, seed } => exact::run(model, *samples, *seed, out),
         Method::Ensemble(settings) => ensemble::run(model, settings, out, show_progress, stop),
         Method::Sgmcmc(sgmcmc) => sgmcmc::run(model, sgmcmc, out, show_progress, stop),
@@ -52,6 +55,14 @@ pub fn run_method(
         }
     };
     let mut result = outcome.map_err(|failure| name_coordinates(failure, model))?;
+    if result.interrupted && result.draws.iter().all(Vec::is_empty) {
+        return Err(Failure::interrupted(
+            "E0985",
+            "the run was interrupted before its first draw: there is nothing to keep",
+            "warm-up (or burn-in) keeps no draws; let the run reach its sampling phase, or \
+             lower `--warmup`",
+        ));
+    }
     if let Some(failure) = nonfinite_draws(&result) {
         return Err(failure);
     }
@@ -136,6 +147,18 @@ pub fn estimate_memory(model: &Model, method: &Method) -> (u128, String) {
                 format!(
                     "{chains} chains × {} draws of {columns} values",
                     settings.samples
+                ),
+            )
+        }
+        Method::Pathfinder(pathfinder) => {
+            let settings = &pathfinder.settings;
+            let paths = settings.paths as u128;
+            (
+                paths * (unit(4) + draws(settings.draws_per_path as u128))
+                    + draws(pathfinder.samples as u128),
+                format!(
+                    "{paths} paths × {} draws of {dim} coordinates, {} draws of {columns} values",
+                    settings.draws_per_path, pathfinder.samples
                 ),
             )
         }

@@ -261,8 +261,12 @@ pub fn finish_rows(
     out: Option<&Path>,
     outcome: Outcome,
     columns: Vec<Column>,
-    draws: Vec<Vec<f64>>,
+    mut draws: Vec<Vec<f64>>,
 ) -> Result<RunResult, Failure> {
+    // An interrupted run leaves out the chains that made no draw (they have no file either).
+    if outcome.interrupted {
+        draws.retain(|chain| !chain.is_empty());
+    }
     if let Some(out) = out {
         let all: Vec<f64> = draws.iter().flatten().copied().collect();
         write_draws(out, &outcome.comments, &columns, &all)?;

@@ -6,7 +6,9 @@
 //! `--save-warmup`, and the adapted step size and metric, as CmdStan writes them.
 //!
 //! A run that fails leaves no chain file behind (the sinks delete theirs), and a chain stopped
-//! early (Ctrl-C) says so in a comment line, so that no partial file looks complete.
+//! early (Ctrl-C) says so in a comment line, so that no partial file looks complete. A chain's
+//! file is created with its first row: a chain stopped before its first draw leaves no file, and
+//! a process ended at any moment leaves no file with a header and no rows.
 //!
 //! Constrained values may use random numbers (a site drawn inside the model's body), and the
 //! batch path ([`constrained_rows`]) draws them from per-chunk streams: the chain's draws are
@@ -28,6 +30,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 /// One chain's open file, evaluator and constrained rows.
 struct ChainFile<'m> {
+    /// The file's path and first lines, until its first draw creates it.
+    pending: Option<PendingFile>,
     writer: Option<DrawsWriter>,
     evaluator: Option<Evaluator<'m>>,
     rng: Rng,
@@ -70,6 +74,7 @@ impl<'m> ChainFiles<'m> {
         let chains = (0..n_chains)
             .map(|_| {
                 Mutex::new(ChainFile {
+                    pending: None,
                     writer: None,
                     evaluator: None,
                     rng: stream_rng(seed, 0),
@@ -160,13 +165,20 @@ impl<'m> ChainFiles<'m> {
             drop(file.writer);
             let positions = positions(draws.get(chain).copied().unwrap_or(&[]), dim);
             let rows = constrained_rows(self.model, &self.sites, &positions, self.seed)?;
-            if let Some(out) = &self.out {
+            // A chain stopped before its first draw leaves no file (a file with a header and no
+            // rows is one that CmdStan readers refuse).
+            if let (Some(out), true) = (&self.out, n_draws > 0) {
                 let (path, mut comments) = self.chain_file(out, chain);
                 if n_draws < self.planned {
                     comments.push(interrupted_comment(n_draws, self.planned));
                 }
                 let columns = crate::output::columns_of(&self.sites);
-                write_draws_file(&path, &comments, &columns, &rows)?;
+                // Written beside and renamed over the streamed file, so that a process ended
+                // meanwhile (a second Ctrl-C) leaves one whole file or the other.
+                let temporary = path.with_extension("csv.partial");
+                write_draws_file(&temporary, &comments, &columns, &rows)?;
+                std::fs::rename(&temporary, &path)
+                    .map_err(|error| crate::output::io_failure(&path, &error))?;
             }
             all.push(rows);
         }
@@ -180,10 +192,12 @@ impl DrawSink for ChainFiles<'_> {
             return Ok(());
         };
         let (path, comments) = self.chain_file(out, unit);
-        let writer =
-            DrawsWriter::create(&path, &comments, &self.header).map_err(|f| self.fail(f))?;
-        let mut file = self.lock(unit);
-        file.writer = Some(writer);
+        self.lock(unit).pending = Some(PendingFile {
+            path,
+            comments,
+            header: self.header.clone(),
+            later_comments: Vec::new(),
+        });
         Ok(())
     }
 
@@ -209,7 +223,9 @@ impl DrawSink for ChainFiles<'_> {
             .map_err(|e| self.fail(Failure::model(vec![e.to_diagnostic()])))?;
         flatten_row(&self.sites, &values, &mut file.row);
         file.rows.extend_from_slice(&file.row);
-        if let Some(writer) = &mut file.writer {
+        if let Some(pending) = file.pending.take() {
+            file.writer = Some(pending.create(&file.row).map_err(|f| self.fail(f))?);
+        } else if let Some(writer) = &mut file.writer {
             writer.row(&file.row).map_err(|f| self.fail(f))?;
         }
         Ok(())
@@ -217,6 +233,9 @@ impl DrawSink for ChainFiles<'_> {
 
     fn comment(&self, unit: usize, line: &str) -> Result<(), SinkFailed> {
         let mut file = self.lock(unit);
+        if let Some(pending) = &mut file.pending {
+            pending.later_comments.push(line.to_string());
+        }
         if let Some(writer) = &mut file.writer {
             writer
                 .comments(&[line.to_string()])
@@ -234,9 +253,97 @@ impl DrawSink for ChainFiles<'_> {
     }
 }
 
+/// A chain file not created yet: it is created with its first row, so that a chain stopped
+/// before its first draw (by Ctrl-C, or by a second Ctrl-C that ends the process) leaves no file
+/// with a header and no rows, which ArviZ and CmdStan readers refuse.
+struct PendingFile {
+    path: PathBuf,
+    comments: Vec<String>,
+    header: Vec<String>,
+    /// Comment lines that go after the header (CmdStan's adaptation results).
+    later_comments: Vec<String>,
+}
+
+impl PendingFile {
+    /// Creates the file with its comment lines, header, later comment lines and first row. They
+    /// are written under a temporary name renamed to the file's once the row is on disk, so that
+    /// the file never exists without a row, whenever the process ends.
+    fn create(self, first_row: &[f64]) -> Result<DrawsWriter, Failure> {
+        let temporary = self.path.with_extension("csv.partial");
+        let mut writer = DrawsWriter::create(&temporary, &self.comments, &self.header)?;
+        if !self.later_comments.is_empty() {
+            writer.comments(&self.later_comments)?;
+        }
+        writer.row(first_row)?;
+        writer.flush()?;
+        std::fs::rename(&temporary, &self.path)
+            .map_err(|error| crate::output::io_failure(&self.path, &error))?;
+        writer.renamed(&self.path);
+        Ok(writer)
+    }
+}
+
 /// The comment line that marks a chain file whose chain stopped before its last draw.
 pub fn interrupted_comment(n_draws: usize, planned: usize) -> String {
     format!("interrupted: this chain stopped after {n_draws} of {planned} draws")
+}
+
+/// The number of draws every chain of an interrupted run keeps: the fewest that a chain which
+/// made any has (chains without draws are left out), so that the kept draws form a rectangle of
+/// chains × draws, as R-hat and ArviZ's readers need; `None` when no chain made a draw.
+pub fn common_length(draws_per_chain: impl IntoIterator<Item = usize>) -> Option<usize> {
+    draws_per_chain.into_iter().filter(|&n| n > 0).min()
+}
+
+/// The chains' draws (`dim` numbers each) as [`ChainFiles::into_rows`] takes them: unchanged
+/// unless `interrupted`, then each chain that made draws cut to [`common_length`].
+pub fn cut_to_common_length(slices: Vec<&[f64]>, dim: usize, interrupted: bool) -> Vec<&[f64]> {
+    let dim = dim.max(1);
+    let kept = common_length(slices.iter().map(|s| s.len() / dim));
+    match (interrupted, kept) {
+        (true, Some(kept)) => slices
+            .into_iter()
+            .map(|s| &s[..s.len().min(kept * dim)])
+            .collect(),
+        _ => slices,
+    }
+}
+
+/// The comment line of a chain file cut to the common length of an interrupted run.
+pub fn cut_comment(made: usize, kept: usize, planned: usize) -> String {
+    format!(
+        "interrupted: this chain stopped after {made} of {planned} draws; its first {kept} are \
+         kept, as many as every chain of the run has"
+    )
+}
+
+/// Cuts the chain file at `path` after an interruption: its last `drop` rows go, with the comment
+/// lines after them, and `comment` ends the file. The new file replaces the old one by a rename,
+/// so that a reader sees one or the other.
+pub fn cut_chain_file(path: &Path, drop: usize, comment: &str) -> Result<(), Failure> {
+    let text = crate::session::read_run_text(path)?;
+    let lines: Vec<&str> = text.lines().collect();
+    // The header is the first line that is not a comment; rows follow it.
+    let header = lines.iter().position(|line| !line.starts_with('#'));
+    let rows: Vec<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(i, line)| Some(*i) > header && !line.starts_with('#'))
+        .map(|(i, _)| i)
+        .collect();
+    let keep_until = match rows.len().checked_sub(drop) {
+        Some(0) | None => header.map_or(0, |h| h + 1),
+        Some(n) => rows[n - 1] + 1,
+    };
+    let mut cut: String = lines[..keep_until.min(lines.len())]
+        .iter()
+        .filter(|line| !line.starts_with("# interrupted:"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    cut.push_str(&format!("# {comment}\n"));
+    let temporary = path.with_extension("csv.partial");
+    crate::output::write_file(&temporary, &cut)?;
+    std::fs::rename(&temporary, path).map_err(|error| crate::output::io_failure(path, &error))
 }
 
 /// Deletes the `chain-N.csv` files of a failed run (those not yet made are no error).
@@ -248,6 +355,8 @@ fn remove_chain_files(out: &Path, n_chains: usize) {
 
 /// One NUTS or HMC chain's open file, evaluator and constrained rows.
 struct SamplerChain<'m> {
+    /// The file's path and first lines, until its first row creates it.
+    pending: Option<PendingFile>,
     writer: Option<DrawsWriter>,
     evaluator: Option<Evaluator<'m>>,
     full_position: Vec<f64>,
@@ -301,6 +410,7 @@ impl<'m> SamplerFiles<'m> {
         let chains = (0..n_chains)
             .map(|_| {
                 Mutex::new(SamplerChain {
+                    pending: None,
                     writer: None,
                     evaluator: None,
                     full_position: model.layout.initial_position(),
@@ -381,12 +491,17 @@ impl<'m> SamplerFiles<'m> {
             .constrained(&chain.full_position, &mut rng)
             .map_err(|e| self.fail(Failure::model(vec![e.to_diagnostic()])))?;
         flatten_row(&self.sites, &values, &mut chain.values);
-        if let Some(writer) = &mut chain.writer {
-            chain.line.clear();
-            if let Some(transition) = &stats.transition {
-                chain.line.extend_from_slice(&transition.values());
-            }
-            chain.line.extend_from_slice(&chain.values);
+        if chain.writer.is_none() && chain.pending.is_none() {
+            return Ok(());
+        }
+        chain.line.clear();
+        if let Some(transition) = &stats.transition {
+            chain.line.extend_from_slice(&transition.values());
+        }
+        chain.line.extend_from_slice(&chain.values);
+        if let Some(pending) = chain.pending.take() {
+            chain.writer = Some(pending.create(&chain.line).map_err(|f| self.fail(f))?);
+        } else if let Some(writer) = &mut chain.writer {
             writer.row(&chain.line).map_err(|f| self.fail(f))?;
         }
         Ok(())
@@ -442,9 +557,12 @@ impl DrawSink for SamplerFiles<'_> {
         let chain_id = self.first_chain + unit + 1;
         comments.push(format!("chain id = {chain_id}"));
         let path = out.join(format!("chain-{chain_id}.csv"));
-        let writer =
-            DrawsWriter::create(&path, &comments, &self.header).map_err(|f| self.fail(f))?;
-        self.lock(unit).writer = Some(writer);
+        self.lock(unit).pending = Some(PendingFile {
+            path,
+            comments,
+            header: self.header.clone(),
+            later_comments: Vec::new(),
+        });
         Ok(())
     }
 
@@ -456,7 +574,7 @@ impl DrawSink for SamplerFiles<'_> {
         stats: &DrawStats,
     ) -> Result<(), SinkFailed> {
         let mut chain = self.lock(unit);
-        if !self.save_warmup || chain.writer.is_none() {
+        if !self.save_warmup || (chain.writer.is_none() && chain.pending.is_none()) {
             return Ok(());
         }
         self.write_draw(&mut chain, position, stats)
@@ -464,9 +582,9 @@ impl DrawSink for SamplerFiles<'_> {
 
     fn adapted(&self, unit: usize, adapted: &Adapted<'_>) -> Result<(), SinkFailed> {
         let mut chain = self.lock(unit);
-        let Some(writer) = &mut chain.writer else {
+        if chain.writer.is_none() && chain.pending.is_none() {
             return Ok(());
-        };
+        }
         let format_row = |row: &[f64]| {
             row.iter()
                 .map(|v| crate::output::format_number(*v))
@@ -488,7 +606,15 @@ impl DrawSink for SamplerFiles<'_> {
             lines.push("Diagonal elements of inverse mass matrix:".to_string());
             lines.push(format_row(adapted.inverse_metric));
         }
-        writer.comments(&lines).map_err(|f| self.fail(f))
+        let chain = &mut *chain;
+        match (&mut chain.writer, &mut chain.pending) {
+            (Some(writer), _) => writer.comments(&lines).map_err(|f| self.fail(f)),
+            (None, Some(pending)) => {
+                pending.later_comments.extend(lines);
+                Ok(())
+            }
+            (None, None) => Ok(()),
+        }
     }
 
     fn draw(
@@ -508,6 +634,9 @@ impl DrawSink for SamplerFiles<'_> {
 
     fn comment(&self, unit: usize, line: &str) -> Result<(), SinkFailed> {
         let mut chain = self.lock(unit);
+        if let Some(pending) = &mut chain.pending {
+            pending.later_comments.push(line.to_string());
+        }
         if let Some(writer) = &mut chain.writer {
             writer
                 .comments(&[line.to_string()])
@@ -678,6 +807,38 @@ mod tests {
         let failed = sink.result::<(), _>(Err(bdl_infer::mcmc::McmcError::NoParameters));
         assert!(failed.is_err());
         assert!(!chain_file(1).exists());
+
+        // A chain stopped before its first draw (in warm-up) leaves no file at all, for both
+        // sinks: a header without rows is a file that CmdStan readers refuse.
+        let sink = SamplerFiles::new(&model, Some(&dir), vec!["test".into()], 1, 5, false);
+        sink.header(0, dim).expect("the header is kept");
+        sink.comment(0, "a note").expect("the note is kept");
+        sink.finish(0, true).expect("nothing to flush");
+        assert!(!chain_file(1).exists());
+        let sink = ChainFiles::new(&model, Some(&dir), vec!["test".into()], 1, 5, 7);
+        sink.header(0, dim).expect("the header is kept");
+        sink.finish(0, true).expect("nothing to flush");
+        let rows = sink.into_rows(&[&[]], dim).expect("no rows");
+        assert!(rows[0].is_empty());
+        assert!(!chain_file(1).exists());
+        // The adaptation's lines, given before the first draw, follow the header.
+        let sink = SamplerFiles::new(&model, Some(&dir), vec!["test".into()], 1, 5, false);
+        sink.header(0, dim).expect("the header is kept");
+        let inverse_metric = vec![1.0; dim];
+        let adapted = Adapted {
+            step_size: 0.25,
+            inverse_metric: &inverse_metric,
+            dense: false,
+        };
+        sink.adapted(0, &adapted).expect("the lines are kept");
+        sink.draw(0, 0, &position, &stats)
+            .expect("the draw is written");
+        sink.finish(0, false).expect("the file is flushed");
+        let text = std::fs::read_to_string(chain_file(1)).expect("chain 1's file");
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[2].starts_with("lp__,") && lines[3] == "# Adaptation terminated");
+        assert_eq!(lines[4], "# Step size = 0.25");
+        assert!(!lines.last().expect("a row").starts_with('#'));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

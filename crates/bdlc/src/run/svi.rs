@@ -40,6 +40,23 @@ pub fn run(
             "the model has no latent or param sites to fit",
         ));
     }
+    if matches!(method.settings.guide, GuideKind::Iaf { .. })
+        && model.layout.latent_dim() > vi::guide::MAX_IAF_DIM
+    {
+        return Err(Failure::usage(
+            "E0956",
+            format!(
+                "the IAF guide covers at most {} latent coordinates, but the model has {}",
+                vi::guide::MAX_IAF_DIM,
+                model.layout.latent_dim()
+            ),
+            Some(
+                "its networks grow with the square of the dimension; use `--guide lowrank` or \
+                 `--guide diag`"
+                    .to_string(),
+            ),
+        ));
+    }
     let (sites, columns) = output_columns(model);
     let plan = RunPlan::new(&columns, method.draws, output);
     if plan.stream && method.resample {
