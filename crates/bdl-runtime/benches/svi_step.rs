@@ -15,6 +15,8 @@
 //!
 //! `bench/mnist_like/numpyro_step.py` times NumPyro's step on the same job.
 #![allow(missing_docs, clippy::expect_used, clippy::unwrap_used)]
+// A benchmark binary prints its figures and reads its own CPU time from /proc.
+#![allow(clippy::print_stdout, clippy::disallowed_methods)]
 
 use bdl_diagnostics::{render_all, SourceMap};
 use bdl_infer::vi::svi::{self, SviSettings};

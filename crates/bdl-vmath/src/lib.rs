@@ -361,7 +361,17 @@ mod tests {
         // on both sides of √2 in the mantissa.
         let mut x = 1e-310_f64;
         while x < 1e300 {
-            for factor in [1.0, 1.000_000_1, 1.25, 1.414_213, 1.414_214, 1.9, 2.7, 7.3] {
+            let root_two = std::f64::consts::SQRT_2;
+            for factor in [
+                1.0,
+                1.000_000_1,
+                1.25,
+                root_two * 0.999_999,
+                root_two * 1.000_001,
+                1.9,
+                2.7,
+                7.3,
+            ] {
                 let value = x * factor;
                 let (ours, reference) = (ln(value), value.ln());
                 let distance = if reference == 0.0 {
