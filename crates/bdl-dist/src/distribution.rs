@@ -14,7 +14,7 @@ use crate::families::{self, Family, FamilySpec};
 use crate::shape::{broadcast_data, broadcast_shapes, broadcasts_to};
 use crate::DistError;
 use bdl_autodiff::{Tape, Tensor, Var};
-use rand::RngCore;
+use rand::{Rng, RngCore};
 
 /// One parameter of a distribution: the name it was given under (one of its slot's
 /// alternatives, such as `"logits"`) and the tape variable holding it.
@@ -38,7 +38,36 @@ pub struct Distribution {
     full_batch_shape: Vec<usize>,
     /// How many trailing axes of `full_batch_shape` belong to the event.
     reinterpreted: usize,
+    /// The components of a `MixtureSameFamily`, whose one parameter is then the normalised
+    /// log-weights; `None` for every other family.
+    component: Option<Box<Distribution>>,
 }
+
+/// The mixing weights of [`Distribution::mixture`], along their last axis.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum MixtureWeights {
+    /// Non-negative weights, normalised to sum to one (Pyro's `Categorical(probs)`).
+    Probs(Var),
+    /// Unnormalised log-weights (Pyro's `Categorical(logits)`).
+    Logits(Var),
+}
+
+/// The families a mixture's components may belong to: scalar and continuous, with a support
+/// that does not depend on their parameters (so that it is the mixture's support too).
+pub const MIXTURE_COMPONENT_FAMILIES: &[Family] = &[
+    Family::Normal,
+    Family::HalfNormal,
+    Family::LogNormal,
+    Family::Exponential,
+    Family::Gamma,
+    Family::InverseGamma,
+    Family::Beta,
+    Family::Cauchy,
+    Family::HalfCauchy,
+    Family::StudentT,
+    Family::Laplace,
+    Family::Logistic,
+];
 
 impl Distribution {
     /// Builds a distribution from a family name as written in the language and named
@@ -53,6 +82,13 @@ impl Distribution {
         let family = Family::from_name(family).ok_or_else(|| DistError::UnknownFamily {
             name: family.to_string(),
         })?;
+        if family == Family::MixtureSameFamily {
+            // Its component is a distribution, not a tensor: `Distribution::mixture` builds it.
+            return Err(DistError::MissingParameter {
+                family: family.name(),
+                parameter: "component_distribution (a distribution)".to_string(),
+            });
+        }
         Distribution::new(tape, family, arguments)
     }
 
@@ -74,7 +110,128 @@ impl Distribution {
             base_batch_shape,
             base_event_shape,
             reinterpreted: 0,
+            component: None,
         })
+    }
+
+    /// A finite mixture of distributions of one family (Pyro's `MixtureSameFamily`): the K
+    /// components are the last batch axis of `component`, and `weights` holds K mixing weights
+    /// along its last axis. Its density is `p(x) = Σₖ wₖ pₖ(x)`, computed on the log scale as
+    /// `logsumexp(log w + log pₖ(x))`; its batch shape is the broadcast of the two batch shapes
+    /// without that axis, and its events are scalars. The component family must be one of
+    /// [`MIXTURE_COMPONENT_FAMILIES`], with no event axes.
+    pub fn mixture(
+        tape: &mut Tape,
+        weights: MixtureWeights,
+        component: &Distribution,
+    ) -> Result<Distribution, DistError> {
+        let family = Family::MixtureSameFamily;
+        let name = family.name();
+        if !MIXTURE_COMPONENT_FAMILIES.contains(&component.family) || component.component.is_some()
+        {
+            return Err(DistError::InvalidShape {
+                family: name,
+                what: "component_distribution",
+                shape: component.shape(),
+                expected: format!(
+                    "a scalar continuous family whose support does not depend on its parameters ({}), not {}",
+                    MIXTURE_COMPONENT_FAMILIES
+                        .iter()
+                        .map(|family| family.name())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    component.family.name()
+                ),
+            });
+        }
+        let component_batch = component.batch_shape().to_vec();
+        if !component.event_shape().is_empty() || component_batch.is_empty() {
+            return Err(DistError::InvalidShape {
+                family: name,
+                what: "component_distribution",
+                shape: component.shape(),
+                expected: "a batch of components along the last axis, with scalar events"
+                    .to_string(),
+            });
+        }
+        let (var, parameter) = match weights {
+            MixtureWeights::Probs(var) => (var, "weights"),
+            MixtureWeights::Logits(var) => (var, "logits"),
+        };
+        let weight_shape = tape.shape(var).to_vec();
+        let count = component_batch[component_batch.len() - 1];
+        if weight_shape.last() != Some(&count) {
+            return Err(DistError::ShapeMismatch {
+                family: name,
+                what: "the weights (last axis) and the components (last batch axis)",
+                left: weight_shape,
+                right: component_batch,
+            });
+        }
+        let tensor_error = |e| DistError::tensor(name, e);
+        let log_weights = match weights {
+            MixtureWeights::Probs(var) => {
+                let values = tape.value(var).data();
+                if let Some(&value) = values.iter().find(|w| !(w.is_finite() && **w >= 0.0)) {
+                    return Err(DistError::InvalidParameter {
+                        family: name,
+                        parameter,
+                        value,
+                        requirement: "finite and non-negative",
+                    });
+                }
+                let total = tape.sum_axis(var, -1, true).map_err(tensor_error)?;
+                if let Some(&value) = tape.value(total).data().iter().find(|t| **t <= 0.0) {
+                    return Err(DistError::InvalidParameter {
+                        family: name,
+                        parameter,
+                        value,
+                        requirement: "not all zero along the last axis",
+                    });
+                }
+                let log_total = tape.log(total);
+                let log_weights = tape.log(var);
+                tape.sub(log_weights, log_total).map_err(tensor_error)?
+            }
+            MixtureWeights::Logits(var) => {
+                if let Some(&value) = tape.value(var).data().iter().find(|w| w.is_nan()) {
+                    return Err(DistError::InvalidParameter {
+                        family: name,
+                        parameter,
+                        value,
+                        requirement: "a number (not NaN)",
+                    });
+                }
+                tape.log_softmax(var, -1).map_err(tensor_error)?
+            }
+        };
+        let batch = broadcast_shapes(
+            &weight_shape[..weight_shape.len() - 1],
+            &component_batch[..component_batch.len() - 1],
+        )
+        .ok_or_else(|| DistError::ShapeMismatch {
+            family: name,
+            what: "the weights and the components",
+            left: weight_shape.clone(),
+            right: component_batch.clone(),
+        })?;
+        Ok(Distribution {
+            family,
+            params: vec![Param {
+                name: "logits",
+                var: log_weights,
+            }],
+            full_batch_shape: batch.clone(),
+            base_batch_shape: batch,
+            base_event_shape: Vec::new(),
+            reinterpreted: 0,
+            component: Some(Box::new(component.clone())),
+        })
+    }
+
+    /// The components of a mixture (`None` for other families).
+    pub fn mixture_component(&self) -> Option<&Distribution> {
+        self.component.as_deref()
     }
 
     /// Shorthand for a family whose parameters are plain numbers: each is recorded on the tape
@@ -95,6 +252,9 @@ impl Distribution {
     /// [`Tape::replay`] with new inputs, this is how invalid parameters reached during a
     /// trajectory are found.
     pub fn validate(&self, tape: &Tape) -> Result<(), DistError> {
+        if let Some(component) = &self.component {
+            return component.validate(tape);
+        }
         families::check_parameters(self.family, tape, &self.params).map(|_| ())
     }
 
@@ -212,8 +372,21 @@ impl Distribution {
                 right: full_shape,
             });
         }
-        let base = families::log_prob(self.family, tape, &self.params, value, check_support)
-            .map_err(|error| error.within(name))?;
+        let base = match &self.component {
+            Some(component) => {
+                // log Σₖ wₖ pₖ(x): the value gets a trailing axis that meets the components'.
+                let tensor_error = |e| DistError::tensor(name, e);
+                let spread = tape.expand_dims(value, -1).map_err(tensor_error)?;
+                let per_component = component.log_prob_with(tape, spread, check_support)?;
+                let weighted = tape
+                    .add(per_component, self.params[0].var)
+                    .map_err(tensor_error)?;
+                tape.logsumexp_axis(weighted, -1, false)
+                    .map_err(tensor_error)?
+            }
+            None => families::log_prob(self.family, tape, &self.params, value, check_support)
+                .map_err(|error| error.within(name))?,
+        };
         // Broadcast to the expanded batch shape, then sum the reinterpreted axes.
         let base_shape = tape.shape(base).to_vec();
         let mut out = base;
@@ -242,6 +415,9 @@ impl Distribution {
         rng: &mut dyn RngCore,
         sample_shape: &[usize],
     ) -> Result<Tensor, DistError> {
+        if let Some(component) = &self.component {
+            return self.sample_mixture(component, tape, rng, sample_shape);
+        }
         let values = self.param_values(tape);
         let n_samples: usize = sample_shape.iter().product();
         let data = families::sample(
@@ -264,6 +440,9 @@ impl Distribution {
     /// bijector built from it is differentiable in them). For `to_event` distributions this is
     /// the base family's support, applied to every element.
     pub fn support(&self, tape: &Tape) -> Constraint {
+        if let Some(component) = &self.component {
+            return component.support(tape);
+        }
         families::support(self.family, tape, &self.params)
     }
 
@@ -281,6 +460,9 @@ impl Distribution {
     }
 
     fn moment(&self, tape: &Tape, which: families::Moment) -> Option<Tensor> {
+        if self.component.is_some() {
+            return None;
+        }
         let values = self.param_values(tape);
         let data = families::moment(
             self.family,
@@ -296,6 +478,56 @@ impl Distribution {
         let target = self.shape();
         let spread = broadcast_data(&base, &target)?;
         Tensor::from_shape(&target, spread).ok()
+    }
+
+    /// Draws of a mixture: every component is drawn at every batch element, and one of them is
+    /// kept, chosen with the mixing weights.
+    fn sample_mixture(
+        &self,
+        component: &Distribution,
+        tape: &Tape,
+        rng: &mut dyn RngCore,
+        sample_shape: &[usize],
+    ) -> Result<Tensor, DistError> {
+        let name = self.family.name();
+        let log_weights = tape.value(self.params[0].var);
+        let count = log_weights.shape().last().copied().unwrap_or(1);
+        let mut spread_shape = self.full_batch_shape.clone();
+        spread_shape.push(count);
+        let spread = component.expand(&spread_shape)?;
+        let draws = spread.sample(tape, rng, sample_shape)?;
+        let weights: Vec<f64> = broadcast_data(log_weights, &spread_shape)
+            .ok_or_else(|| DistError::InvalidExpand {
+                family: name,
+                batch_shape: log_weights.shape().to_vec(),
+                requested: spread_shape.clone(),
+            })?
+            .iter()
+            .map(|lw| lw.exp())
+            .collect();
+        let elements: usize = self.full_batch_shape.iter().product();
+        let n_samples: usize = sample_shape.iter().product();
+        let mut out = Vec::with_capacity(n_samples * elements);
+        for sample in 0..n_samples {
+            for element in 0..elements {
+                let row = &weights[element * count..(element + 1) * count];
+                let total: f64 = row.iter().sum();
+                let u = rng.random::<f64>() * total;
+                let mut cumulative = 0.0;
+                let mut chosen = count - 1;
+                for (k, w) in row.iter().enumerate() {
+                    cumulative += w;
+                    if u < cumulative {
+                        chosen = k;
+                        break;
+                    }
+                }
+                out.push(draws.data()[(sample * elements + element) * count + chosen]);
+            }
+        }
+        let mut shape = sample_shape.to_vec();
+        shape.extend(self.shape());
+        Tensor::from_shape(&shape, out).map_err(|e| DistError::tensor(name, e))
     }
 
     /// The current values of the parameters, in slot order.

@@ -30,7 +30,7 @@ pub mod shape;
 
 pub use bijector::{Bijector, PositiveTransform};
 pub use constraint::{Bound, Constraint};
-pub use distribution::{Distribution, Param};
+pub use distribution::{Distribution, MixtureWeights, Param, MIXTURE_COMPONENT_FAMILIES};
 pub use error::DistError;
 pub use families::{Family, FamilySpec, ParamSpec, FAMILIES};
 pub use kl::kl_divergence;

@@ -93,6 +93,8 @@ pub enum Support {
     PositiveDefinite,
     /// Whatever value the distribution is given (Delta).
     Value,
+    /// The support of the mixed components (MixtureSameFamily), all of one continuous family.
+    Mixture,
 }
 
 impl Support {
@@ -112,6 +114,7 @@ impl Support {
             Support::CorrCholesky => "corr_cholesky",
             Support::PositiveDefinite => "positive_definite",
             Support::Value => "the value of `v`",
+            Support::Mixture => "the components' support",
         }
     }
 
@@ -140,6 +143,24 @@ pub enum EventShape {
     /// Square matrix events (LKJCholesky, Wishart).
     Matrix,
 }
+
+/// The families whose distributions `MixtureSameFamily` may mix: scalar and continuous, with a
+/// support that does not depend on their parameters. `bdl_dist::MIXTURE_COMPONENT_FAMILIES` is
+/// the same list (`crates/bdl-runtime/tests/catalogue_agreement.rs` holds them together).
+pub const MIXTURE_COMPONENTS: &[&str] = &[
+    "Normal",
+    "HalfNormal",
+    "LogNormal",
+    "Exponential",
+    "Gamma",
+    "InverseGamma",
+    "Beta",
+    "Cauchy",
+    "HalfCauchy",
+    "StudentT",
+    "Laplace",
+    "Logistic",
+];
 
 /// A distribution of the catalogue.
 #[derive(Debug, PartialEq, Eq)]
@@ -344,6 +365,15 @@ pub const DISTRIBUTIONS: &[DistributionSpec] = &[
         support: Support::Positive,
         event: EventShape::Scalar,
     },
+    DistributionSpec {
+        name: "MixtureSameFamily",
+        params: &[
+            req(&["weights", "mixture_distribution"], Any),
+            req(&["component_distribution"], Distribution),
+        ],
+        support: Support::Mixture,
+        event: EventShape::Scalar,
+    },
 ];
 
 /// How a built-in function's result shape follows from its arguments.
@@ -373,6 +403,9 @@ pub enum ShapeRule {
     Filled,
     /// An n × n matrix.
     Eye,
+    /// `log_mix(weights, lp1, …)`: the broadcast of the log-densities and of the weights less
+    /// their last (component) axis.
+    LogMix,
 }
 
 /// A built-in function.
@@ -474,6 +507,21 @@ pub const FUNCTIONS: &[FunctionSpec] = &[
         name: "concat",
         params: &[req(&["xs"], Any), AXIS],
         shape: ShapeRule::Concat,
+    },
+    FunctionSpec {
+        name: "log_mix",
+        params: &[
+            req(&["weights"], Any),
+            req(&["lp1"], Any),
+            opt(&["lp2"], Any),
+            opt(&["lp3"], Any),
+            opt(&["lp4"], Any),
+            opt(&["lp5"], Any),
+            opt(&["lp6"], Any),
+            opt(&["lp7"], Any),
+            opt(&["lp8"], Any),
+        ],
+        shape: ShapeRule::LogMix,
     },
     FunctionSpec {
         name: "reshape",

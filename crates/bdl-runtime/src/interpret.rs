@@ -12,7 +12,7 @@ use crate::handlers::{Handler, Message, PlateFrame, SiteKind};
 use crate::value::{Elem, TensorVar, Value};
 use bdl_autodiff::{Tape, Tensor, Var};
 use bdl_diagnostics::Span;
-use bdl_dist::{Constraint, DistError, Distribution, Family};
+use bdl_dist::{Constraint, DistError, Distribution, Family, MixtureWeights};
 use bdl_infer::rng::Rng;
 use bdl_ir::catalogue::SiteFunction;
 use bdl_ir::ir::{
@@ -724,6 +724,9 @@ impl<'a> Interpreter<'a> {
         args: &[Arg],
         span: Span,
     ) -> Result<Value, RuntimeError> {
+        if family == "MixtureSameFamily" {
+            return self.mixture(args, span);
+        }
         let mut named = Vec::with_capacity(args.len());
         let mut volatile = false;
         for argument in args {
@@ -732,6 +735,42 @@ impl<'a> Interpreter<'a> {
             named.push((argument.name.as_str(), value.var));
         }
         let dist = Distribution::from_call(self.tape, family, &named)
+            .map_err(|error| self.dist_error(&error, volatile, span))?;
+        Ok(Value::Dist(Box::new(dist), volatile))
+    }
+
+    /// `MixtureSameFamily(weights, component)`: the weights are a tensor of non-negative
+    /// weights or a `Categorical` (its `probs` or `logits`), the component a distribution whose
+    /// last batch axis lists the components.
+    fn mixture(&mut self, args: &[Arg], span: Span) -> Result<Value, RuntimeError> {
+        let weights_expr = arg(args, "weights")
+            .or_else(|| arg(args, "mixture_distribution"))
+            .ok_or_else(|| missing_argument("weights", span))?;
+        let (weights, mut volatile) = match self.eval(weights_expr)? {
+            Value::Tensor(value) => (MixtureWeights::Probs(value.var), value.volatile),
+            Value::Dist(dist, volatile) if dist.family() == Family::Categorical => {
+                let weights = match (dist.param("probs"), dist.param("logits")) {
+                    (Some(probs), _) => MixtureWeights::Probs(probs),
+                    (None, Some(logits)) => MixtureWeights::Logits(logits),
+                    (None, None) => return Err(missing_argument("probs", weights_expr.span)),
+                };
+                (weights, volatile)
+            }
+            other => {
+                return Err(RuntimeError::model(
+                    "E0534",
+                    format!(
+                        "the weights of `MixtureSameFamily` must be a tensor or a `Categorical`, found {}",
+                        other.describe(self.tape)
+                    ),
+                    weights_expr.span,
+                ))
+            }
+        };
+        let (component, component_volatile) =
+            self.dist_arg(args, "component_distribution", span)?;
+        volatile |= component_volatile;
+        let dist = Distribution::mixture(self.tape, weights, &component)
             .map_err(|error| self.dist_error(&error, volatile, span))?;
         Ok(Value::Dist(Box::new(dist), volatile))
     }

@@ -296,6 +296,102 @@ impl Interpreter<'_> {
         }
     }
 
+    /// Stan's `log_mix`: `log Σₖ wₖ exp(lpₖ)`, computed as `logsumexp(log w + lp)` along the
+    /// component axis. The forms are `log_mix(theta, lp1, lp2)` with a scalar θ (weights θ and
+    /// 1 − θ), `log_mix(w, lp1, …, lpK)` with K weights along the last axis of `w`, and
+    /// `log_mix(w, lps)` with the K log-densities along the last axis of `lps`. The weights are
+    /// used as given, as in Stan (they should sum to one).
+    fn log_mix(&mut self, args: &[Arg], span: Span) -> Result<Value, RuntimeError> {
+        let weights_expr = arg(args, "weights")
+            .ok_or_else(|| RuntimeError::model("E0540", "missing argument `weights`", span))?;
+        let weights = self.tensor(weights_expr)?;
+        let mut volatile = weights.volatile;
+        let mut densities = Vec::new();
+        for name in ["lp1", "lp2", "lp3", "lp4", "lp5", "lp6", "lp7", "lp8"] {
+            if let Some(expr) = arg(args, name) {
+                let value = self.tensor(expr)?;
+                volatile |= value.volatile;
+                densities.push(value.var);
+            }
+        }
+        let weight_shape = self.tape.shape(weights.var).to_vec();
+        let count_error = |weights: String, components: String| {
+            RuntimeError::model(
+                "E0610",
+                format!("`log_mix` has {weights} but {components}"),
+                span,
+            )
+            .with_hint(
+                "give one weight per log-density (a scalar theta stands for theta and 1 - theta)",
+            )
+        };
+        let error = |e| RuntimeError::model("E0610", format!("`log_mix`: {e}"), span);
+        let tape = &mut *self.tape;
+        // The log-weights, with the components along the last axis.
+        let log_weights = if weight_shape.is_empty() {
+            if densities.len() != 2 {
+                return Err(count_error(
+                    "a scalar weight theta".to_string(),
+                    format!("{} log-densities", densities.len()),
+                ));
+            }
+            let log_theta = tape.log(weights.var);
+            let negated = tape.neg(weights.var);
+            let log_complement = tape.log1p(negated);
+            tape.stack(&[log_theta, log_complement], -1)
+                .map_err(error)?
+        } else {
+            tape.log(weights.var)
+        };
+        let count = *tape.shape(log_weights).last().unwrap_or(&1);
+        // The log-densities, with the components along the last axis.
+        let stacked = if densities.len() == 1 {
+            let lps = densities[0];
+            if tape.shape(lps).last() != Some(&count) {
+                return Err(count_error(
+                    format!("{count} weights"),
+                    format!(
+                        "log-densities of shape {:?} (the last axis counts the components)",
+                        tape.shape(lps)
+                    ),
+                ));
+            }
+            lps
+        } else {
+            if densities.len() != count {
+                return Err(count_error(
+                    format!("{count} weights"),
+                    format!("{} log-densities", densities.len()),
+                ));
+            }
+            let mut common: Vec<usize> = Vec::new();
+            for lp in &densities {
+                common = bdl_dist::shape::broadcast_shapes(&common, tape.shape(*lp)).ok_or_else(
+                    || {
+                        RuntimeError::model(
+                            "E0610",
+                            "the log-densities of `log_mix` do not broadcast together",
+                            span,
+                        )
+                    },
+                )?;
+            }
+            let spread = densities
+                .iter()
+                .map(|lp| tape.broadcast_to(*lp, &common))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(error)?;
+            tape.stack(&spread, -1).map_err(error)?
+        };
+        let weighted = tape.add(stacked, log_weights).map_err(error)?;
+        let var = tape.logsumexp_axis(weighted, -1, false).map_err(error)?;
+        Ok(Value::Tensor(TensorVar {
+            var,
+            elem: Elem::Real,
+            volatile,
+        }))
+    }
+
     /// An elementwise built-in of two arguments, broadcast together.
     fn binary_builtin(
         &mut self,
@@ -484,6 +580,7 @@ impl Interpreter<'_> {
             "pow" | "fmin" | "fmax" | "hypot" | "atan2" | "lbeta" | "lchoose" => {
                 return self.binary_builtin(name, args, span)
             }
+            "log_mix" => return self.log_mix(args, span),
             "sum" | "mean" | "max" | "min" | "logsumexp" => {
                 let value = x(self)?;
                 let axis = self.axis_arg(args)?;

@@ -140,8 +140,33 @@ fn example_arguments(name: &str) -> Option<Vec<(&'static str, Tensor)>> {
         "Wishart" => vec![("df", s(4.0)), ("covariance_matrix", covariance())],
         "Delta" => vec![("v", s(1.5)), ("log_density", s(0.0))],
         "Flat" | "FlatPositive" => vec![],
+        // Its component is a distribution; `mixture_example` builds it.
+        "MixtureSameFamily" => vec![("weights", Tensor::vector(vec![0.4, 0.6]))],
         _ => return None,
     })
+}
+
+/// A mixture of two Normal components, the example of `MixtureSameFamily`.
+fn mixture_example(tape: &mut Tape) -> Result<Distribution, bdl_dist::DistError> {
+    let component = Distribution::with_constants(
+        tape,
+        Family::Normal,
+        &[
+            ("loc", Tensor::vector(vec![-1.0, 1.0])),
+            ("scale", Tensor::scalar(1.0)),
+        ],
+    )?;
+    let weights = tape.constant(Tensor::vector(vec![0.4, 0.6]));
+    Distribution::mixture(tape, bdl_dist::MixtureWeights::Probs(weights), &component)
+}
+
+#[test]
+fn the_mixable_component_families_agree() {
+    let runtime: Vec<&str> = bdl_dist::MIXTURE_COMPONENT_FAMILIES
+        .iter()
+        .map(|family| family.name())
+        .collect();
+    assert_eq!(runtime, bdl_ir::catalogue::MIXTURE_COMPONENTS);
 }
 
 /// The value of the scalar argument `name` in `arguments`.
@@ -187,6 +212,8 @@ fn expected_constraint(spec: &DistributionSpec, arguments: &[(&str, Tensor)]) ->
         // describes the set its values live in, the reals, checking the value against `v` in
         // the log-density.
         Support::Value => Constraint::Real,
+        // The example mixes Normal components.
+        Support::Mixture => Constraint::Real,
     }
 }
 
@@ -214,7 +241,12 @@ fn supports_and_event_ranks_agree() {
             continue;
         };
         let mut tape = Tape::new();
-        let dist = match Distribution::with_constants(&mut tape, family, &arguments) {
+        let built = if family == Family::MixtureSameFamily {
+            mixture_example(&mut tape)
+        } else {
+            Distribution::with_constants(&mut tape, family, &arguments)
+        };
+        let dist = match built {
             Ok(dist) => dist,
             Err(error) => {
                 disagreements.push(format!(

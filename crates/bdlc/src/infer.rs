@@ -38,6 +38,10 @@ pub struct InferArgs {
     /// Replace a run already in `--out`.
     #[arg(long)]
     pub force: bool,
+    /// Continue the SVI or MAP run in DIR, stopped by Ctrl-C or killed, from its saved state
+    /// (`checkpoint.json`): give the command that started it, with `--resume DIR` for `--out DIR`.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["out", "force"])]
+    pub resume: Option<PathBuf>,
     /// No progress bars.
     #[arg(long, short)]
     pub quiet: bool,
@@ -61,6 +65,77 @@ pub struct InferArgs {
     pub no_log_lik: bool,
 }
 
+impl InferArgs {
+    /// Where the run's files go: `--out`, or the folder of the run `--resume` continues.
+    pub fn out_dir(&self) -> Option<&Path> {
+        self.out.as_deref().or(self.resume.as_deref())
+    }
+}
+
+/// Writes `setup.json` (what the run is) as the run starts, so that `--resume` can check that
+/// it continues the same run; it is written again, the same, when the run ends.
+fn write_setup_record(args: &InferArgs, method: &Method, out: &Path) -> Result<(), Failure> {
+    let record = crate::merge::run_record(&args.model, &args.flags.data, method);
+    write_file(
+        &out.join(crate::merge::SETUP_RECORD),
+        &format!("{record:#}\n"),
+    )
+}
+
+/// Checks that `--resume DIR` can continue the run in DIR with this command's method and
+/// settings, and marks the run as started again.
+fn prepare_resume(args: &InferArgs, method: &Method, dir: &Path) -> Result<(), Failure> {
+    let resumable = matches!(method, Method::Svi(svi) if svi.lbfgs.is_none());
+    if !resumable {
+        return Err(Failure::usage(
+            "E0986",
+            format!(
+                "`--resume` continues SVI and MAP runs fitted with Adam, ClippedAdam or SGD; \
+                 a `{}` run cannot be resumed",
+                crate::merge::run_record(&args.model, &args.flags.data, method)["method"]
+                    .as_str()
+                    .unwrap_or("?")
+            ),
+            Some(
+                "run it again with `--out DIR --force`; NUTS, HMC, ensemble and SG-MCMC runs \
+                 keep their draws so far when stopped with Ctrl-C"
+                    .to_string(),
+            ),
+        ));
+    }
+    if !dir.is_dir() {
+        return Err(Failure::usage(
+            "E0910",
+            format!("`{}` is not a directory", dir.display()),
+            Some("give the `--out` directory of the run to continue".to_string()),
+        ));
+    }
+    let setup_path = dir.join(crate::merge::SETUP_RECORD);
+    let saved: Option<serde_json::Value> = crate::session::read_run_text(&setup_path)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok());
+    let record = crate::merge::run_record(&args.model, &args.flags.data, method);
+    if saved.as_ref() != Some(&record) {
+        let differs: Vec<&str> = ["model", "data", "method", "settings"]
+            .into_iter()
+            .filter(|key| saved.as_ref().map(|s| &s[*key]) != Some(&record[*key]))
+            .collect();
+        return Err(Failure::usage(
+            "E0988",
+            format!(
+                "`{}` holds a run made by another command: its {} differ",
+                dir.display(),
+                differs.join(", ")
+            ),
+            Some(format!(
+                "give the model, data and flags that started it (its `{}` records them)",
+                setup_path.display()
+            )),
+        ));
+    }
+    crate::output::mark_run_started(dir)
+}
+
 /// The output options of `--format` and `--all-draws`, refused where they cannot apply: for
 /// methods other than SVI, MAP and Laplace (which write their draws as CmdStan CSV, chain by
 /// chain), without `--out`, and `--plot` with a run whose draws stream to their file.
@@ -72,6 +147,7 @@ fn output_options(
     let options = OutputOptions {
         format: args.format,
         all_draws: args.all_draws,
+        resume: args.resume.is_some(),
     };
     let named = if args.all_draws {
         Some("--all-draws".to_string())
@@ -100,7 +176,7 @@ fn output_options(
         }
         return Ok(options);
     };
-    if let (Some(flag), None) = (&named, &args.out) {
+    if let (Some(flag), None) = (&named, args.out_dir()) {
         return Err(Failure::usage(
             "E0976",
             format!("`{flag}` says how to write the draws, but no `--out` folder was given"),
@@ -143,8 +219,13 @@ pub fn run(args: &InferArgs, session: &mut Session, stop: &AtomicBool) -> Result
     let model = Model::new(program, data, seed)
         .map_err(|error| Failure::model(vec![error.to_diagnostic()]))?;
     let output = output_options(args, &method, &model)?;
-    if let Some(out) = &args.out {
-        prepare_out_dir(out, args.force)?;
+    match (&args.out, &args.resume) {
+        (Some(out), _) => {
+            prepare_out_dir(out, args.force)?;
+            write_setup_record(args, &method, out)?;
+        }
+        (None, Some(dir)) => prepare_resume(args, &method, dir)?,
+        (None, None) => {}
     }
     let show = progress::enabled(args.quiet);
     if !args.quiet {
@@ -152,14 +233,14 @@ pub fn run(args: &InferArgs, session: &mut Session, stop: &AtomicBool) -> Result
         {
             eprintln!(
                 "{}",
-                start_facts(&args.model, &model, &method, seed, args.out.as_deref())
+                start_facts(&args.model, &model, &method, seed, args.out_dir())
             );
         }
     }
     let started = Instant::now();
-    let mut result = run_method(&model, &method, args.out.as_deref(), output, show, stop)?;
+    let mut result = run_method(&model, &method, args.out_dir(), output, show, stop)?;
     let mut log_lik_note = None;
-    if let Some(out) = &args.out {
+    if let Some(out) = args.out_dir() {
         let choice = LogLikChoice::from_flags(args.log_lik, args.no_log_lik);
         let fact = crate::log_lik::write_for_run(&model, &result, out, choice)?;
         if choice == LogLikChoice::WhenSmall && fact["written"] == false {
@@ -197,19 +278,14 @@ pub fn run(args: &InferArgs, session: &mut Session, stop: &AtomicBool) -> Result
             eprintln!("interrupted: the files hold the draws finished so far");
         }
         if args.quiet {
-            if let (Some(out), false) = (&args.out, args.json) {
+            if let (Some(out), false) = (args.out_dir(), args.json) {
                 eprintln!("wrote {}", out.display());
             }
         } else {
             let n_warnings = warnings.len() + result.warning_messages().len();
             eprintln!(
                 "{}",
-                end_facts(
-                    started.elapsed(),
-                    args.out.as_deref(),
-                    args.plot,
-                    n_warnings
-                )
+                end_facts(started.elapsed(), args.out_dir(), args.plot, n_warnings)
             );
         }
     }

@@ -12,6 +12,7 @@
 #![allow(clippy::disallowed_methods)] // The binary is the one crate that reads files.
 
 mod check;
+mod checkpoint;
 mod device;
 mod diagnose;
 mod infer;

@@ -30,6 +30,10 @@ const RUN_FILES: [&str; 5] = [
     RUN_RECORD,
 ];
 
+/// The saved state of a stopped or killed SVI fit, which `--resume` continues (see
+/// `checkpoint.rs`).
+pub const CHECKPOINT_FILE: &str = "checkpoint.json";
+
 /// The run's completion record: `{"complete": false}` from the moment `--out` is prepared,
 /// replaced by `{"complete": true, ...}` once every other file of the run is written. Readers of
 /// a run (`summary`, `plot`, `predict`, the REPL) refuse a directory whose record says the run
@@ -161,6 +165,7 @@ pub fn prepare_out_dir(dir: &Path, force: bool) -> Result<(), Failure> {
                     || name == "loss.csv"
                     || name == RUN_RECORD
                     || name == SETUP_RECORD
+                    || name == CHECKPOINT_FILE
                     || name.ends_with(".partial")
                     || name.ends_with(".svg");
                 if ours && path.is_file() {
@@ -403,7 +408,7 @@ pub fn display_number(value: f64) -> String {
 static WRITES: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
 /// Runs `write` while no exit may cut it short (see [`end_process_between_writes`]).
-fn unbroken<T>(write: impl FnOnce() -> T) -> T {
+pub fn unbroken<T>(write: impl FnOnce() -> T) -> T {
     let _guard = WRITES
         .read()
         .unwrap_or_else(std::sync::PoisonError::into_inner);

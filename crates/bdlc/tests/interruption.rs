@@ -2,7 +2,8 @@
 //! after the current draw or step, keeps complete files and a summary of the draws so far, marks
 //! the run interrupted in `run.json` and exits with status 130; a second one ends the process at
 //! once, and what it leaves holds only complete rows and no file with a header and no rows (which
-//! CmdStan readers such as ArviZ's `from_cmdstan` refuse). Every CSV row is parsed.
+//! CmdStan readers such as ArviZ's `from_cmdstan` refuse). Every CSV row is parsed. An SVI or
+//! MAP run stopped by Ctrl-C or killed continues with `--resume` to the uninterrupted run's files.
 #![cfg(unix)]
 #![allow(clippy::disallowed_methods)] // Tests read the files of runs.
 
@@ -334,4 +335,163 @@ fn a_second_sigint_ends_the_process_at_once_with_every_written_row_complete() {
         }
         let _ = std::fs::remove_dir_all(&out);
     }
+}
+
+/// Runs `bdlc infer ARGS` with `extra` flags to the end and returns the exit code and stderr.
+fn run_to_end(args: &[&str], extra: &[&str]) -> (Option<i32>, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_bdlc"))
+        .arg("infer")
+        .args(args)
+        .args(extra)
+        .arg("--quiet")
+        .current_dir(repository())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("bdlc runs");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// The files an SVI or MAP run writes that do not hold timings, byte for byte.
+fn same_files(a: &Path, b: &Path) {
+    for name in ["draws.csv", "loss.csv", "params.json", "setup.json"] {
+        let left = std::fs::read(a.join(name)).expect("the finished run's file");
+        let right = std::fs::read(b.join(name)).expect("the resumed run's file");
+        assert!(left == right, "{name} differs after resuming");
+    }
+}
+
+/// `--resume DIR` continues an SVI or MAP run stopped by Ctrl-C, or killed (SIGKILL) after its
+/// first periodic saved state, to the files of the uninterrupted run, byte for byte; a finished
+/// run needs no resuming and keeps no saved state.
+#[test]
+fn a_resumed_fit_writes_the_files_of_the_uninterrupted_run() {
+    let cases: [(&str, &[&str], &str); 3] = [
+        (
+            "svi-int",
+            &[
+                "models/logistic.bdl",
+                "--method",
+                "svi",
+                "--steps",
+                "6000",
+                "--seed",
+                "3",
+            ],
+            "INT",
+        ),
+        (
+            "svi-kill",
+            &[
+                "models/logistic.bdl",
+                "--method",
+                "svi",
+                "--steps",
+                "6000",
+                "--seed",
+                "3",
+            ],
+            "KILL",
+        ),
+        (
+            "map-int",
+            &[
+                "models/logistic.bdl",
+                "--method",
+                "map",
+                "--optimizer",
+                "adam",
+                "--steps",
+                "6000",
+                "--seed",
+                "4",
+            ],
+            "INT",
+        ),
+    ];
+    for (name, args, signal) in cases {
+        let reference = scratch(&format!("{name}-reference"));
+        let reference_arg = reference.to_string_lossy().to_string();
+        let (code, stderr) = run_to_end(args, &["--out", &reference_arg, "--force"]);
+        assert_eq!(code, Some(0), "{stderr}");
+        assert!(!reference.join("checkpoint.json").exists());
+
+        let out = scratch(name);
+        let child = start(args, &out);
+        // A SIGKILL comes after the first periodic state (every 1,000 steps); a SIGINT once the
+        // loss trace streams, and saves its own.
+        let checkpoint = out.join("checkpoint.json");
+        let loss = out.join("loss.csv");
+        if signal == "KILL" {
+            wait_for("the first saved state", || checkpoint.exists());
+        } else {
+            wait_for("the loss trace", || {
+                std::fs::read_to_string(&loss).is_ok_and(|text| text.lines().count() > 100)
+            });
+        }
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        let output = child.wait_with_output().expect("bdlc ends");
+        if signal == "INT" {
+            assert_eq!(output.status.code(), Some(130));
+            assert_eq!(record(&out)["interrupted"], true);
+        } else {
+            assert_eq!(record(&out)["complete"], false);
+        }
+        assert!(checkpoint.exists(), "no saved state");
+        let out_arg = out.to_string_lossy().to_string();
+        let (code, stderr) = run_to_end(args, &["--resume", &out_arg]);
+        assert_eq!(code, Some(0), "{stderr}");
+        same_files(&reference, &out);
+        let record = record(&out);
+        assert_eq!(record["complete"], true);
+        assert_eq!(record["interrupted"], false);
+        assert!(!checkpoint.exists(), "a finished run keeps its saved state");
+        // Nothing is left to resume.
+        let (code, stderr) = run_to_end(args, &["--resume", &out_arg]);
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(stderr.contains("E0987"), "{stderr}");
+        let _ = std::fs::remove_dir_all(&reference);
+        let _ = std::fs::remove_dir_all(&out);
+    }
+}
+
+#[test]
+fn resuming_another_method_or_another_command_is_refused() {
+    let out = scratch("refusals");
+    let out_arg = out.to_string_lossy().to_string();
+    let (code, stderr) = run_to_end(
+        &["models/logistic.bdl", "--samples", "10", "--warmup", "10"],
+        &["--resume", &out_arg],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("E0986"), "{stderr}");
+    let svi = [
+        "models/logistic.bdl",
+        "--method",
+        "svi",
+        "--steps",
+        "100000000",
+    ];
+    let child = start(&svi, &out);
+    wait_for("the loss trace", || {
+        std::fs::read_to_string(out.join("loss.csv")).is_ok_and(|t| t.lines().count() > 10)
+    });
+    interrupt(&child);
+    let _ = child.wait_with_output();
+    let (code, stderr) = run_to_end(
+        &["models/logistic.bdl", "--method", "svi", "--steps", "5000"],
+        &["--resume", &out_arg],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("E0988") && stderr.contains("settings differ"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
 }

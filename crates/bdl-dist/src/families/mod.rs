@@ -74,6 +74,10 @@ pub enum Family {
     Flat,
     /// FlatPositive: the improper uniform prior on the positive half-line.
     FlatPositive,
+    /// MixtureSameFamily(weights, component): a finite mixture of K components of one scalar
+    /// family, the components along the last batch axis of `component` (see
+    /// [`crate::Distribution::mixture`]).
+    MixtureSameFamily,
 }
 
 /// One parameter slot of a family: its name, or several alternative names of which exactly one
@@ -255,6 +259,14 @@ pub static FAMILIES: &[FamilySpec] = &[
         family: Family::FlatPositive,
         name: "FlatPositive",
         params: &[],
+    },
+    FamilySpec {
+        family: Family::MixtureSameFamily,
+        name: "MixtureSameFamily",
+        params: &[
+            required(&["weights", "mixture_distribution"]),
+            required(&["component_distribution"]),
+        ],
     },
 ];
 

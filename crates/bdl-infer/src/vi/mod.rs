@@ -41,9 +41,13 @@ pub use importance::{GuideDiagnostic, ImportanceError};
 pub use laplace::LaplaceError;
 pub use lbfgs::{LbfgsReport, LbfgsSettings, LbfgsStatus};
 pub use map::{LbfgsMap, WarmStart};
-pub use optim::{Adam, ClippedAdam, Optimizer, OptimizerKind, OptimizerSettings, Sgd};
+pub use optim::{
+    Adam, ClippedAdam, Optimizer, OptimizerKind, OptimizerSettings, OptimizerState, Sgd,
+};
 pub use pathfinder::{PathfinderError, PathfinderResult, PathfinderSettings};
 pub use posterior::{FittedGuide, GuideError, GuideParams, DEFAULT_QUANTILES};
 pub use schedule::{KlWeightSchedule, LearningRateSchedule};
 pub use standardize::Standardized;
-pub use svi::{InitLocation, InitSettings, StepLoss, SviFit, SviSettings};
+pub use svi::{
+    Checkpoints, InitLocation, InitSettings, StepLoss, SviCheckpoint, SviFit, SviSettings,
+};

@@ -236,6 +236,17 @@ pub fn clip_gradient_norm(gradient: &mut [f64], max_norm: f64) -> f64 {
     norm
 }
 
+/// An [`Optimizer`]'s state between two updates.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OptimizerState {
+    /// Adam's first moment, or SGD's momentum buffer.
+    pub first_moment: Vec<f64>,
+    /// Adam's second moment (empty for SGD).
+    pub second_moment: Vec<f64>,
+    /// How many updates have been applied.
+    pub n_updates: u64,
+}
+
 /// An optimiser's state over a parameter vector of fixed length.
 #[derive(Clone, Debug)]
 pub struct Optimizer {
@@ -267,6 +278,36 @@ impl Optimizer {
     /// How many updates have been applied.
     pub fn n_updates(&self) -> u64 {
         self.n_updates
+    }
+
+    /// The optimiser's state between two updates (its moments and update count), from which
+    /// [`Optimizer::restore`] continues bit for bit.
+    pub fn state(&self) -> OptimizerState {
+        OptimizerState {
+            first_moment: self.first_moment.clone(),
+            second_moment: self.second_moment.clone(),
+            n_updates: self.n_updates,
+        }
+    }
+
+    /// Continues from a state saved by [`Optimizer::state`] for the same settings; the message
+    /// says why the state does not fit.
+    pub fn restore(&mut self, state: &OptimizerState) -> Result<(), String> {
+        if state.first_moment.len() != self.first_moment.len()
+            || state.second_moment.len() != self.second_moment.len()
+        {
+            return Err(format!(
+                "the saved optimiser has moments of {} and {} values, not {} and {}",
+                state.first_moment.len(),
+                state.second_moment.len(),
+                self.first_moment.len(),
+                self.second_moment.len()
+            ));
+        }
+        self.first_moment.copy_from_slice(&state.first_moment);
+        self.second_moment.copy_from_slice(&state.second_moment);
+        self.n_updates = state.n_updates;
+        Ok(())
     }
 
     /// The learning rate the next update at `step` uses (schedule and ClippedAdam's decay

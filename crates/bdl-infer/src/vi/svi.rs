@@ -16,7 +16,7 @@ use crate::vi::error::SviError;
 use crate::vi::guide::{GuideFamily, GuideKind};
 use crate::vi::laplace;
 use crate::vi::numeric::derive_seed;
-use crate::vi::optim::{Optimizer, OptimizerSettings};
+use crate::vi::optim::{Optimizer, OptimizerSettings, OptimizerState};
 use crate::vi::posterior::{FittedGuide, GuideParams};
 use crate::vi::schedule::KlWeightSchedule;
 use rand::Rng as _;
@@ -275,11 +275,72 @@ pub fn fit<M, F>(
     make_model: F,
     settings: &SviSettings,
     stop: &AtomicBool,
-    mut on_step: impl FnMut(usize, f64),
+    on_step: impl FnMut(usize, f64),
 ) -> Result<SviFit, SviError>
 where
     M: ElboModel,
     F: Fn(usize) -> M,
+{
+    fit_resumable(
+        make_model,
+        settings,
+        stop,
+        on_step,
+        Checkpoints {
+            resume: None,
+            every: 0,
+            save: |_: &SviCheckpoint, _: &SviFit| {},
+        },
+    )
+}
+
+/// The state of a fit between two steps: enough to continue it and arrive, bit for bit, where
+/// the uninterrupted fit arrives (each step's random numbers come from the seed and the step's
+/// index, so no random state needs keeping). The last stationarity test is recomputed from the
+/// losses.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SviCheckpoint {
+    /// The next step to take.
+    pub next_step: usize,
+    /// The optimiser's parameters (guide, then the model's params), in its coordinates.
+    pub params: Vec<f64>,
+    /// The optimiser's moments.
+    pub optimizer: OptimizerState,
+    /// The steps taken, with their losses.
+    pub losses: Vec<StepLoss>,
+    /// The steps skipped because their loss was not finite.
+    pub skipped_steps: Vec<usize>,
+    /// How many steps in a row have been skipped.
+    pub consecutive_skips: usize,
+    /// The block sums of the parameters kept for the converged fit's average, when the fit
+    /// stops on convergence: the current block's sum, its step count, and the finished blocks'.
+    pub averages: Option<(Vec<f64>, usize, Vec<Vec<f64>>)>,
+}
+
+/// Where a fit starts and when it saves its state: `resume` continues from a saved state,
+/// `save(state, fit)` is called after every `every` steps (never when 0) and when the stop flag
+/// ends the fit, with the state and the fit so far.
+pub struct Checkpoints<'a, S> {
+    /// A saved state to continue from.
+    pub resume: Option<&'a SviCheckpoint>,
+    /// Steps between two saves (0: none, except on interruption when `save` is given).
+    pub every: usize,
+    /// Receives each saved state.
+    pub save: S,
+}
+
+/// [`fit`], continuing from a saved state and saving its own (see [`Checkpoints`]).
+pub fn fit_resumable<M, F, S>(
+    make_model: F,
+    settings: &SviSettings,
+    stop: &AtomicBool,
+    mut on_step: impl FnMut(usize, f64),
+    mut checkpoints: Checkpoints<'_, S>,
+) -> Result<SviFit, SviError>
+where
+    M: ElboModel,
+    F: Fn(usize) -> M,
+    S: FnMut(&SviCheckpoint, &SviFit),
 {
     settings.validate()?;
     let elbo_settings = ElboSettings {
@@ -310,11 +371,90 @@ where
         .then(|| BlockAverages::new(n_params, settings.convergence.check_every));
     let mut consecutive_skips = 0;
     let mut interrupted = false;
+    let mut first_step = 0;
+    if let Some(saved) = checkpoints.resume {
+        let resume_error = |message: String| SviError::InvalidSettings {
+            message: format!("the saved state cannot be resumed: {message}"),
+        };
+        if saved.params.len() != n_params {
+            return Err(resume_error(format!(
+                "it has {} parameters, the fit {n_params}",
+                saved.params.len()
+            )));
+        }
+        params.copy_from_slice(&saved.params);
+        optimizer.restore(&saved.optimizer).map_err(resume_error)?;
+        run.losses.clone_from(&saved.losses);
+        run.skipped_steps.clone_from(&saved.skipped_steps);
+        loss_values = saved.losses.iter().map(|l| l.loss).collect();
+        consecutive_skips = saved.consecutive_skips;
+        match (averages.as_mut(), &saved.averages) {
+            (Some(averages), Some((current, in_current, sums))) => {
+                averages.current.clone_from(current);
+                averages.in_current = *in_current;
+                averages.sums = sums.iter().cloned().collect();
+            }
+            (None, None) => {}
+            _ => {
+                return Err(resume_error(
+                    "it was saved with another convergence setting".to_string(),
+                ))
+            }
+        }
+        // The last stationarity test the fit ran, as it ran it.
+        run.convergence = (1..=loss_values.len())
+            .rev()
+            .find(|&taken| convergence::check_due(taken, &settings.convergence))
+            .and_then(|taken| {
+                convergence::test_stationarity(&loss_values[..taken], &settings.convergence)
+            });
+        first_step = saved.next_step;
+    }
+    let state = |step: usize,
+                 params: &[f64],
+                 optimizer: &Optimizer,
+                 run: &Run<'_>,
+                 consecutive_skips: usize,
+                 averages: &Option<BlockAverages>| SviCheckpoint {
+        next_step: step,
+        params: params.to_vec(),
+        optimizer: optimizer.state(),
+        losses: run.losses.clone(),
+        skipped_steps: run.skipped_steps.clone(),
+        consecutive_skips,
+        averages: averages.as_ref().map(|a| {
+            (
+                a.current.clone(),
+                a.in_current,
+                a.sums.iter().cloned().collect(),
+            )
+        }),
+    };
 
-    for step in 0..settings.steps {
+    for step in first_step..settings.steps {
         if stop.load(Ordering::Relaxed) {
             interrupted = true;
+            let saved = state(
+                step,
+                &params,
+                &optimizer,
+                &run,
+                consecutive_skips,
+                &averages,
+            );
+            (checkpoints.save)(&saved, &run.fit_at(&params, true)?);
             break;
+        }
+        if checkpoints.every > 0 && step > first_step && step.is_multiple_of(checkpoints.every) {
+            let saved = state(
+                step,
+                &params,
+                &optimizer,
+                &run,
+                consecutive_skips,
+                &averages,
+            );
+            (checkpoints.save)(&saved, &run.fit_at(&params, false)?);
         }
         let kl_weight = settings.kl_weight.weight(step);
         match elbo.evaluate(

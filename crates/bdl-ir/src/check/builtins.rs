@@ -15,6 +15,24 @@ impl Checker<'_> {
         let latent = infos.iter().any(|i| i.latent);
         let slots = self.match_args(spec.name, spec.params, args, call.span, "E0302", "E0302");
         self.record_call(call, Reference::Distribution(spec), &slots, args);
+        if spec.name == "MixtureSameFamily" {
+            self.record(
+                callee,
+                ExprInfo {
+                    ty: Ty::Builtin,
+                    latent: false,
+                },
+            );
+            let batch = self.mixture(call, &slots, args, &infos);
+            return ExprInfo {
+                ty: Ty::Distribution {
+                    spec,
+                    batch,
+                    event: Shape::scalar(),
+                },
+                latent,
+            };
+        }
         self.record(
             callee,
             ExprInfo {
@@ -152,6 +170,254 @@ impl Checker<'_> {
             ty: Ty::Distribution { spec, batch, event },
             latent,
         }
+    }
+
+    /// `MixtureSameFamily(weights, component)`: the weights are a tensor (K weights along the
+    /// last axis) or a `Categorical`, the component a distribution of a family in
+    /// [`catalogue::MIXTURE_COMPONENTS`] whose last batch axis lists the K components. Returns
+    /// the mixture's batch shape: the two batch shapes without that axis, broadcast.
+    fn mixture(
+        &mut self,
+        call: &Expr,
+        slots: &[Option<(&'static str, usize)>],
+        args: &[Arg],
+        infos: &[ExprInfo],
+    ) -> Shape {
+        let signature = "MixtureSameFamily(weights | mixture_distribution, component_distribution)";
+        let weights = slots.first().copied().flatten();
+        let component = slots.get(1).copied().flatten();
+        // The components' shape, when the component argument is a valid distribution.
+        let mut components: Option<(Shape, Span)> = None;
+        if let Some((used, index)) = component {
+            let value = &args[index].value;
+            match &infos[index].ty {
+                Ty::Distribution { spec, batch, .. } => {
+                    if !catalogue::MIXTURE_COMPONENTS.contains(&spec.name) {
+                        self.error(
+                            Diagnostic::error(
+                                "E0110",
+                                format!("`MixtureSameFamily` cannot mix `{}` distributions", spec.name),
+                            )
+                            .with_label(value.span, format!("a `{}` component", spec.name))
+                            .with_hint(format!(
+                                "the components must be of a scalar continuous family whose support does not depend on its parameters: {}",
+                                catalogue::MIXTURE_COMPONENTS.join(", ")
+                            )),
+                        );
+                    } else if let Shape::Known(dims) = batch {
+                        if dims.is_empty() {
+                            self.error(
+                                Diagnostic::error(
+                                    "E0212",
+                                    "the components of `MixtureSameFamily` must lie along the last axis of their parameters",
+                                )
+                                .with_label(value.span, format!("a single `{}` (batch shape [])", spec.name))
+                                .with_hint("give the component vector parameters, one entry per component: `Normal(mu, sigma)` with `mu` of shape [K]"),
+                            );
+                        } else {
+                            components = Some((batch.clone(), value.span));
+                        }
+                    } else {
+                        components = Some((Shape::Unknown, value.span));
+                    }
+                }
+                Ty::Unknown => {}
+                other => self.error(
+                    Diagnostic::error(
+                        "E0110",
+                        format!("parameter `{used}` of `MixtureSameFamily` must be a distribution"),
+                    )
+                    .with_label(value.span, format!("this is {}", other.describe()))
+                    .with_hint(format!("the signature is {signature}, e.g. `MixtureSameFamily(w, Normal(mu, sigma))`")),
+                ),
+            }
+        }
+        let mut weight_shape: Option<(Shape, Span)> = None;
+        if let Some((used, index)) = weights {
+            let value = &args[index].value;
+            match &infos[index].ty {
+                Ty::Distribution { spec, .. } if spec.name == "Categorical" => {}
+                ty if ty.is_tensor_like() => {
+                    if let Some(number) = constant(value) {
+                        if number < 0.0 {
+                            self.literal_weight_error(used, number, value.span);
+                        }
+                    }
+                    if let ExprKind::List(items) = &value.kind {
+                        for item in items {
+                            if let Some(number) = constant(item).filter(|n| *n < 0.0) {
+                                self.literal_weight_error(used, number, item.span);
+                            }
+                        }
+                    }
+                    let shape = ty.shape();
+                    if matches!(&shape, Shape::Known(dims) if dims.is_empty()) {
+                        self.error(
+                            Diagnostic::error(
+                                "E0212",
+                                "the weights of `MixtureSameFamily` must be a vector (one weight per component)",
+                            )
+                            .with_label(value.span, "a scalar")
+                            .with_hint("give K weights along the last axis, e.g. `[0.3, 0.7]` or a `simplex` site"),
+                        );
+                    } else {
+                        weight_shape = Some((shape, value.span));
+                    }
+                }
+                other => self.error(
+                    Diagnostic::error(
+                        "E0111",
+                        format!("parameter `{used}` of `MixtureSameFamily` must be a tensor of weights or a `Categorical`"),
+                    )
+                    .with_label(value.span, format!("this is {}", other.describe()))
+                    .with_hint(format!("the signature is {signature}")),
+                ),
+            }
+        }
+        let (Some((Shape::Known(w), w_span)), Some((Shape::Known(c), c_span))) =
+            (weight_shape, components)
+        else {
+            return Shape::Unknown;
+        };
+        let (w_last, c_last) = (&w[w.len() - 1], &c[c.len() - 1]);
+        let differ = match (w_last, c_last) {
+            (Dim::Const(a), Dim::Const(b)) => a != b,
+            (Dim::Size(a), Dim::Size(b)) => a != b,
+            (Dim::Const(_), Dim::Size(_)) | (Dim::Size(_), Dim::Const(_)) => false,
+            _ => false,
+        };
+        if differ {
+            self.error(
+                Diagnostic::error(
+                    "E0212",
+                    format!("`MixtureSameFamily` has {w_last} weights but {c_last} components"),
+                )
+                .with_label(w_span, format!("{w_last} weights (last axis)"))
+                .with_secondary(c_span, format!("{c_last} components (last batch axis)"))
+                .with_hint("the weights' last axis and the component's last batch axis both count the components"),
+            );
+            return Shape::Unknown;
+        }
+        let _ = call;
+        match broadcast(
+            &Shape::Known(w[..w.len() - 1].to_vec()),
+            &Shape::Known(c[..c.len() - 1].to_vec()),
+        ) {
+            Ok(joined) => joined,
+            Err(_) => {
+                self.error(
+                    Diagnostic::error(
+                        "E0202",
+                        "the weights and the components of `MixtureSameFamily` do not broadcast together",
+                    )
+                    .with_label(w_span, format!("weights of shape {}", Shape::Known(w.clone())))
+                    .with_secondary(c_span, format!("components of batch shape {}", Shape::Known(c.clone())))
+                    .with_hint("apart from the last axis, the shapes broadcast like arithmetic"),
+                );
+                Shape::Unknown
+            }
+        }
+    }
+
+    /// The shape of `log_mix(weights, lp1, …)`, with E0213 when the number of weights (the last
+    /// axis of `weights`, or two for a scalar θ) is known to differ from the number of
+    /// log-densities (or, for a single tensor of log-densities, from its last axis).
+    fn log_mix_shape(
+        &mut self,
+        call: &Expr,
+        weights: Option<(&Expr, &ExprInfo)>,
+        densities: &[(&Expr, Shape)],
+    ) -> Shape {
+        let Some((weights_expr, weights_info)) = weights else {
+            return Shape::Unknown;
+        };
+        let weight_shape = weights_info.ty.shape();
+        let count_error = |checker: &mut Self, weights: String, components: String| {
+            checker.error(
+                Diagnostic::error(
+                    "E0213",
+                    format!("`log_mix` has {weights} but {components}"),
+                )
+                .with_label(weights_expr.span, weights)
+                .with_secondary(call.span, components)
+                .with_hint("give one weight per log-density: `log_mix(theta, lp1, lp2)` with a scalar theta, `log_mix(w, lp1, …, lpK)` with K weights, or `log_mix(w, lps)` with the K log-densities along the last axis of `lps`"),
+            );
+        };
+        let mut shape = Shape::scalar();
+        match (&weight_shape, densities) {
+            (Shape::Known(w), [(_, lps)]) => {
+                if let (Some(Dim::Const(k)), Shape::Known(l)) = (w.last(), lps) {
+                    if let Some(Dim::Const(m)) = l.last() {
+                        if k != m {
+                            count_error(
+                                self,
+                                format!("{k} weights"),
+                                format!("{m} log-densities along the last axis"),
+                            );
+                            return Shape::Unknown;
+                        }
+                    } else if l.is_empty() {
+                        count_error(self, format!("{k} weights"), "one log-density".to_string());
+                        return Shape::Unknown;
+                    }
+                }
+                if w.is_empty() {
+                    count_error(
+                        self,
+                        "a scalar weight".to_string(),
+                        "one log-density".to_string(),
+                    );
+                    return Shape::Unknown;
+                }
+                shape = Shape::Known(w[..w.len() - 1].to_vec());
+                if let Shape::Known(l) = lps {
+                    let rest = Shape::Known(l[..l.len().saturating_sub(1)].to_vec());
+                    shape = broadcast(&shape, &rest).unwrap_or(Shape::Unknown);
+                } else {
+                    shape = Shape::Unknown;
+                }
+                return shape;
+            }
+            (Shape::Known(w), _) if w.is_empty() => {
+                if densities.len() != 2 {
+                    count_error(
+                        self,
+                        "a scalar weight θ (two components: θ and 1 − θ)".to_string(),
+                        format!("{} log-densities", densities.len()),
+                    );
+                    return Shape::Unknown;
+                }
+            }
+            (Shape::Known(w), _) => {
+                if let Some(Dim::Const(k)) = w.last() {
+                    if *k as usize != densities.len() {
+                        count_error(
+                            self,
+                            format!("{k} weights"),
+                            format!("{} log-densities", densities.len()),
+                        );
+                        return Shape::Unknown;
+                    }
+                }
+                shape = Shape::Known(w[..w.len() - 1].to_vec());
+            }
+            (Shape::Unknown, _) => shape = Shape::Unknown,
+        }
+        for (_, lp) in densities {
+            shape = broadcast(&shape, lp).unwrap_or(Shape::Unknown);
+        }
+        shape
+    }
+
+    fn literal_weight_error(&mut self, used: &str, number: f64, span: Span) {
+        self.error(
+            Diagnostic::error(
+                "E0302",
+                format!("parameter `{used}` of `MixtureSameFamily` must be non-negative"),
+            )
+            .with_label(span, format!("{used} = {number}"))
+            .with_hint("mixing weights are non-negative (they are normalised to sum to one)"),
+        );
     }
 
     pub(super) fn builtin(
@@ -310,6 +576,12 @@ impl Checker<'_> {
             ShapeRule::Eye => {
                 let n = arg(0).map_or(Dim::Unknown, |(value, _)| self.dim_value(value));
                 Ty::real(Shape::Known(vec![n.clone(), n]))
+            }
+            ShapeRule::LogMix => {
+                let densities: Vec<(&Expr, Shape)> = (1..spec.params.len())
+                    .filter_map(|slot| arg(slot).map(|(value, info)| (value, info.ty.shape())))
+                    .collect();
+                Ty::real(self.log_mix_shape(call, arg(0), &densities))
             }
         };
         ExprInfo { ty, latent }

@@ -68,6 +68,8 @@ pub struct OutputOptions {
     pub format: FormatChoice,
     /// Write every element's draws, also of sites summarised by site.
     pub all_draws: bool,
+    /// Continue the fit from the state saved in the output folder (`--resume`).
+    pub resume: bool,
 }
 
 /// The decided plan of one run's outputs.
@@ -253,6 +255,7 @@ mod tests {
         let forced = OutputOptions {
             format: FormatChoice::Parquet,
             all_draws: false,
+            resume: false,
         };
         assert_eq!(
             RunPlan::new(&small, 1000, forced).format,
@@ -268,6 +271,7 @@ mod tests {
         let all = OutputOptions {
             format: FormatChoice::Csv,
             all_draws: true,
+            resume: false,
         };
         let plan = RunPlan::new(&large, 1000, all);
         assert_eq!(plan.format, DrawsFormat::Csv);

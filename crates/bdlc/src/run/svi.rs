@@ -1,10 +1,13 @@
 //! `svi`, `map` and `laplace`: fit a guide by stochastic optimisation, then draw from it.
 //!
-//! Writes `draws.csv` (or `draws.parquet`), `loss.csv` (the loss per step) and `params.json` (the
-//! fitted guide, the params and the layout of the unconstrained vector, which `predict` and the
-//! REPL rebuild). A model too large to hold its draws in memory ([`large::RunPlan`]) has them
+//! Writes `draws.csv` (or `draws.parquet`), `loss.csv` (the loss per step, streamed as the fit
+//! goes) and `params.json` (the fitted guide, the params and the layout of the unconstrained
+//! vector, which `predict` and the REPL rebuild). A first-order fit saves its state
+//! ([`crate::checkpoint`]) and the guide so far every 1,000 steps and on Ctrl-C, and `--resume`
+//! continues from that state. A model too large to hold its draws in memory ([`large::RunPlan`]) has them
 //! drawn in chunks, summarised on the fly and streamed to the file.
 
+use crate::checkpoint::{self, LossTrace};
 use crate::method::{InitChoice, MethodName, SviMethod};
 use crate::output::{write_file, Column};
 use crate::progress;
@@ -18,9 +21,10 @@ use crate::warm_start::WarmStart;
 use bdl_infer::diagnostics::streaming::StreamingSummary;
 use bdl_infer::diagnostics::{ColumnSummary, Summary};
 use bdl_infer::rng::stream_rng;
-use bdl_infer::vi::{self, GuideKind, SviError, SviFit};
+use bdl_infer::vi::{self, GuideKind, SviCheckpoint, SviError, SviFit};
 use bdl_runtime::model::Model;
 use serde_json::{json, Map, Value};
+use std::cell::RefCell;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
@@ -222,7 +226,50 @@ pub fn run(
     } else {
         let bar = progress::optimisation_bar(settings.steps, show_progress);
         let mut running = 0.0;
+        // `--resume`: the state the stopped run saved, and its loss trace up to there.
+        let resumed = match (out, output.resume) {
+            (Some(out), true) => Some(checkpoint::read(out, name)?),
+            _ => None,
+        };
+        if let Some(state) = &resumed {
+            facts.insert("resumed_at_step".into(), json!(state.next_step));
+        }
+        // The loss trace streams to `loss.csv` as the fit goes.
+        let trace = match out {
+            Some(out) => Some(RefCell::new(LossTrace::create(
+                out,
+                resumed.as_ref().map_or(&[][..], |state| &state.losses),
+            )?)),
+            None => None,
+        };
+        let saving_failed: RefCell<Option<Failure>> = RefCell::new(None);
+        // Saves the fit's state and the guide so far (`params.json`, in the model's
+        // coordinates), after flushing the loss trace, so that a resumed run finds the trace
+        // at least as long as the state.
+        let save = |state: &SviCheckpoint, original: Result<SviFit, Failure>| {
+            let Some(out) = out else {
+                return;
+            };
+            if let Some(trace) = &trace {
+                trace.borrow_mut().flush();
+            }
+            let saved = original.and_then(|fit_original| {
+                let params = params_json(model, &fit_original, name);
+                let path = out.join("params.json");
+                let temporary = path.with_extension("json.partial");
+                write_file(&temporary, &format!("{params:#}\n"))?;
+                std::fs::rename(&temporary, &path)
+                    .map_err(|error| crate::output::io_failure(&path, &error))?;
+                checkpoint::write(out, name, state)
+            });
+            if let Err(failure) = saved {
+                saving_failed.borrow_mut().get_or_insert(failure);
+            }
+        };
         let on_step = |step: usize, loss: f64| {
+            if let Some(trace) = &trace {
+                trace.borrow_mut().push(step, loss);
+            }
             running = if step == 0 {
                 loss
             } else {
@@ -247,14 +294,36 @@ pub fn run(
                         ..fit.clone()
                     })
                 };
-                match vi::svi::fit(make, &settings, stop, on_step) {
+                let checkpoints = vi::Checkpoints {
+                    resume: resumed.as_ref(),
+                    every: checkpoint::CHECKPOINT_EVERY,
+                    save: |state: &SviCheckpoint, fit: &SviFit| {
+                        save(state, to_original(fit));
+                    },
+                };
+                match vi::svi::fit_resumable(make, &settings, stop, on_step, checkpoints) {
                     Ok(fit) => Ok(to_original(&fit)?),
                     Err(error) => Err((error.partial().map(&to_original).transpose()?, error)),
                 }
             }
-            None => vi::svi::fit(|_| model.evaluator(), &settings, stop, on_step)
-                .map_err(|error| (error.partial().cloned(), error)),
+            None => {
+                let checkpoints = vi::Checkpoints {
+                    resume: resumed.as_ref(),
+                    every: checkpoint::CHECKPOINT_EVERY,
+                    save: |state: &SviCheckpoint, fit: &SviFit| {
+                        save(state, Ok(fit.clone()));
+                    },
+                };
+                vi::svi::fit_resumable(|_| model.evaluator(), &settings, stop, on_step, checkpoints)
+                    .map_err(|error| (error.partial().cloned(), error))
+            }
         };
+        if let Some(trace) = trace {
+            trace.into_inner().finish()?;
+        }
+        if let Some(failure) = saving_failed.into_inner() {
+            return Err(failure);
+        }
         bar.finish_and_clear();
         let (fit, failure) = match fit_result {
             Ok(fit) => (fit, None),
@@ -432,6 +501,10 @@ pub fn run(
         write_file(&out.join("loss.csv"), &loss_csv)?;
         let params = params_json(model, &fit, name);
         write_file(&out.join("params.json"), &format!("{params:#}\n"))?;
+        // A finished fit needs no resuming; a stopped one keeps its saved state.
+        if !fit.interrupted && failure.is_none() {
+            let _ = std::fs::remove_file(out.join(checkpoint::CHECKPOINT_FILE));
+        }
     }
     if let Some(failure) = failure {
         return Err(failure);
