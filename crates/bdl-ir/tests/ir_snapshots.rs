@@ -29,6 +29,10 @@ const MODELS: &[(&str, &str)] = &[
         include_str!("../../../models/gaussian_hmm.bdl"),
     ),
     (
+        "gaussian_mixture",
+        include_str!("../../../models/gaussian_mixture.bdl"),
+    ),
+    (
         "iris_bayes_by_backprop",
         include_str!("../../../models/iris_bayes_by_backprop.bdl"),
     ),

@@ -61,6 +61,34 @@ pub struct PointwiseLogLik {
     pub log_lik: Vec<f64>,
 }
 
+/// The most values a discrete observed site may take for [`Model::pointwise_predictive`] to
+/// give the probability of each.
+pub const MAX_CLASSES: usize = 256;
+
+/// The log-probability of each value of a discrete site's support, element by element.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClassLogProbs {
+    /// The values of the support, increasing (0 and 1 for Bernoulli; 0, …, K − 1 for a
+    /// Categorical over K classes).
+    pub values: Vec<f64>,
+    /// log p(yⱼ = v | θ) for each kept element j (the rows) and each value v (the columns).
+    pub log_probs: Vec<Vec<f64>>,
+}
+
+/// One `observe` site's predictive quantities at one draw ([`Model::pointwise_predictive`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PointwisePredictive {
+    /// The pointwise log-likelihood of the observed values.
+    pub log_lik: PointwiseLogLik,
+    /// The likelihood's mean of each kept element; `None` when the family has no mean or its
+    /// events are not scalars.
+    pub mean: Option<Vec<f64>>,
+    /// The observed value of each kept element; `None` when its events are not scalars.
+    pub targets: Option<Vec<f64>>,
+    /// The probabilities of each value, for a discrete site asked for them.
+    pub classes: Option<ClassLogProbs>,
+}
+
 /// A program with its data, ready for inference.
 #[derive(Debug)]
 pub struct Model {
@@ -505,6 +533,24 @@ impl Model {
         &self,
         values: &HashMap<String, Tensor>,
     ) -> Result<Vec<PointwiseLogLik>, RuntimeError> {
+        Ok(self
+            .pointwise_predictive(values, false)?
+            .into_iter()
+            .map(|site| site.log_lik)
+            .collect())
+    }
+
+    /// What the posterior-predictive metrics need of one posterior draw, for every `observe`
+    /// site with data: its pointwise log-likelihood (as [`Model::pointwise_log_likelihood`]),
+    /// the likelihood's mean of each kept element when the family has one and its events are
+    /// scalars, and with `classes`, for a discrete site with at most [`MAX_CLASSES`] values
+    /// (Bernoulli, Categorical, Binomial, …), log p(yⱼ = v | θ) of each kept element and
+    /// each value v of the support.
+    pub fn pointwise_predictive(
+        &self,
+        values: &HashMap<String, Tensor>,
+        classes: bool,
+    ) -> Result<Vec<PointwisePredictive>, RuntimeError> {
         let mut tape = Tape::new();
         let trace = Rc::new(RefCell::new(Trace::default()));
         // Every free site is substituted; the stream only serves a site the draw lacks.
@@ -558,11 +604,76 @@ impl Model {
                     log_lik.push(*value);
                 }
             }
-            sites.push(PointwiseLogLik {
-                name: site.name.clone(),
-                shape,
-                elements,
-                log_lik,
+            let kept = |data: &[f64]| -> Vec<f64> { elements.iter().map(|&e| data[e]).collect() };
+            // The mean lines up with the elements only when each element is one number.
+            let scalar_events = dist.event_shape().is_empty();
+            let mean = if scalar_events {
+                dist.mean(&tape)
+                    .filter(|mean| mean.shape() == shape.as_slice())
+                    .map(|mean| kept(mean.data()))
+            } else {
+                None
+            };
+            let observed_value = tape.value(site.value.var);
+            let targets = (scalar_events && observed_value.shape() == shape.as_slice())
+                .then(|| kept(observed_value.data()));
+            let support_values = match (classes, dist.support(&tape)) {
+                (true, Constraint::Boolean) => Some(vec![0.0, 1.0]),
+                (true, Constraint::IntegerInterval { low, high })
+                    if low.is_finite()
+                        && high.is_finite()
+                        && high >= low
+                        && high - low < MAX_CLASSES as f64 =>
+                {
+                    Some(
+                        (0..=(high - low) as usize)
+                            .map(|v| low + v as f64)
+                            .collect(),
+                    )
+                }
+                _ => None,
+            };
+            let class_log_probs = match support_values {
+                Some(support) => {
+                    let value_shape = tape.value(site.value.var).shape().to_vec();
+                    let mut per_element = vec![Vec::with_capacity(support.len()); elements.len()];
+                    for &class in &support {
+                        let constant = tape.constant(Tensor::full(&value_shape, class));
+                        let log_prob = dist.log_prob(&mut tape, constant).map_err(|error| {
+                            RuntimeError::model(
+                                "E0530",
+                                format!("site `{}`: {error}", site.name),
+                                span,
+                            )
+                        })?;
+                        let data = tape.value(log_prob).data();
+                        if data.len() != shape.iter().product::<usize>() {
+                            break;
+                        }
+                        for (row, &element) in per_element.iter_mut().zip(&elements) {
+                            row.push(data[element]);
+                        }
+                    }
+                    per_element
+                        .iter()
+                        .all(|row| row.len() == support.len())
+                        .then_some(ClassLogProbs {
+                            values: support,
+                            log_probs: per_element,
+                        })
+                }
+                None => None,
+            };
+            sites.push(PointwisePredictive {
+                log_lik: PointwiseLogLik {
+                    name: site.name.clone(),
+                    shape,
+                    elements,
+                    log_lik,
+                },
+                mean,
+                targets,
+                classes: class_log_probs,
             });
         }
         Ok(sites)

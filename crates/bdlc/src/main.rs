@@ -26,6 +26,7 @@ mod parquet;
 mod plot;
 mod plot_cmd;
 mod predict;
+mod predict_metrics;
 mod progress;
 mod repl;
 mod run;

@@ -53,6 +53,18 @@ pub struct PredictArgs {
     /// the draws) or `auto` (a hardware GPU when there is one).
     #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
     pub device: DeviceChoice,
+    /// Score the predictions against the observed values in the data: accuracy, NLL, Brier
+    /// score, calibration error and AUROC for classifiers; RMSE, NLL, CRPS and interval coverage
+    /// for regressions. Prints a table and writes `metrics.json`.
+    #[arg(long)]
+    pub metrics: bool,
+    /// Where `--metrics` writes its JSON (default: `metrics.json` beside `--out`); implies
+    /// `--metrics`.
+    #[arg(long = "metrics-out", value_name = "FILE")]
+    pub metrics_out: Option<PathBuf>,
+    /// The number of equal-width bins of the expected calibration error (with `--metrics`).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub bins: Option<u16>,
 }
 
 /// A table of draws read back from a run's CSV files.
@@ -378,6 +390,14 @@ fn first_header(path: &Path) -> Result<Option<Vec<String>>, Failure> {
 
 /// Runs `bdlc predict`.
 pub fn run(args: &PredictArgs, session: &mut Session) -> Result<(), Failure> {
+    let metrics_wanted = args.metrics || args.metrics_out.is_some();
+    if args.bins.is_some() && !metrics_wanted {
+        return Err(Failure::usage(
+            "E0966",
+            "`--bins` sets the bins of the calibration error of `--metrics`, which is not asked for",
+            Some("add `--metrics`, or leave `--bins` out".to_string()),
+        ));
+    }
     let model = session.load(
         &args.model,
         &args.data,
@@ -434,6 +454,8 @@ pub fn run(args: &PredictArgs, session: &mut Session) -> Result<(), Failure> {
     }
     let n_used = args.draws.clamp(1, n_rows);
     let picked: Vec<usize> = (0..n_used).map(|k| k * n_rows / n_used).collect();
+    // The metrics run the model again on the same posterior draws, in the same order.
+    let metric_rows = picked.clone();
     // The summary and the draws hold every `observe` site and then every `deterministic` site
     // (the noise-free f(x) of a regression, say), each computed from the same posterior draw.
     let observed: Vec<&SiteInfo> = model
@@ -534,6 +556,76 @@ pub fn run(args: &PredictArgs, session: &mut Session) -> Result<(), Failure> {
             n_used,
             started.elapsed().as_secs_f64()
         );
+    }
+    if metrics_wanted {
+        let values_of = |row: usize| -> Result<HashMap<String, Tensor>, Failure> {
+            match &guide {
+                Some(guide) => {
+                    let mut evaluator = model.output_evaluator();
+                    substitution(&located, &guide.row(row, &mut evaluator, &free)?)
+                }
+                None => substitution(&located, &table.rows[row]),
+            }
+        };
+        write_metrics(args, &model, &metric_rows, &values_of, &draws)?;
+    }
+    Ok(())
+}
+
+/// Scores the predictions (`--metrics`), writes the JSON and prints the table.
+fn write_metrics(
+    args: &PredictArgs,
+    model: &bdl_runtime::model::Model,
+    rows: &[usize],
+    values_of: &(dyn Fn(usize) -> Result<HashMap<String, Tensor>, Failure> + Sync),
+    draws: &[Vec<(String, Tensor)>],
+) -> Result<(), Failure> {
+    let bins = args
+        .bins
+        .map_or(crate::predict_metrics::DEFAULT_BINS, usize::from);
+    let (scored, notes) = crate::predict_metrics::score(model, rows, values_of, draws, bins)?;
+    let path = args.metrics_out.clone().unwrap_or_else(|| {
+        args.out.parent().map_or_else(
+            || PathBuf::from("metrics.json"),
+            |dir| dir.join("metrics.json"),
+        )
+    });
+    let data: Vec<String> = args.data.iter().map(|p| p.display().to_string()).collect();
+    let json = serde_json::json!({
+        "model": args.model.display().to_string(),
+        "posterior": args.posterior.display().to_string(),
+        "data": data,
+        "posterior_draws": rows.len(),
+        "seed": args.seed,
+        "sites": crate::predict_metrics::to_json(&scored, bins),
+        "notes": notes,
+    });
+    write_file(&path, &format!("{json:#}\n"))?;
+    let observations: usize = scored
+        .iter()
+        .map(|site| match &site.scores {
+            crate::predict_metrics::SiteScores::Classification { metrics, .. } => {
+                metrics.observations
+            }
+            crate::predict_metrics::SiteScores::Regression(metrics) => metrics.observations,
+        })
+        .sum();
+    let source = if data.is_empty() {
+        "the model's own data".to_string()
+    } else {
+        data.join(", ")
+    };
+    #[allow(clippy::print_stdout, clippy::print_stderr)]
+    {
+        println!(
+            "predictive metrics on {observations} observations of {source} ({} posterior draws)",
+            rows.len()
+        );
+        print!("{}", crate::predict_metrics::table(&scored, bins));
+        for note in &notes {
+            eprintln!("note: {note}");
+        }
+        eprintln!("wrote {}", path.display());
     }
     Ok(())
 }

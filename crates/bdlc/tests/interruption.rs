@@ -295,6 +295,10 @@ fn a_sigint_during_warm_up_keeps_nothing_and_says_so() {
     assert_eq!(output.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("E0985"), "{stderr}");
     assert!(chain_files(&out).is_empty(), "a chain file without draws");
+    assert!(
+        !out.join("draws.csv").exists(),
+        "a draws file without draws"
+    );
     assert_eq!(record(&out)["complete"], false);
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -606,6 +606,7 @@ mod tests {
             Family::Delta,
             Family::Flat,
             Family::FlatPositive,
+            Family::MixtureSameFamily,
         ];
         assert_eq!(variants.len(), FAMILIES.len());
         for family in variants {

@@ -24,6 +24,7 @@
 
 mod autocovariance;
 pub mod loo;
+pub mod metrics;
 pub mod psis;
 pub mod streaming;
 mod summary;

@@ -267,6 +267,8 @@ pub fn finish_rows(
     if outcome.interrupted {
         draws.retain(|chain| !chain.is_empty());
     }
+    // A run stopped before its first draw writes no draws file (`run_method` reports it, E0985).
+    let out = out.filter(|_| !draws.is_empty());
     if let Some(out) = out {
         let all: Vec<f64> = draws.iter().flatten().copied().collect();
         write_draws(out, &outcome.comments, &columns, &all)?;

@@ -169,7 +169,12 @@ impl<'m> ChainFiles<'m> {
             // rows is one that CmdStan readers refuse).
             if let (Some(out), true) = (&self.out, n_draws > 0) {
                 let (path, mut comments) = self.chain_file(out, chain);
-                if n_draws < self.planned {
+                // The draws the chain made: more than it keeps when it was cut to the common
+                // length of an interrupted run.
+                let made = file.rows.len() / self.header.len().max(1);
+                if made > n_draws {
+                    comments.push(cut_comment(made, n_draws, self.planned));
+                } else if n_draws < self.planned {
                     comments.push(interrupted_comment(n_draws, self.planned));
                 }
                 let columns = crate::output::columns_of(&self.sites);
@@ -807,6 +812,25 @@ mod tests {
         let failed = sink.result::<(), _>(Err(bdl_infer::mcmc::McmcError::NoParameters));
         assert!(failed.is_err());
         assert!(!chain_file(1).exists());
+
+        // A chain cut to the common length of an interrupted run says how many it made.
+        let sink = ChainFiles::new(&model, Some(&dir), vec!["test".into()], 1, 5, 7);
+        sink.header(0, dim).expect("the header is kept");
+        for row in 0..4 {
+            sink.draw(0, row, &position, &stats)
+                .expect("the draw is written");
+        }
+        sink.finish(0, true).expect("the file is flushed");
+        let flat = position.repeat(3);
+        let rows = sink.into_rows(&[&flat], dim).expect("the rows");
+        assert_eq!(rows.len(), 1);
+        let cut = std::fs::read_to_string(chain_file(1)).expect("chain 1's file");
+        assert!(
+            cut.contains(&format!("# {}\n", cut_comment(4, 3, 5))),
+            "{cut}"
+        );
+        assert_eq!(cut.lines().filter(|l| !l.starts_with('#')).count(), 1 + 3);
+        std::fs::remove_file(chain_file(1)).expect("chain 1's file is removed");
 
         // A chain stopped before its first draw (in warm-up) leaves no file at all, for both
         // sinks: a header without rows is a file that CmdStan readers refuse.
