@@ -60,7 +60,7 @@ mod ops;
 mod special;
 mod tape;
 mod tensor;
-mod vmath;
+use bdl_vmath as vmath;
 
 pub use tape::{Tape, Var};
 pub use tensor::{element_count, Shape, Tensor, TensorError};

@@ -105,7 +105,12 @@ impl Particle {
                         "the log joint was not finite (log-likelihood {}, log-prior {})",
                         joint.likelihood, joint.prior
                     )))
-                } else if let Some(i) = self.position_gradient.iter().position(|g| !g.is_finite()) {
+                } else if !bdl_vmath::all_finite(&self.position_gradient) {
+                    let i = self
+                        .position_gradient
+                        .iter()
+                        .position(|g| !g.is_finite())
+                        .unwrap_or_default();
                     Err(LogDensityError::recoverable(format!(
                         "the gradient of the log joint was not finite in coordinate {i}"
                     )))
@@ -287,21 +292,28 @@ impl<M: ElboModel> Elbo<M> {
                 .for_each(run);
         }
 
-        // Sum in particle order, so the result does not depend on the thread schedule.
-        gradient.iter_mut().for_each(|g| *g = 0.0);
+        // Sum in particle order, so the result does not depend on the thread schedule. One
+        // particle's gradient is the estimate itself: a copy, not a sum and a division.
         let mut total = 0.0;
         for particle in &self.particles {
             match &particle.outcome {
                 Ok(value) => total += value,
                 Err(error) => return Err(error.clone()),
             }
-            for (g, particle_g) in gradient.iter_mut().zip(&particle.gradient) {
-                *g += particle_g;
-            }
         }
-        let n_particles = self.particles.len() as f64;
-        total /= n_particles;
-        gradient.iter_mut().for_each(|g| *g /= n_particles);
+        if let [particle] = &self.particles[..] {
+            gradient.copy_from_slice(&particle.gradient);
+        } else {
+            gradient.copy_from_slice(&self.particles[0].gradient);
+            for particle in &self.particles[1..] {
+                for (g, particle_g) in gradient.iter_mut().zip(&particle.gradient) {
+                    *g += particle_g;
+                }
+            }
+            let n_particles = self.particles.len() as f64;
+            total /= n_particles;
+            gradient.iter_mut().for_each(|g| *g /= n_particles);
+        }
 
         let guide_gradient = &mut gradient[..n_guide];
         let entropy =

@@ -319,7 +319,21 @@ impl GuideFamily {
 
     /// Writes the natural values of `params` (softplus applied to the raw scale entries) and, at
     /// those entries, the slopes sigmoid(raw) that [`GuideFamily::chain_softplus`] needs.
+    ///
+    /// The diagonal guide's scales are one vectorisable pass over slices (with the branch-free
+    /// `exp` and `log1p` of `bdl_vmath`); the other structures visit their softplus entries one
+    /// by one.
     pub(crate) fn natural_from(&self, params: &[f64], natural: &mut [f64], slopes: &mut [f64]) {
+        if self.structure == Structure::Diagonal {
+            let d = self.latent_dim;
+            natural[..d].copy_from_slice(&params[..d]);
+            bdl_vmath::softplus_with_slopes(
+                &params[d..2 * d],
+                &mut natural[d..2 * d],
+                &mut slopes[d..2 * d],
+            );
+            return;
+        }
         natural.copy_from_slice(params);
         self.for_each_softplus_index(|k| {
             let (value, slope) = softplus_with_slope(params[k]);
@@ -360,6 +374,13 @@ impl GuideFamily {
                 gradient[diagonal] = scale_gradient;
             }
         }
+        if self.structure == Structure::Diagonal {
+            let d = self.latent_dim;
+            for (g, slope) in gradient[d..2 * d].iter_mut().zip(&slopes[d..2 * d]) {
+                *g *= slope;
+            }
+            return;
+        }
         self.for_each_softplus_index(|k| gradient[k] *= slopes[k]);
     }
 
@@ -371,8 +392,8 @@ impl GuideFamily {
             Structure::Delta => z.copy_from_slice(loc),
             Structure::Diagonal => {
                 let scale = &natural[d..2 * d];
-                for i in 0..d {
-                    z[i] = loc[i] + scale[i] * noise[i];
+                for (((z, &m), &s), &e) in z[..d].iter_mut().zip(loc).zip(scale).zip(&noise[..d]) {
+                    *z = m + s * e;
                 }
             }
             Structure::Iaf { shape } => {
@@ -450,8 +471,8 @@ impl GuideFamily {
                 return log_determinant;
             }
             Structure::Diagonal => {
-                for i in 0..d {
-                    gradient[d + i] = grad_z[i] * noise[i];
+                for ((g, &gz), &e) in gradient[d..2 * d].iter_mut().zip(grad_z).zip(&noise[..d]) {
+                    *g = gz * e;
                 }
             }
             Structure::MultivariateNormal => {
@@ -516,13 +537,12 @@ impl GuideFamily {
             // The flow's entropy H(N(0, I)) + Σ log σᵢ + E[log det ∂T/∂ε]: the last term is
             // estimated per draw by `backpropagate`.
             Structure::Diagonal | Structure::Iaf { .. } => {
-                let mut entropy = constant;
-                for i in 0..d {
-                    let scale = natural[d + i];
-                    entropy += scale.ln();
-                    gradient[d + i] += weight / scale;
-                }
-                entropy
+                constant
+                    + bdl_vmath::sum_ln_adding_inverses(
+                        &natural[d..2 * d],
+                        weight,
+                        &mut gradient[d..2 * d],
+                    )
             }
             Structure::MultivariateNormal => {
                 let mut entropy = constant;

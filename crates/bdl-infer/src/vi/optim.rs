@@ -325,6 +325,23 @@ impl Optimizer {
     /// Applies one update at `step` to `params`, given the loss gradient `gradient` (which is
     /// clipped in place when the settings ask for it). Both slices have the optimiser's length.
     pub fn step(&mut self, step: usize, params: &mut [f64], gradient: &mut [f64]) {
+        self.step_and_check(step, params, gradient);
+    }
+
+    /// [`Optimizer::step`], returning whether every updated parameter is finite (checked in the
+    /// update's own pass, not in a second one over the parameters).
+    ///
+    /// Adam's update is written with multiplications by per-step constants, so that the loop
+    /// has one square root and one division per coordinate and vectorises:
+    /// lr · m̂ / (√v̂ + ε) = (lr / c₁) · m / (√v · (1 / √c₂) + ε), c₁ = 1 − β₁ᵗ, c₂ = 1 − β₂ᵗ.
+    pub fn step_and_check(
+        &mut self,
+        step: usize,
+        params: &mut [f64],
+        gradient: &mut [f64],
+    ) -> bool {
+        const EXPONENT: u64 = 0x7ff0_0000_0000_0000;
+        let mut non_finite = 0u64;
         debug_assert_eq!(params.len(), self.first_moment.len());
         debug_assert_eq!(gradient.len(), self.first_moment.len());
         if let Some(max_norm) = self.settings.max_gradient_norm {
@@ -336,19 +353,22 @@ impl Optimizer {
             OptimizerKind::Adam(adam) => {
                 let correction1 = 1.0 - adam.beta1.powf(t);
                 let correction2 = 1.0 - adam.beta2.powf(t);
-                for (((theta, &g), m), v) in params
-                    .iter_mut()
-                    .zip(gradient.iter())
-                    .zip(self.first_moment.iter_mut())
-                    .zip(self.second_moment.iter_mut())
-                {
-                    let g = g + adam.weight_decay * *theta;
-                    *m = adam.beta1 * *m + (1.0 - adam.beta1) * g;
-                    *v = adam.beta2 * *v + (1.0 - adam.beta2) * g * g;
-                    let m_hat = *m / correction1;
-                    let v_hat = *v / correction2;
-                    *theta -= learning_rate * m_hat / (v_hat.sqrt() + adam.epsilon);
-                }
+                let update = bdl_vmath::AdamUpdate {
+                    beta1: adam.beta1,
+                    beta2: adam.beta2,
+                    step_size: learning_rate / correction1,
+                    inverse_root_correction: 1.0 / correction2.sqrt(),
+                    epsilon: adam.epsilon,
+                    weight_decay: adam.weight_decay,
+                };
+                let finite = bdl_vmath::adam_update(
+                    &update,
+                    params,
+                    gradient,
+                    &mut self.first_moment,
+                    &mut self.second_moment,
+                );
+                non_finite = u64::from(!finite);
             }
             OptimizerKind::ClippedAdam(clipped) => {
                 let correction1 = 1.0 - clipped.beta1.powf(t);
@@ -365,6 +385,7 @@ impl Optimizer {
                     *m = clipped.beta1 * *m + (1.0 - clipped.beta1) * g;
                     *v = clipped.beta2 * *v + (1.0 - clipped.beta2) * g * g;
                     *theta -= step_size * *m / (v.sqrt() + clipped.epsilon);
+                    non_finite |= u64::from(theta.to_bits() & EXPONENT == EXPONENT);
                 }
             }
             OptimizerKind::Sgd(sgd) => {
@@ -390,10 +411,12 @@ impl Optimizer {
                         g
                     };
                     *theta -= learning_rate * direction;
+                    non_finite |= u64::from(theta.to_bits() & EXPONENT == EXPONENT);
                 }
             }
         }
         self.n_updates += 1;
+        non_finite == 0
     }
 }
 

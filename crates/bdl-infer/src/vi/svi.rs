@@ -466,8 +466,8 @@ where
         ) {
             Ok(loss) => {
                 previous_params.copy_from_slice(&params);
-                optimizer.step(step, &mut params, &mut gradient);
-                if let Some(i) = params.iter().position(|p| !p.is_finite()) {
+                let finite = optimizer.step_and_check(step, &mut params, &mut gradient);
+                if let Some(i) = params.iter().position(|p| !finite && !p.is_finite()) {
                     let message = format!(
                         "the optimiser moved parameter {i} to a non-finite value; lower the \
                          learning rate or clip the gradient"
