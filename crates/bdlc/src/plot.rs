@@ -919,20 +919,8 @@ pub fn loss_curve(title: &str, losses: &[f64]) -> Result<String, PlotError> {
     Ok(svg)
 }
 
-/// One bin of a reliability diagram.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ReliabilityBin {
-    /// The bin's lower edge (predicted probability).
-    pub lower: f64,
-    /// The bin's upper edge.
-    pub upper: f64,
-    /// The mean predicted probability of the predictions in the bin.
-    pub confidence: f64,
-    /// The observed frequency of the event among them.
-    pub frequency: f64,
-    /// How many predictions fall in the bin.
-    pub count: usize,
-}
+/// One bin of a reliability diagram: the binning of `bdlc predict --metrics`.
+pub type ReliabilityBin = bdl_infer::diagnostics::metrics::CalibrationBin;
 
 /// What a reliability diagram shows.
 #[derive(Clone, Debug, Default)]
@@ -953,40 +941,15 @@ pub struct Reliability {
 
 impl Reliability {
     /// Bins `predictions` (a predicted probability and whether the event happened) into `bins`
-    /// equal-width bins over [0, 1]; empty bins are left out.
+    /// equal-width bins over [0, 1], as `bdlc predict --metrics` does; empty bins are left out.
     pub fn from_predictions(predictions: &[(f64, bool)], bins: usize) -> Reliability {
-        let bins = bins.max(1);
-        let mut sums = vec![(0.0, 0.0, 0usize); bins];
-        for &(probability, happened) in predictions {
-            if !probability.is_finite() {
-                continue;
-            }
-            let bin = ((probability.clamp(0.0, 1.0) * bins as f64) as usize).min(bins - 1);
-            sums[bin].0 += probability;
-            sums[bin].1 += if happened { 1.0 } else { 0.0 };
-            sums[bin].2 += 1;
-        }
-        let total: usize = sums.iter().map(|s| s.2).sum();
-        let mut reliability = Reliability {
-            n_bins: bins,
+        let calibration = bdl_infer::diagnostics::metrics::calibration(predictions, bins);
+        Reliability {
+            bins: calibration.bins,
+            calibration_error: calibration.expected_calibration_error,
+            n_bins: calibration.n_bins,
             ..Reliability::default()
-        };
-        for (bin, &(confidence, hits, count)) in sums.iter().enumerate() {
-            if count == 0 {
-                continue;
-            }
-            let entry = ReliabilityBin {
-                lower: bin as f64 / bins as f64,
-                upper: (bin + 1) as f64 / bins as f64,
-                confidence: confidence / count as f64,
-                frequency: hits / count as f64,
-                count,
-            };
-            reliability.calibration_error +=
-                count as f64 / total as f64 * (entry.frequency - entry.confidence).abs();
-            reliability.bins.push(entry);
         }
-        reliability
     }
 }
 

@@ -4,54 +4,16 @@
 //! for it (E0956).
 #![allow(clippy::disallowed_methods)] // Tests read and write files.
 
-use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod infer_support;
 
-fn repository() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use infer_support::{
+    bdlc, infer_summary as infer, read_json, repository, summary_column as column,
+};
+use std::path::PathBuf;
 
+/// A fresh folder for one run of this file's tests.
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("flow-guide")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn bdlc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bdlc"))
-        .args(args)
-        .current_dir(repository())
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("bdlc runs")
-}
-
-fn infer(model: &str, out: &Path, extra: &[&str]) -> Value {
-    let out_text = out.to_string_lossy().into_owned();
-    let mut args = vec!["infer", model, "--out", &out_text, "--force", "--quiet"];
-    args.extend_from_slice(extra);
-    let output = bdlc(&args);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
-    read_json(&out.join("summary.json"))
-}
-
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).expect("the file was written");
-    serde_json::from_str(&text).expect("valid JSON")
-}
-
-fn column_mean(summary: &Value, name: &str) -> f64 {
-    summary["summary"]
-        .as_array()
-        .expect("summary rows")
-        .iter()
-        .find(|row| row["name"] == name)
-        .and_then(|row| row["mean"].as_f64())
-        .unwrap_or_else(|| panic!("no column {name}"))
+    infer_support::scratch("flow-guide", name)
 }
 
 #[test]
@@ -72,7 +34,7 @@ fn the_flow_guide_fits_heights_and_starts_other_runs() {
             expected["mean"].as_f64().unwrap(),
             expected["sd"].as_f64().unwrap(),
         );
-        let fitted = column_mean(&summary, name);
+        let fitted = column(&summary, name, "mean");
         assert!(
             (fitted - mean).abs() < 0.5 * sd,
             "{name}: {fitted} vs {mean} ± {sd}"

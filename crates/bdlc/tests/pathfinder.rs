@@ -5,55 +5,17 @@
 //! warm-up where the uniform start does not; and the errors of models it cannot run on.
 #![allow(clippy::disallowed_methods)] // Tests read and write files.
 
+mod infer_support;
+
+use infer_support::{
+    bdlc, infer_summary as infer, read_json, repository, summary_column as column,
+};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
 
-fn repository() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
+/// A fresh folder for one run of this file's tests.
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("pathfinder")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn bdlc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bdlc"))
-        .args(args)
-        .current_dir(repository())
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("bdlc runs")
-}
-
-/// Runs `bdlc infer` and returns `summary.json` of `out`, failing with stderr if it failed.
-fn infer(model: &str, out: &Path, extra: &[&str]) -> Value {
-    let out_text = out.to_string_lossy().into_owned();
-    let mut args = vec!["infer", model, "--out", &out_text, "--force", "--quiet"];
-    args.extend_from_slice(extra);
-    let output = bdlc(&args);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
-    read_json(&out.join("summary.json"))
-}
-
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).expect("the file was written");
-    serde_json::from_str(&text).expect("valid JSON")
-}
-
-fn column(summary: &Value, name: &str, field: &str) -> f64 {
-    summary["summary"]
-        .as_array()
-        .expect("summary rows")
-        .iter()
-        .find(|row| row["name"] == name)
-        .and_then(|row| row[field].as_f64())
-        .unwrap_or_else(|| panic!("no {field} of column {name}"))
+    infer_support::scratch("pathfinder", name)
 }
 
 fn largest_r_hat(summary: &Value) -> f64 {

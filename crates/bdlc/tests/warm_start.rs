@@ -4,55 +4,16 @@
 //! with its own code.
 #![allow(clippy::disallowed_methods)] // Tests read and write files.
 
-use serde_json::Value;
+mod infer_support;
+
+use infer_support::{
+    bdlc, infer_summary as infer, read_json, repository, summary_column as column,
+};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn repository() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
+/// A fresh folder for one run of this file's tests.
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("warm-start")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn bdlc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bdlc"))
-        .args(args)
-        .current_dir(repository())
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("bdlc runs")
-}
-
-/// Runs `bdlc infer` and returns `summary.json` of `out`, failing with stderr if it failed.
-fn infer(model: &str, out: &Path, extra: &[&str]) -> Value {
-    let out_text = out.to_string_lossy().into_owned();
-    let mut args = vec!["infer", model, "--out", &out_text, "--force", "--quiet"];
-    args.extend_from_slice(extra);
-    let output = bdlc(&args);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
-    read_json(&out.join("summary.json"))
-}
-
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).expect("the file was written");
-    serde_json::from_str(&text).expect("valid JSON")
-}
-
-fn column_mean(summary: &Value, name: &str) -> f64 {
-    summary["summary"]
-        .as_array()
-        .expect("summary rows")
-        .iter()
-        .find(|row| row["name"] == name)
-        .and_then(|row| row["mean"].as_f64())
-        .unwrap_or_else(|| panic!("no column {name}"))
+    infer_support::scratch("warm-start", name)
 }
 
 /// The first step from which the mean loss over 50-step blocks stays within `tolerance` of
@@ -110,7 +71,7 @@ fn a_map_point_starts_svi_at_the_answer_in_fewer_steps() {
     for name in ["alpha", "beta", "sigma"] {
         let mean = reference["columns"][name]["mean"].as_f64().expect("mean");
         let sd = reference["columns"][name]["sd"].as_f64().expect("sd");
-        let found = column_mean(&warm, name);
+        let found = column(&warm, name, "mean");
         assert!(
             (found - mean).abs() < 0.5 * sd,
             "{name}: {found} against the NUTS mean {mean} (sd {sd})"
@@ -216,7 +177,7 @@ fn params_take_their_values_from_the_file() {
     let model_text = model.to_string_lossy().into_owned();
     let svi = dir.join("svi");
     let fitted = infer(&model_text, &svi, &["--method", "svi", "--particles", "8"]);
-    let learned = column_mean(&fitted, "s");
+    let learned = column(&fitted, "s", "mean");
     assert!((learned - 1.0).abs() > 0.2, "s stayed at {learned}");
     let nuts = infer(
         &model_text,
@@ -232,7 +193,7 @@ fn params_take_their_values_from_the_file() {
             "50",
         ],
     );
-    let used = column_mean(&nuts, "s");
+    let used = column(&nuts, "s", "mean");
     assert!(
         (used - learned).abs() < 1e-9,
         "NUTS ran with s = {used}, the file has {learned}"
@@ -242,7 +203,7 @@ fn params_take_their_values_from_the_file() {
         &dir.join("nuts-plain"),
         &["--method", "nuts", "--samples", "50", "--warmup", "50"],
     );
-    assert!((column_mean(&plain, "s") - 1.0).abs() < 1e-9);
+    assert!((column(&plain, "s", "mean") - 1.0).abs() < 1e-9);
 }
 
 /// Runs a command expected to fail and returns its stderr.

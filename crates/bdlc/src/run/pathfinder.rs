@@ -170,21 +170,7 @@ pub fn run(
             format!("seed = {}", settings.seed),
         ];
         write_draws(out, &comments, &columns, &draws)?;
-        let layout: Vec<Value> = model
-            .layout
-            .entries
-            .iter()
-            .map(|entry| {
-                json!({
-                    "site": entry.name,
-                    "kind": entry.kind.as_str(),
-                    "offset": entry.offset,
-                    "unconstrained_shape": entry.unconstrained_shape,
-                    "shape": entry.constrained_shape,
-                    "constraint": entry.constraint.to_string(),
-                })
-            })
-            .collect();
+        let layout = super::svi::layout_json(model);
         let params_json = json!({
             "method": "pathfinder",
             "guide": guide,

@@ -627,10 +627,10 @@ fn undefined_summary() -> ColumnSummary {
     }
 }
 
-/// `params.json`: the guide (which `predict` and the REPL can rebuild), the model's params
-/// (constrained), and the layout of the unconstrained vector.
-fn params_json(model: &Model, fit: &SviFit, method: &str) -> Value {
-    let layout: Vec<Value> = model
+/// The layout of the model's unconstrained vector, one entry per site, as `params.json` records
+/// it.
+pub(crate) fn layout_json(model: &Model) -> Vec<Value> {
+    model
         .layout
         .entries
         .iter()
@@ -644,7 +644,13 @@ fn params_json(model: &Model, fit: &SviFit, method: &str) -> Value {
                 "constraint": entry.constraint.to_string(),
             })
         })
-        .collect();
+        .collect()
+}
+
+/// `params.json`: the guide (which `predict` and the REPL can rebuild), the model's params
+/// (constrained), and the layout of the unconstrained vector.
+fn params_json(model: &Model, fit: &SviFit, method: &str) -> Value {
+    let layout = layout_json(model);
     json!({
         "method": method,
         "guide": fit.guide.params(),

@@ -1,12 +1,17 @@
 //! What the statistical end-to-end tests share: running the built `bdlc` binary on a model,
 //! reading the CmdStan-layout CSV files it writes back into per-chain columns, and the Monte Carlo
-//! summaries (mean, sd and their standard errors, R-hat) the tests compare with reference values.
+//! summaries (mean, sd and their standard errors, R-hat) the tests compare with reference values;
+//! `summary.json` read back as JSON; and the comparison of a NUTS run with NumPyro's long reference
+//! run of the same model on the same data.
 #![allow(clippy::disallowed_methods)] // Tests read the files the binary writes.
 #![allow(dead_code)] // Each test binary uses part of these helpers.
 
 use bdl_infer::diagnostics::{ess_bulk, mcse_mean, mcse_sd, rhat};
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 /// The repository's root.
 pub fn repository() -> PathBuf {
@@ -175,4 +180,136 @@ pub fn divergences(chains: &[DrawTable]) -> usize {
         .flatten()
         .filter(|&&flag| flag != 0.0)
         .count()
+}
+
+/// Runs the built `bdlc` with `args` in the repository's root, colours off.
+pub fn bdlc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bdlc"))
+        .args(args)
+        .current_dir(repository())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("bdlc runs")
+}
+
+/// Runs `bdlc infer MODEL --out OUT --force --quiet EXTRA...` and returns its `summary.json`,
+/// failing with stderr if the run failed.
+pub fn infer_summary(model: &str, out: &Path, extra: &[&str]) -> Value {
+    let out_text = out.to_string_lossy().into_owned();
+    let mut args = vec!["infer", model, "--out", &out_text, "--force", "--quiet"];
+    args.extend_from_slice(extra);
+    let output = bdlc(&args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+    read_json(&out.join("summary.json"))
+}
+
+/// A JSON file the binary wrote.
+pub fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).expect("the file was written");
+    serde_json::from_str(&text).expect("valid JSON")
+}
+
+/// One `field` (`mean`, `sd`, `r_hat`…) of the row `name` of a `summary.json`.
+pub fn summary_column(summary: &Value, name: &str, field: &str) -> f64 {
+    summary["summary"]
+        .as_array()
+        .expect("summary rows")
+        .iter()
+        .find(|row| row["name"] == name)
+        .and_then(|row| row[field].as_f64())
+        .unwrap_or_else(|| panic!("no {field} of column {name}"))
+}
+
+/// The |z| a difference between bdl's and NumPyro's estimates may reach.
+const Z_LIMIT: f64 = 4.0;
+/// The R-hat below which chains count as converged.
+const R_HAT_LIMIT: f64 = 1.01;
+
+#[derive(Debug, Deserialize)]
+struct References {
+    models: Vec<ModelReference>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ModelReference {
+    name: String,
+    /// Estimates per quantity, named as bdl's CSV columns.
+    quantities: BTreeMap<String, Reference>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Reference {
+    mean: f64,
+    sd: f64,
+    mcse_mean: f64,
+    mcse_sd: f64,
+}
+
+/// Runs NUTS on `models/NAME.bdl` and checks it against NumPyro's reference for NAME in
+/// `tests/infer/REFERENCE_FILE`: every mean and sd within 4 √(MCSE_bdl² + MCSE_NumPyro²), with
+/// bdl's MCSEs from its own run's ESS, every R-hat below 1.01 and no divergent transition. It
+/// prints the comparison and panics with every disagreement.
+pub fn assert_nuts_agrees_with_numpyro(reference_file: &str, name: &str, seed: u64) {
+    let path = repository().join("tests/infer").join(reference_file);
+    let text = std::fs::read_to_string(&path).expect("the NumPyro reference file is readable");
+    let references: References = serde_json::from_str(&text).expect("the reference file parses");
+    let reference = references
+        .models
+        .into_iter()
+        .find(|model| model.name == name)
+        .unwrap_or_else(|| panic!("no NumPyro reference for {name} in {reference_file}"));
+    let out = scratch("numpyro-references", name);
+    let args: Vec<String> = ["--method", "nuts", "--seed", &seed.to_string()]
+        .iter()
+        .map(|arg| arg.to_string())
+        .collect();
+    infer(
+        &repository().join(format!("models/{name}.bdl")),
+        &args,
+        &out,
+    );
+    let chains = read_chains(&out);
+    let mut table = format!(
+        "{name:<12} {:>10} {:>10} {:>7}   {:>9} {:>9} {:>7}  {:>6} {:>7}\n",
+        "mean bdl", "NumPyro", "z", "sd bdl", "NumPyro", "z", "ess", "r_hat"
+    );
+    let mut failures = Vec::new();
+    for (quantity, theirs) in &reference.quantities {
+        let ours = ChainEstimate::new(&chain_column(&chains, quantity));
+        let z_mean = (ours.mean - theirs.mean) / ours.mcse_mean.hypot(theirs.mcse_mean);
+        let z_sd = (ours.sd - theirs.sd) / ours.mcse_sd.hypot(theirs.mcse_sd);
+        table.push_str(&format!(
+            "{quantity:<12} {:>10.4} {:>10.4} {:>7.2}   {:>9.4} {:>9.4} {:>7.2}  {:>6.0} {:>7.4}\n",
+            ours.mean, theirs.mean, z_mean, ours.sd, theirs.sd, z_sd, ours.ess_bulk, ours.r_hat
+        ));
+        if z_mean.abs() >= Z_LIMIT {
+            failures.push(format!(
+                "{quantity}: mean {} vs NumPyro {} (z = {z_mean:.2})",
+                ours.mean, theirs.mean
+            ));
+        }
+        if z_sd.abs() >= Z_LIMIT {
+            failures.push(format!(
+                "{quantity}: sd {} vs NumPyro {} (z = {z_sd:.2})",
+                ours.sd, theirs.sd
+            ));
+        }
+        if ours.r_hat >= R_HAT_LIMIT {
+            failures.push(format!("{quantity}: R-hat {}", ours.r_hat));
+        }
+    }
+    let divergent = divergences(&chains);
+    if divergent > 0 {
+        failures.push(format!("{divergent} divergent transitions"));
+    }
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!("{table}");
+    }
+    assert!(
+        failures.is_empty(),
+        "{name} disagrees with NumPyro:\n{}",
+        failures.join("\n")
+    );
 }
