@@ -13,15 +13,13 @@
 //! The rows are computed in blocks of [`BLOCK`] draws (each block's draws in parallel) and
 //! written as each block finishes, so memory holds one block, not the matrix.
 
-use crate::output::{columns_of, require_complete_run, Column, DrawsWriter};
+use crate::output::{columns_of, require_complete_run, substitution, Column, DrawsWriter};
 use crate::run::RunResult;
 use crate::session::{describe_io_error, Failure};
-use bdl_autodiff::Tensor;
 use bdl_runtime::handlers::SiteKind;
 use bdl_runtime::model::{Model, PointwiseLogLik, SiteInfo};
 use rayon::prelude::*;
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Draws per block of computed rows.
@@ -79,21 +77,6 @@ pub fn locate_free_sites<'m>(
         }
     }
     Ok(located)
-}
-
-/// The constrained values of the free sites in one row of draws.
-fn substitution(
-    sites: &[(&SiteInfo, Vec<usize>)],
-    row: &[f64],
-) -> Result<HashMap<String, Tensor>, Failure> {
-    let mut values = HashMap::new();
-    for (site, columns) in sites {
-        let data: Vec<f64> = columns.iter().map(|&c| row[c]).collect();
-        let tensor = Tensor::from_shape(&site.shape, data)
-            .map_err(|e| Failure::run("E0913", format!("site `{}`: {e}", site.name)))?;
-        values.insert(site.name.clone(), tensor);
-    }
-    Ok(values)
 }
 
 /// The header of the log-likelihood files: `y.1`, `y.2`, … for the kept elements.

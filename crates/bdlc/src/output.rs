@@ -12,6 +12,7 @@ use bdl_autodiff::Tensor;
 use bdl_infer::diagnostics::{ColumnSummary, Summary, Warning, ESS_LIMIT, R_HAT_LIMIT};
 use bdl_runtime::model::SiteInfo;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -864,6 +865,22 @@ fn short(value: f64) -> String {
             .trim_end_matches('.')
             .to_string()
     }
+}
+
+/// The constrained values of the free sites in one row of draws, by site name: the substitution
+/// that replays the model at that draw (`sites` pairs each site with its columns in the row).
+pub fn substitution(
+    sites: &[(&SiteInfo, Vec<usize>)],
+    row: &[f64],
+) -> Result<HashMap<String, Tensor>, Failure> {
+    let mut values = HashMap::new();
+    for (site, columns) in sites {
+        let data: Vec<f64> = columns.iter().map(|&c| row[c]).collect();
+        let tensor = Tensor::from_shape(&site.shape, data)
+            .map_err(|e| Failure::run("E0913", format!("site `{}`: {e}", site.name)))?;
+        values.insert(site.name.clone(), tensor);
+    }
+    Ok(values)
 }
 
 #[cfg(test)]

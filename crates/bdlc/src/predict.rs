@@ -12,7 +12,7 @@
 //! on the new inputs from the same posterior draws.
 
 use crate::device::{self, DeviceChoice};
-use crate::output::{format_number, write_file};
+use crate::output::{format_number, substitution, write_file};
 use crate::session::{describe_io_error, Failure, Session};
 use bdl_autodiff::Tensor;
 use bdl_infer::diagnostics::quantile;
@@ -214,21 +214,6 @@ fn csv_names(site: &SiteInfo) -> Vec<String> {
         .iter()
         .map(crate::output::Column::csv_name)
         .collect()
-}
-
-/// The values of the latent and param sites in one row of the table.
-fn substitution(
-    sites: &[(&SiteInfo, Vec<usize>)],
-    row: &[f64],
-) -> Result<HashMap<String, Tensor>, Failure> {
-    let mut values = HashMap::new();
-    for (site, columns) in sites {
-        let data: Vec<f64> = columns.iter().map(|&c| row[c]).collect();
-        let tensor = Tensor::from_shape(&site.shape, data)
-            .map_err(|e| Failure::run("E0913", format!("site `{}`: {e}", site.name)))?;
-        values.insert(site.name.clone(), tensor);
-    }
-    Ok(values)
 }
 
 /// Posterior draws made again from a run's fitted guide (`params.json`): draw `k` comes from
