@@ -54,6 +54,10 @@ const MODELS: &[(&str, &str)] = &[
         "shallow_gibbs",
         include_str!("../../../models/shallow_gibbs.bdl"),
     ),
+    (
+        "shallow_wishart",
+        include_str!("../../../models/shallow_wishart.bdl"),
+    ),
     ("sine_bnn", include_str!("../../../models/sine_bnn.bdl")),
     (
         "sine_ensemble",

@@ -10,7 +10,18 @@
 //! - Gamma (positive scalar sites, u = log θ): f(u) = a u − b eᵘ + c, so f′(u) = a − b eᵘ; the
 //!   conditional of θ is Gamma(a, rate b). Inverse-gamma: f′(u) = −a + b e⁻ᵘ.
 //! - Beta (unit-interval scalar sites, u = logit p): f′(u) = a (1 − p) − b p; p ~ Beta(a, b).
-//! - Dirichlet (simplex sites): the constrained log density is Σ (aₖ − 1) log pₖ + c.
+//! - Dirichlet (simplex sites with a `Dirichlet` prior): the constrained log density is
+//!   Σ (αₖ − 1) log pₖ + c, so p ~ Dirichlet(α) (Dirichlet–Categorical and Dirichlet–Multinomial
+//!   blocks).
+//! - Wishart (positive-definite matrix sites with a `Wishart` prior, a precision Λ of d × d): the
+//!   constrained log density is ½ (ν − d − 1) log |Λ| − ½ tr(B Λ) + c, so Λ ~ Wishart(ν, B⁻¹)
+//!   (Normal–Wishart blocks: a precision matrix of normal or multivariate-normal draws). Draws use
+//!   Bartlett's decomposition.
+//!
+//! The two matrix and simplex forms are linear in features of the constrained value (log |Λ| and
+//! the entries of Λ; log pₖ), so their parameters come from a least-squares fit of the constrained
+//! log density (the unconstrained one minus the bijector's log-Jacobian) at a few points of the
+//! block, with extra points that must fit exactly.
 //!
 //! The parameters come from a few evaluations, and the form is then verified at other points
 //! (other values of the block and of the rest of the model). Verification is exact arithmetic up
@@ -21,10 +32,11 @@
 use crate::error::RuntimeError;
 use crate::layout::SiteLayout;
 use crate::model::{Evaluator, Model};
+use bdl_autodiff::{Tape, Tensor};
 use bdl_diagnostics::Span;
-use bdl_dist::Constraint;
+use bdl_dist::{Bijector, Constraint};
 use bdl_infer::density::LogDensityError;
-use bdl_infer::gibbs::{GibbsBlock, GibbsModel, MultivariateNormal};
+use bdl_infer::gibbs::{GibbsBlock, GibbsModel, MultivariateNormal, Wishart};
 use bdl_infer::rng::{stream_rng, Rng};
 use nalgebra::{DMatrix, DVector};
 use rand::Rng as _;
@@ -38,34 +50,48 @@ const FORM_TOLERANCE: f64 = 1e-6;
 /// How many random configurations verify a form.
 const VERIFICATIONS: usize = 3;
 
-/// The blocks asked for: groups of site names, or one block per latent site.
+/// The blocks asked for: groups of site names, or one block per latent site. A group written
+/// `rw: a, b` is drawn by random-walk Metropolis even when its conditional is conjugate (to
+/// compare an exact block with the random walk it replaces).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct GibbsBlocks {
     groups: Option<Vec<Vec<String>>>,
+    random_walk: Vec<bool>,
 }
 
 impl GibbsBlocks {
-    /// Parses `"beta, beta0; gamma, gamma0; sigma"`; `None` gives one block per site.
+    /// Parses `"beta, beta0; gamma, gamma0; rw: sigma"`; `None` gives one block per site.
     pub fn parse(text: Option<&str>) -> Result<GibbsBlocks, String> {
         let Some(text) = text else {
             return Ok(GibbsBlocks::default());
         };
-        let groups: Vec<Vec<String>> = text
-            .split(';')
-            .map(|group| {
-                group
-                    .split(',')
-                    .map(|name| name.trim().to_string())
-                    .filter(|n| !n.is_empty())
-                    .collect()
-            })
-            .filter(|group: &Vec<String>| !group.is_empty())
-            .collect();
+        let mut groups = Vec::new();
+        let mut random_walk = Vec::new();
+        for group in text.split(';') {
+            let (forced, names) = match group.trim().strip_prefix("rw:") {
+                Some(rest) => (true, rest),
+                None => (false, group),
+            };
+            let names: Vec<String> = names
+                .split(',')
+                .map(|name| name.trim().to_string())
+                .filter(|n| !n.is_empty())
+                .collect();
+            if names.is_empty() {
+                if forced {
+                    return Err("`rw:` in `--blocks` names no sites: write `rw: site, site`".into());
+                }
+                continue;
+            }
+            groups.push(names);
+            random_walk.push(forced);
+        }
         if groups.is_empty() {
             return Err("`--blocks` names no sites: write sites joined by commas, blocks separated by semicolons".into());
         }
         Ok(GibbsBlocks {
             groups: Some(groups),
+            random_walk,
         })
     }
 }
@@ -81,6 +107,10 @@ pub enum Conditional {
     InverseGamma,
     /// Exactly: p = σ(u) ~ Beta(a, b).
     Beta,
+    /// Exactly: a simplex p ~ Dirichlet(α).
+    Dirichlet,
+    /// Exactly: a positive-definite matrix Λ ~ Wishart(ν, V), by Bartlett's decomposition.
+    Wishart,
     /// By adaptive random-walk Metropolis, with a Gaussian block integrated out when given.
     Metropolis {
         /// The Gaussian block marginalised in the acceptance ratio.
@@ -97,6 +127,8 @@ pub struct PlanBlock {
     pub range: Range<usize>,
     /// How it is drawn.
     pub conditional: Conditional,
+    /// Whether the random walk was asked for (`rw:`) although the block may be conjugate.
+    pub random_walk: bool,
 }
 
 /// The blocks of a Gibbs sampler and how each is drawn.
@@ -127,15 +159,21 @@ impl GibbsPlan {
                     Conditional::Gamma => "exact gamma".to_string(),
                     Conditional::InverseGamma => "exact inverse gamma".to_string(),
                     Conditional::Beta => "exact beta".to_string(),
-                    Conditional::Metropolis { marginalise: None } => {
-                        "random-walk Metropolis".to_string()
+                    Conditional::Dirichlet => "exact Dirichlet".to_string(),
+                    Conditional::Wishart => "exact Wishart".to_string(),
+                    Conditional::Metropolis { marginalise } => {
+                        let mut how = "random-walk Metropolis".to_string();
+                        if let Some(other) = marginalise {
+                            how.push_str(&format!(
+                                " with {} integrated out",
+                                self.blocks[*other].sites.join(", ")
+                            ));
+                        }
+                        if block.random_walk {
+                            how.push_str(" (asked for by `rw:`)");
+                        }
+                        how
                     }
-                    Conditional::Metropolis {
-                        marginalise: Some(other),
-                    } => format!(
-                        "random-walk Metropolis with {} integrated out",
-                        self.blocks[*other].sites.join(", ")
-                    ),
                 };
                 format!("{}: {how}", block.sites.join(", "))
             })
@@ -235,6 +273,12 @@ fn expected_form(entry: &SiteLayout, family: Option<&str>) -> Option<Conditional
             Some(Conditional::InverseGamma)
         }
         (Constraint::UnitInterval, Some("Beta")) if entry.len() == 1 => Some(Conditional::Beta),
+        (Constraint::Simplex, Some("Dirichlet")) if entry.constrained_shape.len() == 1 => {
+            Some(Conditional::Dirichlet)
+        }
+        (Constraint::PositiveDefinite, Some("Wishart")) if entry.constrained_shape.len() == 2 => {
+            Some(Conditional::Wishart)
+        }
         _ => None,
     }
 }
@@ -420,6 +464,238 @@ fn fit_scalar(
     Ok(scalar_parameters(form, u, derivative).map(|(a, b)| ((a, b), a > 0.0 && b > 0.0)))
 }
 
+/// A constrained site of a matrix or simplex block: its bijector and shapes, to map the block's
+/// unconstrained coordinates to the value its family is a density of.
+struct ConstrainedBlock {
+    bijector: Bijector,
+    unconstrained_shape: Vec<usize>,
+    constrained_shape: Vec<usize>,
+}
+
+impl ConstrainedBlock {
+    fn new(entry: &SiteLayout) -> Result<ConstrainedBlock, RuntimeError> {
+        let bijector = Bijector::for_constraint(&entry.constraint)
+            .map_err(|e| RuntimeError::model("E0511", e.to_string(), entry.span))?;
+        Ok(ConstrainedBlock {
+            bijector,
+            unconstrained_shape: entry.unconstrained_shape.clone(),
+            constrained_shape: entry.constrained_shape.clone(),
+        })
+    }
+
+    /// The constrained value of the unconstrained `block` and the log-Jacobian of the map.
+    fn forward(&self, block: &[f64]) -> Option<(Vec<f64>, f64)> {
+        let mut tape = Tape::new();
+        let input = tape.constant_from(&self.unconstrained_shape, block).ok()?;
+        let (value, log_jacobian) = self.bijector.forward(&mut tape, input).ok()?;
+        let log_jacobian = tape.value(log_jacobian).data().iter().sum();
+        Some((tape.value(value).data().to_vec(), log_jacobian))
+    }
+
+    /// The unconstrained coordinates of the constrained `value`.
+    fn inverse(&self, value: Vec<f64>) -> Option<Vec<f64>> {
+        let tensor = Tensor::from_shape(&self.constrained_shape, value).ok()?;
+        let unconstrained = self.bijector.inverse(&tensor).ok()?;
+        let data = unconstrained.data().to_vec();
+        data.iter().all(|v| v.is_finite()).then_some(data)
+    }
+
+    /// The side d of a d × d matrix site, or the length K of a simplex.
+    fn side(&self) -> usize {
+        self.constrained_shape[0]
+    }
+}
+
+/// The features whose linear combination is a family's log density (without its constant):
+/// log |Λ| and the upper-triangle entries of Λ for Wishart, log pₖ for Dirichlet.
+fn family_features(form: &Conditional, value: &[f64], side: usize) -> Option<Vec<f64>> {
+    match form {
+        Conditional::Wishart => {
+            let matrix = DMatrix::from_row_slice(side, side, value);
+            let cholesky = matrix.clone().cholesky()?;
+            let log_det: f64 = cholesky.l().diagonal().iter().map(|v| 2.0 * v.ln()).sum();
+            let mut features = vec![log_det];
+            for i in 0..side {
+                for j in i..side {
+                    features.push(matrix[(i, j)]);
+                }
+            }
+            Some(features)
+        }
+        Conditional::Dirichlet => value.iter().map(|&p| (p > 0.0).then(|| p.ln())).collect(),
+        _ => None,
+    }
+}
+
+/// A matrix or simplex family's parameters, fitted from its features' coefficients.
+#[derive(Clone, Debug, PartialEq)]
+enum FamilyParameters {
+    /// Dirichlet(α).
+    Dirichlet(Vec<f64>),
+    /// Wishart(ν, V).
+    Wishart(f64, DMatrix<f64>),
+}
+
+impl FamilyParameters {
+    /// The parameters the coefficients of [`family_features`] give, or `None` when they are not
+    /// a proper distribution (α ≤ 0; ν ≤ d − 1 or B not positive definite).
+    fn from_coefficients(form: &Conditional, coefficients: &[f64], side: usize) -> Option<Self> {
+        match form {
+            Conditional::Wishart => {
+                // ½ (ν − d − 1) log |Λ| − ½ Σᵢ Bᵢᵢ Λᵢᵢ − Σᵢ<ⱼ Bᵢⱼ Λᵢⱼ.
+                let df = 2.0 * coefficients[0] + side as f64 + 1.0;
+                let mut rate = DMatrix::zeros(side, side);
+                let mut next = 1;
+                for i in 0..side {
+                    for j in i..side {
+                        let value = if i == j {
+                            -2.0 * coefficients[next]
+                        } else {
+                            -coefficients[next]
+                        };
+                        rate[(i, j)] = value;
+                        rate[(j, i)] = value;
+                        next += 1;
+                    }
+                }
+                if df.is_nan() || df <= side as f64 - 1.0 {
+                    return None;
+                }
+                let scale = rate.cholesky()?.inverse();
+                Some(FamilyParameters::Wishart(
+                    df,
+                    (&scale + scale.transpose()) * 0.5,
+                ))
+            }
+            Conditional::Dirichlet => {
+                let alpha: Vec<f64> = coefficients.iter().map(|c| c + 1.0).collect();
+                alpha
+                    .iter()
+                    .all(|a| a.is_finite() && *a > 0.0)
+                    .then_some(FamilyParameters::Dirichlet(alpha))
+            }
+            _ => None,
+        }
+    }
+
+    /// One constrained draw (row-major for a matrix).
+    fn sample(&self, rng: &mut Rng) -> Option<Vec<f64>> {
+        match self {
+            FamilyParameters::Wishart(df, scale) => {
+                let wishart = Wishart::new(*df, scale.clone()).ok()?;
+                let draw = wishart.sample(rng);
+                let side = draw.nrows();
+                let symmetric = (&draw + draw.transpose()) * 0.5;
+                Some(
+                    (0..side * side)
+                        .map(|k| symmetric[(k / side, k % side)])
+                        .collect(),
+                )
+            }
+            FamilyParameters::Dirichlet(alpha) => {
+                let draws: Vec<f64> = alpha
+                    .iter()
+                    .map(|&a| {
+                        rand_distr::Gamma::new(a, 1.0)
+                            .map(|gamma| gamma.sample(rng))
+                            .unwrap_or(f64::NAN)
+                    })
+                    .collect();
+                let total: f64 = draws.iter().sum();
+                (total > 0.0 && total.is_finite())
+                    .then(|| draws.iter().map(|g| (g / total).max(1e-300)).collect())
+            }
+        }
+    }
+}
+
+/// How many extra points a family fit must also reproduce.
+const FAMILY_CHECK_POINTS: usize = 3;
+
+/// Fits a matrix or simplex family to the block's constrained log density at the other
+/// coordinates of `latent`: least squares over points of the block near its current value, with
+/// [`FAMILY_CHECK_POINTS`] more points than unknowns that must fit to rounding. `Ok(None)` when
+/// the density is not of the form there, `Ok(Some((parameters, proper)))` otherwise.
+fn fit_family(
+    probe: &mut Probe,
+    latent: &[f64],
+    range: &Range<usize>,
+    block: &ConstrainedBlock,
+    form: &Conditional,
+    design: &mut Rng,
+) -> Result<Option<Option<FamilyParameters>>, RuntimeError> {
+    let side = block.side();
+    let current = &latent[range.clone()];
+    let Some((value, _)) = block.forward(current) else {
+        return Ok(None);
+    };
+    let Some(features) = family_features(form, &value, side) else {
+        return Ok(None);
+    };
+    let unknowns = features.len() + 1;
+    let points = unknowns + FAMILY_CHECK_POINTS;
+    let mut rows = Vec::with_capacity(points * unknowns);
+    let mut targets = Vec::with_capacity(points);
+    let mut point = latent.to_vec();
+    for _ in 0..points {
+        for index in range.clone() {
+            point[index] = latent[index] + design.random_range(-0.5..0.5);
+        }
+        let Some((value, log_jacobian)) = block.forward(&point[range.clone()]) else {
+            return Ok(None);
+        };
+        let Some(features) = family_features(form, &value, side) else {
+            return Ok(None);
+        };
+        let (log_density, _) = probe.evaluate(&point)?;
+        if !log_density.is_finite() {
+            return Ok(None);
+        }
+        rows.extend(features);
+        rows.push(1.0);
+        targets.push(log_density - log_jacobian);
+    }
+    let matrix = DMatrix::from_row_slice(points, unknowns, &rows);
+    let target = DVector::from_row_slice(&targets);
+    let Ok(solution) = matrix.clone().svd(true, true).solve(&target, 1e-12) else {
+        return Ok(None);
+    };
+    let fitted = &matrix * &solution;
+    let scale = targets.iter().fold(0.0_f64, |m, v| m.max(v.abs()));
+    if (0..points).any(|k| !close(fitted[k], targets[k], scale)) {
+        return Ok(None);
+    }
+    let coefficients: Vec<f64> = solution.iter().take(unknowns - 1).copied().collect();
+    Ok(Some(FamilyParameters::from_coefficients(
+        form,
+        &coefficients,
+        side,
+    )))
+}
+
+/// Checks that a matrix or simplex block has its family's form at random configurations of the
+/// whole latent vector, and a proper one at `center`.
+fn verify_family(
+    probe: &mut Probe,
+    center: &[f64],
+    range: &Range<usize>,
+    block: &ConstrainedBlock,
+    form: &Conditional,
+    rng: &mut Rng,
+) -> Result<bool, RuntimeError> {
+    match fit_family(probe, center, range, block, form, rng)? {
+        Some(Some(_)) => {}
+        _ => return Ok(false),
+    }
+    for _ in 0..VERIFICATIONS {
+        let base = jitter(center, 0.5, rng);
+        if fit_family(probe, &base, range, block, form, rng)?.is_none() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 /// Classifies a block: the conditional its sites' priors ask for, if the model's density has it.
 fn classify(
     probe: &mut Probe,
@@ -446,23 +722,32 @@ fn classify(
         _ => {
             let names: Vec<&str> = sites.iter().map(|s| s.name.as_str()).collect();
             return Ok(Err(format!(
-                "{} has a prior without a conjugate family here (conjugate priors: Normal, Gamma or InverseGamma on a positive scalar, Beta on a probability)",
+                "{} has a prior without a conjugate family here (conjugate priors: Normal, Gamma or InverseGamma on a positive scalar, Beta on a probability, Dirichlet on a simplex, Wishart on a precision matrix)",
                 names.join(", ")
             )));
         }
     };
     let verified = match form {
         Conditional::Gaussian => verify_gaussian(probe, center, range, rng)?,
+        Conditional::Wishart | Conditional::Dirichlet => {
+            let block = ConstrainedBlock::new(sites[0])?;
+            verify_family(probe, center, range, &block, &form, rng)?
+        }
         _ => verify_scalar(probe, center, range.start, &form, rng)?,
     };
     if verified {
         return Ok(Ok(form));
     }
-    let culprit = breaking_site(probe, center, range, &form, rng);
+    let culprit = match form {
+        Conditional::Wishart | Conditional::Dirichlet => None,
+        _ => breaking_site(probe, center, range, &form, rng),
+    };
     let family = match form {
         Conditional::Gaussian => "normal",
         Conditional::Gamma => "gamma",
         Conditional::InverseGamma => "inverse gamma",
+        Conditional::Wishart => "Wishart",
+        Conditional::Dirichlet => "Dirichlet",
         _ => "beta",
     };
     let names: Vec<&str> = sites.iter().map(|s| s.name.as_str()).collect();
@@ -504,11 +789,12 @@ pub fn gibbs_plan(model: &Model, blocks: &GibbsBlocks) -> Result<GibbsPlan, Runt
             groups
         }
     };
+    let random_walk = |group: usize| blocks.random_walk.get(group).copied().unwrap_or(false);
     let mut probe = Probe::new(model);
     let mut rng = stream_rng(17, 0);
     let center = model.prior_median_position(0)[..model.layout.latent_dim()].to_vec();
     let mut plan = Vec::new();
-    for group in &groups {
+    for (group_index, group) in groups.iter().enumerate() {
         let mut members: Vec<&SiteLayout> = Vec::new();
         for name in group {
             match entries.iter().find(|e| e.name == *name) {
@@ -546,25 +832,73 @@ pub fn gibbs_plan(model: &Model, blocks: &GibbsBlocks) -> Result<GibbsPlan, Runt
             ));
         }
         let range = start..end;
-        let conditional = match classify(&mut probe, model, &members, &range, &center, &mut rng)? {
-            Ok(form) => form,
-            Err(_) => Conditional::Metropolis { marginalise: None },
+        let forced = random_walk(group_index);
+        let conditional = if forced {
+            Conditional::Metropolis { marginalise: None }
+        } else {
+            match classify(&mut probe, model, &members, &range, &center, &mut rng)? {
+                Ok(form) => form,
+                Err(_) => Conditional::Metropolis { marginalise: None },
+            }
         };
         plan.push(PlanBlock {
             sites: group.clone(),
             range,
             conditional,
+            random_walk: forced,
         });
     }
-    let gaussian = plan
+    let gaussian: Vec<usize> = plan
         .iter()
-        .position(|b| b.conditional == Conditional::Gaussian);
-    for block in &mut plan {
-        if let Conditional::Metropolis { marginalise } = &mut block.conditional {
-            *marginalise = gaussian;
+        .enumerate()
+        .filter(|(_, b)| b.conditional == Conditional::Gaussian)
+        .map(|(index, _)| index)
+        .collect();
+    for index in 0..plan.len() {
+        if !matches!(plan[index].conditional, Conditional::Metropolis { .. }) {
+            continue;
+        }
+        let chosen = marginalised_block(&mut probe, &plan, &gaussian, index, &center, &mut rng)?;
+        if let Conditional::Metropolis { marginalise } = &mut plan[index].conditional {
+            *marginalise = chosen;
         }
     }
     Ok(GibbsPlan { blocks: plan })
+}
+
+/// The Gaussian block that a Metropolis block integrates out: the first whose precision changes
+/// when the Metropolis block moves (as the output weights' precision τ ZᵀZ + C changes with the
+/// hidden weights γ), else the first Gaussian block. Integrating out any Gaussian block is valid;
+/// integrating out the one the block is entangled with is what makes the collapsed step mix.
+fn marginalised_block(
+    probe: &mut Probe,
+    plan: &[PlanBlock],
+    gaussian: &[usize],
+    metropolis: usize,
+    center: &[f64],
+    rng: &mut Rng,
+) -> Result<Option<usize>, RuntimeError> {
+    let moved = {
+        let mut point = center.to_vec();
+        for index in plan[metropolis].range.clone() {
+            point[index] += rng.random_range(-1.0..1.0);
+        }
+        point
+    };
+    for &candidate in gaussian {
+        let range = &plan[candidate].range;
+        let (_, _, before) = probe.block_hessian(center, range, 1.0)?;
+        let (_, _, after) = probe.block_hessian(&moved, range, 1.0)?;
+        let scale = before.iter().fold(0.0_f64, |m, v| m.max(v.abs()));
+        if before
+            .iter()
+            .zip(after.iter())
+            .any(|(a, b)| !close(*a, *b, scale))
+        {
+            return Ok(Some(candidate));
+        }
+    }
+    Ok(gaussian.first().copied())
 }
 
 /// A Gaussian conditional at the block's current value u: its mean, its precision P, the log
@@ -580,15 +914,34 @@ struct GaussianConditional {
 pub struct GibbsEvaluator<'m> {
     probe: Probe<'m>,
     plan: GibbsPlan,
+    /// The bijector of each Dirichlet or Wishart block (by block index).
+    constrained: Vec<Option<ConstrainedBlock>>,
+    /// The points at which Dirichlet and Wishart conditionals are fitted (fixed per evaluator, so
+    /// a chain's draws depend only on its own random stream).
+    design: Rng,
 }
 
 impl<'m> GibbsEvaluator<'m> {
     /// An evaluator of `model` following `plan`; `start` is unused but documents where chains
     /// begin (the sampler passes positions itself).
     pub fn new(model: &'m Model, plan: &GibbsPlan, _start: &[f64]) -> GibbsEvaluator<'m> {
+        let constrained = plan
+            .blocks
+            .iter()
+            .map(|block| match block.conditional {
+                Conditional::Wishart | Conditional::Dirichlet => model
+                    .layout
+                    .latents()
+                    .find(|entry| entry.offset == block.range.start)
+                    .and_then(|entry| ConstrainedBlock::new(entry).ok()),
+                _ => None,
+            })
+            .collect();
         GibbsEvaluator {
             probe: Probe::new(model),
             plan: plan.clone(),
+            constrained,
+            design: stream_rng(29, 0),
         }
     }
 
@@ -681,6 +1034,41 @@ impl GibbsModel for GibbsEvaluator<'_> {
                     ));
                 };
                 position[index] = draw_scalar(&form, a, b, rng)?;
+                Ok(())
+            }
+            form @ (Conditional::Wishart | Conditional::Dirichlet) => {
+                let Some(constrained) = &self.constrained[block] else {
+                    return Err(LogDensityError::fatal(
+                        "a Wishart or Dirichlet block has no bijector",
+                    ));
+                };
+                let fitted = fit_family(
+                    &mut self.probe,
+                    position,
+                    &range,
+                    constrained,
+                    &form,
+                    &mut self.design,
+                )
+                .map_err(|e| e.to_log_density_error())?;
+                let Some(Some(parameters)) = fitted else {
+                    return Err(LogDensityError::recoverable(format!(
+                        "the conditional of {} is not a proper {} here",
+                        self.plan.blocks[block].sites.join(", "),
+                        if form == Conditional::Wishart {
+                            "Wishart"
+                        } else {
+                            "Dirichlet"
+                        }
+                    )));
+                };
+                let draw = parameters
+                    .sample(rng)
+                    .and_then(|value| constrained.inverse(value))
+                    .ok_or_else(|| {
+                        LogDensityError::recoverable("a conjugate draw could not be mapped back")
+                    })?;
+                position[range].copy_from_slice(&draw);
                 Ok(())
             }
             Conditional::Metropolis { .. } => Err(LogDensityError::fatal(
@@ -922,7 +1310,9 @@ pub fn exact_posterior(model: &Model) -> Result<ExactPosterior, RuntimeError> {
             .iter()
             .find(|s| s.name == entry.name)
             .and_then(|s| s.family);
-        let Some(form) = expected_form(entry, family) else {
+        let Some(form) = expected_form(entry, family)
+            .filter(|form| !matches!(form, Conditional::Wishart | Conditional::Dirichlet))
+        else {
             return Err(not_conjugate(
                 format!(
                     "site `{}` has a {} prior, which has no conjugate update here",

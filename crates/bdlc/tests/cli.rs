@@ -44,8 +44,13 @@ fn bundled_models_check_cleanly() {
 }
 
 /// The bundled models whose own settings take more than a few seconds on two cores (the shallow
-/// network's 4 NUTS chains, about 25 s; its Gibbs chains, about 15 s): they run in the slow suite.
-const SLOW_MODELS: [&str; 2] = ["models/shallow_bnn.bdl", "models/shallow_gibbs.bdl"];
+/// network's 4 NUTS chains, about 25 s; its Gibbs chains, about 15 s; the Wishart-hierarchical
+/// network's Gibbs chains, about a minute): they run in the slow suite.
+const SLOW_MODELS: [&str; 3] = [
+    "models/shallow_bnn.bdl",
+    "models/shallow_gibbs.bdl",
+    "models/shallow_wishart.bdl",
+];
 
 /// Runs `bdlc infer MODEL` with the model's own `infer` block and checks that it finishes and
 /// writes its summary, with no error on stderr.
