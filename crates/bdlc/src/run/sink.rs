@@ -666,6 +666,16 @@ impl DrawSink for SamplerFiles<'_> {
     }
 }
 
+/// A key for the random stream of one draw's constrained values: the FNV-1a hash of the bits of
+/// its position. Two draws share a stream only when they are the same point, so values drawn
+/// given the draw (enumerated discrete sites) are independent from draw to draw, yet a draw's
+/// values do not depend on the order the draws were made in.
+pub(crate) fn position_key(position: &[f64]) -> u64 {
+    position.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, x| {
+        (hash ^ x.to_bits()).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -866,14 +876,4 @@ mod tests {
         assert!(!lines.last().expect("a row").starts_with('#'));
         let _ = std::fs::remove_dir_all(&dir);
     }
-}
-
-/// A key for the random stream of one draw's constrained values: the FNV-1a hash of the bits of
-/// its position. Two draws share a stream only when they are the same point, so values drawn
-/// given the draw (enumerated discrete sites) are independent from draw to draw, yet a draw's
-/// values do not depend on the order the draws were made in.
-pub(crate) fn position_key(position: &[f64]) -> u64 {
-    position.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, x| {
-        (hash ^ x.to_bits()).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
