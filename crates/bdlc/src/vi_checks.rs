@@ -283,7 +283,10 @@ pub fn spread_against_curvature(
     let Some((index, guide_sd, curvature_sd, ratio)) = narrowest else {
         return;
     };
-    let name = names.get(index).cloned().unwrap_or_else(|| index.to_string());
+    let name = names
+        .get(index)
+        .cloned()
+        .unwrap_or_else(|| index.to_string());
     facts.insert(
         "spread_check".into(),
         json!({
