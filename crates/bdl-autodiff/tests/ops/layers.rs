@@ -2,6 +2,8 @@
 //! from elementwise ops, and normalisation. Values are compared with direct loops written from
 //! PyTorch's definitions (not from im2col), gradients with the six-point stencil.
 
+#![allow(clippy::needless_range_loop)] // The references index tensors the way their formulas do.
+
 use crate::common::{assert_all_close, check_gradient, forward_value, pattern, weighted_sum};
 use bdl_autodiff::{Tape, Tensor, TensorError, ZERO_ENTRY};
 use std::sync::Arc;
@@ -58,7 +60,7 @@ fn rearrange() {
     // A reversal with a zero in the middle and one element copied twice.
     let map: Arc<[usize]> = vec![3, 2, ZERO_ENTRY, 0, 0].into();
     let input = pattern(&[4], 1.0, 0.1);
-    let (value, shape) = forward_value(&[input.clone()], |tape, v| {
+    let (value, shape) = forward_value(std::slice::from_ref(&input), |tape, v| {
         tape.rearrange(v[0], map.clone(), &[5])
     });
     let x = input.data();
@@ -223,7 +225,7 @@ fn reference_pool(
 fn max_pool() {
     for &(kernel, stride) in &[(2, 2), (3, 1)] {
         let input = pattern(&[2, 3, 6, 5], 1.0, 0.0);
-        let (value, _) = forward_value(&[input.clone()], |tape, v| {
+        let (value, _) = forward_value(std::slice::from_ref(&input), |tape, v| {
             tape.max_pool(v[0], &[kernel, kernel], stride)
         });
         let expected = reference_pool(&input, kernel, stride, |w| {
@@ -253,7 +255,9 @@ fn max_pool() {
 #[test]
 fn avg_pool() {
     let input = pattern(&[2, 3, 6, 5], 1.0, 0.0);
-    let (value, shape) = forward_value(&[input.clone()], |tape, v| tape.avg_pool(v[0], &[2, 2], 2));
+    let (value, shape) = forward_value(std::slice::from_ref(&input), |tape, v| {
+        tape.avg_pool(v[0], &[2, 2], 2)
+    });
     assert_eq!(shape, vec![2, 3, 3, 2]);
     let expected = reference_pool(&input, 2, 2, |w| w.iter().sum::<f64>() / w.len() as f64);
     for (a, e) in value.iter().zip(&expected) {
@@ -355,7 +359,7 @@ fn normalize() {
     let input = pattern(&[3, 2, 4], 2.0, 0.5);
     // Along the last axis (LayerNorm) and along the batch and spatial axes (BatchNorm).
     for axes in [vec![2], vec![0, 2]] {
-        let (value, shape) = forward_value(&[input.clone()], |tape, v| {
+        let (value, shape) = forward_value(std::slice::from_ref(&input), |tape, v| {
             tape.normalize(v[0], &axes, 1e-5)
         });
         assert_eq!(shape, vec![3, 2, 4]);
