@@ -357,11 +357,23 @@ pub fn drive<E>(
     schedule: &Schedule,
     control: Control<'_>,
     start: Instant,
+    step: impl FnMut(Iteration) -> Result<(), E>,
+) -> Result<Driven, E> {
+    drive_from(schedule, 0, control, start, step)
+}
+
+/// [`drive`] from iteration `first` on: a unit resumed from a saved state continues where it
+/// stopped, with the iterations before `first` already done.
+pub fn drive_from<E>(
+    schedule: &Schedule,
+    first: usize,
+    control: Control<'_>,
+    start: Instant,
     mut step: impl FnMut(Iteration) -> Result<(), E>,
 ) -> Result<Driven, E> {
     let mut interrupted = false;
     let mut warmup_time = None;
-    for index in 0..schedule.n_iterations() {
+    for index in first..schedule.n_iterations() {
         if control.should_stop() {
             interrupted = true;
             break;

@@ -48,7 +48,7 @@ pub fn run_method(
     let outcome = match method {
         Method::Prior { samples, seed } => prior::run(model, *samples, *seed, out),
         Method::Svi(svi) => svi::run(model, svi, out, output, show_progress, stop),
-        Method::Mcmc(mcmc) => mcmc::run(model, mcmc, out, show_progress, stop),
+        Method::Mcmc(mcmc) => mcmc::run(model, mcmc, out, output.resume, show_progress, stop),
         Method::Pathfinder(pathfinder) => pathfinder::run(model, pathfinder, out),
         Method::Exact { samples, seed } => exact::run(model, *samples, *seed, out),
         Method::Ensemble(settings) => ensemble::run(model, settings, out, show_progress, stop),

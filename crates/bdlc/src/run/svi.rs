@@ -83,6 +83,9 @@ pub fn run(
     let mut facts = Map::new();
     let mut warnings = Vec::new();
     let mut standardize: Option<(Vec<f64>, Vec<f64>)> = None;
+    // The MAP point of the warm start (`[latents, params]`), where the guide's spread is checked
+    // against the curvature after the fit.
+    let mut map_point: Option<Vec<f64>> = None;
     let warm = match &method.init {
         InitChoice::File(path) => Some(WarmStart::load(path, model)?),
         _ => None,
@@ -177,6 +180,7 @@ pub fn run(
         ) {
             Ok(Some(start)) => {
                 let latent_dim = model.layout.latent_dim();
+                map_point = Some(start.position.clone());
                 match start.scales {
                     // Optimise in standardised coordinates u, z = MAP + scales ⊙ u, from u = 0
                     // with unit guide scales.
@@ -404,6 +408,29 @@ pub fn run(
                     ));
                 }
             }
+        }
+    }
+    // A guide can be far narrower than the posterior (a diagonal guide on correlated
+    // coordinates, a flow stopped before it stretched) without a large k̂: check its marginal
+    // sds against the Laplace approximation's at the warm start's MAP point.
+    if let Some(point) = map_point.as_ref().filter(|_| {
+        failure.is_none()
+            && method.name == MethodName::Svi
+            && !matches!(fit.guide.params(), vi::GuideParams::Delta { .. })
+    }) {
+        let mut evaluator = model.evaluator();
+        match vi::laplace::approximate(&mut evaluator, point, settings.seed) {
+            Ok(laplace) => vi_checks::spread_against_curvature(
+                fit.guide.standard_deviations(),
+                laplace.standard_deviations(),
+                &model.layout.coordinate_names(),
+                &mut facts,
+                &mut warnings,
+            ),
+            Err(error) => warnings.push(format!(
+                "the guide's spread could not be checked against the curvature at the MAP \
+                 point: {error}"
+            )),
         }
     }
     // A MAP point says nothing of how far it is from the posterior mean: check it by
