@@ -36,6 +36,9 @@ const MAX_LOOP_ITERATIONS: i64 = 10_000_000;
 pub struct RunOptions {
     /// Ignore `subsample`: every plate runs over all its indices (prediction, diagnostics).
     pub full_plates: bool,
+    /// Draw dropout masks (stochastic fits and predictive draws); otherwise `Dropout` is the
+    /// identity, so the density is a deterministic function of the position.
+    pub dropout: bool,
 }
 
 /// A mini-batch drawn by a subsampled plate: the constant node holding its indices.
@@ -80,11 +83,13 @@ pub struct Interpreter<'a> {
     calls: usize,
     /// The site whose arguments are being evaluated, for messages.
     site_context: Option<String>,
-    options: RunOptions,
+    pub(crate) options: RunOptions,
     /// Set when control flow read a value that can change between evaluations.
     pub dynamic: Option<Dynamic>,
     /// The mini-batches drawn, in order.
     pub subsamples: Vec<Subsample>,
+    /// The dropout masks drawn, in order.
+    pub dropout_masks: Vec<crate::network::DropoutMask>,
     /// What calls of lifted networks on data-only inputs do: computed here (the default),
     /// recorded for another device, or substituted by outputs computed there.
     pub network_calls: crate::network::NetworkCalls,
@@ -121,6 +126,7 @@ impl<'a> Interpreter<'a> {
             options,
             dynamic: None,
             subsamples: Vec::new(),
+            dropout_masks: Vec::new(),
             network_calls: crate::network::NetworkCalls::Compute,
             enumerating: false,
         }

@@ -312,7 +312,10 @@ impl Model {
             recording: None,
             position: self.layout.initial_position(),
             gradient: vec![0.0; self.layout.dim()],
-            options: RunOptions::default(),
+            options: RunOptions {
+                dropout: true,
+                ..RunOptions::default()
+            },
             replay: self.dynamic.is_none(),
             draw_map: None,
             model_runs: 0,
@@ -324,6 +327,7 @@ impl Model {
     pub fn output_evaluator(&self) -> Evaluator<'_> {
         let mut evaluator = self.evaluator();
         evaluator.options.full_plates = true;
+        evaluator.options.dropout = false;
         evaluator
     }
 
@@ -393,6 +397,7 @@ impl Model {
     pub fn log_density(&self) -> LatentDensity<'_> {
         let mut evaluator = self.evaluator();
         evaluator.options.full_plates = true;
+        evaluator.options.dropout = false;
         LatentDensity {
             evaluator,
             full_position: self.layout.initial_position(),
@@ -452,7 +457,10 @@ impl Model {
                 &self.program,
                 &self.data,
                 &mut tape,
-                RunOptions { full_plates: true },
+                RunOptions {
+                    full_plates: true,
+                    ..RunOptions::default()
+                },
             );
             interpreter.push(TraceMessages {
                 trace: Rc::clone(&trace),
@@ -570,7 +578,10 @@ impl Model {
                 &self.program,
                 &self.data,
                 &mut tape,
-                RunOptions { full_plates },
+                RunOptions {
+                    full_plates,
+                    dropout: true,
+                },
             );
             interpreter.network_calls = network_calls;
             interpreter.push(SeedRef { rng });
@@ -636,14 +647,19 @@ impl Model {
     ) -> Result<Vec<PointwisePredictive>, RuntimeError> {
         let mut tape = Tape::new();
         let trace = Rc::new(RefCell::new(Trace::default()));
-        // Every free site is substituted; the stream only serves a site the draw lacks.
-        let mut rng = stream_rng(0, 0);
+        // Every free site is substituted; the stream only serves a site the draw lacks and
+        // the dropout masks, which are a function of the draw (a fresh mask per draw, the same
+        // for the same draw: MC dropout that reproduces).
+        let mut rng = stream_rng(draw_fingerprint(values), 0);
         {
             let mut interpreter = Interpreter::new(
                 &self.program,
                 &self.data,
                 &mut tape,
-                RunOptions { full_plates: true },
+                RunOptions {
+                    full_plates: true,
+                    dropout: true,
+                },
             );
             interpreter.push(SeedRef { rng: &mut rng });
             interpreter.push(TraceMessages {
@@ -1045,6 +1061,21 @@ impl DrawMap {
     }
 }
 
+/// A hash of a draw's values, to seed what a run of that draw draws (its dropout masks).
+fn draw_fingerprint(values: &HashMap<String, Tensor>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut names: Vec<&String> = values.keys().collect();
+    names.sort();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for name in names {
+        name.hash(&mut hasher);
+        for value in values[name].data() {
+            value.to_bits().hash(&mut hasher);
+        }
+    }
+    hasher.finish()
+}
+
 /// What one recorded evaluation keeps for replaying.
 #[derive(Debug)]
 struct Recording {
@@ -1052,6 +1083,8 @@ struct Recording {
     leaves: Vec<(usize, Var)>,
     /// The mini-batches, in the order they are drawn.
     subsamples: Vec<Subsample>,
+    /// The dropout masks, redrawn before every replay.
+    dropout_masks: Vec<crate::network::DropoutMask>,
     /// The weight of the prior part (a scalar constant node).
     prior_weight: Var,
     /// The weight of the fixed-normal prior part (a scalar constant node).
@@ -1297,6 +1330,11 @@ impl Evaluator<'_> {
                 .set_value(subsample.var, &drawn)
                 .map_err(internal)?;
         }
+        for mask in &recording.dropout_masks {
+            let count = self.tape.value(mask.var).len();
+            let drawn = crate::network::dropout_mask(rng, count, mask.p);
+            self.tape.set_value(mask.var, &drawn).map_err(internal)?;
+        }
         self.tape.replay().map_err(internal)
     }
 
@@ -1313,7 +1351,7 @@ impl Evaluator<'_> {
         self.tape.clear();
         let trace = Rc::new(RefCell::new(Trace::default()));
         let mut layout = model.layout.clone();
-        let (dynamic, subsamples) = {
+        let (dynamic, subsamples, dropout_masks) = {
             let mut interpreter =
                 Interpreter::new(&model.program, &model.data, &mut self.tape, self.options);
             interpreter.push(SeedRef { rng });
@@ -1330,7 +1368,11 @@ impl Evaluator<'_> {
                 interpreter.push(Enumerate::new(enumeration.plate_nesting));
             }
             interpreter.run_model()?;
-            (interpreter.dynamic.clone(), interpreter.subsamples.clone())
+            (
+                interpreter.dynamic.clone(),
+                interpreter.subsamples.clone(),
+                interpreter.dropout_masks.clone(),
+            )
         };
         let trace = trace.borrow();
         let normal_sites: Vec<usize> = model.normal_priors.iter().map(|p| p.offset).collect();
@@ -1436,6 +1478,7 @@ impl Evaluator<'_> {
         let recording = Recording {
             leaves,
             subsamples,
+            dropout_masks,
             prior_weight: prior_weight_var,
             normal_weight: normal_weight_var,
             likelihood,
