@@ -32,6 +32,7 @@ pub mod posterior;
 pub mod schedule;
 pub mod standardize;
 pub mod svi;
+pub mod vis;
 
 pub use convergence::{ConvergenceReport, ConvergenceSettings};
 pub use elbo::{Elbo, ElboKind, ElboSettings};
