@@ -35,10 +35,6 @@ pub fn state_path(dir: &Path, chain_id: usize) -> PathBuf {
     dir.join(format!("checkpoint-chain-{chain_id}.json"))
 }
 
-/// Whether `name` is the name of a chain's saved state.
-pub fn is_state_file(name: &str) -> bool {
-    name.starts_with("checkpoint-chain-") && name.ends_with(".json")
-}
 
 fn bits(values: &[f64]) -> Value {
     json!(values.iter().map(|v| v.to_bits()).collect::<Vec<u64>>())

@@ -157,43 +157,77 @@ pub fn loss_line(loss: &StepLoss) -> String {
 
 /// `loss.csv` written as the fit goes: a line per step through a buffer that reaches the file
 /// every fifth of a second and at every saved state, so that a stopped or killed run has its
-/// loss trace up to a moment before.
+/// loss trace up to a moment before. The file is created with its first row, never as a header
+/// alone: a run killed before its first step leaves no `loss.csv` rather than an empty table.
 pub struct LossTrace {
-    writer: BufWriter<File>,
+    /// The open file, once a row has been written.
+    writer: Option<BufWriter<File>>,
+    /// The header (and a resumed run's earlier rows) not yet in the file.
+    pending: String,
     path: PathBuf,
     flushed: Instant,
     failure: Option<Failure>,
 }
 
 impl LossTrace {
-    /// Creates `dir`'s `loss.csv` with its header and the losses of the steps already taken (a
-    /// resumed run's).
+    /// Prepares `dir`'s `loss.csv` with its header and the losses of the steps already taken (a
+    /// resumed run's, written at once); a fresh run's file appears with its first step.
     pub fn create(dir: &Path, taken: &[StepLoss]) -> Result<LossTrace, Failure> {
         let path = dir.join("loss.csv");
-        let mut text = String::from("step,loss\n");
+        let mut pending = String::from("step,loss\n");
         for loss in taken {
-            text.push_str(&loss_line(loss));
+            pending.push_str(&loss_line(loss));
         }
-        let file = File::create(&path).map_err(|e| io_failure(&path, &e))?;
+        // A file left by an earlier run in this folder must not stand for this one.
+        if path.exists() {
+            std::fs::remove_file(&path).map_err(|e| io_failure(&path, &e))?;
+        }
+        let mut trace = LossTrace {
+            writer: None,
+            pending,
+            path,
+            flushed: Instant::now(),
+            failure: None,
+        };
+        if !taken.is_empty() {
+            trace.open()?;
+        }
+        Ok(trace)
+    }
+
+    /// Creates the file and writes what is pending in one write.
+    fn open(&mut self) -> Result<(), Failure> {
+        let path = &self.path;
+        let file = File::create(path).map_err(|e| io_failure(path, &e))?;
         let mut writer = BufWriter::new(file);
+        let text = std::mem::take(&mut self.pending);
         unbroken(|| {
             writer.write_all(text.as_bytes())?;
             writer.flush()
         })
-        .map_err(|e| io_failure(&path, &e))?;
-        Ok(LossTrace {
-            writer,
-            path,
-            flushed: Instant::now(),
-            failure: None,
-        })
+        .map_err(|e| io_failure(path, &e))?;
+        self.writer = Some(writer);
+        self.flushed = Instant::now();
+        Ok(())
     }
 
     /// Appends one step's loss; the first write error is kept for [`LossTrace::finish`].
     pub fn push(&mut self, step: usize, loss: f64) {
         let line = loss_line(&StepLoss { step, loss });
-        let written = unbroken(|| self.writer.write_all(line.as_bytes()));
-        self.keep(written);
+        if self.writer.is_none() {
+            if self.failure.is_some() {
+                return;
+            }
+            self.pending.push_str(&line);
+            if let Err(failure) = self.open() {
+                self.failure = Some(failure);
+            }
+            return;
+        }
+        if let Some(writer) = self.writer.as_mut() {
+            let written = unbroken(|| writer.write_all(line.as_bytes()));
+            self.keep(written);
+        }
         if self.flushed.elapsed() >= Duration::from_millis(200) {
             self.flush();
         }
@@ -202,8 +236,10 @@ impl LossTrace {
     /// Writes out what the buffer holds.
     pub fn flush(&mut self) {
         self.flushed = Instant::now();
-        let flushed = unbroken(|| self.writer.flush());
-        self.keep(flushed);
+        if let Some(writer) = self.writer.as_mut() {
+            let flushed = unbroken(|| writer.flush());
+            self.keep(flushed);
+        }
     }
 
     fn keep(&mut self, outcome: std::io::Result<()>) {
@@ -212,8 +248,14 @@ impl LossTrace {
         }
     }
 
-    /// Flushes, and reports the first write error.
+    /// Flushes (creating a header-only file when the fit took no step), and reports the first
+    /// write error.
     pub fn finish(mut self) -> Result<(), Failure> {
+        if self.writer.is_none() && self.failure.is_none() {
+            if let Err(failure) = self.open() {
+                self.failure = Some(failure);
+            }
+        }
         self.flush();
         match self.failure.take() {
             Some(failure) => Err(failure),
@@ -224,6 +266,8 @@ impl LossTrace {
 
 impl Drop for LossTrace {
     fn drop(&mut self) {
-        let _ = unbroken(|| self.writer.flush());
+        if let Some(writer) = self.writer.as_mut() {
+            let _ = unbroken(|| writer.flush());
+        }
     }
 }

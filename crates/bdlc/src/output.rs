@@ -22,6 +22,12 @@ use std::path::{Path, PathBuf};
 /// members it holds, for `bdlc merge`.
 pub const SETUP_RECORD: &str = "setup.json";
 
+/// Whether `name` is the name of a NUTS or HMC chain's saved state (`checkpoint-chain-N.json`,
+/// written by the chain checkpoints), which `--force` removes with the rest of a run.
+pub fn is_chain_state_file(name: &str) -> bool {
+    name.starts_with("checkpoint-chain-") && name.ends_with(".json")
+}
+
 /// The files that mark a directory as holding a finished (or started) run.
 const RUN_FILES: [&str; 5] = [
     "summary.json",
@@ -167,7 +173,7 @@ pub fn prepare_out_dir(dir: &Path, force: bool) -> Result<(), Failure> {
                     || name == RUN_RECORD
                     || name == SETUP_RECORD
                     || name == CHECKPOINT_FILE
-                    || crate::chain_checkpoint::is_state_file(&name)
+                    || is_chain_state_file(&name)
                     || name.ends_with(".partial")
                     || name.ends_with(".svg");
                 if ours && path.is_file() {
