@@ -523,6 +523,8 @@ pub fn run(
         losses,
         facts,
         interrupted: fit.interrupted,
+        energies: Vec::new(),
+        divergent: Vec::new(),
     })
 }
 
