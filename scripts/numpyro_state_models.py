@@ -25,7 +25,6 @@ usage: python3 -m venv /tmp/peers && /tmp/peers/bin/pip install numpyro jax jaxl
 import json
 import os
 import sys
-import time
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 import jax
@@ -34,16 +33,20 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 from jax.scipy.special import logsumexp
-from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
-from numpyro.infer import MCMC, NUTS
 
 jax.config.update("jax_enable_x64", True)
 numpyro.set_host_device_count(4)
+
+from numpyro_reference import run as run_nuts, write  # noqa: E402 (after the jax settings)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = sys.argv[1] if len(sys.argv) > 1 else "models/data"
 OUT = sys.argv[2] if len(sys.argv) > 2 else "tests/infer/numpyro_state_models.json"
 CHAINS, WARMUP, SAMPLES = 4, 2000, 10000
+
+
+def run(name, model, seed, **data):
+    return run_nuts(name, model, seed, CHAINS, WARMUP, SAMPLES, **data)
 
 
 def arma11(y):
@@ -116,65 +119,6 @@ def simulate_hmm(rng, T=120):
             state = rng.choice(2, p=transition[state])
         y[t] = means[state] + sd * rng.standard_normal()
     return y
-
-
-def columns(samples):
-    """Each scalar quantity, named as bdl's CSV columns, as an array [chains, draws]."""
-    out = {}
-    for name, value in samples.items():
-        value = np.asarray(value)
-        if value.ndim == 2:
-            out[name] = value
-        else:
-            flat = value.reshape(value.shape[0], value.shape[1], -1)
-            shape = value.shape[2:]
-            for k in range(flat.shape[2]):
-                index = np.unravel_index(k, shape)
-                out[name + "." + ".".join(str(i + 1) for i in index)] = flat[:, :, k]
-    return out
-
-
-def summary(draws):
-    mean, sd = float(draws.mean()), float(draws.std(ddof=1))
-    ess = float(effective_sample_size(draws))
-    squared = (draws - mean) ** 2
-    ess_sq = float(effective_sample_size(squared))
-    return {
-        "mean": mean,
-        "sd": sd,
-        "mcse_mean": sd / np.sqrt(ess),
-        "mcse_sd": float(np.sqrt(squared.var(ddof=1) / ess_sq) / (2 * sd)),
-        "ess_bulk": ess,
-        "r_hat": float(split_gelman_rubin(draws)),
-    }
-
-
-def run(name, model, seed, **data):
-    start = time.time()
-    mcmc = MCMC(NUTS(model), num_warmup=WARMUP, num_samples=SAMPLES, num_chains=CHAINS,
-                progress_bar=False)
-    mcmc.run(jax.random.PRNGKey(seed), **data)
-    samples = mcmc.get_samples(group_by_chain=True)
-    divergences = int(mcmc.get_extra_fields()["diverging"].sum())
-    quantities = {key: summary(value) for key, value in columns(samples).items()}
-    print(name, f"{time.time() - start:.1f}s", divergences, "divergences")
-    for key, value in quantities.items():
-        print(f"  {key:10s} {value['mean']:10.4f} {value['sd']:9.4f} ess {value['ess_bulk']:8.0f}")
-    return {
-        "name": name,
-        "chains": CHAINS,
-        "warmup": WARMUP,
-        "samples": SAMPLES,
-        "seed": seed,
-        "divergences": divergences,
-        "quantities": quantities,
-    }
-
-
-def write(path, value):
-    with open(path, "w") as f:
-        json.dump(value, f, indent=1)
-        f.write("\n")
 
 
 def main():

@@ -281,6 +281,8 @@ impl NativeModel {
     /// another. Returns a dict with `draws` (what each rank counts over), `divergent` (a list,
     /// per replication) and `ranks` (site → `(bytes, (count, *shape))`).
     #[pyo3(signature = (data, method, options, first, count, progress=None))]
+    // Each argument is a keyword argument on the Python side, where a struct would be foreign.
+    #[allow(clippy::too_many_arguments)]
     fn sbc<'py>(
         &self,
         py: Python<'py>,
