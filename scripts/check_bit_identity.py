@@ -3,8 +3,8 @@
 
 For every model in `models/` and every inference method, this runs `bdlc infer` with a fixed seed
 and small settings, then reduces the run to a fingerprint: for a run that succeeds, a SHA-256 of
-each file it wrote (draws, losses, guide parameters, the summary), with wall-clock timings
-removed; for a run that fails, its exit code and a hash of its error message. Methods that do not
+each file it wrote (draws in CSV or Parquet, losses, guide parameters, the summary, the run
+record `run.json`, which holds no timestamps), with wall-clock timings removed; for a run that fails, its exit code and a hash of its error message. Methods that do not
 apply to a model (NUTS on a discrete site, `exact` on a non-conjugate model) are fingerprinted by
 their error, so a change in which methods apply is caught too.
 
@@ -44,6 +44,11 @@ RUNS = {
         "--method", "svi", "--guide", "diag", "--elbo", "analytic_kl", "--kl-weight", "0.5",
         "--particles", "2", "--lr-final", "0.001", "--clip-norm", "5", "--init", "uniform", *SVI,
     ],
+    "svi-iaf": ["--method", "svi", "--guide", "iaf", *SVI],
+    "svi-resample": ["--method", "svi", "--guide", "diag", "--psis-draws", "40", "--resample",
+                     *SVI],
+    "svi-parquet": ["--method", "svi", "--guide", "diag", "--format", "parquet", *SVI],
+    "pathfinder": ["--method", "pathfinder", "--paths", "2", "--steps", "30", "--samples", "30"],
     "map": ["--method", "map", "--steps", "60", "--optimizer", "clipped_adam", "--init", "zero"],
     "laplace": ["--method", "laplace", *SVI],
     "nuts": ["--method", "nuts", *MCMC, "--save-warmup", "--max-depth", "6"],
@@ -104,12 +109,14 @@ def run_one(binary, model, run_name, flags):
     if process.returncode == 0:
         files = {}
         for name in sorted(os.listdir(out)):
-            if name.endswith((".csv", ".json")):
+            if name.endswith((".csv", ".json", ".parquet")):
                 files[name] = file_fingerprint(os.path.join(out, name))
         fingerprint["files"] = files
     else:
-        fingerprint["stderr"] = hashlib.sha256(process.stderr).hexdigest()
-        fingerprint["message"] = process.stderr.decode(errors="replace").strip().splitlines()[:1]
+        # A panic's message names the thread's id, which differs from run to run.
+        stderr = re.sub(rb"(thread '[^']*') \(\d+\)", rb"\1", process.stderr)
+        fingerprint["stderr"] = hashlib.sha256(stderr).hexdigest()
+        fingerprint["message"] = stderr.decode(errors="replace").strip().splitlines()[:1]
     shutil.rmtree(out, ignore_errors=True)
     return key, fingerprint, seconds
 

@@ -8,13 +8,16 @@ For every model `models/corpus/NAME.bdl`:
 2. `bdlc infer NAME.bdl --method svi` and `--method map` with no other flag (`--quiet`, and
    `--out` to read summary.json back);
 3. each run is *accurate* when every column's mean lies within 0.5 posterior sd of the NUTS
-   mean, *warned* when bdlc printed a warning, and *silent failure* otherwise.
+   mean and (for every method but MAP, whose answer is a point) every column's sd lies within
+   0.5 / 1.645 ≈ 30% of the NUTS sd (a spread off by the fraction r moves the 5% and 95%
+   quantiles of a normal by 1.645 r sds), *warned* when bdlc printed a warning, and *silent
+   failure* otherwise.
 
 It prints a Markdown table (the one in docs/vi.md) and exits with status 1 on any silent
 failure. The Rust test `crates/bdlc/tests/vi_corpus.rs` makes the same check.
 
-With `--methods LIST` (comma-separated), other runs take the place of `svi,map`: `pathfinder`
-(`--method pathfinder`) and `iaf` (`--method svi --guide iaf`) are the others it knows.
+By default it runs `svi`, `map`, `pathfinder` (`--method pathfinder`) and `iaf`
+(`--method svi --guide iaf`); `--methods LIST` (comma-separated) picks some of them.
 
 With `--before`, the runs use the defaults bdlc had before convergence monitoring
 (`--steps 1000 --init median` for SVI, `--optimizer adam --steps 1000` for MAP); the warnings in
@@ -33,6 +36,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORPUS = os.path.join(ROOT, "models", "corpus")
 BDLC = os.path.join(ROOT, "target", "release", "bdlc")
 TOLERANCE_SD = 0.5
+SD_TOLERANCE = 0.5 / 1.6448536269514722
 
 
 def run(model, args, out):
@@ -86,7 +90,7 @@ def main():
         "pathfinder": ["--method", "pathfinder"],
         "iaf": ["--method", "svi", "--guide", "iaf"],
     }
-    methods = ["svi", "map"]
+    methods = ["svi", "map"] if before else ["svi", "map", "pathfinder", "iaf"]
     if "--methods" in sys.argv:
         methods = sys.argv[sys.argv.index("--methods") + 1].split(",")
         unknown = [m for m in methods if m not in arguments]
@@ -101,16 +105,23 @@ def main():
             with tempfile.TemporaryDirectory() as out:
                 summary, stderr = run(f"{name}.bdl", arguments[method], out)
             if summary is None:
-                rows.append((name, method, "-", "-", "error", stderr.splitlines()[0] if stderr else ""))
+                rows.append((name, method, "-", "-", "-", "error",
+                             stderr.splitlines()[0] if stderr else ""))
                 continue
             worst, worst_col = 0.0, ""
+            worst_sd, worst_sd_col = 0.0, ""
             for col, entry in columns(summary).items():
                 r = ref["columns"][col]
                 z = abs(entry["mean"] - r["mean"]) / r["sd"]
                 if z > worst:
                     worst, worst_col = z, col
+                if method == "map":
+                    continue
+                relative = abs(entry["sd"] / r["sd"] - 1.0)
+                if relative > worst_sd:
+                    worst_sd, worst_sd_col = relative, col
             warnings = summary["warnings"]
-            accurate = worst <= TOLERANCE_SD
+            accurate = worst <= TOLERANCE_SD and worst_sd <= SD_TOLERANCE
             verdict = "accurate" if accurate else ("warned" if warnings else "SILENT FAILURE")
             if not accurate and not warnings:
                 silent += 1
@@ -131,14 +142,18 @@ def main():
                     warn_kinds.append("not converged")
                 elif "guide is unreliable" in w or "approximation is unreliable" in w:
                     warn_kinds.append("k̂ > 0.7")
+                elif "too narrow" in w:
+                    warn_kinds.append("spread check")
                 elif "MAP point" in w or "around the MAP" in w:
                     warn_kinds.append("Laplace check")
                 else:
                     warn_kinds.append(w[:40])
-            rows.append((name, method, f"{worst:.2f} ({worst_col})", ", ".join(detail),
+            sd_cell = "–" if method == "map" else f"{100 * worst_sd:.0f}% ({worst_sd_col})"
+            rows.append((name, method, f"{worst:.2f} ({worst_col})", sd_cell, ", ".join(detail),
                          verdict, "; ".join(sorted(set(warn_kinds)))))
-    print("| model | method | worst \\|mean − NUTS\\| / sd | run | verdict | warnings |")
-    print("|---|---|---|---|---|---|")
+    print("| model | method | worst \\|mean − NUTS\\| / sd | worst \\|sd / NUTS sd − 1\\| | run "
+          "| verdict | warnings |")
+    print("|---|---|---|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
     print(f"\nsilent failures: {silent}")

@@ -24,7 +24,9 @@
 //!
 //! - **output**: a [`DrawSink`] receives each unit's kept draws on the unit's thread as they are
 //!   made (the binary writes them to CmdStan CSV files), so that an interrupted or long run has
-//!   its draws on disk without waiting for the end; [`NoSink`] discards them.
+//!   its draws on disk without waiting for the end; [`NoSink`] discards them. The methods whose
+//!   draws are independent (a fitted guide's, an ensemble's members, MultiSWAG's) stream them
+//!   through the same sink with [`draw_independent`].
 //!
 //! - **progress**: every algorithm reports each finished iteration of each unit as one
 //!   [`Progress`] (with its [`Phase`]) through the caller's callback, on the unit's thread; the
@@ -163,6 +165,20 @@ pub struct Control<'a> {
     abort: &'a AtomicBool,
 }
 
+/// The flag of [`Control::never`], which nothing sets.
+static NEVER_SET: AtomicBool = AtomicBool::new(false);
+
+impl Control<'static> {
+    /// A control that never stops: for the phases that end a run whatever happened before it
+    /// (the draws of a fitted guide, or of an ensemble member, are made after a stopped fit too).
+    pub fn never() -> Control<'static> {
+        Control {
+            stop: &NEVER_SET,
+            abort: &NEVER_SET,
+        }
+    }
+}
+
 impl<'a> Control<'a> {
     /// A control over the caller's stop flag and the run's abort flag.
     pub fn new(stop: &'a AtomicBool, abort: &'a AtomicBool) -> Control<'a> {
@@ -172,6 +188,12 @@ impl<'a> Control<'a> {
     /// Whether the unit should stop before its next iteration.
     pub fn should_stop(&self) -> bool {
         self.stop.load(Ordering::Relaxed) || self.abort.load(Ordering::Relaxed)
+    }
+
+    /// The caller's stop flag alone (for a phase that watches a flag of its own, such as an
+    /// ensemble member's MAP fit).
+    pub fn stop_flag(&self) -> &'a AtomicBool {
+        self.stop
     }
 
     /// Tells the other units to stop (this one failed).
@@ -335,11 +357,23 @@ pub fn drive<E>(
     schedule: &Schedule,
     control: Control<'_>,
     start: Instant,
+    step: impl FnMut(Iteration) -> Result<(), E>,
+) -> Result<Driven, E> {
+    drive_from(schedule, 0, control, start, step)
+}
+
+/// [`drive`] from iteration `first` on: a unit resumed from a saved state continues where it
+/// stopped, with the iterations before `first` already done.
+pub fn drive_from<E>(
+    schedule: &Schedule,
+    first: usize,
+    control: Control<'_>,
+    start: Instant,
     mut step: impl FnMut(Iteration) -> Result<(), E>,
 ) -> Result<Driven, E> {
     let mut interrupted = false;
     let mut warmup_time = None;
-    for index in 0..schedule.n_iterations() {
+    for index in first..schedule.n_iterations() {
         if control.should_stop() {
             interrupted = true;
             break;
@@ -359,6 +393,60 @@ pub fn drive<E>(
         interrupted,
         warmup_time,
         sampling_time: start.elapsed().saturating_sub(warmup_time),
+    })
+}
+
+/// How a unit's independent draws went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Drawn {
+    /// The draws made and handed to the sink.
+    pub made: usize,
+    /// Whether [`Control`] stopped the unit before its last draw.
+    pub interrupted: bool,
+}
+
+/// Streams unit `unit`'s `n_draws` independent draws of `dim` coordinates to `sink` as they are
+/// made: the draw phase of the methods whose draws are not a Markov chain (a fitted guide's
+/// draws, an ensemble member's position, MultiSWAG's draws from a member's Gaussian). The draws
+/// go through [`drive`] with a schedule of sampling iterations only, each kept: `next(row)` makes
+/// draw `row`, the sink receives it ([`DrawSink::header`] first, [`DrawSink::finish`] last), and
+/// `keep` takes it afterwards for the caller's in-memory result. `sampler` names the method in
+/// the draws' [`DrawStats`].
+#[allow(clippy::too_many_arguments)]
+pub fn draw_independent(
+    unit: usize,
+    n_draws: usize,
+    dim: usize,
+    sampler: &'static str,
+    control: Control<'_>,
+    sink: &(impl DrawSink + ?Sized),
+    mut next: impl FnMut(usize) -> Vec<f64>,
+    mut keep: impl FnMut(Vec<f64>),
+) -> Result<Drawn, SinkFailed> {
+    let schedule = Schedule {
+        warmup: 0,
+        samples: n_draws,
+        thin: 1,
+    };
+    sink.header(unit, dim)?;
+    let mut made = 0;
+    let driven = drive(&schedule, control, Instant::now(), |iteration| {
+        let draw = next(iteration.index);
+        let stats = DrawStats {
+            sampler,
+            iteration: iteration.index,
+            step_size: None,
+            transition: None,
+        };
+        sink.draw(unit, made, &draw, &stats)?;
+        made += 1;
+        keep(draw);
+        Ok(())
+    })?;
+    sink.finish(unit, driven.interrupted)?;
+    Ok(Drawn {
+        made,
+        interrupted: driven.interrupted,
     })
 }
 
@@ -457,7 +545,8 @@ impl SampleStats {
 /// What a draw came with besides its position.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct DrawStats {
-    /// The sampler that made the draw (`nuts`, `hmc`, `sgld`, `sghmc`, `gibbs`).
+    /// The sampler that made the draw (`nuts`, `hmc`, `sgld`, `sghmc`, `gibbs`; `guide`,
+    /// `resampled`, `ensemble` and `multiswag` for independent draws).
     pub sampler: &'static str,
     /// The iteration that produced the draw, counted from 0 through warm-up and sampling.
     pub iteration: usize,

@@ -23,7 +23,7 @@
 //! than two deviations the low-rank part is dropped and the diagonal Gaussian N(θ̄, Σ_diag) is used.
 
 use crate::density::{ElboModel, JointOptions, LogDensityError};
-use crate::driver::{self, Phase, Progress};
+use crate::driver::{self, Control, DrawSink, NoSink, Phase, Progress, Schedule};
 use crate::rng::{stream_rng, Rng};
 use crate::vi::{
     map, Adam, InitLocation, LearningRateSchedule, Optimizer, OptimizerKind, OptimizerSettings,
@@ -33,7 +33,8 @@ use nalgebra::DMatrix;
 use rand::Rng as _;
 use rand_distr::StandardNormal;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
 
 /// Stream indices under a member's seed, one per purpose.
 const STREAM_FINAL_LOSS: u64 = 1;
@@ -354,6 +355,11 @@ pub enum EnsembleError {
         /// The model's message, or which value was not finite.
         message: String,
     },
+    /// The draw sink refused a member's draws (it keeps the reason, an IO error for instance).
+    Output {
+        /// The member.
+        member: usize,
+    },
 }
 
 impl fmt::Display for EnsembleError {
@@ -386,6 +392,9 @@ impl fmt::Display for EnsembleError {
                 member + 1,
                 step + 1
             ),
+            EnsembleError::Output { member } => {
+                write!(f, "member {}: its draws could not be written", member + 1)
+            }
         }
     }
 }
@@ -412,6 +421,26 @@ where
     F: Fn(usize) -> M + Sync,
     C: Fn(&Progress) + Sync,
 {
+    fit_into(settings, make_model, callback, &NoSink, stop)
+}
+
+/// [`fit`], streaming each member's draws to `sink` as soon as the member has made them, on the
+/// member's thread, through [`driver::draw_independent`]: unit `member` (counted within this
+/// run), one draw (its position) for a plain ensemble, or its SWAG draws for MultiSWAG (none
+/// when its SWAG phase collected no iterate or was stopped). The result holds the same draws.
+pub fn fit_into<M, F, C, S>(
+    settings: &EnsembleSettings,
+    make_model: F,
+    callback: &C,
+    sink: &S,
+    stop: &AtomicBool,
+) -> Result<EnsembleResult, EnsembleError>
+where
+    M: ElboModel,
+    F: Fn(usize) -> M + Sync,
+    C: Fn(&Progress) + Sync,
+    S: DrawSink + ?Sized,
+{
     let probe = make_model(0);
     let dim = probe.latent_dim() + probe.param_dim();
     drop(probe);
@@ -428,7 +457,7 @@ where
             if control.should_stop() {
                 return Ok(None);
             }
-            fit_member(member, dim, settings, &make_model, callback, stop).map(Some)
+            fit_member(member, dim, settings, &make_model, callback, sink, control).map(Some)
         },
     );
     // The first error in member order is reported, so the error does not depend on timing
@@ -444,20 +473,24 @@ where
     })
 }
 
-/// The MAP fit and optional SWAG phase of one member.
-fn fit_member<M, F, C>(
+/// The MAP fit and optional SWAG phase of one member, whose draws go to `sink` as unit `member`.
+#[allow(clippy::too_many_arguments)]
+fn fit_member<M, F, C, S>(
     member: usize,
     dim: usize,
     settings: &EnsembleSettings,
     make_model: &F,
     callback: &C,
-    stop: &AtomicBool,
+    sink: &S,
+    control: Control<'_>,
 ) -> Result<EnsembleMember, EnsembleError>
 where
     M: ElboModel,
     F: Fn(usize) -> M + Sync,
     C: Fn(&Progress) + Sync,
+    S: DrawSink + ?Sized,
 {
+    let stop = control.stop_flag();
     let seed = member_seed(settings.seed, settings.first_member + member);
     let mut model = make_model(member);
     let found = model.latent_dim() + model.param_dim();
@@ -530,7 +563,7 @@ where
             settings.map.skip_nonfinite,
             settings.map.max_consecutive_skips,
             &mut rng,
-            &|step, loss| {
+            &mut |step, loss| {
                 callback(&Progress {
                     unit: member,
                     iteration: settings.map.steps + step,
@@ -541,16 +574,37 @@ where
                     divergent: false,
                 })
             },
-            stop,
+            control,
         )?;
         interrupted |= swag_interrupted;
         if posterior.n_collected > 0 {
             let mut draw_rng = stream_rng(seed, STREAM_SWAG_DRAWS);
-            swag_draws = (0..swag_settings.draws)
-                .map(|_| posterior.sample(&mut draw_rng))
-                .collect();
+            driver::draw_independent(
+                member,
+                swag_settings.draws,
+                dim,
+                "multiswag",
+                Control::never(),
+                sink,
+                |_| posterior.sample(&mut draw_rng),
+                |draw| swag_draws.push(draw),
+            )
+            .map_err(|_| EnsembleError::Output { member })?;
             swag = Some(posterior);
         }
+    } else if settings.swag.is_none() {
+        // A plain ensemble's member is one draw: its position.
+        driver::draw_independent(
+            member,
+            1,
+            dim,
+            "ensemble",
+            Control::never(),
+            sink,
+            |_| position.clone(),
+            drop,
+        )
+        .map_err(|_| EnsembleError::Output { member })?;
     }
     Ok(EnsembleMember {
         member,
@@ -632,8 +686,8 @@ fn run_swag<M>(
     skip_nonfinite: bool,
     max_consecutive_skips: usize,
     rng: &mut Rng,
-    report: &dyn Fn(usize, f64),
-    stop: &AtomicBool,
+    report: &mut dyn FnMut(usize, f64),
+    control: Control<'_>,
 ) -> Result<(SwagPosterior, bool), EnsembleError>
 where
     M: ElboModel,
@@ -654,12 +708,15 @@ where
     let mut gradient = vec![0.0; dim];
     let mut moments = SwagMoments::new(dim, settings.rank);
     let mut consecutive_skips = 0;
-    let mut interrupted = false;
-    for step in 0..settings.steps {
-        if stop.load(Ordering::Relaxed) {
-            interrupted = true;
-            break;
-        }
+    // Every SWAG step is a sampling iteration of the driver; the iterate is collected every
+    // `collect_every` steps.
+    let schedule = Schedule {
+        warmup: 0,
+        samples: settings.steps,
+        thin: 1,
+    };
+    let driven = driver::drive(&schedule, control, Instant::now(), |iteration| {
+        let step = iteration.index;
         let evaluation = model
             .log_joint(&position, &options, rng, &mut gradient)
             .and_then(|joint| {
@@ -709,6 +766,7 @@ where
         if (step + 1).checked_rem(settings.collect_every) == Some(0) {
             moments.collect(&position);
         }
-    }
-    Ok((moments.posterior(), interrupted))
+        Ok(())
+    })?;
+    Ok((moments.posterior(), driven.interrupted))
 }

@@ -265,3 +265,100 @@ fn invalid_settings_are_reported() {
         "no iterate",
     );
 }
+
+/// A sink that records every call, per unit, for the streaming tests.
+#[derive(Default)]
+struct Recorder {
+    calls: std::sync::Mutex<Vec<(usize, String, Vec<f64>)>>,
+}
+
+impl bdl_infer::driver::DrawSink for Recorder {
+    fn header(&self, unit: usize, _dim: usize) -> Result<(), bdl_infer::driver::SinkFailed> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push((unit, "header".into(), Vec::new()));
+        Ok(())
+    }
+
+    fn draw(
+        &self,
+        unit: usize,
+        row: usize,
+        position: &[f64],
+        stats: &bdl_infer::driver::DrawStats,
+    ) -> Result<(), bdl_infer::driver::SinkFailed> {
+        let label = format!("draw {row} {}", stats.sampler);
+        self.calls
+            .lock()
+            .unwrap()
+            .push((unit, label, position.to_vec()));
+        Ok(())
+    }
+
+    fn comment(&self, _unit: usize, _line: &str) -> Result<(), bdl_infer::driver::SinkFailed> {
+        Ok(())
+    }
+
+    fn finish(&self, unit: usize, _interrupted: bool) -> Result<(), bdl_infer::driver::SinkFailed> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push((unit, "finish".into(), Vec::new()));
+        Ok(())
+    }
+}
+
+/// Each member streams its draws to the sink (its position, or its SWAG draws), header first
+/// and finish last, and the sink sees exactly the result's draws; streaming changes no draw.
+#[test]
+fn members_stream_their_draws_to_the_sink_as_the_result_holds_them() {
+    let swag = SwagSettings {
+        steps: 60,
+        collect_every: 10,
+        rank: 3,
+        draws: 4,
+        optimizer: OptimizerSettings {
+            kind: OptimizerKind::Sgd(Sgd {
+                learning_rate: 0.01,
+                ..Sgd::default()
+            }),
+            ..OptimizerSettings::default()
+        },
+    };
+    let mut plain = settings(3, 5);
+    plain.map.steps = 200;
+    let multiswag = EnsembleSettings {
+        swag: Some(swag),
+        ..plain.clone()
+    };
+    for settings in [plain, multiswag] {
+        let recorder = Recorder::default();
+        let stop = AtomicBool::new(false);
+        let streamed =
+            bdl_infer::ensemble::fit_into(&settings, |_| TwoModes, &|_| {}, &recorder, &stop)
+                .expect("the fit succeeds");
+        let calls = recorder.calls.into_inner().unwrap();
+        let swag = settings.swag.is_some();
+        let sampler = if swag { "multiswag" } else { "ensemble" };
+        for member in &streamed.members {
+            let mine: Vec<_> = calls.iter().filter(|c| c.0 == member.member).collect();
+            let expected: Vec<Vec<f64>> = if swag {
+                member.swag_draws.clone()
+            } else {
+                vec![member.position.clone()]
+            };
+            assert_eq!(mine.len(), expected.len() + 2, "member {}", member.member);
+            assert_eq!(mine[0].1, "header");
+            assert_eq!(mine[mine.len() - 1].1, "finish");
+            for (row, (call, draw)) in mine[1..mine.len() - 1].iter().zip(&expected).enumerate() {
+                assert_eq!(call.1, format!("draw {row} {sampler}"));
+                assert_eq!(&call.2, draw);
+            }
+        }
+        let batch = run(&settings);
+        let bits = |v: Vec<f64>| v.into_iter().map(f64::to_bits).collect::<Vec<_>>();
+        assert_eq!(bits(batch.draws()), bits(streamed.draws()));
+        assert_eq!(bits(batch.swag_draws()), bits(streamed.swag_draws()));
+    }
+}

@@ -6,6 +6,7 @@
 
 mod vi_common;
 
+use bdl_infer::driver::{DrawSink, DrawStats, SinkFailed};
 use bdl_infer::vi::{map, svi, GuideKind};
 use std::sync::atomic::AtomicBool;
 use vi_common::{
@@ -204,6 +205,46 @@ fn param_coordinates_are_optimised_as_points() {
     assert!(position
         .iter()
         .all(|p| p.len() == 2 && p[1] == fit.params[0]));
+    // Streamed through the driver, the guide's draws are the same, in the same order.
+    let sink = Collect::default();
+    let drawn = fit
+        .draw_into(&mut bdl_infer::rng::stream_rng(1, 1), 3, &sink)
+        .expect("the sink takes every draw");
+    assert_eq!((drawn.made, drawn.interrupted), (3, false));
+    assert_eq!(sink.draws.into_inner().unwrap(), position);
+}
+
+/// A sink that keeps unit 0's draws in order.
+#[derive(Default)]
+struct Collect {
+    draws: std::sync::Mutex<Vec<Vec<f64>>>,
+}
+
+impl DrawSink for Collect {
+    fn header(&self, _unit: usize, _dim: usize) -> Result<(), SinkFailed> {
+        Ok(())
+    }
+
+    fn draw(
+        &self,
+        unit: usize,
+        row: usize,
+        position: &[f64],
+        stats: &DrawStats,
+    ) -> Result<(), SinkFailed> {
+        let mut draws = self.draws.lock().unwrap();
+        assert_eq!((unit, row, stats.sampler), (0, draws.len(), "guide"));
+        draws.push(position.to_vec());
+        Ok(())
+    }
+
+    fn comment(&self, _unit: usize, _line: &str) -> Result<(), SinkFailed> {
+        Ok(())
+    }
+
+    fn finish(&self, _unit: usize, _interrupted: bool) -> Result<(), SinkFailed> {
+        Ok(())
+    }
 }
 
 #[test]

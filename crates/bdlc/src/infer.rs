@@ -38,8 +38,8 @@ pub struct InferArgs {
     /// Replace a run already in `--out`.
     #[arg(long)]
     pub force: bool,
-    /// Continue the SVI or MAP run in DIR, stopped by Ctrl-C or killed, from its saved state
-    /// (`checkpoint.json`): give the command that started it, with `--resume DIR` for `--out DIR`.
+    /// Continue the NUTS, HMC, SVI or MAP run in DIR, stopped by Ctrl-C or killed, from its saved
+    /// state: give the command that started it, with `--resume DIR` for `--out DIR`.
     #[arg(long, value_name = "DIR", conflicts_with_all = ["out", "force"])]
     pub resume: Option<PathBuf>,
     /// No progress bars.
@@ -85,20 +85,24 @@ fn write_setup_record(args: &InferArgs, method: &Method, out: &Path) -> Result<(
 /// Checks that `--resume DIR` can continue the run in DIR with this command's method and
 /// settings, and marks the run as started again.
 fn prepare_resume(args: &InferArgs, method: &Method, dir: &Path) -> Result<(), Failure> {
-    let resumable = matches!(method, Method::Svi(svi) if svi.lbfgs.is_none());
+    let resumable = match method {
+        Method::Svi(svi) => svi.lbfgs.is_none(),
+        Method::Mcmc(_) => true,
+        _ => false,
+    };
     if !resumable {
         return Err(Failure::usage(
             "E0986",
             format!(
-                "`--resume` continues SVI and MAP runs fitted with Adam, ClippedAdam or SGD; \
-                 a `{}` run cannot be resumed",
+                "`--resume` continues NUTS and HMC runs, and SVI and MAP runs fitted with Adam, \
+                 ClippedAdam or SGD; a `{}` run cannot be resumed",
                 crate::merge::run_record(&args.model, &args.flags.data, method)["method"]
                     .as_str()
                     .unwrap_or("?")
             ),
             Some(
-                "run it again with `--out DIR --force`; NUTS, HMC, ensemble and SG-MCMC runs \
-                 keep their draws so far when stopped with Ctrl-C"
+                "run it again with `--out DIR --force`; ensemble, SG-MCMC and Gibbs runs keep \
+                 their draws so far when stopped with Ctrl-C"
                     .to_string(),
             ),
         ));

@@ -240,7 +240,10 @@ pub fn write_for_run(
     ];
     let mut files = Vec::new();
     for (path, parts) in units {
-        let mut writer = DrawsWriter::create(&path, &comments, &pointwise.names)?;
+        // Written under a temporary name renamed once whole, so that a process killed meanwhile
+        // leaves no file with a header and no rows.
+        let temporary = path.with_extension("csv.partial");
+        let mut writer = DrawsWriter::create(&temporary, &comments, &pointwise.names)?;
         for rows in parts {
             let draws: Vec<&[f64]> = rows.chunks(width).collect();
             for block in draws.chunks(BLOCK) {
@@ -250,6 +253,9 @@ pub fn write_for_run(
             }
         }
         writer.flush()?;
+        drop(writer);
+        std::fs::rename(&temporary, &path)
+            .map_err(|error| crate::output::io_failure(&path, &error))?;
         files.push(path);
     }
     let written = Written {

@@ -11,6 +11,7 @@
 #![allow(clippy::print_stderr, clippy::print_stdout)] // The binary is where printing happens.
 #![allow(clippy::disallowed_methods)] // The binary is the one crate that reads files.
 
+mod chain_checkpoint;
 mod check;
 mod checkpoint;
 mod device;

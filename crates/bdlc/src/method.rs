@@ -215,6 +215,8 @@ const FLAG_METHODS: &[(&str, &[MethodName])] = {
     &[
         ("guide", &[Svi]),
         ("rank", &[Svi]),
+        ("flow-layers", &[Svi]),
+        ("flow-hidden", &[Svi]),
         ("steps", &[Svi, Map, Laplace, Hmc, Ensemble, Pathfinder]),
         ("paths", &[Pathfinder]),
         ("lr", &[Svi, Map, Laplace, Ensemble]),
@@ -259,6 +261,8 @@ fn given_flags(flags: &InferFlags) -> Vec<&'static str> {
     };
     note("guide", flags.guide.is_some());
     note("rank", flags.rank.is_some());
+    note("flow-layers", flags.flow_layers.is_some());
+    note("flow-hidden", flags.flow_hidden.is_some());
     note("steps", flags.steps.is_some());
     note("lr", flags.lr.is_some());
     note("lr-final", flags.lr_final.is_some());
@@ -545,6 +549,34 @@ fn svi_settings(
         if flags.rank.is_some() || resolved.has("rank") {
             *rank = Some(resolved.count("rank", flags.rank, 1, 1)?);
         }
+    }
+    let flow_flags = flags.flow_layers.is_some()
+        || flags.flow_hidden.is_some()
+        || resolved.has("flow_layers")
+        || resolved.has("flow_hidden");
+    match &mut guide {
+        GuideKind::Iaf { layers, hidden } => {
+            *layers = resolved.count(
+                "flow_layers",
+                flags.flow_layers,
+                bdl_infer::vi::guide::DEFAULT_IAF_LAYERS,
+                1,
+            )?;
+            if flags.flow_hidden.is_some() || resolved.has("flow_hidden") {
+                *hidden = Some(resolved.count("flow_hidden", flags.flow_hidden, 1, 1)?);
+            }
+        }
+        _ if flow_flags => {
+            return Err(Failure::usage(
+                "E0957",
+                format!(
+                    "`--flow-layers` and `--flow-hidden` shape the iaf guide, but the guide is \
+                     `{guide_name}`"
+                ),
+                Some("add `--guide iaf`, or drop the flow flags".to_string()),
+            ));
+        }
+        _ => {}
     }
     let auto = auto_steps && resolved.steps_auto();
     let steps = if auto {

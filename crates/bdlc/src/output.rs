@@ -167,6 +167,7 @@ pub fn prepare_out_dir(dir: &Path, force: bool) -> Result<(), Failure> {
                     || name == RUN_RECORD
                     || name == SETUP_RECORD
                     || name == CHECKPOINT_FILE
+                    || crate::chain_checkpoint::is_state_file(&name)
                     || name.ends_with(".partial")
                     || name.ends_with(".svg");
                 if ours && path.is_file() {

@@ -72,6 +72,13 @@ pub struct InferFlags {
     /// The rank of the lowrank guide.
     #[arg(long)]
     pub rank: Option<i64>,
+    /// The number of affine autoregressive layers of the iaf guide (2 by default).
+    #[arg(long = "flow-layers")]
+    pub flow_layers: Option<i64>,
+    /// The hidden width of each iaf layer's MADE network (3 d + 1 by default, d the number of
+    /// latent coordinates).
+    #[arg(long = "flow-hidden")]
+    pub flow_hidden: Option<i64>,
     /// Ensemble members.
     #[arg(long)]
     pub members: Option<i64>,

@@ -252,3 +252,60 @@ pub fn mode_against_mean(
         ));
     }
 }
+
+/// The largest relative error of a posterior sd that the corpus check accepts: a spread off by
+/// the fraction r moves the 5% and 95% quantiles of a normal by 1.645 r sds, and half a posterior
+/// sd (the tolerance on means) then allows r = 0.5 / 1.645 ≈ 0.30.
+pub const SPREAD_TOLERANCE: f64 = 0.5 / 1.644_853_626_951_472_2;
+
+/// Compares the fitted guide's marginal sds (`guide_sds`, over the latent coordinates in the
+/// model's unconstrained space) with those of the Laplace approximation at the MAP point
+/// (`curvature_sds`, the square roots of the inverse negative Hessian's diagonal). A guide
+/// narrower than the curvature by more than [`SPREAD_TOLERANCE`] in some coordinate gets a
+/// warning naming the narrowest one: a mean-field guide on a correlated posterior reports the
+/// conditional spread instead of the marginal one, and a flexible guide whose fit stopped
+/// early has not stretched to it. A guide wider than the curvature is not flagged (a skewed or
+/// heavy-tailed posterior is wider than its mode's curvature says).
+pub fn spread_against_curvature(
+    guide_sds: &[f64],
+    curvature_sds: &[f64],
+    names: &[String],
+    facts: &mut Map<String, Value>,
+    warnings: &mut Vec<String>,
+) {
+    let narrowest = guide_sds
+        .iter()
+        .zip(curvature_sds)
+        .enumerate()
+        .filter(|(_, (g, c))| g.is_finite() && c.is_finite() && **c > 0.0)
+        .map(|(i, (g, c))| (i, *g, *c, g / c))
+        .min_by(|a, b| a.3.total_cmp(&b.3));
+    let Some((index, guide_sd, curvature_sd, ratio)) = narrowest else {
+        return;
+    };
+    let name = names
+        .get(index)
+        .cloned()
+        .unwrap_or_else(|| index.to_string());
+    facts.insert(
+        "spread_check".into(),
+        json!({
+            "coordinate": name,
+            "guide_sd": guide_sd,
+            "curvature_sd": curvature_sd,
+            "ratio": ratio,
+            "limit": 1.0 - SPREAD_TOLERANCE,
+        }),
+    );
+    if ratio < 1.0 - SPREAD_TOLERANCE {
+        warnings.push(format!(
+            "the fitted guide is too narrow: its sd of `{name}` (unconstrained) is {guide_sd:.3e}, \
+             {:.1} times smaller than the {curvature_sd:.3e} that the curvature at the MAP point \
+             implies (the Laplace approximation's marginal sd), so its spreads and intervals are \
+             too small; the posterior's coordinates are probably strongly correlated, which a \
+             diagonal guide cannot express and a flexible one may not have fitted (try `--guide \
+             mvn`, `--resample`, or NUTS)",
+            1.0 / ratio
+        ));
+    }
+}

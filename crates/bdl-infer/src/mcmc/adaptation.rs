@@ -97,6 +97,16 @@ impl DualAveraging {
     pub(crate) fn final_step_size(&self) -> f64 {
         self.x_bar.exp()
     }
+
+    /// The averages that change as warm-up runs: μ, the iteration counter, s̄ and x̄.
+    pub(crate) fn saved(&self) -> [f64; 4] {
+        [self.mu, self.counter, self.s_bar, self.x_bar]
+    }
+
+    /// Restores averages given by [`DualAveraging::saved`].
+    pub(crate) fn restore(&mut self, saved: [f64; 4]) {
+        [self.mu, self.counter, self.s_bar, self.x_bar] = saved;
+    }
 }
 
 /// Where the slow metric windows of warm-up start and end (Stan's `windowed_adaptation`).
@@ -191,6 +201,25 @@ enum Estimator {
     },
 }
 
+/// What the metric half of warm-up has learnt so far: where the window schedule stands and the
+/// running (co)variance of the current window, as a saved chain state holds it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SavedMetricAdaptation {
+    /// The warm-up iteration the schedule is at.
+    pub counter: usize,
+    /// The length of the current window.
+    pub window_size: usize,
+    /// The iteration that closes the current window.
+    pub next_window: usize,
+    /// How many draws the current window's estimate holds.
+    pub n: f64,
+    /// Their running mean.
+    pub mean: Vec<f64>,
+    /// Their running sums of squared deviations: `dim` of them for a diagonal metric, `dim × dim`
+    /// (row-major) for a dense one.
+    pub m2: Vec<f64>,
+}
+
 /// The metric half of warm-up: collects draws in windows and produces new metrics.
 #[derive(Clone, Debug)]
 pub(crate) struct MetricAdaptation {
@@ -222,6 +251,53 @@ impl MetricAdaptation {
             schedule: WindowSchedule::new(n_warmup, settings),
             estimator,
         }
+    }
+
+    /// The state to save (see [`SavedMetricAdaptation`]).
+    pub(crate) fn saved(&self) -> SavedMetricAdaptation {
+        let (n, mean, m2) = match &self.estimator {
+            Estimator::Diag { n, mean, m2 } | Estimator::Dense { n, mean, m2, .. } => {
+                (*n, mean.clone(), m2.clone())
+            }
+        };
+        SavedMetricAdaptation {
+            counter: self.schedule.counter,
+            window_size: self.schedule.window_size,
+            next_window: self.schedule.next_window,
+            n,
+            mean,
+            m2,
+        }
+    }
+
+    /// Restores a saved state into an adaptation made by [`MetricAdaptation::new`] with the same
+    /// settings; the message says what does not fit.
+    pub(crate) fn restore(&mut self, saved: &SavedMetricAdaptation) -> Result<(), String> {
+        let (n, mean, m2) = match &mut self.estimator {
+            Estimator::Diag { n, mean, m2 } | Estimator::Dense { n, mean, m2, .. } => (n, mean, m2),
+        };
+        if saved.mean.len() != mean.len() || saved.m2.len() != m2.len() {
+            return Err(format!(
+                "its metric estimate has {} and {} numbers where the settings need {} and {}",
+                saved.mean.len(),
+                saved.m2.len(),
+                mean.len(),
+                m2.len()
+            ));
+        }
+        if saved.counter > self.schedule.n_warmup {
+            return Err(format!(
+                "its window schedule is at iteration {} of a warm-up of {}",
+                saved.counter, self.schedule.n_warmup
+            ));
+        }
+        *n = saved.n;
+        mean.copy_from_slice(&saved.mean);
+        m2.copy_from_slice(&saved.m2);
+        self.schedule.counter = saved.counter;
+        self.schedule.window_size = saved.window_size;
+        self.schedule.next_window = saved.next_window;
+        Ok(())
     }
 
     /// Feeds the position after one warm-up transition. Returns a new metric when a window

@@ -21,13 +21,15 @@
 
 pub mod adaptation;
 mod chain;
+pub mod checkpoint;
 pub mod hmc;
 pub mod integrator;
 pub mod metric;
 pub mod nuts;
 
 pub use crate::driver::{Init, SampleStats};
-pub use adaptation::AdaptationSettings;
+pub use adaptation::{AdaptationSettings, SavedMetricAdaptation};
+pub use checkpoint::{ChainCheckpoints, ChainState, NoCheckpoints, SavedWarmup};
 pub use hmc::HmcLength;
 pub use integrator::{leapfrog, PhasePoint};
 pub use metric::{InverseMetric, Metric, MetricError, MetricKind};
@@ -432,6 +434,26 @@ where
     F: Fn(usize) -> D + Sync,
     C: Fn(&Progress) + Sync,
 {
+    sample_resumable(settings, make_density, callback, sink, &NoCheckpoints, stop)
+}
+
+/// [`sample_into`], saving each chain's state to `checkpoints` when it says a save is due and
+/// after the chain's last iteration, and continuing each chain that `checkpoints` has a saved
+/// state for from that state (see [`checkpoint`]). A resumed chain replays its saved draws to
+/// `sink` first; the result, and what the sink receives, are those of an uninterrupted run.
+pub fn sample_resumable<D, F, C>(
+    settings: &McmcSettings,
+    make_density: F,
+    callback: &C,
+    sink: &dyn DrawSink,
+    checkpoints: &dyn ChainCheckpoints,
+    stop: &AtomicBool,
+) -> Result<McmcResult, McmcError>
+where
+    D: LogDensity,
+    F: Fn(usize) -> D + Sync,
+    C: Fn(&Progress) + Sync,
+{
     // Chain 0's density is made first to learn the dimension, and kept for chain 0.
     let units = Units::new(make_density);
     let dim = units.first(|density| density.dim()).unwrap_or(0);
@@ -451,7 +473,15 @@ where
                     found: density.dim(),
                 });
             }
-            chain::run_chain(chain, settings, density, callback, sink, control)
+            chain::run_chain(
+                chain,
+                settings,
+                density,
+                callback,
+                sink,
+                checkpoints,
+                control,
+            )
         },
     );
     let chains = driver::collect(outcomes)?;

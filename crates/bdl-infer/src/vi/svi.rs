@@ -9,7 +9,8 @@
 //! skip such steps (at most `max_consecutive_skips` in a row).
 
 use crate::density::{ElboModel, LogDensityError};
-use crate::rng::stream_rng;
+use crate::driver::{self, Control, DrawSink, Drawn, SinkFailed};
+use crate::rng::{stream_rng, Rng};
 use crate::vi::convergence::{self, ConvergenceReport, ConvergenceSettings};
 use crate::vi::elbo::{Elbo, ElboKind, ElboSettings};
 use crate::vi::error::SviError;
@@ -230,6 +231,33 @@ impl SviFit {
             draw.extend_from_slice(&self.params);
         }
         draws
+    }
+
+    /// Streams `n_draws` full positions `[latents drawn from the guide, params]` to `sink` as
+    /// unit 0 through [`driver::draw_independent`], drawn from `rng` one after another exactly as
+    /// [`SviFit::sample_positions`] draws them; nothing is kept. The draws are made to the end
+    /// whatever the run's stop flag says (a stopped fit still has its draws).
+    pub fn draw_into(
+        &self,
+        rng: &mut Rng,
+        n_draws: usize,
+        sink: &(impl DrawSink + ?Sized),
+    ) -> Result<Drawn, SinkFailed> {
+        let dim = self.guide.latent_dim() + self.params.len();
+        driver::draw_independent(
+            0,
+            n_draws,
+            dim,
+            "guide",
+            Control::never(),
+            sink,
+            |_| {
+                let mut draw = self.guide.sample(rng, 1).pop().unwrap_or_default();
+                draw.extend_from_slice(&self.params);
+                draw
+            },
+            drop,
+        )
     }
 
     /// The point `[guide median, params]` (the MAP position for a Delta guide).

@@ -1,7 +1,9 @@
 //! `nuts` and `hmc`: Markov chains with Stan's warm-up, run by the shared driver, each streamed
 //! into its own CmdStan CSV file (`chain-N.csv`, sampler columns first) by the
-//! [`SamplerFiles`] sink as it samples.
+//! [`SamplerFiles`] sink as it samples. With an output folder each chain saves its state there
+//! ([`ChainStates`]), from which `--resume` continues a stopped or killed run.
 
+use crate::chain_checkpoint::ChainStates;
 use crate::method::{McmcInit, McmcMethod, MethodName};
 use crate::progress;
 use crate::run::outcome::{output_columns, RunResult};
@@ -16,11 +18,13 @@ use serde_json::{json, Map};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
-/// Samples with NUTS or static HMC, streaming each chain's draws into its CSV file.
+/// Samples with NUTS or static HMC, streaming each chain's draws into its CSV file; `resume`
+/// continues the chains from the states saved in `out`.
 pub fn run(
     model: &Model,
     method: &McmcMethod,
     out: Option<&Path>,
+    resume: bool,
     show_progress: bool,
     stop: &AtomicBool,
 ) -> Result<RunResult, Failure> {
@@ -126,19 +130,44 @@ pub fn run(
     );
     let callback = |progress: &Progress| bars.update(progress);
     let params = &initial_position[model.layout.latent_dim()..];
-    let sampled = mcmc::sample_into(
+    // Each chain's state is saved in the output folder between iterations, and read from it by
+    // `--resume`.
+    let states = match out {
+        Some(out) => Some(ChainStates::new(
+            out,
+            method.name.as_str(),
+            settings,
+            model.layout.latent_dim(),
+            save_warmup,
+            resume,
+        )?),
+        None => None,
+    };
+    let checkpoints: &dyn mcmc::ChainCheckpoints = match &states {
+        Some(states) => states,
+        None => &mcmc::NoCheckpoints,
+    };
+    let sampled = mcmc::sample_resumable(
         settings,
         |_| model.log_density().with_params(params),
         &callback,
         &sink,
+        checkpoints,
         stop,
     );
     bars.finish();
+    if let (Err(_), Some(failure)) = (&sampled, states.as_ref().and_then(|s| s.take_failure())) {
+        return Err(failure);
+    }
     let mut result = sink.result(sampled)?;
     let mut chains_rows = sink.into_rows()?;
     if result.interrupted {
         keep_common_length(&mut result, &mut chains_rows, out, settings.first_chain)?;
+    } else if let Some(states) = &states {
+        // A finished run leaves nothing to resume.
+        states.remove();
     }
+
     let slices: Vec<&[f64]> = chains_rows.iter().map(Vec::as_slice).collect();
     let summary = Summary::from_mcmc_columns(&result, &slices, columns.len());
     let mut facts = Map::new();

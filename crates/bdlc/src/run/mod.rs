@@ -5,10 +5,13 @@
 //! stream one CmdStan CSV per chain as they sample), `exact`, `ensemble` (deep ensembles and
 //! MultiSWAG), `sgmcmc` (SGLD and SGHMC), `gibbs` and `pathfinder` (also the `--init pathfinder` start
 //! of `mcmc`); `outcome` holds what they share and `sink`
-//! the CmdStan CSV draw sink that the driver streams kept draws to; `large` plans the outputs of
+//! the CmdStan CSV draw sink that the driver streams kept draws to, `draw_file` the sink of
+//! independent draws (guides, resampled draws, ensembles) that streams them to the one draws
+//! file; `large` plans the outputs of
 //! runs too large to keep their draws in memory (SVI, MAP and Laplace stream theirs). A method module imports
 //! `outcome` and `sink` and never this module, so the module graph stays acyclic.
 
+mod draw_file;
 mod ensemble;
 mod exact;
 mod gibbs;
@@ -45,7 +48,7 @@ pub fn run_method(
     let outcome = match method {
         Method::Prior { samples, seed } => prior::run(model, *samples, *seed, out),
         Method::Svi(svi) => svi::run(model, svi, out, output, show_progress, stop),
-        Method::Mcmc(mcmc) => mcmc::run(model, mcmc, out, show_progress, stop),
+        Method::Mcmc(mcmc) => mcmc::run(model, mcmc, out, output.resume, show_progress, stop),
         Method::Pathfinder(pathfinder) => pathfinder::run(model, pathfinder, out),
         Method::Exact { samples, seed } => exact::run(model, *samples, *seed, out),
         Method::Ensemble(settings) => ensemble::run(model, settings, out, show_progress, stop),

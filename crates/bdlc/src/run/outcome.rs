@@ -151,7 +151,9 @@ pub fn write_draws(
     write_draws_file(&out.join("draws.csv"), comments, columns, rows)
 }
 
-/// Writes one CSV file of draws (CmdStan layout, no sampler columns) at `path`.
+/// Writes one CSV file of draws (CmdStan layout, no sampler columns) at `path`, under a
+/// temporary name renamed once the file is whole, so that a process killed meanwhile leaves the
+/// old file or the new one, never a part of one.
 pub fn write_draws_file(
     path: &Path,
     comments: &[String],
@@ -159,13 +161,24 @@ pub fn write_draws_file(
     rows: &[f64],
 ) -> Result<(), Failure> {
     let header: Vec<String> = columns.iter().map(Column::csv_name).collect();
-    let mut writer = DrawsWriter::create(path, comments, &header)?;
+    let temporary = if path.extension().is_some_and(|e| e == "partial") {
+        path.to_path_buf()
+    } else {
+        path.with_extension("csv.partial")
+    };
+    let mut writer = DrawsWriter::create(&temporary, comments, &header)?;
     if !columns.is_empty() {
         for row in rows.chunks(columns.len()) {
             writer.row(row)?;
         }
     }
-    writer.flush()
+    writer.flush()?;
+    drop(writer);
+    if temporary != path {
+        std::fs::rename(&temporary, path)
+            .map_err(|error| crate::output::io_failure(path, &error))?;
+    }
+    Ok(())
 }
 
 /// Constrained output rows for unconstrained positions, computed in parallel.

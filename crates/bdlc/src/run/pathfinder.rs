@@ -9,7 +9,8 @@
 //! `--init FILE`, `predict` and the REPL read it like an SVI fit.
 
 use crate::method::PathfinderMethod;
-use crate::run::outcome::{constrained_rows, output_columns, write_draws, RunResult};
+use crate::run::draw_file::stream_positions;
+use crate::run::outcome::{output_columns, RunResult};
 use crate::session::Failure;
 use crate::vi_checks;
 use bdl_infer::diagnostics::Summary;
@@ -157,19 +158,19 @@ pub fn run(
             latent
         })
         .collect();
-    let (sites, columns) = output_columns(model);
-    let draws = constrained_rows(model, &sites, &positions, settings.seed)?;
+    let (_, columns) = output_columns(model);
     let (guide, covariance) = saved_guide(&result);
     facts.insert("saved_covariance".into(), json!(covariance));
+    let comments = vec![
+        "method = pathfinder".to_string(),
+        format!("paths = {}", settings.paths),
+        format!("draws_per_path = {}", settings.draws_per_path),
+        format!("num_samples = {}", method.samples),
+        format!("seed = {}", settings.seed),
+    ];
+    // The resampled draws stream through the driver to `draws.csv` as they are made.
+    let draws = stream_positions(model, out, comments, &positions, settings.seed)?;
     if let Some(out) = out {
-        let comments = vec![
-            "method = pathfinder".to_string(),
-            format!("paths = {}", settings.paths),
-            format!("draws_per_path = {}", settings.draws_per_path),
-            format!("num_samples = {}", method.samples),
-            format!("seed = {}", settings.seed),
-        ];
-        write_draws(out, &comments, &columns, &draws)?;
         let layout = super::svi::layout_json(model);
         let params_json = json!({
             "method": "pathfinder",

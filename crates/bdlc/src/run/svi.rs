@@ -4,22 +4,23 @@
 //! goes) and `params.json` (the fitted guide, the params and the layout of the unconstrained
 //! vector, which `predict` and the REPL rebuild). A first-order fit saves its state
 //! ([`crate::checkpoint`]) and the guide so far every 1,000 steps and on Ctrl-C, and `--resume`
-//! continues from that state. A model too large to hold its draws in memory ([`large::RunPlan`]) has them
-//! drawn in chunks, summarised on the fly and streamed to the file.
+//! continues from that state. The guide's draws stream through the chain driver to the draws
+//! file as they are made ([`DrawFile`]); a model too large to hold its draws in memory
+//! ([`large::RunPlan`]) keeps only their running statistics.
 
 use crate::checkpoint::{self, LossTrace};
 use crate::method::{InitChoice, MethodName, SviMethod};
 use crate::output::{write_file, Column};
 use crate::progress;
-use crate::run::large::{self, DrawsFile, OutputOptions, RunPlan};
-use crate::run::outcome::{
-    constrained_rows, constrained_rows_from, infer_failure, output_columns, RunResult,
-};
+use crate::run::draw_file::{DrawFile, DrawFileLayout};
+use crate::run::large::{self, OutputOptions, RunPlan};
+use crate::run::outcome::{constrained_rows, infer_failure, output_columns, RunResult};
 use crate::session::Failure;
 use crate::vi_checks;
 use crate::warm_start::WarmStart;
 use bdl_infer::diagnostics::streaming::StreamingSummary;
 use bdl_infer::diagnostics::{ColumnSummary, Summary};
+use bdl_infer::driver::{self, Control};
 use bdl_infer::rng::stream_rng;
 use bdl_infer::vi::{self, GuideKind, SviCheckpoint, SviError, SviFit};
 use bdl_runtime::model::Model;
@@ -82,6 +83,9 @@ pub fn run(
     let mut facts = Map::new();
     let mut warnings = Vec::new();
     let mut standardize: Option<(Vec<f64>, Vec<f64>)> = None;
+    // The MAP point of the warm start (`[latents, params]`), where the guide's spread is checked
+    // against the curvature after the fit.
+    let mut map_point: Option<Vec<f64>> = None;
     let warm = match &method.init {
         InitChoice::File(path) => Some(WarmStart::load(path, model)?),
         _ => None,
@@ -176,6 +180,7 @@ pub fn run(
         ) {
             Ok(Some(start)) => {
                 let latent_dim = model.layout.latent_dim();
+                map_point = Some(start.position.clone());
                 match start.scales {
                     // Optimise in standardised coordinates u, z = MAP + scales ⊙ u, from u = 0
                     // with unit guide scales.
@@ -405,6 +410,29 @@ pub fn run(
             }
         }
     }
+    // A guide can be far narrower than the posterior (a diagonal guide on correlated
+    // coordinates, a flow stopped before it stretched) without a large k̂: check its marginal
+    // sds against the Laplace approximation's at the warm start's MAP point.
+    if let Some(point) = map_point.as_ref().filter(|_| {
+        failure.is_none()
+            && method.name == MethodName::Svi
+            && !matches!(fit.guide.params(), vi::GuideParams::Delta { .. })
+    }) {
+        let mut evaluator = model.evaluator();
+        match vi::laplace::approximate(&mut evaluator, point, settings.seed) {
+            Ok(laplace) => vi_checks::spread_against_curvature(
+                fit.guide.standard_deviations(),
+                laplace.standard_deviations(),
+                &model.layout.coordinate_names(),
+                &mut facts,
+                &mut warnings,
+            ),
+            Err(error) => warnings.push(format!(
+                "the guide's spread could not be checked against the curvature at the MAP \
+                 point: {error}"
+            )),
+        }
+    }
     // A MAP point says nothing of how far it is from the posterior mean: check it by
     // importance sampling with the Laplace approximation there as the proposal.
     if failure.is_none()
@@ -459,32 +487,56 @@ pub fn run(
         format!("num_samples = {n_draws}"),
         format!("seed = {}", settings.seed),
     ];
-    let (draws, summary) = match positions {
-        None if plan.stream => {
-            let summary = stream_draws(
-                model,
-                &sites,
-                &columns,
-                &plan,
-                &fit,
-                n_draws,
-                settings.seed,
-                out.map(|out| (out, comments.as_slice())),
-            )?;
-            (Vec::new(), summary)
-        }
-        positions => {
-            let positions = positions.unwrap_or_else(|| {
-                let mut rng = stream_rng(settings.seed, u64::MAX - 1);
-                fit.sample_positions(&mut rng, n_draws)
-            });
-            let draws = constrained_rows(model, &sites, &positions, settings.seed)?;
-            drop(positions);
-            if let Some(out) = out {
-                large::write_rows(out, &plan, &comments, &columns, &draws)?;
-            }
-            let summary = Summary::from_draws(&[&draws], columns.len());
-            (draws, summary)
+    // The draws stream through the driver to the draws file as they are made: the guide's
+    // draws from one stream, or the resampled positions. A run too large for memory keeps only
+    // the columns' running statistics, in chunks of the plan's length.
+    let n_rows = positions.as_ref().map_or(n_draws, Vec::len);
+    let streamed = positions.is_none() && plan.stream;
+    let block = if streamed {
+        plan.chunk_draws(columns.len().max(model.layout.dim()))
+    } else {
+        n_rows
+    };
+    let sink = DrawFile::new(
+        model,
+        out,
+        plan.clone(),
+        comments,
+        settings.seed,
+        DrawFileLayout {
+            planned: vec![n_rows],
+            block,
+            keep_rows: !streamed,
+            write_empty: true,
+        },
+    );
+    let guide_rng = || stream_rng(settings.seed, u64::MAX - 1);
+    // A sink that refused a draw keeps its failure, which `finish_file` returns.
+    let _ = match &positions {
+        Some(positions) => driver::draw_independent(
+            0,
+            positions.len(),
+            model.layout.dim(),
+            "resampled",
+            Control::never(),
+            &sink,
+            |row| positions[row].clone(),
+            drop,
+        ),
+        None => fit.draw_into(&mut guide_rng(), n_draws, &sink),
+    };
+    let written = sink.finish_file(|| match positions {
+        Some(positions) => positions,
+        None => fit.sample_positions(&mut guide_rng(), n_draws),
+    })?;
+    let (draws, summary) = match written.statistics {
+        Some(statistics) => (
+            Vec::new(),
+            streamed_summary(&statistics, &columns, n_draws)?,
+        ),
+        None => {
+            let summary = Summary::from_draws(&[&written.rows], columns.len());
+            (written.rows, summary)
         }
     };
     facts.insert("draws_file".into(), json!(plan.format.file_name()));
@@ -528,58 +580,13 @@ pub fn run(
     })
 }
 
-/// Draws `n_draws` positions from the fitted guide in chunks (one stream of random numbers, as
-/// the in-memory path draws them), maps each chunk to its constrained rows, summarises them on
-/// the fly and appends the plan's columns to the draws file in `out` (with its comment lines).
-/// Memory holds one chunk of draws.
-#[allow(clippy::too_many_arguments)]
-fn stream_draws(
-    model: &Model,
-    sites: &[&bdl_runtime::model::SiteInfo],
+/// The summary of a streamed run's draws from the columns' running statistics; a column with a
+/// non-finite draw fails the run, as for draws kept in memory (`run::nonfinite_draws`).
+fn streamed_summary(
+    statistics: &StreamingSummary,
     columns: &[Column],
-    plan: &RunPlan,
-    fit: &SviFit,
     n_draws: usize,
-    seed: u64,
-    out: Option<(&Path, &[String])>,
 ) -> Result<Summary, Failure> {
-    let mut rng = stream_rng(seed, u64::MAX - 1);
-    let mut statistics = StreamingSummary::new(columns.len(), n_draws);
-    let mut file = match out {
-        Some((out, comments)) => {
-            let names = plan
-                .written
-                .iter()
-                .map(|&i| columns[i].csv_name())
-                .collect();
-            Some(DrawsFile::create(out, plan.format, comments, names)?)
-        }
-        None => None,
-    };
-    let chunk = plan.chunk_draws(columns.len().max(model.layout.dim()));
-    let mut selected = Vec::new();
-    let mut done = 0;
-    while done < n_draws {
-        let n = chunk.min(n_draws - done);
-        let positions = fit.sample_positions(&mut rng, n);
-        // Each chunk's constrained values draw from streams of their own (a site drawn inside
-        // the model's body); 2¹⁶ streams per chunk leave room for any number of threads.
-        let first_stream = ((done / chunk) as u64) << 16;
-        let rows = constrained_rows_from(model, sites, &positions, seed, first_stream)?;
-        drop(positions);
-        statistics.push_rows(&rows);
-        if let Some(file) = &mut file {
-            file.push_rows(
-                plan.select(&rows, columns.len(), &mut selected),
-                plan.written.len(),
-            )?;
-        }
-        done += n;
-    }
-    if let Some(file) = file {
-        file.finish()?;
-    }
-    // As for draws kept in memory (`run::nonfinite_draws`): a non-finite draw fails the run.
     let non_finite = statistics.non_finite();
     if let Some(column) = non_finite.iter().position(|&count| count > 0) {
         let others = non_finite.iter().filter(|&&count| count > 0).count() - 1;
