@@ -45,6 +45,10 @@
 //! - Indexing and shapes: `index slice gather take_along_axis stack concat reshape expand_dims
 //!   broadcast_to`. Index tensors hold whole numbers stored as `f64` and are validated (also on
 //!   replay).
+//! - Network layers: `rearrange` (each element a copy of one input element or zero, the
+//!   primitive behind im2col), `conv` (1-D and 2-D, stride and zero padding), `max_pool`
+//!   `avg_pool`, the activations `leaky_relu elu gelu silu`, and `normalize` (the core of
+//!   LayerNorm and BatchNorm).
 //!
 //! Gradients: every node's gradient is available after [`Tape::backward`], not only the
 //! inputs'. Axes may be negative, counting from the end as in Python. [`check`] holds the
@@ -62,5 +66,6 @@ mod tape;
 mod tensor;
 use bdl_vmath as vmath;
 
+pub use ops::layers::{Window, ZERO_ENTRY};
 pub use tape::{Tape, Var};
 pub use tensor::{element_count, Shape, Tensor, TensorError};

@@ -671,7 +671,7 @@ pub struct LayerSpec {
     pub name: &'static str,
     /// Its parameters.
     pub params: &'static [Param],
-    /// Whether it has weights (only `Linear`).
+    /// Whether it has weights (`Linear`, the convolutions, `Embedding` and the normalisations).
     pub has_weights: bool,
 }
 
@@ -719,6 +719,113 @@ pub const LAYERS: &[LayerSpec] = &[
     LayerSpec {
         name: "LogSoftmax",
         params: &[],
+        has_weights: false,
+    },
+    LayerSpec {
+        name: "LeakyReLU",
+        params: &[opt(&["negative_slope"], Any)],
+        has_weights: false,
+    },
+    LayerSpec {
+        name: "ELU",
+        params: &[opt(&["alpha"], Positive)],
+        has_weights: false,
+    },
+    LayerSpec {
+        name: "GELU",
+        params: &[],
+        has_weights: false,
+    },
+    LayerSpec {
+        name: "SiLU",
+        params: &[],
+        has_weights: false,
+    },
+    LayerSpec {
+        name: "Conv1d",
+        params: &[
+            req(&["in_channels"], Size),
+            req(&["out_channels"], Size),
+            req(&["kernel_size"], Size),
+            opt(&["stride"], Size),
+            opt(&["padding"], Count),
+            opt(&["bias"], Bool),
+        ],
+        has_weights: true,
+    },
+    LayerSpec {
+        name: "Conv2d",
+        params: &[
+            req(&["in_channels"], Size),
+            req(&["out_channels"], Size),
+            req(&["kernel_size"], Size),
+            opt(&["stride"], Size),
+            opt(&["padding"], Count),
+            opt(&["bias"], Bool),
+        ],
+        has_weights: true,
+    },
+    LayerSpec {
+        name: "MaxPool1d",
+        params: &[req(&["kernel_size"], Size), opt(&["stride"], Size)],
+        has_weights: false,
+    },
+    LayerSpec {
+        name: "MaxPool2d",
+        params: &[req(&["kernel_size"], Size), opt(&["stride"], Size)],
+        has_weights: false,
+    },
+    LayerSpec {
+        name: "AvgPool1d",
+        params: &[req(&["kernel_size"], Size), opt(&["stride"], Size)],
+        has_weights: false,
+    },
+    LayerSpec {
+        name: "AvgPool2d",
+        params: &[req(&["kernel_size"], Size), opt(&["stride"], Size)],
+        has_weights: false,
+    },
+    LayerSpec {
+        name: "Flatten",
+        params: &[],
+        has_weights: false,
+    },
+    LayerSpec {
+        name: "Unflatten",
+        params: &[req(&["shape"], Shape)],
+        has_weights: false,
+    },
+    LayerSpec {
+        name: "Dropout",
+        params: &[opt(&["p"], Probability)],
+        has_weights: false,
+    },
+    LayerSpec {
+        name: "Embedding",
+        params: &[
+            req(&["num_embeddings"], Size),
+            req(&["embedding_dim"], Size),
+        ],
+        has_weights: true,
+    },
+    LayerSpec {
+        name: "LayerNorm",
+        params: &[req(&["normalized_shape"], Size)],
+        has_weights: true,
+    },
+    LayerSpec {
+        name: "BatchNorm1d",
+        params: &[req(&["num_features"], Size)],
+        has_weights: true,
+    },
+    LayerSpec {
+        name: "BatchNorm2d",
+        params: &[req(&["num_features"], Size)],
+        has_weights: true,
+    },
+    LayerSpec {
+        name: "Residual",
+        params: &[req(&["layer"], Layer)],
         has_weights: false,
     },
 ];

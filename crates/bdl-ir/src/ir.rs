@@ -215,13 +215,329 @@ pub enum Layer {
         /// Which activation.
         kind: Activation,
     },
+    /// `Conv1d`/`Conv2d`: a cross-correlation of a channels-first input `[N, input, S…]` with a
+    /// weight `[output, input, kernel…]` (PyTorch's layout) and a bias `[output]`.
+    Conv {
+        /// The layer's index in `Sequential`.
+        index: usize,
+        /// The number of spatial axes (1 or 2).
+        dims: usize,
+        /// Input channels.
+        input: usize,
+        /// Output channels.
+        output: usize,
+        /// The kernel's extent along every spatial axis.
+        kernel: usize,
+        /// The step between windows.
+        stride: usize,
+        /// Zeros added at both ends of every spatial axis.
+        padding: usize,
+        /// Whether it has a bias.
+        bias: bool,
+    },
+    /// `MaxPool1d`/`MaxPool2d`/`AvgPool1d`/`AvgPool2d` over windows of each channel.
+    Pool {
+        /// The layer's index in `Sequential`.
+        index: usize,
+        /// The number of spatial axes (1 or 2).
+        dims: usize,
+        /// Maximum or average.
+        kind: PoolKind,
+        /// The window's extent along every spatial axis.
+        kernel: usize,
+        /// The step between windows.
+        stride: usize,
+    },
+    /// `Flatten`: every axis after the batch axis into one.
+    Flatten {
+        /// The layer's index in `Sequential`.
+        index: usize,
+    },
+    /// `Unflatten(shape = [...])`: the features of each row as a tensor of this shape (an image
+    /// stored as a row of pixels becomes `[channels, height, width]`).
+    Unflatten {
+        /// The layer's index in `Sequential`.
+        index: usize,
+        /// The shape of one row.
+        shape: Vec<usize>,
+    },
+    /// `Dropout(p)`: each element zeroed with probability `p` and the rest scaled by
+    /// 1/(1 − p), with a fresh mask at every stochastic evaluation (MC dropout).
+    Dropout {
+        /// The layer's index in `Sequential`.
+        index: usize,
+        /// The probability of dropping an element.
+        p: f64,
+    },
+    /// `Embedding(count, dim)`: integer indices to rows of a `[count, dim]` table.
+    Embedding {
+        /// The layer's index in `Sequential`.
+        index: usize,
+        /// The number of rows.
+        count: usize,
+        /// The width of a row.
+        dim: usize,
+    },
+    /// `LayerNorm(features)`: each row normalised over its last axis, then scaled and shifted.
+    LayerNorm {
+        /// The layer's index in `Sequential`.
+        index: usize,
+        /// The extent of the last axis.
+        features: usize,
+    },
+    /// `BatchNorm1d`/`BatchNorm2d`: each channel normalised with the statistics of the batch
+    /// it is called on (over the batch and spatial axes), then scaled and shifted.
+    BatchNorm {
+        /// The layer's index in `Sequential`.
+        index: usize,
+        /// The number of channels (axis 1).
+        features: usize,
+    },
+    /// `Residual(layer)`: `x + f(x)`, with `f` a layer or a `Sequential`.
+    Residual {
+        /// The layer's index in `Sequential`.
+        index: usize,
+        /// The layers of `f`, numbered from 0 inside it.
+        layers: Vec<Layer>,
+    },
+}
+
+/// Maximum or average pooling.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum PoolKind {
+    /// The largest element of each window.
+    Max,
+    /// The mean of each window.
+    Avg,
+}
+
+/// What a layer parameter is, which decides its prior under `lift` and its start under
+/// `module`.
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub enum ParameterRole {
+    /// A weight (PyTorch's `weight`): the weight prior; under `module`, uniform in ±1/√fan_in.
+    Weight,
+    /// A bias: the bias prior; under `module`, uniform in ±1/√fan_in.
+    Bias,
+    /// An embedding table: the weight prior; under `module`, standard normal (PyTorch's start).
+    Table,
+    /// A normalisation layer's scale (PyTorch's `weight`): the weight prior; under `module`, 1.
+    Scale,
+    /// A normalisation layer's shift (PyTorch's `bias`): the bias prior; under `module`, 0.
+    Shift,
+}
+
+/// One tensor of weights of a layer: its site-name suffix, shape and role.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerParameter {
+    /// The layer's path: its index, preceded by the index of each enclosing `Residual`
+    /// (`"2"`, `"3_0"`).
+    pub path: String,
+    /// `weight` or `bias` (PyTorch's names).
+    pub name: &'static str,
+    /// The tensor's shape.
+    pub shape: Vec<usize>,
+    /// How many inputs feed one output of the layer (for fan-in scaled priors and starts).
+    pub fan_in: usize,
+    /// What the tensor is.
+    pub role: ParameterRole,
+}
+
+impl LayerParameter {
+    /// The site name of this parameter in a network lifted (or registered) as `network`.
+    pub fn site(&self, network: &str) -> String {
+        format!("{network}_{}_{}", self.path, self.name)
+    }
+}
+
+impl Layer {
+    /// The layer's index in its `Sequential`.
+    pub fn index(&self) -> usize {
+        match self {
+            Layer::Linear { index, .. }
+            | Layer::Activation { index, .. }
+            | Layer::Conv { index, .. }
+            | Layer::Pool { index, .. }
+            | Layer::Flatten { index }
+            | Layer::Unflatten { index, .. }
+            | Layer::Dropout { index, .. }
+            | Layer::Embedding { index, .. }
+            | Layer::LayerNorm { index, .. }
+            | Layer::BatchNorm { index, .. }
+            | Layer::Residual { index, .. } => *index,
+        }
+    }
+
+    /// The layer's parameters in the order lifting creates their sites (nested layers of a
+    /// `Residual` included), with `prefix` put before the layer's index in each path.
+    pub fn parameters(&self, prefix: &str) -> Vec<LayerParameter> {
+        let path = format!("{prefix}{}", self.index());
+        let parameter = |name, shape: Vec<usize>, fan_in, role| LayerParameter {
+            path: path.clone(),
+            name,
+            shape,
+            fan_in,
+            role,
+        };
+        let mut out = Vec::new();
+        match self {
+            Layer::Linear {
+                input,
+                output,
+                bias,
+                ..
+            } => {
+                out.push(parameter(
+                    "weight",
+                    vec![*input, *output],
+                    *input,
+                    ParameterRole::Weight,
+                ));
+                if *bias {
+                    out.push(parameter(
+                        "bias",
+                        vec![*output],
+                        *input,
+                        ParameterRole::Bias,
+                    ));
+                }
+            }
+            Layer::Conv {
+                dims,
+                input,
+                output,
+                kernel,
+                bias,
+                ..
+            } => {
+                let mut shape = vec![*output, *input];
+                shape.extend(std::iter::repeat_n(*kernel, *dims));
+                let fan_in = input * kernel.pow(*dims as u32);
+                out.push(parameter("weight", shape, fan_in, ParameterRole::Weight));
+                if *bias {
+                    out.push(parameter(
+                        "bias",
+                        vec![*output],
+                        fan_in,
+                        ParameterRole::Bias,
+                    ));
+                }
+            }
+            Layer::Embedding { count, dim, .. } => {
+                out.push(parameter(
+                    "weight",
+                    vec![*count, *dim],
+                    1,
+                    ParameterRole::Table,
+                ));
+            }
+            Layer::LayerNorm { features, .. } | Layer::BatchNorm { features, .. } => {
+                out.push(parameter(
+                    "weight",
+                    vec![*features],
+                    1,
+                    ParameterRole::Scale,
+                ));
+                out.push(parameter("bias", vec![*features], 1, ParameterRole::Shift));
+            }
+            Layer::Residual { layers, .. } => {
+                let inner = format!("{path}_");
+                for layer in layers {
+                    out.extend(layer.parameters(&inner));
+                }
+            }
+            Layer::Activation { .. }
+            | Layer::Pool { .. }
+            | Layer::Flatten { .. }
+            | Layer::Unflatten { .. }
+            | Layer::Dropout { .. } => {}
+        }
+        out
+    }
+
+    /// Whether the layer, or a layer nested in it, is only a `Linear` or an activation without
+    /// a setting (the layers a device backend runs).
+    pub fn is_dense(&self) -> bool {
+        matches!(self, Layer::Linear { .. })
+            || matches!(self, Layer::Activation { kind, .. } if kind.is_plain())
+    }
+
+    /// The layer as written in a network declaration (for printing the IR).
+    pub fn describe(&self) -> String {
+        match self {
+            Layer::Linear {
+                input,
+                output,
+                bias,
+                ..
+            } => format!(
+                "Linear({input}, {output}{})",
+                if *bias { "" } else { ", bias=false" }
+            ),
+            Layer::Activation { kind, .. } => kind.describe(),
+            Layer::Conv {
+                dims,
+                input,
+                output,
+                kernel,
+                stride,
+                padding,
+                bias,
+                ..
+            } => format!(
+                "Conv{dims}d({input}, {output}, {kernel}, stride={stride}, padding={padding}{})",
+                if *bias { "" } else { ", bias=false" }
+            ),
+            Layer::Pool {
+                dims,
+                kind,
+                kernel,
+                stride,
+                ..
+            } => format!(
+                "{}Pool{dims}d({kernel}, stride={stride})",
+                match kind {
+                    PoolKind::Max => "Max",
+                    PoolKind::Avg => "Avg",
+                }
+            ),
+            Layer::Flatten { .. } => "Flatten".to_string(),
+            Layer::Unflatten { shape, .. } => format!("Unflatten({shape:?})"),
+            Layer::Dropout { p, .. } => format!("Dropout({p})"),
+            Layer::Embedding { count, dim, .. } => format!("Embedding({count}, {dim})"),
+            Layer::LayerNorm { features, .. } => format!("LayerNorm({features})"),
+            Layer::BatchNorm { features, .. } => format!("BatchNorm({features})"),
+            Layer::Residual { layers, .. } => format!(
+                "Residual([{}])",
+                layers
+                    .iter()
+                    .map(|layer| format!("{}: {}", layer.index(), layer.describe()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
 }
 
 /// The activations a network can use.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, PartialEq)]
 pub enum Activation {
     /// max(x, 0).
     Relu,
+    /// x for x ≥ 0, `slope`·x below.
+    LeakyRelu {
+        /// The slope below zero.
+        slope: f64,
+    },
+    /// x for x ≥ 0, `alpha`·(eˣ − 1) below.
+    Elu {
+        /// The scale of the negative part.
+        alpha: f64,
+    },
+    /// x·Φ(x), with Φ the standard normal distribution function.
+    Gelu,
+    /// x·σ(x) (swish).
+    Silu,
     /// tanh(x).
     Tanh,
     /// 1 / (1 + exp(−x)).
@@ -239,12 +555,39 @@ impl Activation {
     pub fn name(self) -> &'static str {
         match self {
             Activation::Relu => "ReLU",
+            Activation::LeakyRelu { .. } => "LeakyReLU",
+            Activation::Elu { .. } => "ELU",
+            Activation::Gelu => "GELU",
+            Activation::Silu => "SiLU",
             Activation::Tanh => "Tanh",
             Activation::Sigmoid => "Sigmoid",
             Activation::Softplus => "Softplus",
             Activation::Softmax => "Softmax",
             Activation::LogSoftmax => "LogSoftmax",
         }
+    }
+
+    /// The layer as written, with its setting where it has one.
+    pub fn describe(self) -> String {
+        match self {
+            Activation::LeakyRelu { slope } => format!("LeakyReLU({slope})"),
+            Activation::Elu { alpha } => format!("ELU({alpha})"),
+            other => other.name().to_string(),
+        }
+    }
+
+    /// Whether the activation is one of the six the first release had (those a device backend
+    /// runs).
+    pub fn is_plain(self) -> bool {
+        matches!(
+            self,
+            Activation::Relu
+                | Activation::Tanh
+                | Activation::Sigmoid
+                | Activation::Softplus
+                | Activation::Softmax
+                | Activation::LogSoftmax
+        )
     }
 }
 
@@ -764,20 +1107,7 @@ impl fmt::Display for Program {
             let layers: Vec<String> = network
                 .layers
                 .iter()
-                .map(|layer| match layer {
-                    Layer::Linear {
-                        index,
-                        input,
-                        output,
-                        bias,
-                    } => {
-                        format!(
-                            "{index}: Linear({input}, {output}{})",
-                            if *bias { "" } else { ", bias=false" }
-                        )
-                    }
-                    Layer::Activation { index, kind } => format!("{index}: {}", kind.name()),
-                })
+                .map(|layer| format!("{}: {}", layer.index(), layer.describe()))
                 .collect();
             let text = format!(
                 "network {} = [{}]",

@@ -160,6 +160,10 @@ pub struct LayerInfo {
     pub bias: bool,
     /// Where it is written.
     pub span: Span,
+    /// The layer with its settings, where every one is a valid literal.
+    pub layer: Option<ir::Layer>,
+    /// The layers of a `Residual`'s branch.
+    pub children: Vec<LayerInfo>,
 }
 
 /// A network declaration's layers.
@@ -174,16 +178,15 @@ pub struct NetworkInfo {
 }
 
 impl NetworkInfo {
-    /// The weight sites lifting this network as `name` creates: `name_0_weight`, `name_0_bias`, ….
+    /// The weight sites lifting this network as `name` creates: `name_0_weight`, `name_0_bias`,
+    /// … (`name_3_0_weight` for layer 0 of the `Residual` at position 3).
     pub fn weight_sites(&self, name: &str) -> Vec<String> {
-        let mut sites = Vec::new();
-        for layer in self.layers.iter().filter(|layer| layer.spec.has_weights) {
-            sites.push(format!("{name}_{}_weight", layer.index));
-            if layer.bias {
-                sites.push(format!("{name}_{}_bias", layer.index));
-            }
-        }
-        sites
+        self.layers
+            .iter()
+            .filter_map(|layer| layer.layer.as_ref())
+            .flat_map(|layer| layer.parameters(""))
+            .map(|parameter| parameter.site(name))
+            .collect()
     }
 }
 

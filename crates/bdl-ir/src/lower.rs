@@ -5,12 +5,11 @@
 //! fact missing from the analysis (which would be a bug in the checks) becomes an internal-error
 //! diagnostic at the offending node.
 
-use crate::catalogue::LAYERS;
 use crate::ir::{
-    self, Activation, Arg, Columns, DataBound, DataDecl, DataDim, Expr, ExprKind, FileRef,
-    Function, IndexItem, Layer, NamePart, Network, Plate, SiteName, Slot, SlotId, Stmt, StmtKind,
+    self, Arg, Columns, DataBound, DataDecl, DataDim, Expr, ExprKind, FileRef, Function, IndexItem,
+    NamePart, Network, Plate, SiteName, Slot, SlotId, Stmt, StmtKind,
 };
-use crate::types::{Dim, Ty};
+use crate::types::Ty;
 use crate::{Analysis, BindingId, Reference};
 use bdl_diagnostics::{Diagnostic, Span};
 use bdl_syntax as ast;
@@ -207,46 +206,15 @@ impl Lowerer<'_> {
             .networks
             .get(&BindingId(slot.0))
             .ok_or_else(|| internal("a network without layers", network.span))?;
-        let layers = info
-            .layers
-            .iter()
-            .map(|layer| {
-                let size = |dim: &Option<Dim>| match dim {
-                    Some(Dim::Const(value)) => usize::try_from(*value)
-                        .map_err(|_| internal("a negative width", layer.span)),
-                    _ => Err(internal("a layer width that is not a literal", layer.span)),
-                };
-                Ok(match layer.spec.name {
-                    "Linear" => Layer::Linear {
-                        index: layer.index,
-                        input: size(&layer.input)?,
-                        output: size(&layer.output)?,
-                        bias: layer.bias,
-                    },
-                    name => {
-                        let kind = match name {
-                            "ReLU" => Activation::Relu,
-                            "Tanh" => Activation::Tanh,
-                            "Sigmoid" => Activation::Sigmoid,
-                            "Softplus" => Activation::Softplus,
-                            "Softmax" => Activation::Softmax,
-                            "LogSoftmax" => Activation::LogSoftmax,
-                            other => {
-                                debug_assert!(LAYERS.iter().any(|spec| spec.name == other));
-                                return Err(internal(
-                                    format!("layer `{other}` inside a network"),
-                                    layer.span,
-                                ));
-                            }
-                        };
-                        Layer::Activation {
-                            index: layer.index,
-                            kind,
-                        }
-                    }
+        let layers =
+            info.layers
+                .iter()
+                .map(|layer| {
+                    layer.layer.clone().ok_or_else(|| {
+                        internal("a layer setting that is not a literal", layer.span)
+                    })
                 })
-            })
-            .collect::<Lowered<Vec<_>>>()?;
+                .collect::<Lowered<Vec<_>>>()?;
         Ok(Network {
             slot,
             name: network.name.name.clone(),

@@ -20,6 +20,10 @@ const MODELS: &[(&str, &str)] = &[
         include_str!("../../../models/bayes_linreg.bdl"),
     ),
     (
+        "coal_mining",
+        include_str!("../../../models/coal_mining.bdl"),
+    ),
+    (
         "eight_schools",
         include_str!("../../../models/eight_schools.bdl"),
     ),

@@ -103,6 +103,12 @@ pub struct Message {
     pub log_det_jacobian: Option<Var>,
     /// Set by a handler to hide the message from the handlers outside it.
     pub stop: bool,
+    /// Whether the value enumerates the support of a discrete latent site (set by
+    /// [`crate::enumerate::Enumerate`]) instead of being one value.
+    pub enumerated: bool,
+    /// The log-density before summing and scaling: masked, with the shape of the batch (and,
+    /// under enumeration, of the enumerated values it depends on). Set by the interpreter.
+    pub log_prob_terms: Option<Var>,
     /// Where the site is written.
     pub span: Span,
 }
@@ -126,6 +132,8 @@ impl Message {
             unconstrained: None,
             log_det_jacobian: None,
             stop: false,
+            enumerated: false,
+            log_prob_terms: None,
             span,
         }
     }
@@ -222,9 +230,14 @@ impl Handler for Substitute {
         if message.is_free() && message.value.is_none() {
             if let Some(value) = self.values.get(&message.name) {
                 let var = tape.constant(value.clone());
+                // A discrete site's values are integers (they may index).
+                let discrete = message
+                    .dist
+                    .as_ref()
+                    .is_some_and(|dist| dist.support(tape).is_discrete());
                 message.value = Some(TensorVar {
                     var,
-                    elem: Elem::Real,
+                    elem: if discrete { Elem::Int } else { Elem::Real },
                     volatile: true,
                 });
             }

@@ -36,6 +36,9 @@ const MAX_LOOP_ITERATIONS: i64 = 10_000_000;
 pub struct RunOptions {
     /// Ignore `subsample`: every plate runs over all its indices (prediction, diagnostics).
     pub full_plates: bool,
+    /// Draw dropout masks (stochastic fits and predictive draws); otherwise `Dropout` is the
+    /// identity, so the density is a deterministic function of the position.
+    pub dropout: bool,
 }
 
 /// A mini-batch drawn by a subsampled plate: the constant node holding its indices.
@@ -80,14 +83,19 @@ pub struct Interpreter<'a> {
     calls: usize,
     /// The site whose arguments are being evaluated, for messages.
     site_context: Option<String>,
-    options: RunOptions,
+    pub(crate) options: RunOptions,
     /// Set when control flow read a value that can change between evaluations.
     pub dynamic: Option<Dynamic>,
     /// The mini-batches drawn, in order.
     pub subsamples: Vec<Subsample>,
+    /// The dropout masks drawn, in order.
+    pub dropout_masks: Vec<crate::network::DropoutMask>,
     /// What calls of lifted networks on data-only inputs do: computed here (the default),
     /// recorded for another device, or substituted by outputs computed there.
     pub network_calls: crate::network::NetworkCalls,
+    /// Set once a site's values enumerate a discrete support: later distributions may carry
+    /// enumeration dimensions.
+    enumerating: bool,
 }
 
 impl<'a> Interpreter<'a> {
@@ -118,7 +126,9 @@ impl<'a> Interpreter<'a> {
             options,
             dynamic: None,
             subsamples: Vec::new(),
+            dropout_masks: Vec::new(),
             network_calls: crate::network::NetworkCalls::Compute,
+            enumerating: false,
         }
     }
 
@@ -1071,9 +1081,19 @@ impl<'a> Interpreter<'a> {
         if message.value.is_none() {
             message.value = Some(self.default_value(&message)?);
         }
+        if message.enumerated {
+            self.enumerating = true;
+        }
         let log_prob = match message.kind {
-            SiteKind::Sample | SiteKind::Observe => Some(self.site_log_prob(&message)?),
-            SiteKind::Factor => Some(self.factor_log_prob(&message)?),
+            SiteKind::Sample | SiteKind::Observe => {
+                let (total, terms) = self.site_log_prob(&message)?;
+                message.log_prob_terms = Some(terms);
+                Some(total)
+            }
+            SiteKind::Factor => {
+                message.log_prob_terms = message.log_factor;
+                Some(self.factor_log_prob(&message)?)
+            }
             _ => None,
         };
         for handler in &mut self.handlers[processed..] {
@@ -1143,8 +1163,9 @@ impl<'a> Interpreter<'a> {
         }
     }
 
-    /// The site's log-density summed over its batch, masked, scaled, with its log-Jacobian.
-    fn site_log_prob(&mut self, message: &Message) -> Result<Var, RuntimeError> {
+    /// The site's log-density summed over its batch, masked, scaled, with its log-Jacobian;
+    /// and the masked log-density before summing (its terms).
+    fn site_log_prob(&mut self, message: &Message) -> Result<(Var, Var), RuntimeError> {
         let (Some(dist), Some(value)) = (&message.dist, message.value) else {
             return Err(RuntimeError::model(
                 "E0537",
@@ -1154,7 +1175,18 @@ impl<'a> Interpreter<'a> {
         };
         let expected = dist.shape();
         let actual = self.tape.shape(value.var).to_vec();
-        if actual != expected {
+        // Under enumeration a distribution may carry the enumerated values' dimensions on the
+        // left of the plates' (one log-density per enumerated value): an observed value then
+        // matches the distribution's trailing dimensions, and an enumerated value broadcasts.
+        let fits = if message.enumerated {
+            true
+        } else if self.enumerating {
+            expected.len() >= actual.len()
+                && expected[expected.len() - actual.len()..] == actual[..]
+        } else {
+            actual == expected
+        };
+        if !fits {
             let plates: Vec<String> = message
                 .plates
                 .iter()
@@ -1211,6 +1243,7 @@ impl<'a> Interpreter<'a> {
                 .with_hint("the mask needs one 0/1 entry per observed element (per row for a multivariate distribution)"));
             }
         }
+        let terms = log_prob;
         let mut total = self.tape.sum(log_prob);
         if let Some(log_det) = message.log_det_jacobian {
             total = self
@@ -1221,7 +1254,7 @@ impl<'a> Interpreter<'a> {
         if message.scale != 1.0 {
             total = self.tape.mul_scalar(total, message.scale);
         }
-        Ok(total)
+        Ok((total, terms))
     }
 }
 

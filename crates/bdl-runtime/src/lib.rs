@@ -8,9 +8,11 @@
 //! `ElboModel` by recording the model once and replaying the recording at new points when its
 //! structure does not depend on sampled values; a draw's values come from the flat vector
 //! through the blocks' bijectors alone ([`model::DrawMap`]) whenever the model allows it.
+//! Discrete latent sites are marginalised by [`enumerate`] and drawn again for each draw.
 
 pub mod conjugate;
 pub mod data;
+pub mod enumerate;
 pub mod error;
 pub mod handlers;
 pub mod interpret;

@@ -8,6 +8,7 @@
 //! program afresh. Both paths run the same kernels, so they give bit-identical results.
 
 use crate::data::DataSet;
+use crate::enumerate::{self, Enumerate, EnumeratedSite, FixDiscrete};
 use crate::error::{ErrorKind, RuntimeError};
 use crate::handlers::{SeedRef, SiteKind, TraceMessages, Uncondition, Unconstrain};
 use crate::interpret::{Dynamic, Interpreter, RunOptions, Subsample};
@@ -109,6 +110,17 @@ pub struct Model {
     /// Why a draw's output values need a run of the model, if they do; `None` when they are
     /// the latent and param blocks mapped through their bijectors (see [`DrawMap`]).
     pub draws_need_run: Option<String>,
+    /// The discrete latent sites marginalised by enumeration, if the model has any.
+    pub enumeration: Option<Enumeration>,
+}
+
+/// A model's enumerated discrete sites ([`crate::enumerate`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Enumeration {
+    /// How deep the program's plates nest (enumeration dimensions start left of them).
+    pub plate_nesting: i64,
+    /// The sites, in the order the model meets them.
+    pub sites: Vec<EnumeratedSite>,
 }
 
 /// Runs `program`'s data-block `let`s on `data`, adding their values.
@@ -143,6 +155,7 @@ struct Discovery {
     tape: Tape,
     dynamic: Option<Dynamic>,
     subsampled: bool,
+    enumerated: Vec<EnumeratedSite>,
 }
 
 impl Model {
@@ -182,6 +195,8 @@ impl Model {
         let trace = Rc::new(RefCell::new(Trace::default()));
         let mut rng = stream_rng(seed, u64::MAX);
         let mut tape = Tape::new();
+        let enumerate = Enumerate::new(enumerate::plate_nesting(program));
+        let enumerated = Rc::clone(&enumerate.sites);
         let (dynamic, subsampled) = {
             let mut interpreter = Interpreter::new(program, data, &mut tape, RunOptions::default());
             interpreter.push(SeedRef { rng: &mut rng });
@@ -194,18 +209,21 @@ impl Model {
                 discover: true,
                 prior_draws,
             });
+            interpreter.push(enumerate);
             interpreter.run_model()?;
             (
                 interpreter.dynamic.clone(),
                 !interpreter.subsamples.is_empty(),
             )
         };
+        let enumerated = enumerated.borrow().clone();
         Ok(Discovery {
             layout,
             trace,
             tape,
             dynamic,
             subsampled,
+            enumerated,
         })
     }
 
@@ -217,17 +235,36 @@ impl Model {
             tape,
             dynamic,
             subsampled,
+            enumerated,
         } = discovery;
         layout.finalize();
         let trace = trace.borrow();
         let sites = trace
             .sites
             .iter()
-            .map(|site| site_info(site, &tape))
+            .map(|site| {
+                let mut info = site_info(site, &tape);
+                // An enumerated site's value in the trace lists its support; one draw of it
+                // has its plates' shape.
+                if let Some(enumerated) = enumerated.iter().find(|e| e.name == site.name) {
+                    info.shape = enumerated.shape.clone();
+                }
+                info
+            })
             .collect();
         let normal_priors = find_normal_priors(&trace, &layout, &tape);
-        let draws_need_run = why_draws_need_run(&trace, &layout, dynamic.as_ref());
-        Model {
+        let enumeration = (!enumerated.is_empty()).then(|| Enumeration {
+            plate_nesting: enumerate::plate_nesting(&program),
+            sites: enumerated,
+        });
+        let draws_need_run = match &enumeration {
+            Some(enumeration) => Some(format!(
+                "the discrete site `{}` is drawn from its posterior given each draw",
+                enumeration.sites[0].name
+            )),
+            None => why_draws_need_run(&trace, &layout, dynamic.as_ref()),
+        };
+        let mut model = Model {
             program,
             data,
             layout,
@@ -236,6 +273,34 @@ impl Model {
             dynamic,
             subsampled,
             draws_need_run,
+            enumeration,
+        };
+        model.deterministic_shapes_without_enumeration();
+        model
+    }
+
+    /// Under enumeration a deterministic site computed from an enumerated site has a value per
+    /// enumerated value; one draw of it is computed with the discrete sites fixed, so its shape
+    /// is the one of a run with them fixed (at 0).
+    fn deterministic_shapes_without_enumeration(&mut self) {
+        let Some(enumeration) = &self.enumeration else {
+            return;
+        };
+        let zeros = enumeration
+            .sites
+            .iter()
+            .map(|site| (site.name.clone(), Tensor::zeros(&site.shape)))
+            .collect();
+        let position = self.layout.initial_position();
+        let Ok(values) = self.constrained_values_with(&position, zeros) else {
+            return;
+        };
+        for site in &mut self.sites {
+            if site.kind == SiteKind::Deterministic {
+                if let Some((_, value)) = values.iter().find(|(name, _)| *name == site.name) {
+                    site.shape = value.shape().to_vec();
+                }
+            }
         }
     }
 
@@ -247,7 +312,10 @@ impl Model {
             recording: None,
             position: self.layout.initial_position(),
             gradient: vec![0.0; self.layout.dim()],
-            options: RunOptions::default(),
+            options: RunOptions {
+                dropout: true,
+                ..RunOptions::default()
+            },
             replay: self.dynamic.is_none(),
             draw_map: None,
             model_runs: 0,
@@ -259,6 +327,7 @@ impl Model {
     pub fn output_evaluator(&self) -> Evaluator<'_> {
         let mut evaluator = self.evaluator();
         evaluator.options.full_plates = true;
+        evaluator.options.dropout = false;
         evaluator
     }
 
@@ -328,6 +397,7 @@ impl Model {
     pub fn log_density(&self) -> LatentDensity<'_> {
         let mut evaluator = self.evaluator();
         evaluator.options.full_plates = true;
+        evaluator.options.dropout = false;
         LatentDensity {
             evaluator,
             full_position: self.layout.initial_position(),
@@ -364,6 +434,21 @@ impl Model {
         &self,
         position: &[f64],
     ) -> Result<Vec<(String, Tensor)>, RuntimeError> {
+        if self.enumeration.is_some() {
+            // The discrete sites need a draw: from a fixed stream, so the result is repeatable.
+            return self
+                .output_evaluator()
+                .constrained(position, &mut stream_rng(0, 0));
+        }
+        self.constrained_values_with(position, HashMap::new())
+    }
+
+    /// [`Model::constrained_values`] with the discrete latent sites fixed at `discrete`.
+    fn constrained_values_with(
+        &self,
+        position: &[f64],
+        discrete: HashMap<String, Tensor>,
+    ) -> Result<Vec<(String, Tensor)>, RuntimeError> {
         let mut tape = Tape::new();
         let trace = Rc::new(RefCell::new(Trace::default()));
         let mut layout = self.layout.clone();
@@ -372,7 +457,10 @@ impl Model {
                 &self.program,
                 &self.data,
                 &mut tape,
-                RunOptions { full_plates: true },
+                RunOptions {
+                    full_plates: true,
+                    ..RunOptions::default()
+                },
             );
             interpreter.push(TraceMessages {
                 trace: Rc::clone(&trace),
@@ -383,6 +471,9 @@ impl Model {
                 discover: false,
                 prior_draws: None,
             });
+            if !discrete.is_empty() {
+                interpreter.push(FixDiscrete { values: discrete });
+            }
             interpreter.run_model()?;
         }
         let trace = trace.borrow();
@@ -487,7 +578,10 @@ impl Model {
                 &self.program,
                 &self.data,
                 &mut tape,
-                RunOptions { full_plates },
+                RunOptions {
+                    full_plates,
+                    dropout: true,
+                },
             );
             interpreter.network_calls = network_calls;
             interpreter.push(SeedRef { rng });
@@ -553,14 +647,19 @@ impl Model {
     ) -> Result<Vec<PointwisePredictive>, RuntimeError> {
         let mut tape = Tape::new();
         let trace = Rc::new(RefCell::new(Trace::default()));
-        // Every free site is substituted; the stream only serves a site the draw lacks.
-        let mut rng = stream_rng(0, 0);
+        // Every free site is substituted; the stream only serves a site the draw lacks and
+        // the dropout masks, which are a function of the draw (a fresh mask per draw, the same
+        // for the same draw: MC dropout that reproduces).
+        let mut rng = stream_rng(draw_fingerprint(values), 0);
         {
             let mut interpreter = Interpreter::new(
                 &self.program,
                 &self.data,
                 &mut tape,
-                RunOptions { full_plates: true },
+                RunOptions {
+                    full_plates: true,
+                    dropout: true,
+                },
             );
             interpreter.push(SeedRef { rng: &mut rng });
             interpreter.push(TraceMessages {
@@ -698,6 +797,9 @@ impl Model {
                 discover: false,
                 prior_draws: None,
             });
+            if let Some(enumeration) = &self.enumeration {
+                interpreter.push(Enumerate::new(enumeration.plate_nesting));
+            }
             interpreter.run_model()?;
         }
         let rendered = trace.borrow().render(&tape);
@@ -959,6 +1061,21 @@ impl DrawMap {
     }
 }
 
+/// A hash of a draw's values, to seed what a run of that draw draws (its dropout masks).
+fn draw_fingerprint(values: &HashMap<String, Tensor>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut names: Vec<&String> = values.keys().collect();
+    names.sort();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for name in names {
+        name.hash(&mut hasher);
+        for value in values[name].data() {
+            value.to_bits().hash(&mut hasher);
+        }
+    }
+    hasher.finish()
+}
+
 /// What one recorded evaluation keeps for replaying.
 #[derive(Debug)]
 struct Recording {
@@ -966,6 +1083,8 @@ struct Recording {
     leaves: Vec<(usize, Var)>,
     /// The mini-batches, in the order they are drawn.
     subsamples: Vec<Subsample>,
+    /// The dropout masks, redrawn before every replay.
+    dropout_masks: Vec<crate::network::DropoutMask>,
     /// The weight of the prior part (a scalar constant node).
     prior_weight: Var,
     /// The weight of the fixed-normal prior part (a scalar constant node).
@@ -980,6 +1099,8 @@ struct Recording {
     site_log_probs: Vec<(String, Span, Var)>,
     /// The values of the output sites (latent, param, deterministic), by name.
     outputs: Vec<(String, Var)>,
+    /// The eliminations of the enumerated sites, for drawing them afterwards.
+    eliminations: Vec<enumerate::Elimination>,
 }
 
 /// Evaluates one model's log joint and gradient; owns its tape.
@@ -1113,6 +1234,9 @@ impl Evaluator<'_> {
             ));
         }
         self.position.copy_from_slice(position);
+        if let Some(enumeration) = &self.model.enumeration {
+            return self.constrained_enumerated(enumeration, position, rng);
+        }
         let recording = match self.recording.take() {
             Some(recording) if self.replay => {
                 self.set_inputs(&recording, 1.0, 1.0, rng)?;
@@ -1133,6 +1257,40 @@ impl Evaluator<'_> {
             .collect();
         self.recording = Some(recording);
         Ok(values)
+    }
+
+    /// The output values of a model with enumerated sites (Pyro's `infer_discrete`): the
+    /// marginal is evaluated at `position`, every enumerated site is drawn from its posterior
+    /// given the continuous values, and the model runs once more with those values fixed so
+    /// that deterministic sites see them.
+    fn constrained_enumerated(
+        &mut self,
+        enumeration: &Enumeration,
+        position: &[f64],
+        rng: &mut Rng,
+    ) -> Result<Vec<(String, Tensor)>, RuntimeError> {
+        let recording = match self.recording.take() {
+            Some(recording) if self.replay => {
+                self.set_inputs(&recording, 1.0, 1.0, rng)?;
+                recording
+            }
+            _ => {
+                self.record(1.0, 1.0, rng)?;
+                self.recording.take().ok_or_else(|| {
+                    RuntimeError::model("E0501", "no recording of the model", Span::default())
+                })?
+            }
+        };
+        let discrete = enumerate::sample_discrete(
+            &self.tape,
+            &recording.eliminations,
+            &enumeration.sites,
+            enumeration.plate_nesting as usize,
+            rng,
+        );
+        self.recording = Some(recording);
+        self.model
+            .constrained_values_with(position, discrete.into_iter().collect())
     }
 
     /// Sets a recording's inputs at the current position, draws its mini-batches and replays it.
@@ -1172,6 +1330,11 @@ impl Evaluator<'_> {
                 .set_value(subsample.var, &drawn)
                 .map_err(internal)?;
         }
+        for mask in &recording.dropout_masks {
+            let count = self.tape.value(mask.var).len();
+            let drawn = crate::network::dropout_mask(rng, count, mask.p);
+            self.tape.set_value(mask.var, &drawn).map_err(internal)?;
+        }
         self.tape.replay().map_err(internal)
     }
 
@@ -1188,7 +1351,7 @@ impl Evaluator<'_> {
         self.tape.clear();
         let trace = Rc::new(RefCell::new(Trace::default()));
         let mut layout = model.layout.clone();
-        let (dynamic, subsamples) = {
+        let (dynamic, subsamples, dropout_masks) = {
             let mut interpreter =
                 Interpreter::new(&model.program, &model.data, &mut self.tape, self.options);
             interpreter.push(SeedRef { rng });
@@ -1201,8 +1364,15 @@ impl Evaluator<'_> {
                 discover: false,
                 prior_draws: None,
             });
+            if let Some(enumeration) = &model.enumeration {
+                interpreter.push(Enumerate::new(enumeration.plate_nesting));
+            }
             interpreter.run_model()?;
-            (interpreter.dynamic.clone(), interpreter.subsamples.clone())
+            (
+                interpreter.dynamic.clone(),
+                interpreter.subsamples.clone(),
+                interpreter.dropout_masks.clone(),
+            )
         };
         let trace = trace.borrow();
         let normal_sites: Vec<usize> = model.normal_priors.iter().map(|p| p.offset).collect();
@@ -1225,7 +1395,12 @@ impl Evaluator<'_> {
             .filter(|site| output_names.contains(&site.name.as_str()))
             .map(|site| (site.name.clone(), site.value.var))
             .collect();
+        let mut enumerated_terms = Vec::new();
+        let mut enumerated_met = 0;
         for site in &trace.sites {
+            if site.enumerated {
+                enumerated_met += 1;
+            }
             let entry = model.layout.find(&site.name);
             if let (Some(leaf), Some(entry)) = (site.unconstrained, entry) {
                 leaves.push((entry, leaf));
@@ -1234,6 +1409,28 @@ impl Evaluator<'_> {
                 continue;
             };
             site_log_probs.push((site.name.clone(), site.span, log_prob));
+            // Terms that depend on enumerated values are summed over them below.
+            if let (Some(enumeration), Some(terms)) = (&model.enumeration, site.log_prob_terms) {
+                let shape = tape.shape(terms);
+                let met = enumerated_met.min(enumeration.sites.len());
+                if site.enumerated
+                    || enumeration.sites[..met]
+                        .iter()
+                        .any(|e| enumerate::mentions(shape, e))
+                {
+                    if let Some(dist) = site.dist.as_ref().filter(|_| site.dist_volatile) {
+                        validations.push((site.name.clone(), site.span, dist.clone()));
+                    }
+                    enumerated_terms.push(enumerate::Term {
+                        name: site.name.clone(),
+                        var: terms,
+                        plates: site.plates.clone(),
+                        met,
+                        span: site.span,
+                    });
+                    continue;
+                }
+            }
             if site.dist_volatile {
                 if let Some(dist) = &site.dist {
                     validations.push((site.name.clone(), site.span, dist.clone()));
@@ -1253,6 +1450,23 @@ impl Evaluator<'_> {
                 .add(*target, log_prob)
                 .map_err(|e| RuntimeError::model("E0501", e.to_string(), site.span))?;
         }
+        // The marginal of the enumerated sites mixes their prior with the likelihood of what
+        // depends on them; it counts as likelihood (as in Pyro's TraceEnum_ELBO).
+        let eliminations = match &model.enumeration {
+            Some(enumeration) => {
+                let contraction = enumerate::contract(tape, enumerated_terms, &enumeration.sites)?;
+                site_log_probs.push((
+                    "the enumerated sites' marginal".to_string(),
+                    enumeration.sites[0].span,
+                    contraction.total,
+                ));
+                likelihood = tape
+                    .add(likelihood, contraction.total)
+                    .map_err(|e| RuntimeError::model("E0501", e.to_string(), Span::default()))?;
+                contraction.eliminations
+            }
+            None => Vec::new(),
+        };
         let prior_weight_var = tape.constant(Tensor::scalar(prior_weight));
         let normal_weight_var = tape.constant(Tensor::scalar(normal_weight));
         let span = Span::default();
@@ -1264,6 +1478,7 @@ impl Evaluator<'_> {
         let recording = Recording {
             leaves,
             subsamples,
+            dropout_masks,
             prior_weight: prior_weight_var,
             normal_weight: normal_weight_var,
             likelihood,
@@ -1273,6 +1488,7 @@ impl Evaluator<'_> {
             validations,
             site_log_probs,
             outputs,
+            eliminations,
         };
         if dynamic.is_some() {
             self.replay = false;

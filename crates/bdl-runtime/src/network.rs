@@ -3,16 +3,23 @@
 //! forward pass of a lifted network.
 //!
 //! A `Linear(in, out)` layer at position `k` of `Sequential` computes `x @ W + b` with
-//! `W: [in, out]`; its sites are named `{name}_{k}_weight` and `{name}_{k}_bias`.
+//! `W: [in, out]`; its sites are named `{name}_{k}_weight` and `{name}_{k}_bias`. Every layer
+//! with weights names them the same way (PyTorch's `weight` and `bias`; layer `j` of the
+//! `Residual` at position `k` is `{name}_{k}_{j}_…`), and [`Layer::parameters`] lists them.
+//!
+//! `Dropout` draws a fresh mask from the run's random stream at every stochastic evaluation
+//! (an SVI step, an optimiser step, a predictive draw: MC dropout) and is the identity where
+//! the density must be a deterministic function of the position (NUTS, HMC, Gibbs, the values
+//! of draws), as PyTorch's `eval()` mode.
 
 use crate::error::RuntimeError;
 use crate::handlers::{Message, SiteKind};
 use crate::interpret::Interpreter;
 use crate::value::{Elem, ModuleValue, TensorVar, Value};
-use bdl_autodiff::Tensor;
+use bdl_autodiff::{Tensor, Var};
 use bdl_diagnostics::Span;
 use bdl_dist::Distribution;
-use bdl_ir::ir::{arg, Activation, Arg, Layer};
+use bdl_ir::ir::{arg, Activation, Arg, Layer, ParameterRole, PoolKind};
 use rand::Rng as _;
 use std::rc::Rc;
 
@@ -133,47 +140,26 @@ impl Interpreter<'_> {
         let bias_prior = prior_of(self, "bias")?.or_else(|| prior.clone());
         let layers = self.program_network(network).layers.clone();
         let mut weights = Vec::new();
-        for layer in &layers {
-            let Layer::Linear {
-                index,
-                input,
-                output,
-                bias,
-            } = *layer
-            else {
-                continue;
+        for parameter in layers.iter().flat_map(|layer| layer.parameters("")) {
+            let (chosen, what) = match parameter.role {
+                ParameterRole::Weight | ParameterRole::Table | ParameterRole::Scale => {
+                    (weight_prior.clone(), "weights")
+                }
+                ParameterRole::Bias | ParameterRole::Shift => (bias_prior.clone(), "biases"),
             };
-            let Some((weight_dist, volatile)) = weight_prior.clone() else {
+            let Some((dist, volatile)) = chosen else {
                 return Err(RuntimeError::model(
                     "E0552",
-                    "`lift` needs a prior for the weights",
+                    format!("`lift` needs a prior for the {what}"),
                     span,
                 )
-                .with_hint("write `lift(\"net\", net, Normal(0, 1))` or `weight = ...`"));
+                .with_hint(format!(
+                    "write `lift(\"net\", net, Normal(0, 1))` or `{} = ...`",
+                    if what == "weights" { "weight" } else { "bias" }
+                )));
             };
-            let weight_site = format!("{name}_{index}_weight");
-            let weight =
-                self.lifted_site(weight_site, weight_dist, volatile, &[input, output], span)?;
-            let bias = if bias {
-                let Some((bias_dist, volatile)) = bias_prior.clone() else {
-                    return Err(RuntimeError::model(
-                        "E0552",
-                        "`lift` needs a prior for the biases",
-                        span,
-                    )
-                    .with_hint("write `lift(\"net\", net, Normal(0, 1))` or `bias = ...`"));
-                };
-                Some(self.lifted_site(
-                    format!("{name}_{index}_bias"),
-                    bias_dist,
-                    volatile,
-                    &[output],
-                    span,
-                )?)
-            } else {
-                None
-            };
-            weights.push((weight, bias));
+            let site = parameter.site(&name);
+            weights.push(self.lifted_site(site, dist, volatile, &parameter.shape, span)?);
         }
         Ok(Value::Module(Rc::new(ModuleValue {
             name,
@@ -201,7 +187,8 @@ impl Interpreter<'_> {
     }
 
     /// `module(name, network)`: every weight a param site, initialised as PyTorch does
-    /// (uniform in ±1/√in, drawn from the run's random stream).
+    /// (weights and biases uniform in ±1/√fan_in, embedding tables standard normal,
+    /// normalisation scales 1 and shifts 0; drawn from the run's random stream).
     pub(crate) fn module(
         &mut self,
         name: String,
@@ -212,29 +199,21 @@ impl Interpreter<'_> {
         let network = self.network_arg(args, span)?;
         let layers = self.program_network(network).layers.clone();
         let mut weights = Vec::new();
-        for layer in &layers {
-            let Layer::Linear {
-                index,
-                input,
-                output,
-                bias,
-            } = *layer
-            else {
-                continue;
+        for parameter in layers.iter().flat_map(|layer| layer.parameters("")) {
+            let start = match parameter.role {
+                ParameterRole::Weight | ParameterRole::Bias => {
+                    Start::Uniform(1.0 / (parameter.fan_in.max(1) as f64).sqrt())
+                }
+                ParameterRole::Table => Start::StandardNormal,
+                ParameterRole::Scale => Start::Constant(1.0),
+                ParameterRole::Shift => Start::Constant(0.0),
             };
-            let bound = 1.0 / (input.max(1) as f64).sqrt();
-            let weight = self.module_param(
-                format!("{name}_{index}_weight"),
-                &[input, output],
-                bound,
+            weights.push(self.module_param(
+                parameter.site(&name),
+                &parameter.shape,
+                start,
                 span,
-            )?;
-            let bias = if bias {
-                Some(self.module_param(format!("{name}_{index}_bias"), &[output], bound, span)?)
-            } else {
-                None
-            };
-            weights.push((weight, bias));
+            )?);
         }
         Ok(Value::Module(Rc::new(ModuleValue {
             name,
@@ -247,15 +226,24 @@ impl Interpreter<'_> {
         &mut self,
         site: String,
         shape: &[usize],
-        bound: f64,
+        start: Start,
         span: Span,
     ) -> Result<TensorVar, RuntimeError> {
         let count: usize = shape.iter().product();
-        let values: Vec<f64> = match self.run_rng() {
-            Some(rng) => (0..count)
+        let values: Vec<f64> = match (start, self.run_rng()) {
+            (Start::Constant(value), _) => vec![value; count],
+            (Start::Uniform(bound), Some(rng)) => (0..count)
                 .map(|_| rng.random_range(-bound..bound))
                 .collect(),
-            None => vec![0.0; count],
+            (Start::StandardNormal, Some(rng)) => (0..count)
+                .map(|_| {
+                    // Box–Muller: two uniforms give a standard normal.
+                    let u: f64 = rng.random_range(f64::MIN_POSITIVE..1.0);
+                    let v: f64 = rng.random_range(0.0..1.0);
+                    (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+                })
+                .collect(),
+            (_, None) => vec![0.0; count],
         };
         let tensor = Tensor::from_shape(shape, values).map_err(|e| self.tensor_error(e, span))?;
         let init = TensorVar {
@@ -285,10 +273,7 @@ impl Interpreter<'_> {
             {
                 let var = self.tape.constant(output.clone());
                 *next += 1;
-                let volatile = module
-                    .weights
-                    .iter()
-                    .any(|(w, b)| w.volatile || b.is_some_and(|b| b.volatile));
+                let volatile = module.weights.iter().any(|w| w.volatile);
                 return Ok(TensorVar {
                     var,
                     elem: Elem::Real,
@@ -308,10 +293,12 @@ impl Interpreter<'_> {
         input: TensorVar,
         span: Span,
     ) -> Result<TensorVar, RuntimeError> {
-        let first_width = module.layers.iter().find_map(|layer| match layer {
-            Layer::Linear { input, .. } => Some(*input),
-            Layer::Activation { .. } => None,
-        });
+        // The width of a row as the first layer reads it, where it reads rows of one axis.
+        let first_width = match module.layers.first() {
+            Some(Layer::Linear { input, .. }) => Some(*input),
+            Some(Layer::Unflatten { shape, .. }) => Some(shape.iter().product()),
+            _ => None,
+        };
         let shape = self.tape.shape(input.var).to_vec();
         let mut squeeze = None;
         let mut x = input.var;
@@ -341,55 +328,22 @@ impl Interpreter<'_> {
                     ),
                     span,
                 )
-                .with_hint("the input's last axis must match the first `Linear` layer's input width"));
+                .with_hint("the input's last axis must match the first layer's input width"));
             }
         }
-        let weights_volatile = module
-            .weights
-            .iter()
-            .any(|(w, b)| w.volatile || b.is_some_and(|b| b.volatile));
+        let weights_volatile = module.weights.iter().any(|w| w.volatile);
         let first_input = x;
         let mut weights = module.weights.iter();
-        let mut output_width = None;
-        for layer in &module.layers {
-            x = match layer {
-                Layer::Linear { output, .. } => {
-                    let Some((weight, bias)) = weights.next() else {
-                        return Err(RuntimeError::model(
-                            "E0553",
-                            "a layer without weights",
-                            span,
-                        ));
-                    };
-                    output_width = Some(*output);
-                    let product = self
-                        .tape
-                        .matmul(x, weight.var)
-                        .map_err(|e| self.tensor_error(e, span))?;
-                    match bias {
-                        Some(bias) => self
-                            .tape
-                            .add(product, bias.var)
-                            .map_err(|e| self.tensor_error(e, span))?,
-                        None => product,
-                    }
-                }
-                Layer::Activation { kind, .. } => match kind {
-                    Activation::Relu => self.tape.relu(x),
-                    Activation::Tanh => self.tape.tanh(x),
-                    Activation::Sigmoid => self.tape.sigmoid(x),
-                    Activation::Softplus => self.tape.softplus(x),
-                    Activation::Softmax => self
-                        .tape
-                        .softmax(x, -1)
-                        .map_err(|e| self.tensor_error(e, span))?,
-                    Activation::LogSoftmax => self
-                        .tape
-                        .log_softmax(x, -1)
-                        .map_err(|e| self.tensor_error(e, span))?,
-                },
-            };
-        }
+        x = self.apply_layers(&module.layers, &mut weights, x, span)?;
+        let output_width = match module
+            .layers
+            .iter()
+            .rev()
+            .find(|layer| !matches!(layer, Layer::Activation { .. } | Layer::Dropout { .. }))
+        {
+            Some(Layer::Linear { output, .. }) => Some(*output),
+            _ => None,
+        };
         match squeeze {
             Some(rows) if rows > 0 && output_width == Some(1) => {
                 x = self
@@ -426,4 +380,233 @@ impl Interpreter<'_> {
             volatile,
         })
     }
+
+    /// Applies `layers` in order, taking each layer's weights from `weights`.
+    fn apply_layers<'w>(
+        &mut self,
+        layers: &[Layer],
+        weights: &mut impl Iterator<Item = &'w TensorVar>,
+        mut x: Var,
+        span: Span,
+    ) -> Result<Var, RuntimeError> {
+        for layer in layers {
+            x = self.apply_layer(layer, weights, x, span)?;
+        }
+        Ok(x)
+    }
+
+    fn apply_layer<'w>(
+        &mut self,
+        layer: &Layer,
+        weights: &mut impl Iterator<Item = &'w TensorVar>,
+        x: Var,
+        span: Span,
+    ) -> Result<Var, RuntimeError> {
+        let mut next_weight = || {
+            weights
+                .next()
+                .map(|w| w.var)
+                .ok_or_else(|| RuntimeError::model("E0553", "a layer without its weights", span))
+        };
+        let tensor_error = |this: &Self, error| this.tensor_error(error, span);
+        let result = match layer {
+            Layer::Linear { bias, .. } => {
+                let weight = next_weight()?;
+                let bias = if *bias { Some(next_weight()?) } else { None };
+                let product = self.tape.matmul(x, weight);
+                match (product, bias) {
+                    (Ok(product), Some(bias)) => self.tape.add(product, bias),
+                    (product, _) => product,
+                }
+            }
+            Layer::Activation { kind, .. } => Ok(match kind {
+                Activation::Relu => self.tape.relu(x),
+                Activation::LeakyRelu { slope } => self.tape.leaky_relu(x, *slope),
+                Activation::Elu { alpha } => self.tape.elu(x, *alpha),
+                Activation::Gelu => self.tape.gelu(x),
+                Activation::Silu => self.tape.silu(x),
+                Activation::Tanh => self.tape.tanh(x),
+                Activation::Sigmoid => self.tape.sigmoid(x),
+                Activation::Softplus => self.tape.softplus(x),
+                Activation::Softmax => self
+                    .tape
+                    .softmax(x, -1)
+                    .map_err(|e| tensor_error(self, e))?,
+                Activation::LogSoftmax => self
+                    .tape
+                    .log_softmax(x, -1)
+                    .map_err(|e| tensor_error(self, e))?,
+            }),
+            Layer::Conv {
+                dims,
+                stride,
+                padding,
+                bias,
+                ..
+            } => {
+                let weight = next_weight()?;
+                let bias = if *bias { Some(next_weight()?) } else { None };
+                self.expect_rank(x, dims + 2, layer, span)?;
+                self.tape.conv(x, weight, bias, *stride, *padding)
+            }
+            Layer::Pool {
+                dims,
+                kind,
+                kernel,
+                stride,
+                ..
+            } => {
+                self.expect_rank(x, dims + 2, layer, span)?;
+                let window = vec![*kernel; *dims];
+                match kind {
+                    PoolKind::Max => self.tape.max_pool(x, &window, *stride),
+                    PoolKind::Avg => self.tape.avg_pool(x, &window, *stride),
+                }
+            }
+            Layer::Flatten { .. } => {
+                let shape = self.tape.shape(x).to_vec();
+                let rows = shape.first().copied().unwrap_or(1);
+                let width: usize = shape.iter().skip(1).product();
+                self.tape.reshape(x, &[rows, width])
+            }
+            Layer::Unflatten { shape, .. } => {
+                let rows = self.tape.shape(x).first().copied().unwrap_or(1);
+                let mut target = vec![rows];
+                target.extend_from_slice(shape);
+                self.tape.reshape(x, &target)
+            }
+            Layer::Dropout { p, .. } => return self.dropout(x, *p),
+            Layer::Embedding { .. } => {
+                let table = next_weight()?;
+                self.tape.gather(table, x, 0)
+            }
+            Layer::LayerNorm { .. } => {
+                let scale = next_weight()?;
+                let shift = next_weight()?;
+                let rank = self.tape.shape(x).len();
+                let normal = self
+                    .tape
+                    .normalize(x, &[rank.saturating_sub(1)], NORM_EPS)
+                    .map_err(|e| tensor_error(self, e))?;
+                self.tape
+                    .mul(normal, scale)
+                    .and_then(|scaled| self.tape.add(scaled, shift))
+            }
+            Layer::BatchNorm { .. } => {
+                let scale = next_weight()?;
+                let shift = next_weight()?;
+                let shape = self.tape.shape(x).to_vec();
+                let axes: Vec<usize> = (0..shape.len()).filter(|&axis| axis != 1).collect();
+                let normal = self
+                    .tape
+                    .normalize(x, &axes, NORM_EPS)
+                    .map_err(|e| tensor_error(self, e))?;
+                // The per-channel scale and shift broadcast over the axes after the channels.
+                let mut per_channel = vec![shape.get(1).copied().unwrap_or(1)];
+                per_channel.extend(std::iter::repeat_n(1, shape.len().saturating_sub(2)));
+                let scale = self
+                    .tape
+                    .reshape(scale, &per_channel)
+                    .map_err(|e| tensor_error(self, e))?;
+                let shift = self
+                    .tape
+                    .reshape(shift, &per_channel)
+                    .map_err(|e| tensor_error(self, e))?;
+                self.tape
+                    .mul(normal, scale)
+                    .and_then(|scaled| self.tape.add(scaled, shift))
+            }
+            Layer::Residual { layers, .. } => {
+                let branch = self.apply_layers(layers, weights, x, span)?;
+                self.tape.add(x, branch)
+            }
+        };
+        result.map_err(|error| {
+            RuntimeError::model(
+                "E0553",
+                format!(
+                    "layer {} (`{}`) cannot take its input: {error}",
+                    layer.index(),
+                    layer.describe()
+                ),
+                span,
+            )
+            .with_hint("check the shape of the network's input against its first layer")
+        })
+    }
+
+    /// An error unless `x` has `rank` axes (a batch, the channels and the spatial axes).
+    fn expect_rank(
+        &self,
+        x: Var,
+        rank: usize,
+        layer: &Layer,
+        span: Span,
+    ) -> Result<(), RuntimeError> {
+        let shape = self.tape.shape(x);
+        if shape.len() == rank {
+            return Ok(());
+        }
+        Err(RuntimeError::model(
+            "E0553",
+            format!(
+                "layer {} (`{}`) takes a batch of shape [N, channels, …] with {rank} axes, but it is given shape {shape:?}",
+                layer.index(),
+                layer.describe()
+            ),
+            span,
+        )
+        .with_hint("read each row as an image with `Unflatten(shape = [channels, height, width])` before the first convolution"))
+    }
+
+    /// Inverted dropout with a fresh mask, where the run is stochastic; the identity otherwise.
+    fn dropout(&mut self, x: Var, p: f64) -> Result<Var, RuntimeError> {
+        if p <= 0.0 || !self.options.dropout {
+            return Ok(x);
+        }
+        let shape = self.tape.shape(x).to_vec();
+        let count: usize = shape.iter().product();
+        let Some(rng) = self.run_rng() else {
+            return Ok(x);
+        };
+        let mask = dropout_mask(rng, count, p);
+        let mask =
+            Tensor::from_shape(&shape, mask).map_err(|e| self.tensor_error(e, Span::default()))?;
+        let var = self.tape.constant(mask);
+        self.dropout_masks.push(DropoutMask { var, p });
+        self.tape
+            .mul(x, var)
+            .map_err(|e| self.tensor_error(e, Span::default()))
+    }
+}
+
+/// The ε PyTorch's normalisation layers add to the variance.
+const NORM_EPS: f64 = 1e-5;
+
+/// How `module` starts a parameter.
+#[derive(Copy, Clone, Debug)]
+enum Start {
+    /// Uniform in ±bound.
+    Uniform(f64),
+    /// Standard normal.
+    StandardNormal,
+    /// Every element this value.
+    Constant(f64),
+}
+
+/// A dropout mask recorded on the tape: redrawn before every replay of the recording.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DropoutMask {
+    /// The constant node holding the mask (0 or 1/(1 − p) per element).
+    pub var: Var,
+    /// The probability of dropping an element.
+    pub p: f64,
+}
+
+/// `count` mask values: 0 with probability `p`, 1/(1 − p) otherwise.
+pub fn dropout_mask(rng: &mut impl rand::Rng, count: usize, p: f64) -> Vec<f64> {
+    let keep = 1.0 / (1.0 - p);
+    (0..count)
+        .map(|_| if rng.random::<f64>() < p { 0.0 } else { keep })
+        .collect()
 }

@@ -33,6 +33,10 @@ pub struct SiteRecord {
     pub plates: Vec<PlateFrame>,
     /// The unconstrained input behind the value, when it came from a flat vector.
     pub unconstrained: Option<Var>,
+    /// Whether the value enumerates a discrete site's support.
+    pub enumerated: bool,
+    /// The log-density before summing and scaling (see [`Message::log_prob_terms`]).
+    pub log_prob_terms: Option<Var>,
     /// Where the site is written.
     pub span: Span,
 }
@@ -60,6 +64,8 @@ impl Trace {
             mask: message.mask,
             plates: message.plates.clone(),
             unconstrained: message.unconstrained,
+            enumerated: message.enumerated,
+            log_prob_terms: message.log_prob_terms,
             span: message.span,
         });
     }
@@ -80,6 +86,8 @@ impl Trace {
         for site in &self.sites {
             let kind = if site.observed {
                 "observe"
+            } else if site.enumerated {
+                "enumerated"
             } else {
                 site.kind.as_str()
             };

@@ -76,8 +76,8 @@ pub struct ModuleValue {
     pub name: String,
     /// The layers of the network.
     pub layers: Vec<Layer>,
-    /// Weight and optional bias of each `Linear` layer, in order.
-    pub weights: Vec<(TensorVar, Option<TensorVar>)>,
+    /// Every weight tensor of every layer, in the order of [`Layer::parameters`].
+    pub weights: Vec<TensorVar>,
 }
 
 /// A runtime value.

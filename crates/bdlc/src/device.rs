@@ -84,15 +84,20 @@ struct DeviceCall {
     call: NetworkCall,
 }
 
-fn device_activation(kind: IrActivation) -> Activation {
-    match kind {
+/// The device's form of an activation, for the six it runs.
+fn device_activation(kind: IrActivation) -> Option<Activation> {
+    Some(match kind {
         IrActivation::Relu => Activation::Relu,
         IrActivation::Tanh => Activation::Tanh,
         IrActivation::Sigmoid => Activation::Sigmoid,
         IrActivation::Softplus => Activation::Softplus,
         IrActivation::Softmax => Activation::Softmax,
         IrActivation::LogSoftmax => Activation::LogSoftmax,
-    }
+        IrActivation::LeakyRelu { .. }
+        | IrActivation::Elu { .. }
+        | IrActivation::Gelu
+        | IrActivation::Silu => return None,
+    })
 }
 
 fn device_call(
@@ -128,8 +133,20 @@ fn device_call(
                     weight_columns.extend_from_slice(columns);
                 }
             }
-            Layer::Activation { kind, .. } => {
-                layers.push(GpuLayer::Activation(device_activation(kind)));
+            Layer::Activation { kind, .. } if device_activation(kind).is_some() => {
+                if let Some(activation) = device_activation(kind) {
+                    layers.push(GpuLayer::Activation(activation));
+                }
+            }
+            ref other => {
+                return Err(Failure::run(
+                    "E0941",
+                    format!(
+                        "network `{}` uses `{}`, which the device does not run (it runs `Linear` layers and the activations ReLU, Tanh, Sigmoid, Softplus, Softmax, LogSoftmax)",
+                        call.network,
+                        other.describe()
+                    ),
+                ));
             }
         }
     }

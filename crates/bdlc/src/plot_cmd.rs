@@ -726,7 +726,10 @@ pub fn observed_values(model: &Model, seed: u64) -> Result<Vec<(String, Vec<f64>
             &model.program,
             &model.data,
             &mut tape,
-            RunOptions { full_plates: true },
+            RunOptions {
+                full_plates: true,
+                ..RunOptions::default()
+            },
         );
         interpreter.push(SeedRef { rng: &mut rng });
         interpreter.push(TraceMessages {

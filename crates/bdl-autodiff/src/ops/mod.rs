@@ -7,6 +7,7 @@
 
 pub(crate) mod elementwise;
 pub(crate) mod index;
+pub(crate) mod layers;
 pub(crate) mod linalg;
 pub(crate) mod reduce;
 
@@ -128,6 +129,12 @@ pub(crate) enum Op {
     Reshape(Var),
     /// The operand repeated along broadcast axes to the node's shape.
     BroadcastTo(Var),
+    /// Each element a copy of the operand's element at `map[i]`, or zero at
+    /// [`layers::ZERO_ENTRY`] (im2col, padding, pooling windows, axis permutations).
+    Rearrange {
+        input: Var,
+        map: std::sync::Arc<[usize]>,
+    },
 }
 
 impl Op {
@@ -198,6 +205,7 @@ impl Op {
             | Op::Gather { input: a, .. }
             | Op::TakeAlong { input: a, .. }
             | Op::Reshape(a)
+            | Op::Rearrange { input: a, .. }
             | Op::BroadcastTo(a) => visit(a),
         }
     }
@@ -332,6 +340,9 @@ pub(crate) fn forward(op: &Op, values: &[Tensor], out: &mut Tensor, scratch: &mu
         Op::Concat(ref operands, axis) => index::concat_forward(values, operands, axis, out),
         Op::Reshape(a) => out.data_mut().copy_from_slice(value(a).data()),
         Op::BroadcastTo(a) => index::broadcast_forward(value(a), out),
+        Op::Rearrange { input, ref map } => {
+            layers::rearrange_forward(value(input).data(), map, out.data_mut());
+        }
     }
 }
 
@@ -733,6 +744,12 @@ pub(crate) fn backward(
             let shape = values[a.0].shape();
             if let Some(grad) = sink.get(a) {
                 index::broadcast_backward(shape, out.shape(), g, grad);
+            }
+        }
+        // Each output element came from one input element (or none): scatter-add.
+        Op::Rearrange { input, ref map } => {
+            if let Some(grad) = sink.get(input) {
+                layers::rearrange_backward(map, g, grad);
             }
         }
     }

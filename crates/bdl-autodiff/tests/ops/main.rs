@@ -6,5 +6,6 @@
 mod common;
 mod elementwise;
 mod indexing;
+mod layers;
 mod linalg;
 mod reduce;

@@ -454,8 +454,15 @@ impl Evaluation<'_> {
         let mut tape = Tape::new();
         let trace = Rc::new(RefCell::new(Trace::default()));
         let outcome = {
-            let mut interpreter =
-                Interpreter::new(program, &data, &mut tape, RunOptions { full_plates: true });
+            let mut interpreter = Interpreter::new(
+                program,
+                &data,
+                &mut tape,
+                RunOptions {
+                    full_plates: true,
+                    ..RunOptions::default()
+                },
+            );
             interpreter.push(SeedRef { rng: &mut rng });
             interpreter.push(TraceMessages {
                 trace: Rc::clone(&trace),

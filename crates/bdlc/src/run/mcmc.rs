@@ -34,11 +34,16 @@ pub fn run(
             "the model has no latent sites to sample",
         ));
     }
-    if let Some(site) = model
-        .sites
-        .iter()
-        .find(|s| s.discrete && !s.observed && s.kind == bdl_runtime::handlers::SiteKind::Sample)
-    {
+    if let Some(site) = model.sites.iter().find(|s| {
+        s.discrete
+                && !s.observed
+                && s.kind == bdl_runtime::handlers::SiteKind::Sample
+                // Enumerated sites are summed out of the density and drawn afterwards.
+                && !model
+                    .enumeration
+                    .as_ref()
+                    .is_some_and(|e| e.sites.iter().any(|site| site.name == s.name))
+    }) {
         return Err(Failure::run(
             "E0574",
             format!(

@@ -35,11 +35,16 @@ fn check_model(model: &Model) -> Result<(), Failure> {
             "a model with `param` sites only is fitted by `--method map`",
         ));
     }
-    if let Some(site) = model
-        .sites
-        .iter()
-        .find(|s| s.discrete && !s.observed && s.kind == bdl_runtime::handlers::SiteKind::Sample)
-    {
+    if let Some(site) = model.sites.iter().find(|s| {
+        s.discrete
+                && !s.observed
+                && s.kind == bdl_runtime::handlers::SiteKind::Sample
+                // Enumerated sites are summed out of the density and drawn afterwards.
+                && !model
+                    .enumeration
+                    .as_ref()
+                    .is_some_and(|e| e.sites.iter().any(|site| site.name == s.name))
+    }) {
         return Err(Failure::run_with_hint(
             "E0955",
             format!(

@@ -375,8 +375,9 @@ struct SamplerChain<'m> {
 /// then the output sites' constrained values), with the warm-up draws when asked and the
 /// adaptation's result between warm-up and sampling (or only keeps the rows without a folder).
 ///
-/// A draw's constrained values use a fresh stream `stream_rng(0, 0)`, so they depend on the draw
-/// alone, and its position is completed with the layout's initial values of the coordinates the
+/// A draw's constrained values use a fresh stream keyed by the draw's position
+/// ([`position_key`]), so they depend on the draw alone (and the discrete sites drawn given
+/// each draw get independent random numbers), and its position is completed with the layout's initial values of the coordinates the
 /// sampler does not move (or a warm start's, [`SamplerFiles::with_initial_position`]).
 pub struct SamplerFiles<'m> {
     model: &'m Model,
@@ -491,7 +492,7 @@ impl<'m> SamplerFiles<'m> {
         let evaluator = chain
             .evaluator
             .get_or_insert_with(|| self.model.output_evaluator());
-        let mut rng = stream_rng(0, 0);
+        let mut rng = stream_rng(position_key(&chain.full_position), 0);
         let values = evaluator
             .constrained(&chain.full_position, &mut rng)
             .map_err(|e| self.fail(Failure::model(vec![e.to_diagnostic()])))?;
@@ -663,6 +664,16 @@ impl DrawSink for SamplerFiles<'_> {
         }
         Ok(())
     }
+}
+
+/// A key for the random stream of one draw's constrained values: the FNV-1a hash of the bits of
+/// its position. Two draws share a stream only when they are the same point, so values drawn
+/// given the draw (enumerated discrete sites) are independent from draw to draw, yet a draw's
+/// values do not depend on the order the draws were made in.
+pub(crate) fn position_key(position: &[f64]) -> u64 {
+    position.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, x| {
+        (hash ^ x.to_bits()).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 #[cfg(test)]
