@@ -13,6 +13,11 @@ figures=docs/figures
 "$bdlc" infer models/eight_schools.bdl --seed 1 --chains 4 --samples 300 --out "$runs/eight_schools" --plot --quiet
 "$bdlc" plot "$runs/eight_schools" --kind pair --site theta_tilde --quiet
 "$bdlc" infer models/iris_bnn.bdl --seed 1 --steps 1000 --out "$runs/iris" --plot --quiet
+# The held-out rows: the metrics, then the reliability diagram of the same predictions.
+"$bdlc" predict models/iris_bnn.bdl --posterior "$runs/iris" --data models/data/iris_test.csv \
+  --out "$runs/iris-test.csv" --metrics
+"$bdlc" plot "$runs/iris" --kind reliability --model models/iris_bnn.bdl \
+  --data models/data/iris_test.csv --out "$runs/iris-test" --quiet
 
 cp "$runs/sine/predictive.svg" "$figures/sine_bnn_predictive.svg"
 cp "$runs/sine/loss.svg" "$figures/sine_bnn_loss.svg"
@@ -20,6 +25,7 @@ for figure in densities traces histograms ranks pairs energy; do
   cp "$runs/eight_schools/$figure.svg" "$figures/eight_schools_$figure.svg"
 done
 cp "$runs/iris/reliability.svg" "$figures/iris_bnn_reliability.svg"
+cp "$runs/iris-test/reliability.svg" "$figures/iris_bnn_heldout_reliability.svg"
 
 # PNG renderings of the same figures, for viewers that do not show SVG.
 "$bdlc" plot "$runs/sine" --format png --out "$runs/png-sine" --quiet
@@ -32,5 +38,8 @@ cp "$runs/png-sine/loss.png" "$figures/sine_bnn_loss.png"
 for figure in densities traces histograms ranks pairs energy; do
   cp "$runs/png-eight_schools/$figure.png" "$figures/eight_schools_$figure.png"
 done
+"$bdlc" plot "$runs/iris" --kind reliability --model models/iris_bnn.bdl \
+  --data models/data/iris_test.csv --format png --out "$runs/png-iris-test" --quiet
 cp "$runs/png-iris/reliability.png" "$figures/iris_bnn_reliability.png"
+cp "$runs/png-iris-test/reliability.png" "$figures/iris_bnn_heldout_reliability.png"
 ls -l "$figures"

@@ -120,6 +120,67 @@ pub struct Written {
     pub draws: usize,
 }
 
+/// What computing a run's log-likelihood rows needs: its free sites located among the draws'
+/// columns and the names of the observed elements (those of the first draw).
+struct Pointwise<'m> {
+    model: &'m Model,
+    located: Vec<(&'m SiteInfo, Vec<usize>)>,
+    names: Vec<String>,
+    width: usize,
+}
+
+impl<'m> Pointwise<'m> {
+    /// Prepares the rows of `result`'s draws; `None` when the run has no draws.
+    fn new(model: &'m Model, result: &RunResult) -> Result<Option<Pointwise<'m>>, Failure> {
+        let header: Vec<String> = result.columns.iter().map(Column::csv_name).collect();
+        let located = locate_free_sites(model, &header).map_err(|site| {
+            Failure::run(
+                "E0914",
+                format!("the run's draws have no column for site `{site}`"),
+            )
+        })?;
+        let width = result.columns.len().max(1);
+        let Some(first_row) = result.draws.iter().find(|d| !d.is_empty()) else {
+            return Ok(None);
+        };
+        let first = model
+            .pointwise_log_likelihood(&substitution(&located, &first_row[..width])?)
+            .map_err(|e| Failure::model(vec![e.to_diagnostic()]))?;
+        Ok(Some(Pointwise {
+            model,
+            names: header_of(&first),
+            located,
+            width,
+        }))
+    }
+
+    /// The rows of a block of draws, computed in parallel, in order.
+    fn rows(&self, draws: &[&[f64]]) -> Vec<Result<Vec<f64>, Failure>> {
+        let observations = self.names.len();
+        draws
+            .par_iter()
+            .map(|row| {
+                let values = substitution(&self.located, row)?;
+                let sites = self
+                    .model
+                    .pointwise_log_likelihood(&values)
+                    .map_err(|e| Failure::model(vec![e.to_diagnostic()]))?;
+                let row = row_of(&sites);
+                if row.len() != observations {
+                    return Err(Failure::run(
+                        "E0961",
+                        format!(
+                            "a draw has {} observed elements, the first had {observations}",
+                            row.len()
+                        ),
+                    ));
+                }
+                Ok(row)
+            })
+            .collect()
+    }
+}
+
 /// Writes the log-likelihood of a finished run's draws into `out` (see the module's
 /// documentation), or explains in the returned fact why it did not.
 pub fn write_for_run(
@@ -134,23 +195,12 @@ pub fn write_for_run(
     if model.observed_sites().is_empty() {
         return Ok(json!({ "written": false, "reason": "the model observes nothing" }));
     }
-    let header: Vec<String> = result.columns.iter().map(Column::csv_name).collect();
-    let located = locate_free_sites(model, &header).map_err(|site| {
-        Failure::run(
-            "E0914",
-            format!("the run's draws have no column for site `{site}`"),
-        )
-    })?;
-    let width = result.columns.len().max(1);
-    let n_draws: usize = result.draws.iter().map(|d| d.len() / width).sum();
-    let Some(first_row) = result.draws.iter().find(|d| !d.is_empty()) else {
+    let Some(pointwise) = Pointwise::new(model, result)? else {
         return Ok(json!({ "written": false, "reason": "the run has no draws" }));
     };
-    let first = model
-        .pointwise_log_likelihood(&substitution(&located, &first_row[..width])?)
-        .map_err(|e| Failure::model(vec![e.to_diagnostic()]))?;
-    let names = header_of(&first);
-    let observations = names.len();
+    let width = pointwise.width;
+    let n_draws: usize = result.draws.iter().map(|d| d.len() / width).sum();
+    let observations = pointwise.names.len();
     if choice == LogLikChoice::WhenSmall && observations * n_draws > DEFAULT_LIMIT {
         return Ok(json!({
             "written": false,
@@ -193,31 +243,11 @@ pub fn write_for_run(
         // Written under a temporary name renamed once whole, so that a process killed meanwhile
         // leaves no file with a header and no rows.
         let temporary = path.with_extension("csv.partial");
-        let mut writer = DrawsWriter::create(&temporary, &comments, &names)?;
+        let mut writer = DrawsWriter::create(&temporary, &comments, &pointwise.names)?;
         for rows in parts {
             let draws: Vec<&[f64]> = rows.chunks(width).collect();
             for block in draws.chunks(BLOCK) {
-                let computed: Vec<Result<Vec<f64>, Failure>> = block
-                    .par_iter()
-                    .map(|row| {
-                        let values = substitution(&located, row)?;
-                        let sites = model
-                            .pointwise_log_likelihood(&values)
-                            .map_err(|e| Failure::model(vec![e.to_diagnostic()]))?;
-                        let row = row_of(&sites);
-                        if row.len() != observations {
-                            return Err(Failure::run(
-                                "E0961",
-                                format!(
-                                    "a draw has {} observed elements, the first had {observations}",
-                                    row.len()
-                                ),
-                            ));
-                        }
-                        Ok(row)
-                    })
-                    .collect();
-                for row in computed {
+                for row in pointwise.rows(block) {
                     writer.row(&row?)?;
                 }
             }
@@ -243,6 +273,44 @@ pub fn write_for_run(
         "observations": written.observations,
         "draws": written.draws,
     }))
+}
+
+/// The pointwise log-likelihood of a run held in memory (the REPL's runs), as [`read`] gives
+/// it for a run's files: the same rows, computed by the same code as [`write_for_run`]'s.
+pub fn table_for_run(model: &Model, result: &RunResult) -> Result<LogLikTable, Failure> {
+    if model.observed_sites().is_empty() {
+        return Err(Failure::usage(
+            "E0960",
+            "the run's model observes nothing: it has no pointwise log-likelihood",
+            Some("PSIS-LOO and WAIC score how a model predicts its observed sites".to_string()),
+        ));
+    }
+    let Some(pointwise) = Pointwise::new(model, result)? else {
+        return Err(Failure::run("E0960", "the run has no draws"));
+    };
+    let mut columns = vec![Vec::new(); pointwise.names.len()];
+    let mut chain_lengths = Vec::new();
+    for rows in &result.draws {
+        let draws: Vec<&[f64]> = rows.chunks(pointwise.width).collect();
+        for block in draws.chunks(BLOCK) {
+            for row in pointwise.rows(block) {
+                for (column, value) in columns.iter_mut().zip(row?) {
+                    column.push(value);
+                }
+            }
+        }
+        chain_lengths.push(draws.len());
+    }
+    // Draws of one unit (a guide's, an ensemble's) count as one sample, as the files do.
+    if !result.mcmc {
+        chain_lengths = vec![chain_lengths.iter().sum()];
+    }
+    Ok(LogLikTable {
+        names: pointwise.names,
+        columns,
+        chain_lengths,
+        files: Vec::new(),
+    })
 }
 
 /// A run's pointwise log-likelihood read back: one slice of draws per observation.

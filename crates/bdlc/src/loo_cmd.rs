@@ -63,28 +63,45 @@ fn run_efficiency(dir: &Path, table: &LogLikTable) -> Result<f64, Failure> {
     if draws.chain_lengths.len() != table.chain_lengths.len() {
         return Ok(1.0);
     }
-    let mut chains: Vec<Vec<Vec<f64>>> = vec![Vec::new(); draws.header.len()];
+    let mut chains: Vec<Vec<f64>> = Vec::new();
     let mut start = 0;
     for length in &draws.chain_lengths {
-        for (column, values) in chains.iter_mut().enumerate() {
-            values.push(
-                draws.rows[start..start + length]
-                    .iter()
-                    .map(|row| row[column])
-                    .collect(),
-            );
-        }
+        chains.push(
+            draws.rows[start..start + length]
+                .iter()
+                .flatten()
+                .copied()
+                .collect(),
+        );
         start += length;
     }
     // Sampler columns (`lp__`, `stepsize__`, …) are ArviZ's sample statistics, not posterior
     // quantities.
-    let quantities: Vec<Vec<&[f64]>> = chains
-        .iter()
-        .zip(&draws.header)
-        .filter(|(_, name)| !name.ends_with("__"))
-        .map(|(c, _)| c.iter().map(Vec::as_slice).collect())
+    let quantities: Vec<bool> = draws.header.iter().map(|h| !h.ends_with("__")).collect();
+    Ok(chains_efficiency(&chains, &quantities))
+}
+
+/// The relative efficiency of Markov chains held row by row (`chains[c]` is chain `c`'s draws,
+/// one row of `quantities.len()` columns after another), over the columns marked `true`.
+pub fn chains_efficiency(chains: &[Vec<f64>], quantities: &[bool]) -> f64 {
+    let width = quantities.len();
+    if chains.len() <= 1 || width == 0 {
+        return 1.0;
+    }
+    let columns: Vec<Vec<Vec<f64>>> = (0..width)
+        .filter(|&column| quantities[column])
+        .map(|column| {
+            chains
+                .iter()
+                .map(|rows| rows.chunks(width).map(|row| row[column]).collect())
+                .collect()
+        })
         .collect();
-    Ok(relative_efficiency(&quantities))
+    let slices: Vec<Vec<&[f64]>> = columns
+        .iter()
+        .map(|chains| chains.iter().map(Vec::as_slice).collect())
+        .collect();
+    relative_efficiency(&slices)
 }
 
 /// A run's estimate, with the names of its observations.
@@ -102,13 +119,23 @@ pub struct RunEstimate {
 /// PSIS-LOO or WAIC of the run in `dir`.
 pub fn estimate(dir: &Path, criterion: Criterion) -> Result<RunEstimate, Failure> {
     let table = log_lik::read(dir)?;
-    let slices: Vec<&[f64]> = table.columns.iter().map(Vec::as_slice).collect();
     let reff = run_efficiency(dir, &table)?;
+    estimate_table(table, reff, criterion, &dir.display().to_string())
+}
+
+/// PSIS-LOO or WAIC from a run's log-likelihood table; `label` names the run in errors.
+pub fn estimate_table(
+    table: LogLikTable,
+    reff: f64,
+    criterion: Criterion,
+    label: &str,
+) -> Result<RunEstimate, Failure> {
+    let slices: Vec<&[f64]> = table.columns.iter().map(Vec::as_slice).collect();
     let elpd = match criterion {
         Criterion::Loo => loo(&slices, reff),
         Criterion::Waic => waic(&slices),
     }
-    .map_err(|error| Failure::run("E0962", format!("`{}`: {error}", dir.display())))?;
+    .map_err(|error| Failure::run("E0962", format!("`{label}`: {error}")))?;
     Ok(RunEstimate {
         names: table.names,
         elpd,
@@ -241,60 +268,67 @@ pub fn run_loo(args: &LooArgs) -> Result<(), Failure> {
             println!("{:#}", estimate_json(&args.run, &estimate));
             return Ok(());
         }
-        let elpd = &estimate.elpd;
-        let name = criterion.name();
-        let files = match estimate.files.as_slice() {
-            [one] => file_name(one),
-            [first, .., last] => format!("{} … {}", file_name(first), file_name(last)),
-            [] => String::new(),
-        };
-        let mut text = format!(
-            "{} of {} from {} posterior draws and {} observations ({files})\n\n",
-            if criterion == Criterion::Loo {
-                "PSIS-LOO"
-            } else {
-                "WAIC"
-            },
-            args.run.display(),
-            elpd.n_draws,
-            elpd.pointwise.len()
-        );
-        let _ = writeln!(text, "{:<10} {:>12} {:>10}", "", "estimate", "se");
-        let _ = writeln!(
-            text,
-            "{:<10} {:>12} {:>10}",
-            format!("elpd_{name}"),
-            display_number(elpd.elpd),
-            display_number(elpd.se)
-        );
-        let _ = writeln!(
-            text,
-            "{:<10} {:>12} {:>10}",
-            format!("p_{name}"),
-            display_number(elpd.p),
-            ""
-        );
-        let _ = writeln!(
-            text,
-            "{:<10} {:>12} {:>10}",
-            if criterion == Criterion::Loo {
-                "looic"
-            } else {
-                "waic"
-            },
-            display_number(-2.0 * elpd.elpd),
-            display_number(2.0 * elpd.se)
-        );
-        if criterion == Criterion::Loo {
-            text.push('\n');
-            text.push_str(&k_table(elpd));
-        }
+        let text = loo_text(&args.run.display().to_string(), &estimate);
         print!("{text}");
         for warning in warnings(&estimate) {
             eprintln!("warning: {warning}");
         }
     }
     Ok(())
+}
+
+/// The printed result of `bdlc loo` (and the REPL's `:loo`): the estimate with its standard
+/// error, the effective number of parameters, and for PSIS-LOO the table of k̂ classes.
+pub fn loo_text(run: &str, estimate: &RunEstimate) -> String {
+    let elpd = &estimate.elpd;
+    let criterion = elpd.criterion;
+    let name = criterion.name();
+    let files = match estimate.files.as_slice() {
+        [one] => format!(" ({})", file_name(one)),
+        [first, .., last] => format!(" ({} … {})", file_name(first), file_name(last)),
+        [] => String::new(),
+    };
+    let mut text = format!(
+        "{} of {run} from {} posterior draws and {} observations{files}\n\n",
+        if criterion == Criterion::Loo {
+            "PSIS-LOO"
+        } else {
+            "WAIC"
+        },
+        elpd.n_draws,
+        elpd.pointwise.len()
+    );
+    let _ = writeln!(text, "{:<10} {:>12} {:>10}", "", "estimate", "se");
+    let _ = writeln!(
+        text,
+        "{:<10} {:>12} {:>10}",
+        format!("elpd_{name}"),
+        display_number(elpd.elpd),
+        display_number(elpd.se)
+    );
+    let _ = writeln!(
+        text,
+        "{:<10} {:>12} {:>10}",
+        format!("p_{name}"),
+        display_number(elpd.p),
+        ""
+    );
+    let _ = writeln!(
+        text,
+        "{:<10} {:>12} {:>10}",
+        if criterion == Criterion::Loo {
+            "looic"
+        } else {
+            "waic"
+        },
+        display_number(-2.0 * elpd.elpd),
+        display_number(2.0 * elpd.se)
+    );
+    if criterion == Criterion::Loo {
+        text.push('\n');
+        text.push_str(&k_table(elpd));
+    }
+    text
 }
 
 fn file_name(path: &Path) -> String {
@@ -316,26 +350,12 @@ pub fn run_compare(args: &CompareArgs) -> Result<(), Failure> {
         .iter()
         .map(|run| estimate(run, criterion))
         .collect::<Result<_, _>>()?;
-    let first = &estimates[0];
-    for (run, estimate) in args.runs.iter().zip(&estimates).skip(1) {
-        if estimate.names != first.names {
-            return Err(Failure::run(
-                "E0962",
-                format!(
-                    "`{}` and `{}` have different observations ({} and {}); models are compared on the same observations",
-                    args.runs[0].display(),
-                    run.display(),
-                    describe_observations(&first.names),
-                    describe_observations(&estimate.names)
-                ),
-            ));
-        }
-    }
-    let elpds: Vec<&Elpd> = estimates.iter().map(|e| &e.elpd).collect();
-    let mut rng = stream_rng(args.seed, 0);
-    let bootstrap = dirichlet_draws(&mut rng, first.names.len(), BOOTSTRAP_DRAWS);
-    let rows =
-        compare(&elpds, &bootstrap).map_err(|error| Failure::run("E0962", error.to_string()))?;
+    let labels: Vec<String> = args
+        .runs
+        .iter()
+        .map(|run| run.display().to_string())
+        .collect();
+    let rows = compare_estimates(&labels, &estimates, args.seed)?;
     #[allow(clippy::print_stdout, clippy::print_stderr)]
     {
         if args.json {
@@ -361,7 +381,7 @@ pub fn run_compare(args: &CompareArgs) -> Result<(), Failure> {
             println!("{:#}", json!({ "criterion": name, "models": table }));
             return Ok(());
         }
-        print!("{}", compare_table(args, criterion, &rows));
+        print!("{}", compare_table(&labels, args.seed, criterion, &rows));
         for (run, estimate) in args.runs.iter().zip(&estimates) {
             for warning in warnings(estimate) {
                 eprintln!("warning: {}: {warning}", run.display());
@@ -371,6 +391,34 @@ pub fn run_compare(args: &CompareArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Compares estimates of the same observations (`labels` name the runs in errors): elpd
+/// differences, stacking weights and pseudo-BMA+ weights from a Bayesian bootstrap seeded by
+/// `seed`.
+pub fn compare_estimates(
+    labels: &[String],
+    estimates: &[RunEstimate],
+    seed: u64,
+) -> Result<Vec<ComparedModel>, Failure> {
+    let first = &estimates[0];
+    for (label, estimate) in labels.iter().zip(estimates).skip(1) {
+        if estimate.names != first.names {
+            return Err(Failure::run(
+                "E0962",
+                format!(
+                    "`{}` and `{label}` have different observations ({} and {}); models are compared on the same observations",
+                    labels[0],
+                    describe_observations(&first.names),
+                    describe_observations(&estimate.names)
+                ),
+            ));
+        }
+    }
+    let elpds: Vec<&Elpd> = estimates.iter().map(|e| &e.elpd).collect();
+    let mut rng = stream_rng(seed, 0);
+    let bootstrap = dirichlet_draws(&mut rng, first.names.len(), BOOTSTRAP_DRAWS);
+    compare(&elpds, &bootstrap).map_err(|error| Failure::run("E0962", error.to_string()))
+}
+
 fn describe_observations(names: &[String]) -> String {
     match (names.first(), names.last()) {
         (Some(first), Some(last)) => format!("{} observations, {first} … {last}", names.len()),
@@ -378,13 +426,15 @@ fn describe_observations(names: &[String]) -> String {
     }
 }
 
-/// The comparison table, best model first.
-fn compare_table(args: &CompareArgs, criterion: Criterion, rows: &[ComparedModel]) -> String {
+/// The comparison table, best model first; `runs` names the runs in the order compared.
+pub fn compare_table(
+    runs: &[String],
+    seed: u64,
+    criterion: Criterion,
+    rows: &[ComparedModel],
+) -> String {
     let name = criterion.name();
-    let labels: Vec<String> = rows
-        .iter()
-        .map(|row| args.runs[row.model].display().to_string())
-        .collect();
+    let labels: Vec<String> = rows.iter().map(|row| runs[row.model].clone()).collect();
     let width = labels
         .iter()
         .map(|l| l.chars().count())
@@ -421,7 +471,7 @@ fn compare_table(args: &CompareArgs, criterion: Criterion, rows: &[ComparedModel
     }
     text.push_str(&format!(
         "\nelpd_diff is the best model's elpd minus each model's, dse its standard error; a difference under about 4 (or under 2 dse) is small. Weights: stacking, and pseudo-BMA+ ({BOOTSTRAP_DRAWS} Bayesian-bootstrap draws, seed {}).\n",
-        args.seed
+        seed
     ));
     text
 }

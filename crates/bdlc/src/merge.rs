@@ -573,6 +573,8 @@ pub fn run(args: &MergeArgs) -> Result<(), Failure> {
         losses: Vec::new(),
         facts,
         interrupted: false,
+        energies: Vec::new(),
+        divergent: Vec::new(),
     };
     let model = PathBuf::from(
         parts[0]

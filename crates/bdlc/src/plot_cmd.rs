@@ -240,7 +240,7 @@ pub struct RunDraws {
     pub mcmc: bool,
     /// The SVI loss per step, when there is one.
     pub losses: Vec<f64>,
-    /// The Hamiltonian at each draw per chain (`energy__`), for NUTS and HMC runs read from files.
+    /// The Hamiltonian at each draw per chain (`energy__`), for NUTS and HMC runs.
     pub energies: Vec<Vec<f64>>,
     /// Whether each draw's transition diverged, per chain (`divergent__`), where known.
     pub divergent: Vec<Vec<bool>>,
@@ -255,8 +255,8 @@ impl RunDraws {
             chains: result.draws.clone(),
             mcmc: result.mcmc,
             losses: result.losses.clone(),
-            energies: Vec::new(),
-            divergent: Vec::new(),
+            energies: result.energies.clone(),
+            divergent: result.divergent.clone(),
         }
     }
 
@@ -416,13 +416,7 @@ pub fn figure(svg: Result<String, plot::PlotError>) -> Result<String, Failure> {
 /// Writes the run's figures into `out` (called by `bdlc infer --plot`). The sampler's energies
 /// and divergences come from the chain files just written.
 pub fn plot_run(model: &Model, result: &RunResult, out: &Path) -> Result<(), Failure> {
-    let mut draws = RunDraws::from_result(result);
-    if draws.mcmc {
-        if let Ok(from_files) = RunDraws::read(out) {
-            draws.energies = from_files.energies;
-            draws.divergent = from_files.divergent;
-        }
-    }
+    let draws = RunDraws::from_result(result);
     let options = FigureOptions {
         model: Some(model),
         ..FigureOptions::default()

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 
 /// The REPL's commands, for completion and "did you mean".
 pub const COMMANDS: &[&str] = &[
-    ":load", ":data", ":sites", ":prior", ":infer", ":summary", ":predict", ":plot", ":emit",
-    ":reset", ":help", ":quit",
+    ":load", ":data", ":sites", ":prior", ":infer", ":summary", ":predict", ":plot", ":runs",
+    ":loo", ":compare", ":emit", ":reset", ":help", ":quit",
 ];
 
 /// The words that complete after `:plot`.

@@ -4,9 +4,12 @@
 //! expressions, evaluated in a persistent environment by [`eval`] and printed by [`show`]. An
 //! error prints its diagnostic and leaves the session as it was. On a terminal the line editor
 //! ([`editor`]) keeps a history, completes names and commands, and keeps a block open until its
-//! braces close; Ctrl-C clears the line; Ctrl-D quits. Ctrl-C during `:infer` stops the run and
-//! keeps what it has when the signal arrives (from a pipe); on a terminal the line editor leaves
-//! signals off between prompts, so it does not arrive there yet. From a pipe there are no prompts, colours or progress bars: the same outputs,
+//! braces close; Ctrl-C clears the line; Ctrl-D quits. Ctrl-C during `:infer` stops the run at
+//! its next draw or step and keeps what it has, and the prompt comes back with the session as it
+//! was: the line editor holds SIGINT only while it reads a line, and the process's handler
+//! ([`Interrupt`]) stops runs in between. Each run is kept and numbered (`:runs`), and `:loo` and
+//! `:compare` score runs by PSIS-LOO or WAIC with the code of `bdlc loo` and `bdlc compare`.
+//! From a pipe there are no prompts, colours or progress bars: the same outputs,
 //! each error is reported and the session goes on (or stops there with `--stop-on-error`), and
 //! the exit code is 1 if any input failed.
 
@@ -22,7 +25,9 @@ use crate::run::{run_method, RunResult};
 use crate::session::{Failure, Session};
 use crate::settings::{InferFlags, Resolved};
 use crate::summary_cmd::Table;
+use crate::{log_lik, loo_cmd};
 use bdl_diagnostics::{did_you_mean, Diagnostic};
+use bdl_infer::diagnostics::loo::Criterion;
 use bdl_infer::diagnostics::quantile;
 use bdl_runtime::data::Completeness;
 use bdl_runtime::handlers::SiteKind;
@@ -35,6 +40,7 @@ use std::fmt::Write as _;
 use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::rc::Rc;
 
 /// `bdlc repl [MODEL] [--data FILE]... [--seed S] [--quiet]`.
 #[derive(clap::Args, Debug)]
@@ -75,9 +81,14 @@ Commands:
                                    (options as for `bdlc infer`; `:infer --help` lists them)
   :summary [SITE]...               the last run's summary table
   :predict                         posterior-predictive check on the model's data
+  :runs                            list the session's runs, numbered
+  :loo [RUN] [--waic]              PSIS-LOO (or WAIC) of a run: its number, or a run's
+                                   directory (default: the last run)
+  :compare RUN RUN... [--waic]     compare runs of models of the same observations
   :plot SITE FILE                  posterior density of a site, as SVG
-  :plot KIND [SITE] FILE           a figure of the last run, as SVG: trace, density,
-                                   hist, pair, rank, energy, loss, band, reliability
+  :plot KIND [SITE] FILE           a figure of the last run, as SVG (PNG for FILE.png):
+                                   trace, density, hist, pair, rank, energy, loss, band,
+                                   reliability; `--bins N`, `--data FILE` (held-out rows)
   :emit ast|ir                     print the model as parsed, or its trace IR
   :reset                           forget the session's bindings and sites
   :help                            this text
@@ -113,7 +124,8 @@ struct Loaded {
     path: PathBuf,
     data: Vec<PathBuf>,
     ast: bdl_syntax::ast::Program,
-    model: Model,
+    /// Shared with the session's runs made on it, which keep it after another `:load`.
+    model: Rc<Model>,
     context: Context,
 }
 
@@ -166,7 +178,7 @@ impl Loaded {
             path: path.to_path_buf(),
             data: data_paths.to_vec(),
             ast,
-            model,
+            model: Rc::new(model),
             context: Context { items, files },
         })
     }
@@ -206,8 +218,15 @@ fn plural(n: usize, noun: &str) -> String {
     }
 }
 
-/// The last run, kept for `:summary`, `:predict` and `:plot`.
-struct LastRun {
+/// A run of the session, kept for `:summary`, `:predict` and `:plot` (the last run of the
+/// loaded model) and for `:loo` and `:compare` (any run, by its number).
+struct SessionRun {
+    /// Its number in the session, from 1, as `:runs` lists it.
+    number: usize,
+    /// The model file it ran on, with its data files when `--data` replaced them.
+    label: String,
+    /// The model it ran on, with the data it ran on.
+    model: Rc<Model>,
     result: RunResult,
     draws: RunDraws,
 }
@@ -224,7 +243,10 @@ struct Repl<'a> {
     interrupt: &'a Interrupt,
     environment: Environment,
     loaded: Option<Loaded>,
-    last: Option<LastRun>,
+    /// Every run of the session, in order.
+    runs: Vec<SessionRun>,
+    /// The index in `runs` of the loaded model's last run (none after `:load` or `:data`).
+    last: Option<usize>,
     interactive: bool,
     quiet: bool,
     seed: u64,
@@ -246,6 +268,7 @@ pub fn run(args: &ReplArgs, session: &mut Session, interrupt: &Interrupt) -> Exi
         interrupt,
         environment: Environment::new(args.seed),
         loaded: None,
+        runs: Vec::new(),
         last: None,
         interactive,
         quiet: args.quiet,
@@ -314,48 +337,79 @@ fn command_error(code: &str, message: impl Into<String>, hint: Option<&str>) -> 
 }
 
 impl Repl<'_> {
-    fn interactive_loop(&mut self) {
+    /// A line editor holding the session's history and completions. The line editor takes
+    /// SIGINT for as long as it exists (Ctrl-C at the prompt clears the line); dropping it gives
+    /// the signal back to the process's own handler, which stops a run.
+    fn line_editor(
+        &self,
+        flags: &[String],
+        history: &[String],
+    ) -> rustyline::Result<rustyline::Editor<editor::ReplHelper, rustyline::history::DefaultHistory>>
+    {
         let config = rustyline::Config::builder()
             .auto_add_history(false)
             .completion_type(rustyline::CompletionType::List)
             .build();
-        let mut editor = match rustyline::Editor::<editor::ReplHelper, _>::with_config(config) {
-            Ok(editor) => editor,
+        let mut line_editor = rustyline::Editor::with_config(config)?;
+        let mut helper = editor::ReplHelper::new(flags.to_vec());
+        helper.names = self.names();
+        helper.sites = self.site_names();
+        line_editor.set_helper(Some(helper));
+        for entry in history {
+            let _ = line_editor.add_history_entry(entry.as_str());
+        }
+        Ok(line_editor)
+    }
+
+    fn interactive_loop(&mut self) {
+        let flags: Vec<String> = InferCommand::command()
+            .get_arguments()
+            .filter_map(|argument| argument.get_long().map(|long| format!("--{long}")))
+            .collect();
+        let history_file = editor::history_path();
+        let mut history: Vec<String> = Vec::new();
+        match self.line_editor(&flags, &history) {
+            Ok(mut first) => {
+                if let Some(path) = &history_file {
+                    let _ = first.load_history(path);
+                }
+                history = first.history().iter().cloned().collect();
+            }
             Err(error) => {
                 eprintln!("note: no line editor ({error}); reading plain lines");
                 self.pipe_loop();
                 return;
             }
-        };
-        let flags = InferCommand::command()
-            .get_arguments()
-            .filter_map(|argument| argument.get_long().map(|long| format!("--{long}")))
-            .collect();
-        editor.set_helper(Some(editor::ReplHelper::new(flags)));
-        let history = editor::history_path();
-        if let Some(path) = &history {
-            let _ = editor.load_history(path);
         }
         println!(
             "bdl {} — `:help` lists the commands, Ctrl-D quits",
             env!("CARGO_PKG_VERSION")
         );
         loop {
-            if let Some(helper) = editor.helper_mut() {
-                helper.names = self.names();
-                helper.sites = self.site_names();
-            }
-            match editor.readline("bdl> ") {
-                Ok(line) => {
-                    if !line.trim().is_empty() {
-                        let _ = editor.add_history_entry(line.as_str());
-                        if let Some(path) = &history {
-                            if let Some(parent) = path.parent() {
-                                let _ = std::fs::create_dir_all(parent);
+            // A fresh editor for each prompt, dropped before the input runs: while `:infer`
+            // runs, Ctrl-C reaches the process's handler and stops the run (see
+            // `Self::line_editor`), and the next prompt takes the signal back.
+            let read = match self.line_editor(&flags, &history) {
+                Ok(mut line_editor) => {
+                    let read = line_editor.readline("bdl> ");
+                    if let Ok(line) = &read {
+                        if !line.trim().is_empty() {
+                            let _ = line_editor.add_history_entry(line.as_str());
+                            history.push(line.clone());
+                            if let Some(path) = &history_file {
+                                if let Some(parent) = path.parent() {
+                                    let _ = std::fs::create_dir_all(parent);
+                                }
+                                let _ = line_editor.save_history(path);
                             }
-                            let _ = editor.save_history(path);
                         }
                     }
+                    read
+                }
+                Err(error) => Err(error),
+            };
+            match read {
+                Ok(line) => {
                     if let Flow::Quit = self.handle(&line) {
                         break;
                     }
@@ -528,6 +582,9 @@ impl Repl<'_> {
             "summary" => self.summary_command(rest)?,
             "predict" => self.predict_command()?,
             "plot" => self.plot_command(rest)?,
+            "runs" => self.runs_command(),
+            "loo" => self.loo_command(rest)?,
+            "compare" => self.compare_command(rest)?,
             "emit" => self.emit_command(rest)?,
             other => {
                 let names: Vec<&str> = editor::COMMANDS.iter().map(|c| &c[1..]).collect();
@@ -687,7 +744,7 @@ impl Repl<'_> {
         method_override: Option<MethodName>,
         out: Option<&Path>,
         quiet: bool,
-    ) -> Result<(RunResult, PathBuf), Failure> {
+    ) -> Result<(RunResult, Rc<Model>, String), Failure> {
         let fresh;
         let loaded = if flags.data.is_empty() {
             self.loaded()?
@@ -710,16 +767,30 @@ impl Repl<'_> {
             &self.interrupt.stop,
         );
         self.interrupt.set_stoppable(self.interactive);
-        let result = result?;
+        let mut result = result?;
         if let Some(out) = out {
+            // The pointwise log-likelihood, as `bdlc infer --out` writes it (when it is small),
+            // so that `bdlc loo DIR` and `:loo DIR` read the run.
+            let fact = log_lik::write_for_run(
+                &loaded.model,
+                &result,
+                out,
+                log_lik::LogLikChoice::WhenSmall,
+            )?;
+            result.facts.insert("log_lik".into(), fact);
             let summary = result.summary_json(&loaded.path);
             write_file(&out.join("summary.json"), &format!("{summary:#}\n"))?;
         }
-        Ok((result, loaded.path.clone()))
+        let mut label = loaded.path.display().to_string();
+        if !flags.data.is_empty() {
+            let data: Vec<String> = flags.data.iter().map(|d| d.display().to_string()).collect();
+            label = format!("{label} with {}", data.join(", "));
+        }
+        Ok((result, Rc::clone(&loaded.model), label))
     }
 
     /// Prints a run's table and warnings and keeps it as the last run.
-    fn keep_run(&mut self, result: RunResult) {
+    fn keep_run(&mut self, result: RunResult, model: Rc<Model>, label: String) {
         print!("{}", result.table());
         for warning in result.warning_messages() {
             eprintln!("warning: {warning}");
@@ -729,7 +800,15 @@ impl Repl<'_> {
             eprintln!("interrupted: keeping the {draws} draws finished so far");
         }
         let draws = RunDraws::from_result(&result);
-        self.last = Some(LastRun { result, draws });
+        let number = self.runs.len() + 1;
+        self.runs.push(SessionRun {
+            number,
+            label,
+            model,
+            result,
+            draws,
+        });
+        self.last = Some(self.runs.len() - 1);
     }
 
     fn prior_command(&mut self, words: &[String]) -> Result<(), Failure> {
@@ -759,8 +838,9 @@ impl Repl<'_> {
             seed: Some(self.seed as i64),
             ..InferFlags::default()
         };
-        let (result, _) = self.run_method(&flags, Some(MethodName::Prior), None, true)?;
-        self.keep_run(result);
+        let (result, model, label) =
+            self.run_method(&flags, Some(MethodName::Prior), None, true)?;
+        self.keep_run(result, model, label);
         Ok(())
     }
 
@@ -810,22 +890,23 @@ impl Repl<'_> {
         if let Some(out) = &command.out {
             prepare_out_dir(out, command.force)?;
         }
-        let (result, _) = self.run_method(&flags, None, command.out.as_deref(), command.quiet)?;
+        let (result, model, label) =
+            self.run_method(&flags, None, command.out.as_deref(), command.quiet)?;
         if let Some(out) = &command.out {
             crate::output::mark_run_complete(out, result.interrupted)?;
         }
         if let (Some(out), true) = (&command.out, command.plot) {
             plot_cmd::plot_run(&self.loaded()?.model, &result, out)?;
         }
-        self.keep_run(result);
+        self.keep_run(result, model, label);
         if let Some(out) = &command.out {
             eprintln!("wrote {}", out.display());
         }
         Ok(())
     }
 
-    fn last(&self) -> Result<&LastRun, Failure> {
-        self.last.as_ref().ok_or_else(|| {
+    fn last(&self) -> Result<&SessionRun, Failure> {
+        self.last.map(|index| &self.runs[index]).ok_or_else(|| {
             command_error(
                 "E0925",
                 "there is no run yet",
@@ -951,9 +1032,40 @@ impl Repl<'_> {
 
     fn plot_command(&mut self, words: &[String]) -> Result<(), Failure> {
         let usage = Some(
-            "usage: `:plot KIND [SITE] FILE` with KIND one of trace, density, hist, pair, rank, energy, loss, band, reliability; or `:plot SITE FILE` for a site's density",
+            "usage: `:plot KIND [SITE] FILE [--bins N] [--data FILE]...` with KIND one of trace, density, hist, pair, rank, energy, loss, band, reliability; or `:plot SITE FILE` for a site's density; a FILE ending in .png is rendered to PNG",
         );
-        let (kind, site, file) = match words {
+        // The options of `bdlc plot` that apply to one figure of the last run.
+        let mut positional = Vec::new();
+        let mut bins = None;
+        let mut data = Vec::new();
+        let mut rest = words.iter();
+        while let Some(word) = rest.next() {
+            match word.as_str() {
+                "--bins" => {
+                    let value = rest
+                        .next()
+                        .and_then(|value| value.parse::<usize>().ok())
+                        .filter(|bins| (2..=500).contains(bins))
+                        .ok_or_else(|| {
+                            command_error("E0922", "`--bins` needs a number from 2 to 500", usage)
+                        })?;
+                    bins = Some(value);
+                }
+                "--data" => match rest.next() {
+                    Some(file) => data.push(PathBuf::from(file)),
+                    None => return Err(command_error("E0922", "`--data` needs a file", usage)),
+                },
+                flag if flag.starts_with("--") => {
+                    return Err(command_error(
+                        "E0922",
+                        format!("unknown option `{flag}`"),
+                        usage,
+                    ))
+                }
+                _ => positional.push(word.clone()),
+            }
+        }
+        let (kind, site, file) = match positional.as_slice() {
             [first, file] => match PlotKind::parse(first) {
                 Some(kind) => (kind, None, file),
                 None => (PlotKind::Density, Some(first.clone()), file),
@@ -979,12 +1091,23 @@ impl Repl<'_> {
         if let Some(site) = &site {
             self.check_sites(std::slice::from_ref(site))?;
         }
-        let model = self.loaded.as_ref().map(|loaded| &loaded.model);
+        self.last()?;
+        // The predictive band and the reliability diagram use the model the run was made on,
+        // or that model with other data (held-out rows) given with `--data`.
+        let other_data = if data.is_empty() {
+            None
+        } else {
+            let path = self.loaded()?.path.clone();
+            Some(Loaded::load(self.session, &path, &data, self.seed)?)
+        };
         let last = self.last()?;
+        let model = other_data
+            .as_ref()
+            .map_or(&*last.model, |loaded| &*loaded.model);
         let options = FigureOptions {
-            model,
+            model: Some(model),
             site: site.as_deref(),
-            bins: None,
+            bins,
             seed: self.seed,
         };
         let svg = match plot_cmd::draw_figure(kind, &last.draws, &options)? {
@@ -998,8 +1121,192 @@ impl Repl<'_> {
             }
         };
         let path = PathBuf::from(file);
-        write_file(&path, &svg)?;
+        let is_png = path
+            .extension()
+            .is_some_and(|extension| extension.eq_ignore_ascii_case("png"));
+        let path = if is_png {
+            plot_cmd::save_figure(&path, &svg, plot_cmd::FigureFormat::Png)?
+        } else {
+            write_file(&path, &svg)?;
+            path
+        };
         println!("wrote {}", path.display());
+        Ok(())
+    }
+
+    fn runs_command(&self) {
+        if self.runs.is_empty() {
+            println!("no runs yet: `:infer METHOD` or `:prior N` makes one");
+            return;
+        }
+        for run in &self.runs {
+            let draws = run.draws.n_draws();
+            let chains = run.draws.chains.len();
+            let shape = if run.result.mcmc {
+                format!("{chains} × {draws} draws")
+            } else {
+                format!("{draws} draws")
+            };
+            let last = if self.last == Some(run.number - 1) {
+                "  (last)"
+            } else {
+                ""
+            };
+            println!(
+                "{:>3}  {:<10} {:<18} {}{last}",
+                run.number, run.result.method, shape, run.label
+            );
+        }
+    }
+
+    /// The PSIS-LOO or WAIC estimate of a run named by its number in the session or by the
+    /// directory of a finished run, with the name to show for it.
+    fn estimate_run(
+        &self,
+        word: &str,
+        criterion: Criterion,
+    ) -> Result<(String, loo_cmd::RunEstimate), Failure> {
+        if let Ok(number) = word.parse::<usize>() {
+            let Some(run) = number.checked_sub(1).and_then(|i| self.runs.get(i)) else {
+                let hint = if self.runs.is_empty() {
+                    "the session has no runs yet: `:infer METHOD` makes one".to_string()
+                } else {
+                    format!(
+                        "the session's runs are numbered 1 to {}; `:runs` lists them",
+                        self.runs.len()
+                    )
+                };
+                return Err(command_error(
+                    "E0947",
+                    format!("the session has no run {number}"),
+                    Some(&hint),
+                ));
+            };
+            let name = format!("run {number}");
+            let table = log_lik::table_for_run(&run.model, &run.result)?;
+            // The same efficiency `bdlc loo` computes from the run's files: every output
+            // column of the chains.
+            let reff = if run.result.mcmc {
+                let quantities = vec![true; run.result.columns.len()];
+                loo_cmd::chains_efficiency(&run.result.draws, &quantities)
+            } else {
+                1.0
+            };
+            let estimate = loo_cmd::estimate_table(table, reff, criterion, &name)?;
+            return Ok((name, estimate));
+        }
+        let dir = PathBuf::from(word);
+        if !dir.is_dir() {
+            return Err(command_error(
+                "E0947",
+                format!("`{word}` is neither a run of the session nor a run's directory"),
+                Some("name a run by its number (`:runs` lists them) or give the `--out` directory of a finished run"),
+            ));
+        }
+        let estimate = loo_cmd::estimate(&dir, criterion)?;
+        Ok((dir.display().to_string(), estimate))
+    }
+
+    /// Splits the words of `:loo` and `:compare` into runs, `--waic` and `--seed S`.
+    fn loo_words(
+        words: &[String],
+        usage: &str,
+        seeded: bool,
+    ) -> Result<(Vec<String>, Criterion, u64), Failure> {
+        let mut runs = Vec::new();
+        let mut criterion = Criterion::Loo;
+        let mut seed = 0;
+        let mut words = words.iter();
+        while let Some(word) = words.next() {
+            match word.as_str() {
+                "--waic" => criterion = Criterion::Waic,
+                "--seed" if seeded => {
+                    seed = words
+                        .next()
+                        .and_then(|value| value.parse::<u64>().ok())
+                        .ok_or_else(|| {
+                            command_error(
+                                "E0922",
+                                "`--seed` needs a whole number (at least 0)",
+                                Some(usage),
+                            )
+                        })?;
+                }
+                flag if flag.starts_with("--") => {
+                    return Err(command_error(
+                        "E0922",
+                        format!("unknown option `{flag}`"),
+                        Some(usage),
+                    ))
+                }
+                run => runs.push(run.to_string()),
+            }
+        }
+        Ok((runs, criterion, seed))
+    }
+
+    fn loo_command(&mut self, words: &[String]) -> Result<(), Failure> {
+        let usage = "usage: `:loo [RUN] [--waic]`, RUN a run's number (`:runs` lists them; the last run by default) or a run's directory";
+        let (runs, criterion, _) = Self::loo_words(words, usage, false)?;
+        let run = match runs.as_slice() {
+            [] => match self.last {
+                Some(index) => self.runs[index].number.to_string(),
+                None => {
+                    return Err(command_error(
+                        "E0925",
+                        "there is no run yet",
+                        Some("run `:infer METHOD` first, or name a run's directory"),
+                    ))
+                }
+            },
+            [run] => run.clone(),
+            _ => {
+                return Err(command_error(
+                    "E0922",
+                    "`:loo` takes one run; `:compare` compares several",
+                    Some(usage),
+                ))
+            }
+        };
+        let (name, estimate) = self.estimate_run(&run, criterion)?;
+        let described = match run.parse::<usize>() {
+            Ok(number) => {
+                let run = &self.runs[number - 1];
+                format!("{name} ({}, {})", run.result.method, run.label)
+            }
+            Err(_) => name,
+        };
+        print!("{}", loo_cmd::loo_text(&described, &estimate));
+        for warning in loo_cmd::warnings(&estimate) {
+            eprintln!("warning: {warning}");
+        }
+        Ok(())
+    }
+
+    fn compare_command(&mut self, words: &[String]) -> Result<(), Failure> {
+        let usage = "usage: `:compare RUN RUN... [--waic] [--seed S]`, each RUN a run's number (`:runs` lists them) or a run's directory";
+        let (runs, criterion, seed) = Self::loo_words(words, usage, true)?;
+        if runs.len() < 2 {
+            return Err(command_error(
+                "E0922",
+                "`:compare` needs at least two runs",
+                Some(usage),
+            ));
+        }
+        let mut names = Vec::new();
+        let mut estimates = Vec::new();
+        for run in &runs {
+            let (name, estimate) = self.estimate_run(run, criterion)?;
+            names.push(name);
+            estimates.push(estimate);
+        }
+        let rows = loo_cmd::compare_estimates(&names, &estimates, seed)?;
+        print!("{}", loo_cmd::compare_table(&names, seed, criterion, &rows));
+        for (name, estimate) in names.iter().zip(&estimates) {
+            for warning in loo_cmd::warnings(estimate) {
+                eprintln!("warning: {name}: {warning}");
+            }
+        }
         Ok(())
     }
 

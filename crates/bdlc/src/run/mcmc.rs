@@ -253,6 +253,16 @@ pub fn run(
         losses: Vec::new(),
         facts,
         interrupted: result.interrupted,
+        energies: result
+            .chains
+            .iter()
+            .map(|chain| chain.stats.iter().map(|stats| stats.energy).collect())
+            .collect(),
+        divergent: result
+            .chains
+            .iter()
+            .map(|chain| chain.stats.iter().map(|stats| stats.divergent).collect())
+            .collect(),
     })
 }
 

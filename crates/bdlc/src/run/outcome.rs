@@ -37,6 +37,11 @@ pub struct RunResult {
     pub facts: Map<String, Value>,
     /// Whether the run was interrupted (Ctrl-C) and holds only part of its draws.
     pub interrupted: bool,
+    /// The Hamiltonian (`energy__`) at each kept draw, per chain: NUTS and HMC runs only.
+    pub energies: Vec<Vec<f64>>,
+    /// Whether each kept draw's transition diverged (`divergent__`), per chain: NUTS and HMC
+    /// runs only.
+    pub divergent: Vec<Vec<bool>>,
 }
 
 impl RunResult {
@@ -297,6 +302,8 @@ pub fn finish_rows(
         losses: Vec::new(),
         facts: outcome.facts,
         interrupted: outcome.interrupted,
+        energies: Vec::new(),
+        divergent: Vec::new(),
     })
 }
 

@@ -201,5 +201,7 @@ pub fn run(
         losses: Vec::new(),
         facts,
         interrupted: false,
+        energies: Vec::new(),
+        divergent: Vec::new(),
     })
 }

@@ -54,5 +54,7 @@ pub fn run(
         losses: Vec::new(),
         facts: Map::new(),
         interrupted: false,
+        energies: Vec::new(),
+        divergent: Vec::new(),
     })
 }

@@ -575,6 +575,8 @@ pub fn run(
         losses,
         facts,
         interrupted: fit.interrupted,
+        energies: Vec::new(),
+        divergent: Vec::new(),
     })
 }
 
