@@ -35,7 +35,6 @@ pub fn state_path(dir: &Path, chain_id: usize) -> PathBuf {
     dir.join(format!("checkpoint-chain-{chain_id}.json"))
 }
 
-
 fn bits(values: &[f64]) -> Value {
     json!(values.iter().map(|v| v.to_bits()).collect::<Vec<u64>>())
 }
