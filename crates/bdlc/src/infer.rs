@@ -364,6 +364,7 @@ fn method_name(method: &Method) -> &'static str {
         Method::Sgmcmc(sgmcmc) => sgmcmc.name.as_str(),
         Method::Gibbs { .. } => "gibbs",
         Method::Pathfinder(_) => "pathfinder",
+        Method::Vis(_) => "vis",
     }
 }
 
@@ -374,7 +375,7 @@ fn parallel_runs(method: &Method) -> String {
         Method::Sgmcmc(sgmcmc) => (sgmcmc.settings.chains, "chain", "chains"),
         Method::Gibbs { settings, .. } => (settings.chains, "chain", "chains"),
         Method::Ensemble(settings) => (settings.members, "member", "members"),
-        Method::Svi(_) => (1, "optimisation", "optimisations"),
+        Method::Svi(_) | Method::Vis(_) => (1, "optimisation", "optimisations"),
         Method::Pathfinder(pathfinder) => (pathfinder.settings.paths, "path", "paths"),
         Method::Prior { samples, .. } | Method::Exact { samples, .. } => {
             (*samples, "draw", "draws")

@@ -78,6 +78,7 @@ fn method_name(method: &Method) -> &'static str {
         Method::Sgmcmc(sgmcmc) => sgmcmc.name.as_str(),
         Method::Gibbs { .. } => "gibbs",
         Method::Pathfinder(_) => "pathfinder",
+        Method::Vis(_) => "vis",
     }
 }
 

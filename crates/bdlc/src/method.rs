@@ -47,11 +47,14 @@ pub enum MethodName {
     Gibbs,
     /// Multi-path Pathfinder: normal approximations along L-BFGS paths, importance resampled.
     Pathfinder,
+    /// Variationally inferred sampling: a diagonal guide whose draws are refined by a learned
+    /// kinetic Langevin sampler, fitted jointly on the refined ELBO.
+    Vis,
 }
 
 impl MethodName {
     /// Every method, in the order the help lists them.
-    pub const ALL: [MethodName; 12] = [
+    pub const ALL: [MethodName; 13] = [
         MethodName::Svi,
         MethodName::Map,
         MethodName::Laplace,
@@ -64,6 +67,7 @@ impl MethodName {
         MethodName::Sghmc,
         MethodName::Gibbs,
         MethodName::Pathfinder,
+        MethodName::Vis,
     ];
 
     /// The name as written on the command line.
@@ -81,6 +85,7 @@ impl MethodName {
             MethodName::Sghmc => "sghmc",
             MethodName::Gibbs => "gibbs",
             MethodName::Pathfinder => "pathfinder",
+            MethodName::Vis => "vis",
         }
     }
 
@@ -123,6 +128,18 @@ pub struct PathfinderMethod {
     /// The paths and their draws.
     pub settings: bdl_infer::vi::PathfinderSettings,
     /// The draws resampled from the pooled paths.
+    pub samples: usize,
+}
+
+/// Variationally inferred sampling as a method.
+#[derive(Clone, Debug)]
+pub struct VisMethod {
+    /// The optimiser, the stationarity test, the step cap, the particles and the seed (the
+    /// guide is always diagonal).
+    pub settings: SviSettings,
+    /// T, the learned sampler's steps per particle.
+    pub refine_steps: usize,
+    /// The refined draws written to the draws file (and weighed for k̂).
     pub samples: usize,
 }
 
@@ -198,6 +215,8 @@ pub enum Method {
     Sgmcmc(SgmcmcMethod),
     /// Multi-path Pathfinder.
     Pathfinder(PathfinderMethod),
+    /// Variationally inferred sampling.
+    Vis(VisMethod),
     /// Metropolis-within-Gibbs.
     Gibbs {
         /// The blocks asked for (`None`: one block per site).
@@ -217,16 +236,20 @@ const FLAG_METHODS: &[(&str, &[MethodName])] = {
         ("rank", &[Svi]),
         ("flow-layers", &[Svi]),
         ("flow-hidden", &[Svi]),
-        ("steps", &[Svi, Map, Laplace, Hmc, Ensemble, Pathfinder]),
+        (
+            "steps",
+            &[Svi, Map, Laplace, Hmc, Ensemble, Pathfinder, Vis],
+        ),
+        ("refine-steps", &[Vis]),
         ("paths", &[Pathfinder]),
-        ("lr", &[Svi, Map, Laplace, Ensemble]),
-        ("lr-final", &[Svi, Map, Laplace, Ensemble]),
-        ("clip-norm", &[Svi, Map, Laplace, Ensemble]),
-        ("optimizer", &[Svi, Map, Laplace, Ensemble]),
+        ("lr", &[Svi, Map, Laplace, Ensemble, Vis]),
+        ("lr-final", &[Svi, Map, Laplace, Ensemble, Vis]),
+        ("clip-norm", &[Svi, Map, Laplace, Ensemble, Vis]),
+        ("optimizer", &[Svi, Map, Laplace, Ensemble, Vis]),
         ("elbo", &[Svi, Map, Laplace, Ensemble]),
         ("kl-weight", &[Svi, Map, Laplace, Ensemble]),
         ("kl-anneal", &[Svi, Map, Laplace, Ensemble]),
-        ("particles", &[Svi, Map, Laplace]),
+        ("particles", &[Svi, Map, Laplace, Vis]),
         ("init", &[Svi, Map, Laplace, Nuts, Hmc]),
         ("psis-draws", &[Svi, Map, Laplace, Pathfinder]),
         ("resample", &[Svi]),
@@ -234,6 +257,7 @@ const FLAG_METHODS: &[(&str, &[MethodName])] = {
             "samples",
             &[
                 Svi, Laplace, Nuts, Hmc, Prior, Exact, Ensemble, Sgld, Sghmc, Gibbs, Pathfinder,
+                Vis,
             ],
         ),
         ("chains", &[Nuts, Hmc, Sgld, Sghmc, Gibbs]),
@@ -288,6 +312,7 @@ fn given_flags(flags: &InferFlags) -> Vec<&'static str> {
     note("step-size", flags.step_size.is_some());
     note("blocks", flags.blocks.is_some());
     note("paths", flags.paths.is_some());
+    note("refine-steps", flags.refine_steps.is_some());
     note("chain-offset", flags.chain_offset.is_some());
     given
 }
@@ -446,6 +471,16 @@ impl Method {
                     ..bdl_infer::vi::PathfinderSettings::default()
                 },
                 samples: resolved.count("samples", flags.samples, 1000, 1)?,
+            }),
+            MethodName::Vis => Method::Vis(VisMethod {
+                settings: svi_settings(resolved, name, true)?,
+                refine_steps: resolved.count(
+                    "refine_steps",
+                    flags.refine_steps,
+                    bdl_infer::vi::vis::DEFAULT_REFINE_STEPS,
+                    1,
+                )?,
+                samples: resolved.count("samples", flags.samples, 1000, 10)?,
             }),
             MethodName::Exact => Method::Exact {
                 seed: resolved.seed()?,

@@ -298,6 +298,20 @@ impl GuideDraws {
             .map_err(|error| unreadable(describe_io_error(&error)))?;
         let value: serde_json::Value =
             serde_json::from_str(&text).map_err(|error| unreadable(error.to_string()))?;
+        // A VIS run's saved guide is q₀ before the learned sampler's refinement: its draws
+        // are not the run's posterior draws, which only its draws file holds.
+        if value["method"] == "vis" {
+            return Err(Failure::run_with_hint(
+                "E0948",
+                format!(
+                    "the draws in `{}` do not hold column `{missing}`, and a VIS run's \
+                     `params.json` holds its guide before refinement, not its posterior",
+                    dir.display()
+                ),
+                "rerun `bdlc infer --method vis` so that it writes its draws file with every \
+                 column",
+            ));
+        }
         let guide_params: bdl_infer::vi::posterior::GuideParams =
             serde_json::from_value(value["guide"].clone())
                 .map_err(|error| unreadable(error.to_string()))?;

@@ -119,6 +119,9 @@ pub struct InferFlags {
     /// Pathfinder's number of paths, each from its own random start (4 by default).
     #[arg(long)]
     pub paths: Option<i64>,
+    /// VIS: the learned sampler's steps T refining each draw of the guide (5 by default).
+    #[arg(long = "refine-steps", value_name = "T")]
+    pub refine_steps: Option<i64>,
     /// Gibbs blocks: sites joined by commas, blocks separated by semicolons
     /// (`"beta, beta0; gamma, gamma0; sigma"`).
     #[arg(long)]

@@ -173,6 +173,26 @@ pub fn pareto_pathfinder(
     }
 }
 
+/// The facts and warning of VIS's k̂, for the refined draws' log weights (a diverged particle
+/// counts with weight zero).
+pub fn pareto_refined(
+    k: f64,
+    ess: f64,
+    draws: usize,
+    facts: &mut Map<String, Value>,
+    warnings: &mut Vec<String>,
+) {
+    pareto_facts(k, ess, draws, facts);
+    if k.is_nan() || k > PARETO_K_LIMIT {
+        warnings.push(format!(
+            "the VIS approximation is unreliable: Pareto k̂ = {k:.2} (above {PARETO_K_LIMIT}) \
+             for the importance weights of posterior to refined guide on {draws} draws, so the \
+             refined draws miss mass the posterior has; their means and especially their \
+             spreads may be wrong (try more `--refine-steps`, or NUTS)",
+        ));
+    }
+}
+
 fn finite_or_null(value: f64) -> Value {
     if value.is_finite() {
         json!(value)

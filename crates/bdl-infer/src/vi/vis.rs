@@ -77,6 +77,10 @@ const HALF_LOG_TWO_PI: f64 = 0.918_938_533_204_672_8;
 pub struct VisError {
     /// What went wrong.
     pub message: String,
+    /// Whether it is a numerical divergence of one particle (a log density or gradient that is
+    /// not finite along its refinement), which the fit and the sampler count and go on from,
+    /// rather than a failure of the model or the settings.
+    pub divergent: bool,
 }
 
 impl fmt::Display for VisError {
@@ -91,13 +95,28 @@ impl VisError {
     fn new(message: impl Into<String>) -> Self {
         VisError {
             message: message.into(),
+            divergent: false,
+        }
+    }
+
+    fn divergence(message: impl Into<String>) -> Self {
+        VisError {
+            message: message.into(),
+            divergent: true,
         }
     }
 }
 
 impl From<LogDensityError> for VisError {
     fn from(error: LogDensityError) -> Self {
-        VisError::new(format!("the model failed to evaluate: {error}"))
+        let message = format!("the model failed to evaluate: {error}");
+        // A recoverable error is a position outside the support the transforms can reach
+        // numerically (an overflow, say): a divergence of the particle, not of the model.
+        if error.recoverable {
+            VisError::divergence(message)
+        } else {
+            VisError::new(message)
+        }
     }
 }
 
@@ -216,7 +235,22 @@ pub struct VisFit {
     pub convergence: Option<ConvergenceReport>,
     /// Whether the fit was interrupted.
     pub interrupted: bool,
+    /// The optimisation steps skipped because a particle diverged; each halved the step size.
+    pub divergent_steps: usize,
 }
+
+/// The refined draws of [`sample`], without the particles that diverged.
+#[derive(Clone, Debug)]
+pub struct RefinedDraws {
+    /// The particles that stayed finite, in the order drawn.
+    pub draws: Vec<RefinedDraw>,
+    /// The particles left out because their refinement diverged.
+    pub divergent: usize,
+}
+
+/// The most consecutive optimisation steps that may diverge (each halving the step size)
+/// before the fit gives up: 40 halvings shrink the step size by a factor of 10¹².
+pub const MAX_CONSECUTIVE_DIVERGENT_STEPS: usize = 40;
 
 /// The noise of one particle: the guide's ε₀, the initial momentum and the refreshes.
 struct Noise {
@@ -250,7 +284,7 @@ fn log_density<M: ElboModel>(
     let joint = model.log_joint(position, &JointOptions::default(), rng, gradient)?;
     let value = joint.total();
     if !value.is_finite() || gradient.iter().any(|g| !g.is_finite()) {
-        return Err(VisError::new(
+        return Err(VisError::divergence(
             "the log density or its gradient is not finite at a refined particle (the step \
              size may be too large for the posterior's curvature)",
         ));
@@ -333,7 +367,7 @@ fn refine<M: ElboModel>(
             + 0.5 * squared(&noise.momentum)
             - (steps * d) as f64 * damping;
     if !log_weight.is_finite() {
-        return Err(VisError::new(
+        return Err(VisError::divergence(
             "a refined particle's log weight is not finite",
         ));
     }
@@ -512,6 +546,8 @@ pub fn fit<M: ElboModel>(
     let mut averages = BlockAverages::new(flat.len());
     let mut report = None;
     let mut interrupted = false;
+    let mut divergent_steps = 0;
+    let mut consecutive_divergent = 0;
     for step in 0..settings.steps {
         if stop.load(Ordering::Relaxed) {
             interrupted = true;
@@ -521,8 +557,30 @@ pub fn fit<M: ElboModel>(
             .map(|_| Noise::draw(d, settings.refine_steps, &mut rng))
             .collect();
         let params = VisParams::from_flat(&flat);
-        let (elbo, gradient) = objective(model, &params, &noises, &mut model_rng)
-            .map_err(|error| VisError::new(format!("step {step}: {}", error.message)))?;
+        let (elbo, gradient) = match objective(model, &params, &noises, &mut model_rng) {
+            Ok(value) => {
+                consecutive_divergent = 0;
+                value
+            }
+            // A diverging particle is a step size too large for the posterior's curvature
+            // where it went: the step is skipped and the step size halved.
+            Err(error) if error.divergent => {
+                divergent_steps += 1;
+                consecutive_divergent += 1;
+                if consecutive_divergent > MAX_CONSECUTIVE_DIVERGENT_STEPS {
+                    return Err(VisError::new(format!(
+                        "step {step}: {consecutive_divergent} steps in a row diverged even \
+                         after halving the step size each time; last: {}",
+                        error.message
+                    )));
+                }
+                flat[2 * d] -= std::f64::consts::LN_2;
+                continue;
+            }
+            Err(error) => {
+                return Err(VisError::new(format!("step {step}: {}", error.message)));
+            }
+        };
         let mut loss_gradient: Vec<f64> = gradient.iter().map(|g| -g).collect();
         optimizer.step(step, &mut flat, &mut loss_gradient);
         if flat.iter().any(|v| !v.is_finite()) {
@@ -555,27 +613,34 @@ pub fn fit<M: ElboModel>(
         losses,
         convergence: report,
         interrupted,
+        divergent_steps,
     })
 }
 
 /// Draws `n` particles from the fitted guide and refines each by the learned sampler
-/// (`refine_steps` steps), with the random stream `seed`.
+/// (`refine_steps` steps), with the random stream `seed`. A particle whose refinement diverges
+/// is counted and left out; its importance weight is zero.
 pub fn sample<M: ElboModel>(
     model: &mut M,
     params: &VisParams,
     refine_steps: usize,
     n: usize,
     seed: u64,
-) -> Result<Vec<RefinedDraw>, VisError> {
+) -> Result<RefinedDraws, VisError> {
     let d = check_model(model)?;
     let mut rng = stream_rng(seed, 2);
     let mut model_rng = stream_rng(seed, 3);
-    (0..n)
-        .map(|_| {
-            let noise = Noise::draw(d, refine_steps, &mut rng);
-            refine(model, params, &noise, &mut model_rng, None)
-        })
-        .collect()
+    let mut draws = Vec::with_capacity(n);
+    let mut divergent = 0;
+    for _ in 0..n {
+        let noise = Noise::draw(d, refine_steps, &mut rng);
+        match refine(model, params, &noise, &mut model_rng, None) {
+            Ok(draw) => draws.push(draw),
+            Err(error) if error.divergent => divergent += 1,
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(RefinedDraws { draws, divergent })
 }
 
 /// The refined ELBO L at `params` estimated from `n` particles, with its Monte Carlo standard
@@ -587,7 +652,13 @@ pub fn elbo<M: ElboModel>(
     n: usize,
     seed: u64,
 ) -> Result<(f64, f64), VisError> {
-    let draws = sample(model, params, refine_steps, n, seed)?;
+    let RefinedDraws { draws, divergent } = sample(model, params, refine_steps, n, seed)?;
+    // A diverged particle's weight is zero, its log weight −∞: the estimate would be −∞.
+    if divergent > 0 {
+        return Err(VisError::new(format!(
+            "{divergent} of {n} particles diverged; the refined ELBO is not finite"
+        )));
+    }
     let count = draws.len() as f64;
     let mean = draws.iter().map(|d| d.log_weight).sum::<f64>() / count;
     let variance = draws

@@ -23,6 +23,7 @@ mod prior;
 mod sgmcmc;
 mod sink;
 mod svi;
+mod vis;
 
 pub use outcome::RunResult;
 
@@ -50,6 +51,7 @@ pub fn run_method(
         Method::Svi(svi) => svi::run(model, svi, out, output, show_progress, stop),
         Method::Mcmc(mcmc) => mcmc::run(model, mcmc, out, output.resume, show_progress, stop),
         Method::Pathfinder(pathfinder) => pathfinder::run(model, pathfinder, out),
+        Method::Vis(method) => vis::run(model, method, out, show_progress, stop),
         Method::Exact { samples, seed } => exact::run(model, *samples, *seed, out),
         Method::Ensemble(settings) => ensemble::run(model, settings, out, show_progress, stop),
         Method::Sgmcmc(sgmcmc) => sgmcmc::run(model, sgmcmc, out, show_progress, stop),
@@ -162,6 +164,17 @@ pub fn estimate_memory(model: &Model, method: &Method) -> (u128, String) {
                 format!(
                     "{paths} paths × {} draws of {dim} coordinates, {} draws of {columns} values",
                     settings.draws_per_path, pathfinder.samples
+                ),
+            )
+        }
+        Method::Vis(method) => {
+            let particles = method.settings.particles as u128;
+            (
+                particles * unit(4 + 2 * method.refine_steps as u128)
+                    + draws(method.samples as u128),
+                format!(
+                    "{particles} particles of {dim} coordinates, {} draws of {columns} values",
+                    method.samples
                 ),
             )
         }
