@@ -127,10 +127,11 @@ pub fn run(
     let mut facts = Map::new();
     let mut warnings = Vec::new();
     // The coordinates of the fit: z = center + scale ⊙ u.
-    let (center, scale) = match warm_start(model, method) {
+    let map_point = warm_start(model, method);
+    let (center, scale) = match &map_point {
         Some((position, scales)) => {
             facts.insert("init".into(), json!("map"));
-            (position[..d].to_vec(), scales)
+            (position[..d].to_vec(), scales.clone())
         }
         None => {
             facts.insert("init".into(), json!("median (L-BFGS found no mode)"));
@@ -261,6 +262,36 @@ pub fn run(
                 .collect()
         })
         .collect();
+    // The refined draws can be far narrower than the posterior (a sampler too short to stretch
+    // a narrow guide along a ridge) with a k̂ near its limit: check their marginal sds against
+    // the Laplace approximation's at the MAP point, as for SVI.
+    if let Some((point, _)) = &map_point {
+        let mut evaluator = model.evaluator();
+        match infer_vi::laplace::approximate(&mut evaluator, point, svi.seed) {
+            Ok(laplace) => {
+                let count = positions.len() as f64;
+                let sds: Vec<f64> = (0..d)
+                    .map(|i| {
+                        let mean = positions.iter().map(|p| p[i]).sum::<f64>() / count;
+                        let variance = positions.iter().map(|p| (p[i] - mean).powi(2)).sum::<f64>()
+                            / (count - 1.0).max(1.0);
+                        variance.sqrt()
+                    })
+                    .collect();
+                vi_checks::spread_against_curvature(
+                    &sds,
+                    laplace.standard_deviations(),
+                    &model.layout.coordinate_names(),
+                    &mut facts,
+                    &mut warnings,
+                );
+            }
+            Err(error) => warnings.push(format!(
+                "the refined draws' spread could not be checked against the curvature at the \
+                 MAP point: {error}"
+            )),
+        }
+    }
     let (_, columns) = output_columns(model);
     let comments = vec![
         "method = vis".to_string(),
