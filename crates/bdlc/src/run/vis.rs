@@ -176,7 +176,7 @@ pub fn run(
         trace.into_inner().finish()?;
     }
     vi_checks::convergence(
-        fit.convergence.clone(),
+        fit.convergence,
         fit.losses.len(),
         settings.steps,
         &mut facts,
