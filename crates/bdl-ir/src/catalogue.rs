@@ -650,6 +650,7 @@ pub const SITE_FUNCTIONS: &[SiteFunctionSpec] = &[
             opt(&["prior"], Distribution),
             opt(&["weight"], Distribution),
             opt(&["bias"], Distribution),
+            opt(&["fan_in"], Bool),
         ],
     },
     SiteFunctionSpec {
@@ -1103,3 +1104,15 @@ mod tests {
         );
     }
 }
+
+/// The families `lift(..., fan_in = true)` can rescale: location–scale families, whose
+/// location and scale are both multiplied by the factor.
+pub const FAN_IN_FAMILIES: &[&str] = &[
+    "Normal",
+    "Laplace",
+    "Cauchy",
+    "StudentT",
+    "Logistic",
+    "HalfNormal",
+    "HalfCauchy",
+];
