@@ -1080,6 +1080,18 @@ pub fn signature(name: &str, params: &[Param]) -> String {
     format!("{name}({})", params.join(", "))
 }
 
+/// The families `lift(..., fan_in = true)` can rescale: location–scale families, whose
+/// location and scale are both multiplied by the factor.
+pub const FAN_IN_FAMILIES: &[&str] = &[
+    "Normal",
+    "Laplace",
+    "Cauchy",
+    "StudentT",
+    "Logistic",
+    "HalfNormal",
+    "HalfCauchy",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1104,15 +1116,3 @@ mod tests {
         );
     }
 }
-
-/// The families `lift(..., fan_in = true)` can rescale: location–scale families, whose
-/// location and scale are both multiplied by the factor.
-pub const FAN_IN_FAMILIES: &[&str] = &[
-    "Normal",
-    "Laplace",
-    "Cauchy",
-    "StudentT",
-    "Logistic",
-    "HalfNormal",
-    "HalfCauchy",
-];
