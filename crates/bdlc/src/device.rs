@@ -76,6 +76,41 @@ pub fn open(choice: DeviceChoice) -> Result<Option<Backend>, Failure> {
     }
 }
 
+/// The device of `bdlc infer --device` and the REPL's `:infer --device`: checked before the
+/// run starts, so that `gpu` without a usable adapter fails at once (E0940, naming the adapters
+/// found and why each was refused). Training itself runs on the CPU: the device kernels run
+/// forward passes only, which serve `bdlc predict`. The fact returned goes into the run's
+/// `summary.json` as `device` (nothing for `cpu`, the default).
+pub fn for_inference(
+    choice: Option<DeviceChoice>,
+    quiet: bool,
+) -> Result<Option<serde_json::Value>, Failure> {
+    let choice = choice.unwrap_or_default();
+    if choice == DeviceChoice::Cpu {
+        return Ok(None);
+    }
+    let requested = if choice == DeviceChoice::Gpu {
+        "gpu"
+    } else {
+        "auto"
+    };
+    let adapter = open(choice)?.map(|backend| backend.backend_name().to_string());
+    if let (Some(adapter), false) = (&adapter, quiet) {
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!(
+                "note: `--device {requested}` found {adapter}; training runs on the CPU (the device \
+                 runs the batched forward passes of `bdlc predict`)"
+            );
+        }
+    }
+    Ok(Some(serde_json::json!({
+        "requested": requested,
+        "adapter": adapter,
+        "training": "cpu",
+    })))
+}
+
 /// The device network of a recorded call, with the table columns of its weights in the order
 /// `bdl_gpu` reads them (each `Linear` layer's `W: [in, out]` row-major, then its bias).
 struct DeviceCall {

@@ -216,6 +216,7 @@ pub fn run(args: &InferArgs, session: &mut Session, stop: &AtomicBool) -> Result
     let resolved = Resolved::new(&args.flags, &settings);
     let method = Method::resolve(&resolved, None)?;
     let seed = resolved.seed()?;
+    let device = crate::device::for_inference(args.flags.device, args.quiet)?;
     let files = session.data_files(&args.model, &program, &args.flags.data)?;
     let observed = bdl_runtime::pipeline::observed_only(&program);
     let data = session.load_data(&program, &files, Completeness::All, &observed)?;
@@ -243,6 +244,9 @@ pub fn run(args: &InferArgs, session: &mut Session, stop: &AtomicBool) -> Result
     }
     let started = Instant::now();
     let mut result = run_method(&model, &method, args.out_dir(), output, show, stop)?;
+    if let Some(device) = device {
+        result.facts.insert("device".into(), device);
+    }
     let mut log_lik_note = None;
     if let Some(out) = args.out_dir() {
         let choice = LogLikChoice::from_flags(args.log_lik, args.no_log_lik);

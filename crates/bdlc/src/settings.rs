@@ -1,6 +1,7 @@
 //! Inference settings: the command line's flags over the model's `infer { ... }` block over the
 //! defaults.
 
+use crate::device::DeviceChoice;
 use crate::session::Failure;
 use bdl_ir::SettingValue;
 use clap::Args;
@@ -123,6 +124,11 @@ pub struct InferFlags {
     /// (`"beta, beta0; gamma, gamma0; sigma"`).
     #[arg(long)]
     pub blocks: Option<String>,
+    /// Where the run may use a GPU: cpu (the default), gpu (a wgpu adapter, software ones
+    /// included; an error when none can be used) or auto (a hardware GPU when there is one).
+    /// Training runs on the CPU; the adapter chosen is recorded in the run's summary.
+    #[arg(long, value_enum, value_name = "DEVICE")]
+    pub device: Option<DeviceChoice>,
 }
 
 /// The `--steps` flag: a count, or `auto` (stop when converged).

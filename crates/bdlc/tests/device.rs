@@ -5,6 +5,8 @@
 //! installs Mesa's software one (llvmpipe), on which CI runs them. Without the feature, the test
 //! checks that `--device gpu` is refused with a message that says why.
 
+#![allow(clippy::disallowed_methods)] // Reads the files the runs wrote.
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -214,4 +216,100 @@ fn ensemble_members_predict_the_same_on_the_device() {
 fn sgld_draws_predict_the_same_on_the_device() {
     let fit = ["--samples", "100", "--warmup", "100"];
     agrees("models/sine_sgld.bdl", &fit, None, 101);
+}
+
+/// The facts a run recorded in its `summary.json`.
+fn summary_facts(dir: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(dir.join("summary.json")).expect("summary.json written");
+    let summary: serde_json::Value = serde_json::from_str(&text).expect("summary.json is JSON");
+    summary["facts"].clone()
+}
+
+#[cfg(not(feature = "gpu"))]
+#[test]
+fn infer_device_gpu_without_the_feature_fails_before_the_run() {
+    let out = tempdir("infer-nofeature");
+    let run = bdlc()
+        .current_dir(repo())
+        .args(["infer", "models/bayes_linreg.bdl", "--method", "svi"])
+        .args(["--steps", "20", "--device", "gpu", "--force", "--out"])
+        .arg(&out)
+        .output()
+        .expect("bdlc runs");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("E0940"), "{stderr}");
+    assert!(stderr.contains("without the `gpu` feature"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // The refusal comes before the run: no summary was written.
+    assert!(!out.join("summary.json").exists());
+}
+
+#[cfg(not(feature = "gpu"))]
+#[test]
+fn infer_device_auto_without_the_feature_runs_on_the_cpu_and_says_so() {
+    let out = tempdir("infer-auto");
+    let run = bdlc()
+        .current_dir(repo())
+        .args(["infer", "models/bayes_linreg.bdl", "--method", "svi"])
+        .args(["--steps", "20", "--device", "auto", "--force", "--out"])
+        .arg(&out)
+        .output()
+        .expect("bdlc runs");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert!(stderr.contains("found no hardware GPU"), "{stderr}");
+    let device = &summary_facts(&out)["device"];
+    assert_eq!(device["requested"], "auto", "{device}");
+    assert!(device["adapter"].is_null(), "{device}");
+    assert_eq!(device["training"], "cpu", "{device}");
+}
+
+#[cfg(not(feature = "gpu"))]
+#[test]
+fn repl_infer_device_gpu_without_the_feature_is_refused_and_the_session_goes_on() {
+    use std::io::Write;
+    let mut child = bdlc()
+        .current_dir(repo())
+        .arg("repl")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("bdlc repl starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin piped")
+        .write_all(
+            b":load models/bayes_linreg.bdl\n:infer svi --steps 20 --device gpu\n\
+              :infer svi --steps 20 --device cpu --quiet\n:quit\n",
+        )
+        .expect("input written");
+    let output = child.wait_with_output().expect("bdlc repl ends");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("E0940"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // The second `:infer`, on the CPU, ran: its summary table names the sites.
+    assert!(stdout.contains("mean") && stdout.contains('w'), "{stdout}");
+}
+
+#[cfg(feature = "gpu")]
+#[test]
+fn infer_device_gpu_records_the_adapter_in_the_summary() {
+    let out = tempdir("infer-gpu");
+    let run = bdlc()
+        .current_dir(repo())
+        .args(["infer", "models/bayes_linreg.bdl", "--method", "svi"])
+        .args(["--steps", "20", "--device", "gpu", "--force", "--out"])
+        .arg(&out)
+        .output()
+        .expect("bdlc runs");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    let device = &summary_facts(&out)["device"];
+    assert_eq!(device["requested"], "gpu", "{device}");
+    let adapter = device["adapter"].as_str().unwrap_or_default();
+    assert!(adapter.starts_with("gpu (f32)"), "{device}");
 }

@@ -755,6 +755,7 @@ impl Repl<'_> {
         };
         let resolved = Resolved::new(flags, &loaded.model.program.settings);
         let method = Method::resolve(&resolved, method_override)?;
+        let device = crate::device::for_inference(flags.device, quiet || self.quiet)?;
         let show = self.interactive && crate::progress::enabled(quiet || self.quiet);
         self.interrupt.reset();
         self.interrupt.set_stoppable(true);
@@ -768,6 +769,9 @@ impl Repl<'_> {
         );
         self.interrupt.set_stoppable(self.interactive);
         let mut result = result?;
+        if let Some(device) = device {
+            result.facts.insert("device".into(), device);
+        }
         if let Some(out) = out {
             // The pointwise log-likelihood, as `bdlc infer --out` writes it (when it is small),
             // so that `bdlc loo DIR` and `:loo DIR` read the run.
