@@ -34,6 +34,8 @@ struct FlagsOnly {
 /// A method chosen and checked against the model's `infer { }` block, ready to run.
 pub struct PreparedRun {
     method: Method,
+    /// The device `--device` chose, for the facts (none when it is the CPU by default).
+    device: Option<serde_json::Value>,
     /// The seed of the run (the flag's, else the block's, else 0): the model is built with it.
     pub seed: u64,
     /// The method's name as `--method` spells it.
@@ -97,12 +99,23 @@ pub fn prepare(
             "the options are `bdlc infer`'s flags, with `_` for `-` (see `bdlc infer --help`)",
         )]
     })?;
+    if !parsed.flags.data.is_empty() {
+        return Err(vec![Diagnostic::error(
+            BAD_OPTION,
+            "`data` files cannot be named here: the data arrive with the call",
+        )
+        .with_hint("pass the arrays (or a DataFrame) as `data=`")]);
+    }
     let resolved = Resolved::new(&parsed.flags, block);
     let method = Method::resolve(&resolved, None).map_err(|f| f.diagnostics)?;
     let seed = resolved.seed().map_err(|f| f.diagnostics)?;
     let method_name = crate::infer::method_name(&method).to_string();
+    // As on the command line: `--device gpu` without a usable adapter fails before the run.
+    let device =
+        crate::device::for_inference(parsed.flags.device, true).map_err(|f| f.diagnostics)?;
     Ok(PreparedRun {
         method,
+        device,
         seed,
         method_name,
     })
@@ -112,7 +125,7 @@ impl PreparedRun {
     /// Runs the method on `model` (built with [`PreparedRun::seed`]); `stop` ends it early,
     /// keeping the draws made so far.
     pub fn run(&self, model: &Model, stop: &AtomicBool) -> Result<EmbeddedRun, Vec<Diagnostic>> {
-        let result = run_method(
+        let mut result = run_method(
             model,
             &self.method,
             None,
@@ -121,6 +134,9 @@ impl PreparedRun {
             stop,
         )
         .map_err(|f| f.diagnostics)?;
+        if let Some(device) = &self.device {
+            result.facts.insert("device".into(), device.clone());
+        }
         embedded(model, result).map_err(|f| f.diagnostics)
     }
 }
