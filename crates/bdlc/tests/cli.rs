@@ -362,3 +362,46 @@ fn rayon_threads(stderr: &str) -> String {
         .unwrap_or_default()
         .to_string()
 }
+
+/// `--method prior` runs on every bundled model without a panic, and every row of its draws
+/// has the header's number of values: an observed site in a mini-batched plate (the iris
+/// Bayes-by-backprop model's `y`, `subsample = 32`) is drawn in full, 112 training rows, and its
+/// columns say so.
+#[test]
+fn prior_draws_of_every_bundled_model_line_up_with_their_columns() {
+    let scratch = std::env::temp_dir().join(format!("bdlc-prior-{}", std::process::id()));
+    for model in models() {
+        let out = scratch.join(Path::new(&model).file_stem().expect("a model file name"));
+        let output = bdlc(&[
+            "infer",
+            &model,
+            "--method",
+            "prior",
+            "--samples",
+            "5",
+            "--seed",
+            "7",
+            "--out",
+            out.to_str().expect("a UTF-8 path"),
+        ]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{model}: {stderr}");
+        assert_eq!(output.status.code(), Some(0), "{model}: {stderr}");
+        let draws = std::fs::read_to_string(out.join("draws.csv")).expect("draws.csv");
+        let mut lines = draws.lines().filter(|line| !line.starts_with('#'));
+        let header: Vec<&str> = lines.next().expect("a header").split(',').collect();
+        let rows: Vec<&str> = lines.collect();
+        assert_eq!(rows.len(), 5, "{model}: one row per draw");
+        for row in rows {
+            assert_eq!(row.split(',').count(), header.len(), "{model}: {row}");
+        }
+        if model.ends_with("iris_bayes_by_backprop.bdl") {
+            let y = header.iter().filter(|name| name.starts_with("y.")).count();
+            assert_eq!(
+                y, 112,
+                "the observed labels are drawn for every training row"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+}
