@@ -650,6 +650,7 @@ pub const SITE_FUNCTIONS: &[SiteFunctionSpec] = &[
             opt(&["prior"], Distribution),
             opt(&["weight"], Distribution),
             opt(&["bias"], Distribution),
+            opt(&["fan_in"], Bool),
         ],
     },
     SiteFunctionSpec {
@@ -1078,6 +1079,18 @@ pub fn signature(name: &str, params: &[Param]) -> String {
         .collect();
     format!("{name}({})", params.join(", "))
 }
+
+/// The families `lift(..., fan_in = true)` can rescale: location–scale families, whose
+/// location and scale are both multiplied by the factor.
+pub const FAN_IN_FAMILIES: &[&str] = &[
+    "Normal",
+    "Laplace",
+    "Cauchy",
+    "StudentT",
+    "Logistic",
+    "HalfNormal",
+    "HalfCauchy",
+];
 
 #[cfg(test)]
 mod tests {

@@ -67,6 +67,10 @@ const MODELS: &[(&str, &str)] = &[
         "sine_ensemble",
         include_str!("../../../models/sine_ensemble.bdl"),
     ),
+    (
+        "sine_layer_priors",
+        include_str!("../../../models/sine_layer_priors.bdl"),
+    ),
     ("sine_sgld", include_str!("../../../models/sine_sgld.bdl")),
 ];
 

@@ -19,7 +19,7 @@ use crate::value::{Elem, ModuleValue, TensorVar, Value};
 use bdl_autodiff::{Tensor, Var};
 use bdl_diagnostics::Span;
 use bdl_dist::Distribution;
-use bdl_ir::ir::{arg, Activation, Arg, Layer, ParameterRole, PoolKind};
+use bdl_ir::ir::{arg, Activation, Arg, ExprKind, Layer, ParameterRole, PoolKind};
 use rand::Rng as _;
 use std::rc::Rc;
 
@@ -138,34 +138,91 @@ impl Interpreter<'_> {
         let prior = prior_of(self, "prior")?;
         let weight_prior = prior_of(self, "weight")?.or_else(|| prior.clone());
         let bias_prior = prior_of(self, "bias")?.or_else(|| prior.clone());
+        let fan_in = matches!(
+            arg(args, "fan_in").map(|expr| &expr.kind),
+            Some(ExprKind::Bool(true))
+        );
         let layers = self.program_network(network).layers.clone();
         let mut weights = Vec::new();
         for parameter in layers.iter().flat_map(|layer| layer.parameters("")) {
+            let key = format!("{}_{}", parameter.name, parameter.path);
+            let own = prior_of(self, &key)?;
+            let prior_span = arg(args, &key)
+                .or_else(|| match parameter.role {
+                    ParameterRole::Bias | ParameterRole::Shift => arg(args, "bias"),
+                    _ => arg(args, "weight"),
+                })
+                .or_else(|| arg(args, "prior"))
+                .map_or(span, |expr| expr.span);
             let (chosen, what) = match parameter.role {
                 ParameterRole::Weight | ParameterRole::Table | ParameterRole::Scale => {
-                    (weight_prior.clone(), "weights")
+                    (own.or_else(|| weight_prior.clone()), "weights")
                 }
-                ParameterRole::Bias | ParameterRole::Shift => (bias_prior.clone(), "biases"),
+                ParameterRole::Bias | ParameterRole::Shift => {
+                    (own.or_else(|| bias_prior.clone()), "biases")
+                }
             };
-            let Some((dist, volatile)) = chosen else {
+            let Some((mut dist, volatile)) = chosen else {
                 return Err(RuntimeError::model(
                     "E0552",
                     format!("`lift` needs a prior for the {what}"),
                     span,
                 )
                 .with_hint(format!(
-                    "write `lift(\"net\", net, Normal(0, 1))` or `{} = ...`",
+                    "write `lift(\"net\", net, Normal(0, 1))`, `{} = ...` or `{key} = ...`",
                     if what == "weights" { "weight" } else { "bias" }
                 )));
             };
+            if fan_in && parameter.role == ParameterRole::Weight {
+                let factor = 1.0 / (parameter.fan_in.max(1) as f64).sqrt();
+                dist = self.rescaled(&dist, factor, prior_span)?;
+            }
             let site = parameter.site(&name);
-            weights.push(self.lifted_site(site, dist, volatile, &parameter.shape, span)?);
+            weights.push(self.lifted_site(site, dist, volatile, &parameter.shape, prior_span)?);
         }
         Ok(Value::Module(Rc::new(ModuleValue {
             name,
             layers,
             weights,
         })))
+    }
+
+    /// `dist` with its location and scale multiplied by `factor` (fan-in scaling); only for
+    /// location–scale families.
+    fn rescaled(
+        &mut self,
+        dist: &Distribution,
+        factor: f64,
+        span: Span,
+    ) -> Result<Distribution, RuntimeError> {
+        let family = dist.family().name();
+        if !bdl_ir::catalogue::FAN_IN_FAMILIES.contains(&family) || !dist.event_shape().is_empty() {
+            return Err(RuntimeError::model(
+                "E0222",
+                format!("`fan_in = true` cannot rescale a `{family}` prior"),
+                span,
+            )
+            .with_hint(format!(
+                "fan-in scaling works for {}",
+                bdl_ir::catalogue::FAN_IN_FAMILIES.join(", ")
+            )));
+        }
+        let arguments: Vec<(&str, Var)> = dist
+            .params()
+            .iter()
+            .map(|param| {
+                let var = if matches!(param.name, "loc" | "scale") {
+                    self.tape.mul_scalar(param.var, factor)
+                } else {
+                    param.var
+                };
+                (param.name, var)
+            })
+            .collect();
+        let rebuilt = Distribution::new(self.tape, dist.family(), &arguments)
+            .and_then(|d| d.expand(dist.batch_shape()))
+            .map_err(|error| self.dist_error(&error, true, span))?;
+        Ok(rebuilt)
     }
 
     fn lifted_site(
@@ -176,10 +233,38 @@ impl Interpreter<'_> {
         shape: &[usize],
         span: Span,
     ) -> Result<TensorVar, RuntimeError> {
+        // A multivariate prior's event is the parameter's last axes; its batch shape is
+        // broadcast to the axes before.
+        let event = prior.event_shape();
+        let fits = event.len() <= shape.len() && shape[shape.len() - event.len()..] == event[..];
+        if !fits {
+            return Err(RuntimeError::model(
+                "E0221",
+                format!(
+                    "a prior with events of shape {event:?} does not fit the layer parameter `{site}` of shape {shape:?}"
+                ),
+                span,
+            )
+            .with_hint("a multivariate prior's event must be the parameter's last axis"));
+        }
+        let lead = &shape[..shape.len() - event.len()];
         let dist = prior
-            .expand(shape)
-            .and_then(|d| d.to_event(shape.len()))
-            .map_err(|error| self.dist_error(&error, volatile, span))?;
+            .expand(lead)
+            .and_then(|d| d.to_event(lead.len()))
+            .map_err(|error| match error {
+                bdl_dist::DistError::InvalidParameter { .. } => {
+                    self.dist_error(&error, volatile, span)
+                }
+                _ => RuntimeError::model(
+                    "E0221",
+                    format!(
+                        "a prior of batch shape {:?} does not fit the layer parameter `{site}` of shape {shape:?}",
+                        prior.batch_shape()
+                    ),
+                    span,
+                )
+                .with_hint("the prior's batch shape must broadcast to the parameter's shape"),
+            })?;
         let mut message = Message::new(site, SiteKind::Sample, span);
         message.dist = Some(dist);
         message.dist_volatile = volatile;

@@ -119,6 +119,31 @@ impl Checker<'_> {
         }
         let infos: Vec<ExprInfo> = args.iter().map(|a| self.expr(&a.value)).collect();
         self.constraint_arg = None;
+        // `lift` also takes one prior per layer parameter, named after its site suffix
+        // (`weight_0`, `bias_2`, `weight_3_1`): those are checked against the network below and
+        // the others are matched to the signature.
+        let (layer_priors, args, infos): (Vec<&Arg>, Vec<Arg>, Vec<ExprInfo>) =
+            if spec.kind == SiteFunction::Lift {
+                let mut layer_priors = Vec::new();
+                let mut rest = Vec::new();
+                let mut rest_infos = Vec::new();
+                for (arg, info) in args.iter().zip(infos) {
+                    if arg
+                        .name
+                        .as_ref()
+                        .is_some_and(|n| layer_prior_name(&n.name).is_some())
+                    {
+                        layer_priors.push(arg);
+                    } else {
+                        rest.push(arg.clone());
+                        rest_infos.push(info);
+                    }
+                }
+                (layer_priors, rest, rest_infos)
+            } else {
+                (Vec::new(), args.to_vec(), infos)
+            };
+        let args = args.as_slice();
         let slots = self.match_args(spec.name, spec.params, args, call.span, "E0103", "E0102");
         self.record_call(call, Reference::Site(spec), &slots, args);
         self.record(
@@ -337,7 +362,14 @@ impl Checker<'_> {
                 };
                 if spec.kind == SiteFunction::Lift {
                     let given: Vec<usize> = (2..5).filter(|slot| arg(*slot).is_some()).collect();
-                    if given.is_empty() {
+                    self.layer_priors(call, arg(1).map(|(v, _)| v), &layer_priors);
+                    let exprs: Vec<&Expr> = args
+                        .iter()
+                        .chain(layer_priors.iter().copied())
+                        .map(|a| &a.value)
+                        .collect();
+                    self.fan_in_flag(call, arg(5).map(|(v, _)| v), &exprs);
+                    if given.is_empty() && layer_priors.is_empty() {
                         self.error(
                             Diagnostic::error("E0302", "`lift` needs a prior for the weights")
                                 .with_label(call.span, "no prior given")
@@ -476,6 +508,258 @@ impl Checker<'_> {
                     Diagnostic::error("E0313", format!("a constraint on a sample site needs a continuous distribution, but `{}` is discrete", spec.name))
                         .with_label(value.span, "constraint on a discrete site")
                         .with_hint("a constraint maps an unconstrained real vector onto the site's values; remove it, discrete values are not transformed"),
+                );
+            }
+        }
+    }
+}
+
+/// Splits a per-parameter prior's argument name (`weight_0`, `bias_3_1`) into the parameter
+/// name and the layer's path, or `None` for any other name.
+pub(crate) fn layer_prior_name(name: &str) -> Option<(&str, &str)> {
+    let (parameter, path) = name.split_once('_')?;
+    let well_formed = matches!(parameter, "weight" | "bias")
+        && !path.is_empty()
+        && path
+            .split('_')
+            .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_digit()));
+    well_formed.then_some((parameter, path))
+}
+
+impl Checker<'_> {
+    /// Checks the per-parameter priors of a `lift` (`weight_0 = ...`): each must name a
+    /// parameter of the network, be a distribution whose shape fits that parameter, and be
+    /// given once; every parameter must have a prior from some argument. Records the priors as
+    /// arguments of the call, so that lowering keeps them.
+    fn layer_priors(&mut self, call: &Expr, network: Option<&Expr>, layer_priors: &[&Arg]) {
+        let info = network
+            .and_then(|n| self.analysis.references.get(&n.id).copied())
+            .and_then(|r| match r {
+                Reference::Binding(id) => self.analysis.networks.get(&id).cloned(),
+                _ => None,
+            });
+        let Some(info) = info else { return };
+        let parameters: Vec<crate::ir::LayerParameter> = info
+            .layers
+            .iter()
+            .filter_map(|layer| layer.layer.as_ref())
+            .flat_map(|layer| layer.parameters(""))
+            .collect();
+        let names: Vec<String> = parameters
+            .iter()
+            .map(|p| format!("{}_{}", p.name, p.path))
+            .collect();
+        let recorded = self
+            .analysis
+            .calls
+            .get(&call.id)
+            .map(|info| info.arguments.clone())
+            .unwrap_or_default();
+        let generic = |key: &str| recorded.iter().any(|(name, _)| name == key);
+        let (has_prior, has_weight, has_bias) =
+            (generic("prior"), generic("weight"), generic("bias"));
+        let mut given: Vec<String> = Vec::new();
+        for layer_prior in layer_priors {
+            let Some(name) = &layer_prior.name else {
+                continue;
+            };
+            let Some(index) = names.iter().position(|n| *n == name.name) else {
+                let hint = match did_you_mean(&name.name, names.iter().map(String::as_str)) {
+                    Some(candidate) => format!(
+                        "did you mean `{candidate}`? the network's parameters are {}",
+                        names.join(", ")
+                    ),
+                    None if names.is_empty() => "this network has no parameters".to_string(),
+                    None => format!("the network's parameters are {}", names.join(", ")),
+                };
+                self.error(
+                    Diagnostic::error(
+                        "E0220",
+                        format!("the network has no parameter `{}`", name.name),
+                    )
+                    .with_label(name.span, "no such layer parameter")
+                    .with_hint(hint),
+                );
+                continue;
+            };
+            if given.contains(&name.name) {
+                self.error(
+                    Diagnostic::error("E0103", format!("argument `{}` is given twice", name.name))
+                        .with_label(layer_prior.span, "given again here")
+                        .with_hint("give each layer parameter one prior"),
+                );
+                continue;
+            }
+            given.push(name.name.clone());
+            let parameter = &parameters[index];
+            match self
+                .analysis
+                .expr(layer_prior.value.id)
+                .map(|i| i.ty.clone())
+            {
+                Some(Ty::Distribution { batch, event, .. }) => {
+                    self.layer_prior_shape(layer_prior, parameter, &batch, &event);
+                }
+                Some(Ty::Unknown) | None => {}
+                Some(other) => self.error(
+                    Diagnostic::error("E0310", "`lift` needs a distribution here")
+                        .with_label(
+                            layer_prior.value.span,
+                            format!("this is {}", other.describe()),
+                        )
+                        .with_hint("write a distribution such as `Normal(0, 1)`"),
+                ),
+            }
+            if let Some(call_info) = self.analysis.calls.get_mut(&call.id) {
+                call_info
+                    .arguments
+                    .push((name.name.clone(), layer_prior.value.id));
+            }
+        }
+        let missing: Vec<&String> = parameters
+            .iter()
+            .zip(&names)
+            .filter(|(parameter, name)| {
+                let covered_by_generic = has_prior
+                    || match parameter.role {
+                        crate::ir::ParameterRole::Weight
+                        | crate::ir::ParameterRole::Table
+                        | crate::ir::ParameterRole::Scale => has_weight,
+                        crate::ir::ParameterRole::Bias | crate::ir::ParameterRole::Shift => {
+                            has_bias
+                        }
+                    };
+                !covered_by_generic && !given.contains(name)
+            })
+            .map(|(_, name)| name)
+            .collect();
+        if !layer_priors.is_empty() && !missing.is_empty() {
+            let list: Vec<String> = missing.iter().map(|n| format!("`{n}`")).collect();
+            self.error(
+                Diagnostic::error(
+                    "E0302",
+                    format!("`lift` has no prior for {}", list.join(", ")),
+                )
+                .with_label(call.span, "some layer parameters have no prior")
+                .with_hint(format!(
+                    "give `{} = ...`, or a prior for the rest: `prior = ...`, `weight = ...` or `bias = ...`",
+                    missing[0]
+                )),
+            );
+        }
+    }
+
+    /// Checks that a per-parameter prior's shape fits the parameter: its event shape must be
+    /// the parameter's trailing axes and its batch shape must broadcast to the axes before.
+    fn layer_prior_shape(
+        &mut self,
+        layer_prior: &Arg,
+        parameter: &crate::ir::LayerParameter,
+        batch: &Shape,
+        event: &Shape,
+    ) {
+        let known = |shape: &Shape| -> Option<Vec<i64>> {
+            match shape {
+                Shape::Known(dims) => dims
+                    .iter()
+                    .map(|d| match d {
+                        Dim::Const(n) => Some(*n),
+                        _ => None,
+                    })
+                    .collect(),
+                Shape::Unknown => None,
+            }
+        };
+        let (Some(batch), Some(event)) = (known(batch), known(event)) else {
+            return;
+        };
+        let target: Vec<i64> = parameter.shape.iter().map(|&n| n as i64).collect();
+        let fits = event.len() <= target.len() && {
+            let (lead, tail) = target.split_at(target.len() - event.len());
+            tail == event.as_slice()
+                && batch.len() <= lead.len()
+                && batch
+                    .iter()
+                    .rev()
+                    .zip(lead.iter().rev())
+                    .all(|(b, t)| *b == 1 || b == t)
+        };
+        if !fits {
+            let show = |dims: &[i64]| {
+                let parts: Vec<String> = dims.iter().map(i64::to_string).collect();
+                format!("[{}]", parts.join(", "))
+            };
+            let mut whole = batch.clone();
+            whole.extend(&event);
+            self.error(
+                Diagnostic::error(
+                    "E0221",
+                    format!(
+                        "a prior of shape {} does not fit the layer parameter `{}_{}` of shape {}",
+                        show(&whole),
+                        parameter.name,
+                        parameter.path,
+                        show(&target)
+                    ),
+                )
+                .with_label(layer_prior.value.span, format!("shape {}", show(&whole)))
+                .with_hint(format!(
+                    "the prior's shape must broadcast to {} (a scalar prior always does); a multivariate prior's event is the parameter's last axis",
+                    show(&target)
+                )),
+            );
+        }
+    }
+
+    /// Checks `fan_in = ...` of a `lift`: a boolean literal.
+    /// With `fan_in = true`, every prior that applies to weights must be of a location–scale
+    /// family ([`crate::catalogue::FAN_IN_FAMILIES`]).
+    fn fan_in_flag(&mut self, call: &Expr, value: Option<&Expr>, exprs: &[&Expr]) {
+        let Some(value) = value else { return };
+        match value.kind {
+            ExprKind::Bool(true) => {}
+            ExprKind::Bool(false) | ExprKind::Error => return,
+            _ => {
+                self.error(
+                    Diagnostic::error("E0222", "`fan_in` must be `true` or `false`")
+                        .with_label(value.span, "not a boolean literal")
+                        .with_hint("`fan_in = true` divides each weight prior's location and scale by √fan_in"),
+                );
+                return;
+            }
+        }
+        let arguments = self
+            .analysis
+            .calls
+            .get(&call.id)
+            .map(|info| info.arguments.clone())
+            .unwrap_or_default();
+        for (name, id) in arguments {
+            let applies = name == "prior"
+                || name == "weight"
+                || layer_prior_name(&name).is_some_and(|(parameter, _)| parameter == "weight");
+            if !applies {
+                continue;
+            }
+            let Some(Ty::Distribution { spec, .. }) = self.analysis.expr(id).map(|i| i.ty.clone())
+            else {
+                continue;
+            };
+            if !crate::catalogue::FAN_IN_FAMILIES.contains(&spec.name) {
+                let span = exprs
+                    .iter()
+                    .find(|expr| expr.id == id)
+                    .map_or(call.span, |expr| expr.span);
+                self.error(
+                    Diagnostic::error(
+                        "E0222",
+                        format!("`fan_in = true` cannot rescale a `{}` prior", spec.name),
+                    )
+                    .with_label(span, "not a location–scale family")
+                    .with_hint(format!(
+                        "fan-in scaling works for {}; or write the scale yourself, e.g. `weight_0 = Normal(0, 1 / sqrt(3))`",
+                        crate::catalogue::FAN_IN_FAMILIES.join(", ")
+                    )),
                 );
             }
         }
