@@ -1,9 +1,12 @@
 //! The front end never panics, never hangs, and locates every problem: the bundled models are
 //! mutated (bytes flipped, ranges deleted, pieces of other models spliced in) and random bytes
-//! are fed to parsing, checking and rendering. 10,000 cases run in the normal test run.
+//! are fed to parsing, checking and rendering. 10,000 cases run in the normal test run; the
+//! ignored `long_fuzz_campaign` runs as many as `BDL_FUZZ_CASES` asks for (see
+//! docs/dev/testing.md for the recorded figure).
 
 use bdl_diagnostics::{render, SourceMap};
 use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
 
 const MODELS: [&str; 8] = [
     include_str!("../../../models/bayes_by_backprop.bdl"),
@@ -140,5 +143,50 @@ fn the_bundled_models_are_clean() {
         let checked = bdl_ir::check(&parsed.program);
         assert!(parsed.diagnostics.is_empty(), "{:?}", parsed.diagnostics);
         assert!(checked.diagnostics.is_empty(), "{:?}", checked.diagnostics);
+    }
+}
+
+/// The number of cases the long campaign runs: `BDL_FUZZ_CASES`, or one million.
+fn campaign_cases() -> u32 {
+    std::env::var("BDL_FUZZ_CASES")
+        .ok()
+        .and_then(|text| text.trim().replace('_', "").parse().ok())
+        .unwrap_or(1_000_000)
+}
+
+/// Runs both strategies for `BDL_FUZZ_CASES` cases in all (70% mutated models, 30% random
+/// bytes) and prints the count and the time taken, so the figure in docs/dev/testing.md can be
+/// reproduced.
+#[test]
+#[ignore = "slow statistical suite: the long fuzz campaign (about 10^6 cases) takes minutes"]
+fn long_fuzz_campaign() {
+    let cases = campaign_cases();
+    let mutated_cases = cases / 10 * 7;
+    let random_cases = cases - mutated_cases;
+    let started = std::time::Instant::now();
+    let config = |cases| Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let mutated = (0..MODELS.len(), prop::collection::vec(mutation(), 1..4));
+    TestRunner::new(config(mutated_cases))
+        .run(&mutated, |(model, mutations)| {
+            front_end(&apply(MODELS[model].as_bytes(), &mutations))
+        })
+        .expect("a mutated model broke the front end");
+    let random = prop::collection::vec(any::<u8>(), 0..300);
+    TestRunner::new(config(random_cases))
+        .run(&random, |bytes| front_end(&bytes))
+        .expect("random bytes broke the front end");
+    let report = format!(
+        "fuzz campaign: {cases} cases ({mutated_cases} mutated models, {random_cases} random \
+         inputs) in {:.1} s, no failure",
+        started.elapsed().as_secs_f64()
+    );
+    // The figure is this test's output, read by whoever runs the campaign.
+    #[allow(clippy::print_stdout)]
+    {
+        println!("{report}");
     }
 }

@@ -11,7 +11,7 @@
 use bdl_diagnostics::{render, Diagnostic, SourceMap};
 use bdl_infer::ensemble::{self, EnsembleSettings};
 use bdl_infer::mcmc::{self, Algorithm, HmcLength, McmcSettings, MetricKind};
-use bdl_infer::rng::stream_rng;
+use bdl_infer::rng::{position_key, stream_rng};
 use bdl_infer::vi::{OptimizerKind, OptimizerSettings, SviSettings};
 use bdl_ir::ir::Program;
 use bdl_runtime::data::{self, Completeness, DataFile, DataSet};
@@ -508,11 +508,12 @@ fn infer_model(
         }
     }
     // Each draw's values come from its position alone (as `bdlc infer` computes them), so they
-    // do not depend on how the run was split.
+    // do not depend on how the run was split; the stream keyed by the position gives the discrete
+    // sites drawn given each draw independent random numbers.
     let mut evaluator = model.output_evaluator();
     for position in &positions {
         let values = evaluator
-            .constrained(position, &mut stream_rng(0, 0))
+            .constrained(position, &mut stream_rng(position_key(position), 0))
             .map_err(|e| Failure::rendered(&[e.to_diagnostic()], &compiled.sources))?;
         for (site, out) in sites.iter().zip(draws.sites.iter_mut()) {
             match values.iter().find(|(name, _)| *name == site.name) {
@@ -854,6 +855,48 @@ mod tests {
             "{rank}"
         );
         assert_ne!(first.ranks, second.ranks);
+    }
+
+    /// A per-row label whose conditional probability is 1/2 whatever the continuous draw: each
+    /// draw's labels must come from their own random numbers, so every row is 1 in about half the
+    /// draws (with one shared stream, a row would be the same in every draw).
+    #[test]
+    fn enumerated_sites_are_drawn_afresh_for_each_draw() {
+        const LABELS: &str = "data {\n    y: vector[N]\n}\n\nmodel {\n    let mu = \
+                              sample(\"mu\", Normal(0, 1))\n    plate(\"rows\", N) {\n        \
+                              let z = sample(\"z\", Bernoulli(0.5))\n        \
+                              observe(\"y\", Normal(mu + 0 * z, 1), y)\n    }\n}\n";
+        let model = CompiledModel::compile("labels.bdl", LABELS, Path::new(".")).expect("compiles");
+        let rows = 4;
+        let arrays = vec![("y".to_string(), npy(&[0.3, -0.2, 1.1, 0.7]))];
+        let options = Options {
+            warmup: 100,
+            samples: 200,
+            seed: 11,
+            units: 2,
+            ..Options::default()
+        };
+        let (progress, stop) = (RunProgress::default(), AtomicBool::new(false));
+        let draws = infer(&model, &arrays, &options, &progress, &stop).expect("runs");
+        let z = draws
+            .sites
+            .iter()
+            .find(|site| site.name == "z")
+            .expect("the drawn labels are an output site");
+        assert_eq!(z.shape, vec![rows]);
+        let n = (draws.units * draws.draws) as f64;
+        assert_eq!(z.values.len(), n as usize * rows);
+        assert!(z.values.iter().all(|v| *v == 0.0 || *v == 1.0));
+        // Each row's share of ones is a mean of n Bernoulli(1/2) draws: within 4 standard errors
+        // of 1/2 (the draws are independent given the continuous draws).
+        let tolerance = 4.0 * (0.25 / n).sqrt();
+        for row in 0..rows {
+            let ones = z.values.iter().skip(row).step_by(rows).sum::<f64>() / n;
+            assert!(
+                (ones - 0.5).abs() < tolerance,
+                "row {row}: {ones} ones (tolerance {tolerance})"
+            );
+        }
     }
 
     #[test]

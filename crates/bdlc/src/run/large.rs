@@ -11,10 +11,10 @@
 //! `bdlc predict`) unless `--all-draws` says otherwise. Smaller runs keep everything as before:
 //! all draws in memory, `draws.csv` unless `--format parquet`.
 
-use crate::output::{Column, DrawsWriter, ELEMENTS_BY_SITE};
+use crate::output::{io_failure, Column, DrawsWriter, ELEMENTS_BY_SITE};
 use crate::parquet::ParquetDraws;
 use crate::session::Failure;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Runs with more values than this (columns × draws, 64 MB as f64) stream their draws.
 pub const STREAM_ABOVE_VALUES: usize = 8_000_000;
@@ -128,9 +128,49 @@ impl RunPlan {
 /// An open draws file of either format, taking rows of its columns.
 pub enum DrawsFile {
     /// CmdStan CSV.
-    Csv(DrawsWriter),
+    Csv(CsvDraws),
     /// Parquet.
     Parquet(ParquetDraws),
+}
+
+/// A CSV draws file written as rows come. It is created as `draws.csv.partial` and renamed to
+/// `draws.csv` once its first rows are on disk, so that a process ended at any moment never
+/// leaves a `draws.csv` with a header and no rows (a file CmdStan readers refuse).
+pub struct CsvDraws {
+    writer: DrawsWriter,
+    /// The file's final name.
+    path: PathBuf,
+    /// The name it is written under until its first rows are on disk.
+    temporary: PathBuf,
+    /// Whether the file has its final name yet.
+    named: bool,
+}
+
+impl CsvDraws {
+    /// Starts the file with its comment lines and header, under its temporary name.
+    fn create(path: &Path, comments: &[String], names: &[String]) -> Result<CsvDraws, Failure> {
+        let mut temporary = path.as_os_str().to_owned();
+        temporary.push(".partial");
+        let temporary = PathBuf::from(temporary);
+        Ok(CsvDraws {
+            writer: DrawsWriter::create(&temporary, comments, names)?,
+            path: path.to_path_buf(),
+            temporary,
+            named: false,
+        })
+    }
+
+    /// Writes out the buffer and gives the file its final name if it has none yet.
+    fn flush_and_name(&mut self) -> Result<(), Failure> {
+        self.writer.flush()?;
+        if !self.named {
+            std::fs::rename(&self.temporary, &self.path)
+                .map_err(|error| io_failure(&self.path, &error))?;
+            self.writer.renamed(&self.path);
+            self.named = true;
+        }
+        Ok(())
+    }
 }
 
 impl DrawsFile {
@@ -144,7 +184,7 @@ impl DrawsFile {
     ) -> Result<DrawsFile, Failure> {
         let path = out.join(format.file_name());
         Ok(match format {
-            DrawsFormat::Csv => DrawsFile::Csv(DrawsWriter::create(&path, comments, &names)?),
+            DrawsFormat::Csv => DrawsFile::Csv(CsvDraws::create(&path, comments, &names)?),
             DrawsFormat::Parquet => {
                 let metadata = comments
                     .iter()
@@ -161,11 +201,16 @@ impl DrawsFile {
     /// Appends rows of the file's columns, row after row.
     pub fn push_rows(&mut self, rows: &[f64], n_columns: usize) -> Result<(), Failure> {
         match self {
-            DrawsFile::Csv(writer) => {
+            DrawsFile::Csv(file) => {
                 if n_columns > 0 {
                     for row in rows.chunks_exact(n_columns) {
-                        writer.row(row)?;
+                        file.writer.row(row)?;
                     }
+                }
+                // The first rows name the file (see `CsvDraws`); later ones reach it with the
+                // writer's timed flushes.
+                if !file.named && n_columns > 0 && rows.len() >= n_columns {
+                    file.flush_and_name()?;
                 }
                 Ok(())
             }
@@ -176,7 +221,7 @@ impl DrawsFile {
     /// Finishes the file.
     pub fn finish(self) -> Result<(), Failure> {
         match self {
-            DrawsFile::Csv(mut writer) => writer.flush(),
+            DrawsFile::Csv(mut file) => file.flush_and_name(),
             DrawsFile::Parquet(writer) => writer.finish().map(|_| ()),
         }
     }

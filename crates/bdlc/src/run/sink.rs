@@ -23,7 +23,7 @@ use crate::output::{flatten_row, Column, DrawsWriter};
 use crate::run::outcome::{constrained_rows, positions, write_draws_file};
 use crate::session::Failure;
 use bdl_infer::driver::{Adapted, DrawSink, DrawStats, SampleStats, SinkFailed};
-use bdl_infer::rng::{stream_rng, Rng};
+use bdl_infer::rng::{position_key, stream_rng, Rng};
 use bdl_runtime::model::{Evaluator, Model, SiteInfo};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -664,16 +664,6 @@ impl DrawSink for SamplerFiles<'_> {
         }
         Ok(())
     }
-}
-
-/// A key for the random stream of one draw's constrained values: the FNV-1a hash of the bits of
-/// its position. Two draws share a stream only when they are the same point, so values drawn
-/// given the draw (enumerated discrete sites) are independent from draw to draw, yet a draw's
-/// values do not depend on the order the draws were made in.
-pub(crate) fn position_key(position: &[f64]) -> u64 {
-    position.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, x| {
-        (hash ^ x.to_bits()).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 #[cfg(test)]
