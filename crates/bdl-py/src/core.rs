@@ -41,7 +41,7 @@ impl Failure {
         )
     }
 
-    fn rendered(diagnostics: &[Diagnostic], sources: &SourceMap) -> Failure {
+    pub(crate) fn rendered(diagnostics: &[Diagnostic], sources: &SourceMap) -> Failure {
         Failure {
             codes: diagnostics.iter().map(|d| d.code.to_string()).collect(),
             message: diagnostics
@@ -670,7 +670,7 @@ pub fn sbc_replication(
 }
 
 /// The data declarations' values by name.
-fn data_values(model: &Model) -> Vec<(String, Vec<usize>, Vec<f64>)> {
+pub(crate) fn data_values(model: &Model) -> Vec<(String, Vec<usize>, Vec<f64>)> {
     model
         .program
         .data

@@ -14,7 +14,9 @@
 // The pyo3 macros expand to `unsafe` calls into CPython's C API.
 #![allow(unsafe_code)]
 
-use crate::core::{self, CompiledModel, MethodKind, Options, RunProgress, SiteDraws};
+use crate::core::{self, CompiledModel, Draws, MethodKind, Options, RunProgress, SiteDraws};
+use crate::methods;
+use bdl_ir::SettingValue;
 use pyo3::buffer::PyBuffer;
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyValueError};
@@ -111,6 +113,32 @@ fn site_arrays<'py>(
         shape.extend(&site.shape);
         out.set_item(&site.name, array(py, &site.values, shape)?)?;
     }
+    Ok(out)
+}
+
+/// A run's draws as `infer`'s dict (see [`NativeModel::infer`]).
+fn draws_dict<'py>(py: Python<'py>, result: &Draws) -> PyResult<Bound<'py, PyDict>> {
+    let (units, draws) = (result.units, result.draws);
+    let out = PyDict::new(py);
+    out.set_item("units", units)?;
+    out.set_item("draws", draws)?;
+    out.set_item("interrupted", result.interrupted)?;
+    out.set_item("posterior", site_arrays(py, &result.sites, units, draws)?)?;
+    let stats = PyDict::new(py);
+    for (name, values) in &result.stats {
+        stats.set_item(name, array(py, values, vec![units, draws])?)?;
+    }
+    out.set_item("sample_stats", stats)?;
+    out.set_item(
+        "log_likelihood",
+        site_arrays(py, &result.log_likelihood, units, draws)?,
+    )?;
+    let data = PyDict::new(py);
+    for (name, shape, values) in &result.data {
+        data.set_item(name, array(py, values, shape.clone())?)?;
+    }
+    out.set_item("data", data)?;
+    out.set_item("observed_sites", &result.observed_sites)?;
     Ok(out)
 }
 
@@ -253,27 +281,50 @@ impl NativeModel {
             core::infer(&model, &arrays, &parsed, &count, &flag)
         })?
         .map_err(error)?;
-        let (units, draws) = (result.units, result.draws);
+        draws_dict(py, &result)
+    }
+
+    /// The model's `infer { }` settings: name → int, float, bool or str.
+    #[getter]
+    fn infer_block<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let out = PyDict::new(py);
-        out.set_item("units", units)?;
-        out.set_item("draws", draws)?;
-        out.set_item("interrupted", result.interrupted)?;
-        out.set_item("posterior", site_arrays(py, &result.sites, units, draws)?)?;
-        let stats = PyDict::new(py);
-        for (name, values) in &result.stats {
-            stats.set_item(name, array(py, values, vec![units, draws])?)?;
+        for (key, value) in methods::infer_block(&self.inner) {
+            match value {
+                SettingValue::Int(v) => out.set_item(key, v)?,
+                SettingValue::Real(v) => out.set_item(key, v)?,
+                SettingValue::Bool(v) => out.set_item(key, v)?,
+                SettingValue::Name(v) | SettingValue::Text(v) => out.set_item(key, v)?,
+            }
         }
-        out.set_item("sample_stats", stats)?;
-        out.set_item(
-            "log_likelihood",
-            site_arrays(py, &result.log_likelihood, units, draws)?,
-        )?;
-        let data = PyDict::new(py);
-        for (name, shape, values) in &result.data {
-            data.set_item(name, array(py, values, shape.clone())?)?;
-        }
-        out.set_item("data", data)?;
-        out.set_item("observed_sites", &result.observed_sites)?;
+        Ok(out)
+    }
+
+    /// Runs any method of `bdlc infer`, chosen and set by `flags` (`bdlc infer`'s flags) over
+    /// the model's `infer { }` block. Returns `infer`'s dict plus `method`, `mcmc`, `losses`
+    /// (`(bytes, (steps,))`), `facts` (JSON text) and `warnings`.
+    #[pyo3(signature = (data, flags))]
+    fn infer_flags<'py>(
+        &self,
+        py: Python<'py>,
+        data: &Bound<'py, PyList>,
+        flags: Vec<String>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let arrays = arrays(py, data)?;
+        let model = Arc::clone(&self.inner);
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        // These drivers report no iteration count; the counter stays at zero.
+        let counter = Arc::new(RunProgress::default());
+        let run = run_interruptibly(py, counter, None, stop, move || {
+            methods::infer_with_flags(&model, &arrays, &flags, &flag)
+        })?
+        .map_err(error)?;
+        let out = draws_dict(py, &run.draws)?;
+        out.set_item("method", &run.method)?;
+        out.set_item("mcmc", run.mcmc)?;
+        out.set_item("losses", array(py, &run.losses, vec![run.losses.len()])?)?;
+        out.set_item("facts", &run.facts)?;
+        out.set_item("warnings", &run.warnings)?;
         Ok(out)
     }
 

@@ -358,7 +358,7 @@ fn plural<'a>(count: usize, singular: &'a str, plural: &'a str) -> &'a str {
 }
 
 /// The method's name as `--method` spells it.
-fn method_name(method: &Method) -> &'static str {
+pub fn method_name(method: &Method) -> &'static str {
     match method {
         Method::Prior { .. } => "prior",
         Method::Svi(svi) => svi.name.as_str(),

@@ -17,6 +17,7 @@ chains, ensemble members and SBC replications as Ray tasks.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from typing import Any, Mapping
@@ -103,6 +104,29 @@ class _Progress:
             self.bar.close()
 
 
+# The options of the package's own NUTS, HMC and ensemble loop (`Options` in `core.rs`).
+_NATIVE_OPTIONS = {"chains", "members", "chain_offset", "warmup", "samples", "seed",
+                   "target_accept", "max_depth", "steps", "lr", "metric", "parallel"}
+
+
+def _flags(method: str, options: dict) -> list[str]:
+    """``bdlc infer`` flags for ``method`` and keyword ``options`` (``_`` becomes ``-``;
+    ``True`` is a switch, ``False`` and ``None`` leave the flag out)."""
+    flags = ["--method", "ensemble", "--swag"] if method == "multiswag" else ["--method", method]
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            flags.append(flag)
+        elif value is False or value is None:
+            continue
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                flags += [flag, str(item)]
+        else:
+            flags += [flag, str(value)]
+    return flags
+
+
 class Model:
     """A compiled bdl model."""
 
@@ -137,25 +161,58 @@ class Model:
     def data_names(self) -> list[str]:
         return list(self._native.data_names)
 
-    def infer_raw(self, data: Any = None, method: str = "nuts", progress: bool = False, **options: Any) -> dict:
+    @property
+    def infer_block(self) -> dict:
+        """The model's ``infer { }`` settings (the defaults of :meth:`infer`)."""
+        return dict(self._native.infer_block)
+
+    def _route(self, method: str | None, options: dict) -> tuple[str, bool]:
+        """The method to run and whether the package's own sampler loop runs it (NUTS, HMC and
+        ensembles given only the options it knows, which also split over Ray by
+        ``chain_offset``); every other run goes through ``bdlc infer``'s drivers."""
+        block = self.infer_block
+        chosen = method or str(block.get("method", "nuts"))
+        settings = set(options) | (set(block) - {"method"})
+        native = chosen in ("nuts", "hmc", "ensemble") and settings <= _NATIVE_OPTIONS
+        return chosen, native
+
+    def infer_raw(self, data: Any = None, method: str | None = None, progress: bool = False,
+                  **options: Any) -> dict:
         """Runs inference and returns the draws as a dict of NumPy arrays (see :meth:`infer`)."""
-        reporter = _Progress(f"bdl {method}") if progress else None
-        try:
-            raw = self._native.infer(_data_list(data), method, dict(options), reporter)
-        finally:
-            if reporter is not None:
-                reporter.close()
+        chosen, native = self._route(method, options)
+        if not native:
+            raw = self._native.infer_flags(_data_list(data), _flags(chosen, options))
+            raw["losses"] = _unpack(raw["losses"])
+            raw["facts"] = json.loads(raw["facts"])
+        else:
+            # The model's `infer { }` block sets what the call leaves out, as on the command line.
+            merged = {key: value for key, value in self.infer_block.items() if key in _NATIVE_OPTIONS}
+            merged.update(options)
+            reporter = _Progress(f"bdl {chosen}") if progress else None
+            try:
+                raw = self._native.infer(_data_list(data), chosen, merged, reporter)
+            finally:
+                if reporter is not None:
+                    reporter.close()
+            raw.update(method=chosen, mcmc=chosen != "ensemble", losses=np.empty(0), facts={}, warnings=[])
         for group in ("posterior", "sample_stats", "log_likelihood", "data"):
             raw[group] = {name: _unpack(pair) for name, pair in raw[group].items()}
         return raw
 
-    def infer(self, data: Any = None, method: str = "nuts", progress: bool = True, **options: Any):
-        """Runs ``method`` (nuts, hmc or ensemble) and returns ``arviz.InferenceData``.
+    def infer(self, data: Any = None, method: str | None = None, progress: bool = True, **options: Any):
+        """Runs ``method`` and returns ``arviz.InferenceData``.
 
-        Options: ``chains`` (or ``members``), ``chain_offset``, ``warmup``, ``samples``,
-        ``seed``, ``target_accept``, ``max_depth``, ``steps``, ``lr``, ``metric``, ``parallel``.
-        The groups are ``posterior``, ``sample_stats`` (MCMC), ``log_likelihood`` and
-        ``observed_data``; an ensemble's members are its chains, one draw each.
+        ``method`` is any of ``bdlc infer``'s: nuts, hmc, ensemble, multiswag (an ensemble
+        with SWAG), svi, map, laplace, pathfinder, sgld, sghmc, gibbs, prior or exact; left
+        out, the model's ``infer { }`` block chooses (else nuts), and the block's settings are
+        the defaults of the options, as on the command line. Options are ``bdlc infer``'s
+        flags with ``_`` for ``-`` (``guide="mvn"``, ``steps=2000``, ``target_accept=0.9``;
+        ``True`` for a switch such as ``swag``), plus ``chain_offset`` and ``parallel`` for
+        NUTS, HMC and ensembles. The groups are ``posterior``, ``sample_stats`` (NUTS and HMC),
+        ``log_likelihood`` and ``observed_data``; an ensemble's members are its chains, one
+        draw each, and a fitted guide's draws are one chain. The attributes (``idata.attrs``
+        and ``idata.posterior.attrs``) hold
+        the method, its facts (JSON) and its warnings; ``infer_raw`` also returns the losses.
         """
         raw = self.infer_raw(data, method, progress=progress, **options)
         return to_inference_data(raw, offset=int(options.get("chain_offset", 0)))
@@ -223,10 +280,16 @@ def to_inference_data(raw: dict, offset: int = 0):
     sample_stats = {renamed.get(name, name): value for name, value in raw["sample_stats"].items()}
     if "diverging" in sample_stats:
         sample_stats["diverging"] = sample_stats["diverging"].astype(bool)
-    return az.from_dict(
+    attrs = {"method": raw.get("method", ""), "facts": json.dumps(raw.get("facts", {})),
+             "warnings": json.dumps(raw.get("warnings", []))}
+    idata = az.from_dict(
+        attrs=attrs,
         posterior=raw["posterior"],
         sample_stats=sample_stats or None,
         log_likelihood=raw["log_likelihood"] or None,
         observed_data=observed or None,
         coords=coords,
     )
+    # The run's description is on the InferenceData and on its posterior group.
+    idata.posterior.attrs.update(attrs)
+    return idata
